@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -25,3 +26,110 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="sdeval")
 def main() -> None:
     """sdeval: generate, score, compare and gate text-to-image models."""
+
+
+def _feature_options(func):
+    """Options shared by every command that turns images into Inception features."""
+    options = [
+        click.option("--preprocess", type=click.Choice(["legacy", "clean"]), default="legacy", show_default=True,
+                     help="legacy: torch-fidelity/TTUR bilinear resize; clean: clean-fid PIL bicubic."),
+        click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
+                     help="torch-fidelity-format Inception state dict (.pth or .safetensors); "
+                     "default: the standard weights."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+                     help="decoding processes (0: decode in the main process)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N]."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="feature cache folder [default: $SDEVAL_CACHE_DIR or ~/.cache/sdeval]."),
+        click.option("--no-cache", is_flag=True, help="neither read nor write the feature cache."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _make_feature_options(kwargs: dict):
+    from sdeval.features.cache import default_cache_dir
+    from sdeval.score import FeatureOptions
+
+    cache_dir = None if kwargs.pop("no_cache") else str(kwargs.pop("cache_dir") or default_cache_dir())
+    kwargs.pop("cache_dir", None)
+    return FeatureOptions(
+        preprocess=kwargs.pop("preprocess"),
+        inception_weights=kwargs.pop("inception_weights"),
+        batch_size=kwargs.pop("batch_size"),
+        workers=kwargs.pop("workers"),
+        device=kwargs.pop("device"),
+        cache_dir=cache_dir,
+    )
+
+
+def _parse_metrics(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if not names:
+        raise SdevalError("--metrics is empty")
+    return names
+
+
+@main.command()
+@click.argument("images", type=click.Path(exists=True, file_okay=False))
+@click.option("--reference", "-r", default=None, help="reference folder, or a file from `sdeval reference build`.")
+@click.option("--metrics", default="fid,kid,is,pr", show_default=True, help="comma-separated: fid, kid, is, pr.")
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
+@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=2020, show_default=True, help="KID subsets and IS splits.")
+@_feature_options
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="write the results JSON here.")
+def score(images, reference, metrics, kid_subset_size, kid_subsets, seed, out, **kwargs) -> None:
+    """Score a folder of IMAGES (FID, KID, IS, precision/recall)."""
+    from sdeval.results import render_table, write_results
+    from sdeval.score import ScoreOptions
+    from sdeval.score import score as run_score
+
+    options = ScoreOptions(
+        images=images,
+        reference=reference,
+        metrics=_parse_metrics(metrics),
+        kid_subset_size=kid_subset_size,
+        kid_subsets=kid_subsets,
+        seed=seed,
+        features=_make_feature_options(kwargs),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
+        results = run_score(options)
+    if out:
+        write_results(out, results)
+    click.echo(render_table(results))
+    if out:
+        click.echo(f"\nresults: {out}")
+
+
+@main.group()
+def reference() -> None:
+    """Build and merge reference statistics."""
+
+
+@reference.command("build")
+@click.argument("images", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="reference file (.npz).")
+@_feature_options
+def reference_build(images, out, **kwargs) -> None:
+    """Extract the features and Fréchet state of IMAGES into a reference file."""
+    from sdeval.score import build_reference_file
+
+    ref = build_reference_file(images, out, _make_feature_options(kwargs))
+    click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
+
+
+@reference.command("merge")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True)
+def reference_merge(parts, out) -> None:
+    """Merge reference files built on disjoint shards of one image set."""
+    from sdeval.reference import load_reference, merge_references, save_reference
+
+    merged = merge_references([load_reference(p) for p in parts], source=out)
+    save_reference(out, merged)
+    click.echo(f"reference: {out}  ({merged.n} images from {len(parts)} parts)")

@@ -1,0 +1,181 @@
+"""Inception-v3 features through torch-fidelity's FeatureExtractorInceptionV3, in `legacy` or `clean` mode.
+
+Both modes resize in the decode workers and feed the network a float [N, 3, 299, 299] batch in 0..255:
+- legacy: torch-fidelity's own TF1-compatible bilinear resize, the exact function its forward applies
+  (per image, so batching images of different sizes is possible; at 299x299 its in-network resize is
+  the identity, which a test checks against the library's uint8 forward);
+- clean: clean-fid's clean mode, PIL bicubic on each float32 channel, clipped to 0..255.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from PIL import Image
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+from sdeval.errors import SdevalError
+
+EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
+INPUT_SIZE = 299
+POOL = "pool"  # 2048-d pool3 features (FID, KID, precision/recall)
+LOGITS = "logits_unbiased"  # 1008-d logits without bias (Inception Score, as torch-fidelity)
+PREPROCESS_MODES = ("legacy", "clean")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors, or from a torch file through the safe (weights_only) unpickler."""
+    try:
+        if path.suffix == ".safetensors":
+            return safetensors.torch.load_file(str(path))
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise SdevalError(f"{path}: not a readable state dict ({str(err)[:200]})") from None
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise SdevalError(f"{path}: expected a dict of tensors (a state dict)")
+    return state_dict
+
+
+def standard_weights_path() -> Path:
+    """Where torch.hub keeps torch-fidelity's standard Inception weights (downloaded there on first use)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
+
+
+def resize_legacy(rgb: np.ndarray) -> torch.Tensor:
+    """torch-fidelity's TF1-compatible bilinear resize of one HxWx3 uint8 image to float 3x299x299."""
+    x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(INPUT_SIZE, INPUT_SIZE), align_corners=False)
+    return x[0]
+
+
+def resize_clean(rgb: np.ndarray) -> torch.Tensor:
+    """clean-fid's clean mode: PIL bicubic on each float32 channel, clipped to 0..255 (no quantisation)."""
+    channels = []
+    for c in range(3):
+        plane = Image.fromarray(rgb[:, :, c].astype(np.float32), mode="F")
+        plane = plane.resize((INPUT_SIZE, INPUT_SIZE), resample=Image.BICUBIC)
+        channels.append(np.asarray(plane).clip(0, 255))
+    return torch.from_numpy(np.stack(channels).astype(np.float32))
+
+
+class _InceptionNetwork(FeatureExtractorInceptionV3):
+    """torch-fidelity's network, with an entry point for inputs already resized to 299x299 floats."""
+
+    def forward_resized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool3 features and unbiased logits of a float [N, 3, 299, 299] batch in 0..255.
+
+        The steps mirror FeatureExtractorInceptionV3.forward after its resize (which is the identity at
+        299x299); tests/test_inception.py checks the two agree on the library's own uint8 path.
+        """
+        x = x.to(self.feature_extractor_internal_dtype)
+        x = (x - 128) / 128
+        for layer in (
+            self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3, self.MaxPool_1,
+            self.Conv2d_3b_1x1, self.Conv2d_4a_3x3, self.MaxPool_2,
+            self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a,
+            self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e,
+            self.Mixed_7a, self.Mixed_7b, self.Mixed_7c, self.AvgPool,
+        ):  # fmt: skip
+            x = layer(x)
+        pool = torch.flatten(x, 1)
+        logits = pool.mm(self.fc.weight.T)
+        return pool.to(torch.float32), logits.to(torch.float32)
+
+
+class InceptionExtractor:
+    """FeatureExtractor (see features/base.py) for Inception pool3 features and logits."""
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] | None = None,
+        preprocess: str = "legacy",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if preprocess not in PREPROCESS_MODES:
+            raise SdevalError(f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}")
+        path = Path(weights) if weights is not None else standard_weights_path()
+        if weights is not None and not path.is_file():
+            raise SdevalError(f"--inception-weights {weights}: no such file")
+        if weights is None and not path.is_file():
+            self._download_standard_weights(path)
+        self.weights_path = path
+        self.weights_sha256 = sha256_file(path)
+        self.mode = preprocess
+        self.device = torch.device(device)
+        self.cache_key = f"inception-v3-compat:{self.weights_sha256}:{preprocess}"
+        self._network: _InceptionNetwork | None = None
+
+    @staticmethod
+    def _download_standard_weights(path: Path) -> None:
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SDEVAL_OFFLINE") == "1":
+            raise SdevalError(
+                f"standard Inception weights not found at {path} and downloads are disabled; "
+                "pass --inception-weights PATH"
+            )
+        try:
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=True)
+        except Exception as err:  # network errors come in many types
+            raise SdevalError(
+                f"could not download the standard Inception weights ({err}); pass --inception-weights PATH"
+            ) from None
+
+    @property
+    def network(self) -> _InceptionNetwork:
+        """The network, built on first use so that workers that only preprocess never load it."""
+        if self._network is None:
+            state_dict = load_state_dict(self.weights_path)
+            # torch-fidelity's constructor unpickles with weights_only=False; hand it a buffer we wrote
+            # ourselves from tensors only, so an untrusted weights file is never unpickled unsafely.
+            buffer = io.BytesIO()
+            torch.save(state_dict, buffer)
+            buffer.seek(0)
+            try:
+                network = _InceptionNetwork(
+                    "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=buffer
+                )
+            except RuntimeError as err:
+                raise SdevalError(
+                    f"{self.weights_path}: not torch-fidelity Inception weights ({str(err)[:200]})"
+                ) from None
+            self._network = network.to(self.device, memory_format=torch.channels_last)
+        return self._network
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        return resize_legacy(rgb) if self.mode == "legacy" else resize_clean(rgb)
+
+    @torch.inference_mode()
+    def extract(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        # channels_last runs oneDNN/cuDNN convolutions about 1.3x faster; values agree to float rounding.
+        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        pool, logits = self.network.forward_resized(batch)
+        return {POOL: pool.cpu(), LOGITS: logits.cpu()}
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "extractor": EXTRACTOR_NAME,
+            "weights_sha256": self.weights_sha256,
+            "preprocess": self.mode,
+            "input_size": INPUT_SIZE,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Decode workers only need `preprocess`; never ship the network to them.
+        state = dict(self.__dict__)
+        state["_network"] = None
+        return state

@@ -1,0 +1,29 @@
+"""Inception Score (Salimans et al. 2016) over splits, as torch-fidelity computes it.
+
+Logits (without the final bias, torch-fidelity's `logits_unbiased`) are shuffled with
+numpy RandomState(seed), cut into `splits` contiguous parts, and for each part
+exp(mean KL(p(y|x) || p(y))) is computed in float64. Returns the mean and std over splits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax
+
+from sdeval.errors import SdevalError
+
+
+def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
+    n = len(logits)
+    if n < splits:
+        raise SdevalError(f"Inception Score with {splits} splits needs at least {splits} images, got {n}")
+    order = np.random.RandomState(seed).permutation(n)
+    log_p = log_softmax(np.asarray(logits, np.float64)[order], axis=1)
+    p = np.exp(log_p)
+    scores = []
+    for k in range(splits):
+        part = slice(k * n // splits, (k + 1) * n // splits)
+        log_q = np.log(p[part].mean(axis=0, keepdims=True))
+        kl = (p[part] * (log_p[part] - log_q)).sum(axis=1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))

@@ -1,0 +1,97 @@
+"""sdeval against torch-fidelity and clean-fid on the same images with the same random Inception weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+
+from sdeval.features.extract import extract_folder
+from sdeval.features.inception import POOL, InceptionExtractor, resize_clean, resize_legacy
+from sdeval.score import FeatureOptions, ScoreOptions, score
+
+
+def _options(weights, **kwargs):
+    return FeatureOptions(inception_weights=weights, cache_dir=None, workers=0, progress=False, **kwargs)
+
+
+def test_resized_entry_point_equals_library_forward(inception_weights, image_sets):
+    extractor = InceptionExtractor(inception_weights)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(64, 64), (64, 64), (64, 64)]]
+    uint8 = torch.stack([torch.from_numpy(x).permute(2, 0, 1) for x in images])
+    with torch.inference_mode():
+        pool_lib, logits_lib = extractor.network.forward(uint8)  # torch-fidelity's own path, uint8 in
+    ours = extractor.extract(torch.stack([resize_legacy(x) for x in images]))
+    np.testing.assert_allclose(ours[POOL].numpy(), pool_lib.numpy(), rtol=1e-4, atol=1e-4 * pool_lib.abs().max())
+    np.testing.assert_allclose(ours["logits_unbiased"].numpy(), logits_lib.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_scores_agree_with_torch_fidelity(inception_weights, image_sets):
+    ours = score(
+        ScoreOptions(image_sets["gen"], image_sets["ref"], kid_subset_size=30, features=_options(inception_weights))
+    )
+    theirs = torch_fidelity.calculate_metrics(
+        input1=image_sets["gen"], input2=image_sets["ref"], cuda=False, isc=True, fid=True, kid=True, prc=True,
+        kid_subset_size=30, feature_extractor="inception-v3-compat", feature_layer_prc="2048",
+        feature_extractor_weights_path=inception_weights, verbose=False, save_cpu_ram=True,
+    )  # fmt: skip
+    m = ours["metrics"]
+    assert m["fid"]["value"] > 1.0  # the two sets really differ
+    assert m["fid"]["value"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
+    kid_std = theirs["kernel_inception_distance_std"]
+    assert abs(m["kid"]["value"] - theirs["kernel_inception_distance_mean"]) <= max(kid_std, 1e-6)
+    assert abs(m["is"]["value"] - theirs["inception_score_mean"]) <= max(theirs["inception_score_std"], 1e-6)
+    assert m["is"]["value"] > 1.05  # non-trivial logits
+    assert m["precision"]["value"] == pytest.approx(theirs["precision"], abs=1e-6)
+    assert m["recall"]["value"] == pytest.approx(theirs["recall"], abs=1e-6)
+
+
+def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
+    results = score(
+        ScoreOptions(image_sets["gen"], image_sets["gen"], metrics=("fid",), features=_options(inception_weights))
+    )
+    assert results["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
+    cleanfid = pytest.importorskip("cleanfid.fid")
+    extractor = InceptionExtractor(inception_weights, preprocess="clean")
+
+    class Float299(torch.nn.Module):  # clean-fid hands the model float 0..255 299x299 batches
+        def forward(self, x):
+            return extractor.extract(x)[POOL]
+
+    theirs = cleanfid.compute_fid(
+        image_sets["gen"], image_sets["ref"], mode="clean", custom_feat_extractor=Float299(),
+        device=torch.device("cpu"), num_workers=0, batch_size=16, verbose=False,
+    )  # fmt: skip
+    ours = score(
+        ScoreOptions(
+            image_sets["gen"], image_sets["ref"], metrics=("fid",),
+            features=_options(inception_weights, preprocess="clean"),
+        )
+    )  # fmt: skip
+    assert ours["metrics"]["fid"]["value"] == pytest.approx(theirs, rel=1e-4)
+    assert ours["protocol"]["inception"]["preprocess"] == "clean"
+
+
+def test_clean_resize_is_clean_fids_resizer():
+    from cleanfid.resize import build_resizer
+
+    rgb = np.random.default_rng(1).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    expected = build_resizer("clean")(rgb).transpose(2, 0, 1)
+    np.testing.assert_array_equal(resize_clean(rgb).numpy(), expected)
+
+
+def test_features_do_not_depend_on_batch_size_or_workers(inception_weights, image_sets):
+    extractor = InceptionExtractor(inception_weights)
+    runs = [
+        extract_folder(image_sets["gen"], [extractor], batch_size=b, workers=w, progress=False)
+        for b, w in [(1, 0), (7, 2), (64, 1)]
+    ]
+    base = runs[0].features[extractor.cache_key][POOL]
+    for run in runs[1:]:
+        assert run.paths == runs[0].paths
+        np.testing.assert_allclose(run.features[extractor.cache_key][POOL], base, rtol=1e-4, atol=1e-5)

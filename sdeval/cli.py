@@ -133,3 +133,22 @@ def reference_merge(parts, out) -> None:
     merged = merge_references([load_reference(p) for p in parts], source=out)
     save_reference(out, merged)
     click.echo(f"reference: {out}  ({merged.n} images from {len(parts)} parts)")
+
+
+@main.command()
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
+@click.option("--images", "n", type=click.IntRange(min=12), default=48, show_default=True, help="images per set.")
+def demo(out, n) -> None:
+    """Score a small synthetic folder offline on the CPU, with random Inception weights."""
+    from pathlib import Path
+
+    from sdeval.demo import run_demo
+    from sdeval.results import render_table
+
+    click.echo("demo: synthetic images and RANDOM Inception weights; the numbers show the pipeline works, "
+               "not image quality.", err=True)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        results = run_demo(Path(out), n)
+    click.echo(render_table(results))
+    click.echo(f"\nresults: {Path(out) / 'results.json'}")

@@ -98,7 +98,7 @@ def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageDecodeError(f"decompression bomb: {err}") from None
+        raise ImageDecodeError(f"too large (decompression-bomb guard): {err}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError.
         raise ImageDecodeError(f"truncated or corrupt: {err}") from None

@@ -22,32 +22,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="gpu: pass --run-gpu"))
 
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+
+from sdeval.demo import make_image_set  # noqa: E402
 
 # Fixed thread count: CPU results can change in the last bits with it.
 torch.set_num_threads(2)
-
-
-def make_image_set(folder, n: int, seed: int, size: int = 64, style: str = "blobs") -> list:
-    """Write `n` synthetic RGB PNGs: smooth coloured blobs whose statistics depend on `style`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    paths = []
-    for i in range(n):
-        image = np.zeros((size, size, 3))
-        for _ in range(4 if style == "blobs" else 8):
-            cx, cy, r = rng.random(3) * [1, 1, 0.4 if style == "blobs" else 0.15]
-            color = rng.random(3) * (1.0 if style == "blobs" else 0.6)
-            mask = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (r + 0.05) ** 2))
-            image += mask[:, :, None] * color
-        image += rng.normal(0, 0.03, image.shape)
-        path = folder / f"img_{i:03d}.png"
-        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path)
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture(scope="session")

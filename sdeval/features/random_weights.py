@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from sdeval.atomic import write_bytes
+
 
 class _Skeleton(FeatureExtractorInceptionV3):
     """The network's modules without weights (torch-fidelity's constructor always loads a state dict)."""
@@ -44,4 +46,6 @@ def random_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def save_random_inception_weights(path: str | os.PathLike[str], seed: int = 0) -> None:
     """Write random weights in torch-fidelity's format (a torch state dict file)."""
-    torch.save(random_inception_state_dict(seed), path)
+    buffer = io.BytesIO()
+    torch.save(random_inception_state_dict(seed), buffer)
+    write_bytes(path, buffer.getvalue())

@@ -1,0 +1,102 @@
+"""Feature cache, reference files, protocol checks and shard merging."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import numpy as np
+import pytest
+
+from sdeval.errors import ProtocolMismatchError, SdevalError
+from sdeval.features.cache import FeatureCache
+from sdeval.reference import load_reference, merge_references, save_reference
+from sdeval.score import FeatureOptions, ScoreOptions, build_reference_file, score
+
+
+def _features(weights, cache_dir=None, **kwargs):
+    return FeatureOptions(inception_weights=weights, cache_dir=cache_dir, workers=0, progress=False, **kwargs)
+
+
+def test_warm_cache_runs_no_model_and_gives_identical_results(tmp_path, inception_weights, image_sets):
+    options = ScoreOptions(
+        image_sets["gen"], image_sets["ref"], kid_subset_size=20, features=_features(inception_weights, tmp_path)
+    )
+    cold = score(options)
+    warm = score(options)
+    assert cold["images"]["n_computed"] == 40
+    assert warm["images"]["n_computed"] == 0
+    assert warm["metrics"] == cold["metrics"]
+
+
+def _writer(directory, worker, count):
+    cache = FeatureCache(directory)
+    for i in range(count):
+        cache.put_many([(f"h{worker}-{i}", {"pool": np.full(2048, worker + i, np.float32)})], "key")
+    cache.close()
+
+
+def test_two_processes_sharing_a_cache_never_corrupt_it(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, w, 60)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    cache = FeatureCache(tmp_path)
+    found = cache.get_many([f"h{w}-{i}" for w in range(2) for i in range(60)], "key")
+    assert len(found) == 120
+    assert all(found[f"h1-{i}"]["pool"][0] == 1 + i for i in range(60))
+    assert sqlite3.connect(tmp_path / "features.sqlite3").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_corrupt_cache_is_a_clear_error(tmp_path):
+    (tmp_path / "features.sqlite3").write_bytes(b"garbage" * 100)
+    with pytest.raises(SdevalError, match="--no-cache"):
+        FeatureCache(tmp_path)
+
+
+def test_reference_file_gives_the_same_scores_as_the_folder(tmp_path, inception_weights, image_sets):
+    ref_file = tmp_path / "ref.npz"
+    build_reference_file(image_sets["ref"], str(ref_file), _features(inception_weights, tmp_path))
+    kwargs = {"kid_subset_size": 20, "features": _features(inception_weights, tmp_path)}
+    from_folder = score(ScoreOptions(image_sets["gen"], image_sets["ref"], **kwargs))
+    from_file = score(ScoreOptions(image_sets["gen"], str(ref_file), **kwargs))
+    assert from_file["metrics"] == from_folder["metrics"]
+    assert from_file["reference"]["images_sha256"] == from_folder["reference"]["images_sha256"]
+
+
+def test_reference_with_another_protocol_names_the_field(tmp_path, inception_weights, image_sets):
+    ref_file = tmp_path / "clean.npz"
+    build_reference_file(image_sets["ref"], str(ref_file), _features(inception_weights, tmp_path, preprocess="clean"))
+    with pytest.raises(ProtocolMismatchError, match="preprocess is 'clean' there but 'legacy' here"):
+        score(ScoreOptions(image_sets["gen"], str(ref_file), metrics=("fid",), features=_features(inception_weights)))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", b"\x93NUMPY garbage"])
+def test_unreadable_reference_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(SdevalError, match="reference file"):
+        load_reference(path)
+
+
+def test_merged_shard_references_equal_the_whole(tmp_path, inception_weights, image_sets):
+    import shutil
+    from pathlib import Path
+
+    files = sorted(Path(image_sets["ref"]).glob("*.png"))
+    for shard, part in enumerate([files[:13], files[13:29], files[29:]]):
+        (tmp_path / f"s{shard}").mkdir()
+        for f in part:
+            shutil.copy(f, tmp_path / f"s{shard}" / f.name)
+    opts = _features(inception_weights, tmp_path / "cache")
+    parts = [build_reference_file(str(tmp_path / f"s{s}"), str(tmp_path / f"s{s}.npz"), opts) for s in (2, 0, 1)]
+    merged = merge_references(parts, "merged")
+    save_reference(tmp_path / "merged.npz", merged)
+    kwargs = {"metrics": ("fid", "kid"), "kid_subset_size": 20, "features": opts}
+    whole = score(ScoreOptions(image_sets["gen"], image_sets["ref"], **kwargs))
+    sharded = score(ScoreOptions(image_sets["gen"], str(tmp_path / "merged.npz"), **kwargs))
+    assert sharded["reference"]["n"] == 40
+    assert sharded["metrics"]["fid"]["value"] == pytest.approx(whole["metrics"]["fid"]["value"], rel=1e-9)

@@ -1,0 +1,87 @@
+"""The command line: tables, results JSON schema, one clear line and exit code 2 on errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from sdeval.cli import main
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_score_writes_results_json_with_the_documented_schema(tmp_path, inception_weights, image_sets):
+    out = tmp_path / "results.json"
+    result = _run(
+        "score", image_sets["gen"], "--reference", image_sets["ref"], "--inception-weights", inception_weights,
+        "--kid-subset-size", 20, "--cache-dir", tmp_path / "cache", "--workers", 0, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "FID" in result.output and "Precision" in result.output
+    doc = json.loads(out.read_text())
+    assert {"sdeval_version", "images", "reference", "metrics", "protocol", "environment"} <= set(doc)
+    assert {"root", "n_scored", "skipped"} <= set(doc["images"])
+    assert set(doc["metrics"]) == {"fid", "kid", "is", "precision", "recall"}
+    assert {"value", "std"} <= set(doc["metrics"]["kid"]) and {"value", "std"} <= set(doc["metrics"]["is"])
+    assert doc["protocol"]["inception"]["weights_sha256"]
+    assert doc["protocol"]["inception"]["preprocess"] == "legacy"
+
+
+def test_reference_build_then_score_against_the_file(tmp_path, inception_weights, image_sets):
+    ref = tmp_path / "ref.npz"
+    common = ["--inception-weights", inception_weights, "--cache-dir", tmp_path / "cache", "--workers", 0]
+    assert _run("reference", "build", image_sets["ref"], "-o", ref, *common).exit_code == 0
+    result = _run("score", image_sets["gen"], "-r", ref, "--metrics", "fid,pr", *common)
+    assert result.exit_code == 0, result.output
+    assert "FID" in result.output and "KID" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metrics", "fid"], "--reference is required for fid"),
+        (["--metrics", "fid,bogus", "-r", "."], "unknown metric(s) bogus"),
+        (["--metrics", "is", "--inception-weights", "/nonexistent.pth"], "no such file"),
+        (["--metrics", "is", "--device", "tpu"], "--device must be"),
+    ],
+)
+def test_errors_are_one_line_and_exit_code_2(args, message, image_sets, inception_weights):
+    if "--inception-weights" not in args:
+        args = [*args, "--inception-weights", inception_weights]
+    result = CliRunner().invoke(main, ["score", image_sets["gen"], "--no-cache", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_empty_folder_is_a_clear_error(tmp_path, inception_weights):
+    (tmp_path / "readme.txt").write_text("no images here")
+    result = CliRunner().invoke(main, ["score", str(tmp_path), "--metrics", "is", "--no-cache",
+                                       "--inception-weights", inception_weights])  # fmt: skip
+    assert result.exit_code == 2
+    assert "no image files found" in result.output
+
+
+def test_too_few_images_for_a_metric_is_listed_not_fatal(tmp_path, inception_weights):
+    from sdeval.demo import make_image_set
+
+    make_image_set(tmp_path / "few", 5, seed=0)
+    out = tmp_path / "r.json"
+    result = _run("score", tmp_path / "few", "--metrics", "is,fid", "-r", tmp_path / "few", "--no-cache",
+                  "--inception-weights", inception_weights, "--workers", 0, "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["metrics"]["is"]["value"] is None
+    assert "needs at least 10 images" in doc["metrics"]["is"]["skipped"]
+    assert doc["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "sdeval", "--help"], capture_output=True, text=True, check=True)
+    assert "score" in result.stdout and "reference" in result.stdout

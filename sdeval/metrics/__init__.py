@@ -1,0 +1,1 @@
+"""Metrics: one module per metric family; pure functions over features and mergeable states."""

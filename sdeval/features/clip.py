@@ -72,7 +72,6 @@ class ClipEmbedder:
         name: str,
         pretrained: str | None,
         weights_sha256: str,
-        quick_gelu: bool | None = None,
         device: str | torch.device | None = None,
         batch_size: int = 64,
     ) -> None:
@@ -86,7 +85,8 @@ class ClipEmbedder:
         self.name = name
         self.pretrained = pretrained
         self.weights_sha256 = weights_sha256
-        self.quick_gelu = quick_gelu
+        # Read off the built model rather than trusted from arguments: it is what moves the numbers.
+        self.quick_gelu = _uses_quick_gelu(model)
         self.device = torch.device(device) if device is not None else _model_device(model)
         self.batch_size = batch_size
         self.embed_dim = _embed_dim(model)
@@ -141,8 +141,6 @@ class ClipEmbedder:
             raise SdevalError(
                 f"cannot load CLIP model {name!r} with weights {pretrained!r}: {err}{hint}"
             ) from err
-        config = open_clip.get_model_config(name) or {}
-        uses_quick_gelu = bool(quick_gelu or config.get("quick_gelu", False))
         if is_file:
             sha = file_sha256(pretrained)  # type: ignore[arg-type]
             label = f"file:{Path(pretrained).name}"  # type: ignore[arg-type]
@@ -156,7 +154,6 @@ class ClipEmbedder:
             name=name,
             pretrained=label,
             weights_sha256=sha,
-            quick_gelu=uses_quick_gelu,
             device=device,
             batch_size=batch_size,
         )
@@ -310,6 +307,10 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _uses_quick_gelu(model: torch.nn.Module) -> bool:
+    return any(type(module).__name__ == "QuickGELU" for module in model.modules())
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
@@ -332,5 +333,6 @@ def _preprocess_info(model: torch.nn.Module, transform: Any) -> dict[str, Any]:
     cfg = getattr(getattr(model, "visual", model), "preprocess_cfg", None)
     if isinstance(cfg, dict):
         info = {key: list(value) if isinstance(value, tuple) else value for key, value in cfg.items()}
-    info["transform"] = repr(transform)
+    # Memory addresses in a repr (custom callables) would make the cache key differ run to run.
+    info["transform"] = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(transform))
     return info

@@ -574,3 +574,14 @@ def test_records_pickle_and_serialize() -> None:
     hash(record)  # settings are excluded from the hash, so records can key dicts
     buffer = io.StringIO()
     json.dump(record.to_dict(), buffer)
+
+
+def test_a1111_hostile_last_line_is_linear_time() -> None:
+    import time
+
+    # With a key pattern that overlaps its trailing whitespace this took seconds (quadratic backtracking).
+    start = time.perf_counter()
+    for line in ("a" + " " * 60_000 + "x", "Steps: 1, a" + " " * 60_000 + "x", "a b" * 20_000):
+        with pytest.raises(PromptParseError, match="no settings line"):
+            parse_a1111_parameters("prompt\n" + line)
+    assert time.perf_counter() - start < 2.0

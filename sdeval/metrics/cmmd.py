@@ -13,6 +13,8 @@ SIGMA = 10.0
 #: The paper multiplies MMD^2 by 1000 to make the numbers readable.
 SCALE = 1000.0
 DEFAULT_CHUNK = 2048
+# Cap on one block of the kernel matrix (rows x len(b)), ~128 MB in float64, whatever the set sizes.
+_MAX_BLOCK_ELEMENTS = 1 << 24
 
 Estimator = Literal["biased", "unbiased"]
 
@@ -68,7 +70,7 @@ def cmmd(
 def kernel_sum(
     a: np.ndarray, b: np.ndarray, gamma: float, chunk_size: int = DEFAULT_CHUNK, skip_diagonal: bool = False
 ) -> float:
-    """Sum of exp(-gamma |a_i - b_j|^2) over all (i, j), `chunk_size` rows of `a` at a time, in float64.
+    """Sum of exp(-gamma |a_i - b_j|^2) over all (i, j), at most `chunk_size` rows of `a` at a time.
 
     `skip_diagonal` leaves out i == j (for a == b). Squared distances use the expansion
     |a|^2 + |b|^2 - 2 a.b, as the reference does, clipped at 0 against rounding.
@@ -76,9 +78,10 @@ def kernel_sum(
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     b_sq = np.einsum("ij,ij->i", b, b)
+    rows_per_block = max(1, min(chunk_size, _MAX_BLOCK_ELEMENTS // max(len(b), 1)))
     total = 0.0
-    for start in range(0, len(a), chunk_size):
-        block = a[start : start + chunk_size]
+    for start in range(0, len(a), rows_per_block):
+        block = a[start : start + rows_per_block]
         sq = np.einsum("ij,ij->i", block, block)[:, None] + b_sq[None, :] - 2.0 * (block @ b.T)
         kernel = np.exp(-gamma * np.maximum(sq, 0.0))
         if skip_diagonal:

@@ -9,9 +9,13 @@ from typing import Any
 
 from sdeval.prompts.record import PromptParseError, PromptRecord, check_prompt, optional_seed
 
-# One `Key: value` pair of the settings line. A value is either a double-quoted JSON-style string
-# (which may hold commas and escaped quotes) or everything up to the next comma.
-_PAIR = re.compile(r'\s*([A-Za-z][\w \-/.()+]*?)\s*:\s*("(?:\\.|[^\\"])*"|[^,]*)\s*(?:,|$)')
+# One `Key: value` pair of the settings line. A key is words joined by single spaces (so the regex
+# cannot backtrack quadratically on long runs of spaces). A value is either a double-quoted
+# JSON-style string (which may hold commas and escaped quotes) or everything up to the next comma.
+_KEY = r"[A-Za-z][\w\-/.()+]*(?: [\w\-/.()+]+)*"
+_PAIR = re.compile(rf'\s*({_KEY})\s*:\s*("(?:\\.|[^\\"])*"|[^,]*)\s*(?:,|$)')
+# Real settings lines are a few kB; longer last lines are prompt text (and are not regex-scanned).
+_MAX_SETTINGS_LINE = 64 * 1024
 # Keys A1111 always writes; one of them must be present for a line to count as the settings line.
 _ANCHOR_KEYS = frozenset({"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model"})
 _NEGATIVE = "Negative prompt:"
@@ -77,6 +81,8 @@ def _parse_settings_line(line: str) -> dict[str, str] | None:
     pairs: dict[str, str] = {}
     pos = 0
     line = line.strip()
+    if len(line) > _MAX_SETTINGS_LINE:
+        return None
     while pos < len(line):
         match = _PAIR.match(line, pos)
         if match is None or match.end() == pos:

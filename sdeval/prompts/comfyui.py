@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sdeval.prompts.record import PromptParseError, PromptRecord, check_prompt, optional_seed
@@ -47,6 +48,8 @@ def parse_comfyui_prompt(graph: Any) -> tuple[PromptRecord, list[str]]:
     if not found:
         raise PromptParseError("ComfyUI graph: no sampler leads to prompt text (" + "; ".join(errors) + ")")
     node_id, record = found[0]
+    # One graph, one checkpoint loader as a rule; looked up once, not per sampler, to stay linear.
+    record = replace(record, checkpoint=_find_input(nodes, ("ckpt_name", "unet_name")))
     others = {r.prompt for _, r in found[1:]} - {record.prompt}
     if others:
         notes.append(f"ComfyUI graph has {len(found)} samplers with different prompts; used node {node_id}")
@@ -112,13 +115,11 @@ def _from_sampler(nodes: dict[str, dict[str, Any]], node_id: str) -> PromptRecor
             value = _scalar(nodes, inputs[key])
             if value is not None:
                 settings[key] = value
-    checkpoint = _find_input(nodes, ("ckpt_name", "unet_name"))
     return PromptRecord(
         prompt=prompt,
         source="comfyui",
         negative_prompt=negative or None,
         seed=seed,
-        checkpoint=checkpoint,
         settings=settings,
     )
 

@@ -1,1 +1,1 @@
-"""Feature extractors (Inception via torch-fidelity, CLIP via open_clip), preprocessing and the feature cache."""
+"""Feature extractors (Inception via torch-fidelity, CLIP via open_clip), preprocessing, feature cache."""

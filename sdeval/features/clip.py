@@ -1,0 +1,338 @@
+"""CLIP image and text embeddings from open_clip, as a FeatureExtractor the scoring pipeline can batch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sdeval.errors import SdevalError
+
+#: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
+FEATURE_NAME = "clip_image"
+# Bump when what extract() returns changes for the same weights (normalization, dtype): it is
+# part of the cache key, so stale cached features are never reused.
+_FEATURE_VERSION = 1
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClipModelSpec:
+    """An open_clip model name and its weights: a pretrained tag, a local file path, or None (random)."""
+
+    name: str
+    pretrained: str | None
+
+
+#: CLIP score: OpenAI ViT-L/14, the model torchmetrics' CLIPScore uses by default.
+CLIP_SCORE_MODEL = ClipModelSpec("ViT-L-14", "openai")
+#: CMMD: OpenAI ViT-L/14 at 336 px, the model of Jayasumana et al. 2024.
+CMMD_MODEL = ClipModelSpec("ViT-L-14-336", "openai")
+
+
+class ClipImageTransform:
+    """Turns a decoded HxWx3 uint8 RGB array into the model's input with open_clip's own eval transform.
+
+    Holds only the transform, so it pickles cheaply into decode worker processes.
+    """
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.transform = transform
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+            raise ValueError(f"expected an HxWx3 uint8 RGB array, got {got}")
+        return self.transform(Image.fromarray(rgb, mode="RGB"))
+
+
+class ClipEmbedder:
+    """An open_clip model: `preprocess`/`extract` embed images (FeatureExtractor), `embed_texts` prompts.
+
+    Pickling keeps only what `preprocess` needs (the model and tokenizer are dropped), so sending
+    the embedder or its bound `preprocess` to a worker process is cheap.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        transform: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        *,
+        name: str,
+        pretrained: str | None,
+        weights_sha256: str,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if device is not None:
+            model = model.to(device)
+        self.model: torch.nn.Module | None = model.eval()
+        self.tokenizer: Callable[[list[str]], torch.Tensor] | None = tokenizer
+        self.image_transform = ClipImageTransform(transform)
+        self.name = name
+        self.pretrained = pretrained
+        self.weights_sha256 = weights_sha256
+        # Read off the built model rather than trusted from arguments: it is what moves the numbers.
+        self.quick_gelu = _uses_quick_gelu(model)
+        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.batch_size = batch_size
+        self.embed_dim = _embed_dim(model)
+        self._preprocess_info = _preprocess_info(model, transform)
+        self.cache_key = self._make_cache_key()
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        name: str = CLIP_SCORE_MODEL.name,
+        pretrained: str | None = CLIP_SCORE_MODEL.pretrained,
+        *,
+        device: str | torch.device = "cpu",
+        cache_dir: str | None = None,
+        quick_gelu: bool | None = None,
+        batch_size: int = 64,
+    ) -> ClipEmbedder:
+        """Build an open_clip model by name with weights from a tag (e.g. 'openai') or a local file.
+
+        `quick_gelu=None` follows the pretrained tag: OpenAI weights were trained with QuickGELU, and
+        open_clip 3 only warns (instead of switching) when a plain config such as `ViT-L-14` meets
+        them, which silently changes every embedding. For OpenAI weights from a local file, pass
+        quick_gelu=True or use the `-quickgelu` model name.
+        """
+        import open_clip
+
+        is_file = pretrained is not None and os.path.isfile(pretrained)
+        tag_cfg: dict[str, Any] = {}
+        if pretrained is not None and not is_file:
+            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+            if not tag_cfg:
+                known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+                raise SdevalError(
+                    f"CLIP weights {pretrained!r} are neither a file nor a known tag for {name!r} "
+                    f"(tags: {known})"
+                )
+        if quick_gelu is None:
+            quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+        try:
+            model, _, transform = open_clip.create_model_and_transforms(
+                name,
+                pretrained=pretrained,
+                device=device,
+                cache_dir=cache_dir,
+                force_quick_gelu=quick_gelu,
+            )
+            tokenizer = open_clip.get_tokenizer(name)
+        except (RuntimeError, OSError, ValueError) as err:
+            hint = "" if is_file else " (offline? pass a local weights file as the pretrained value)"
+            raise SdevalError(
+                f"cannot load CLIP model {name!r} with weights {pretrained!r}: {err}{hint}"
+            ) from err
+        if is_file:
+            sha = file_sha256(pretrained)  # type: ignore[arg-type]
+            label = f"file:{Path(pretrained).name}"  # type: ignore[arg-type]
+        else:
+            sha = state_dict_sha256(model)
+            label = pretrained
+        return cls(
+            model,
+            transform,
+            tokenizer,
+            name=name,
+            pretrained=label,
+            weights_sha256=sha,
+            device=device,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model: torch.nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        name: str,
+        *,
+        pretrained: str | None = None,
+        weights_sha256: str | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+    ) -> ClipEmbedder:
+        """Wrap an already-built open_clip model; the weights hash is computed from its state dict."""
+        return cls(
+            model,
+            preprocess,
+            tokenizer,
+            name=name,
+            pretrained=pretrained,
+            weights_sha256=weights_sha256 or state_dict_sha256(model),
+            device=device,
+            batch_size=batch_size,
+        )
+
+    # -- FeatureExtractor ------------------------------------------------------------------------
+
+    def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
+        """One decoded HxWx3 uint8 image to a [3, S, S] float tensor (open_clip's eval transform)."""
+        return self.image_transform(rgb)
+
+    def extract(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Image embeddings of a preprocessed batch: {'clip_image': L2-normalized float32 [N, D] on CPU}."""
+        model = self._require_model()
+        with torch.inference_mode():
+            features = model.encode_image(batch.to(self.device, dtype=torch.float32))
+            features = F.normalize(features.float(), dim=-1)
+        return {FEATURE_NAME: features.cpu()}
+
+    def protocol(self) -> dict[str, Any]:
+        """Everything that moves the embeddings: model, weights sha256, activation, preprocessing."""
+        import open_clip
+
+        return {
+            "extractor": "clip",
+            "feature": FEATURE_NAME,
+            "feature_version": _FEATURE_VERSION,
+            "model": self.name,
+            "pretrained": self.pretrained,
+            "weights_sha256": self.weights_sha256,
+            "quick_gelu": self.quick_gelu,
+            "embed_dim": self.embed_dim,
+            "normalized": True,
+            "dtype": "float32",
+            "preprocess": self._preprocess_info,
+            "open_clip_version": open_clip.__version__,
+        }
+
+    # -- convenience -----------------------------------------------------------------------------
+
+    def embed_images(self, images: Iterable[np.ndarray]) -> np.ndarray:
+        """Embed decoded uint8 RGB arrays in batches (for callers outside the pipeline); float32 [N, D]."""
+        out: list[torch.Tensor] = []
+        pending: list[torch.Tensor] = []
+        for rgb in images:
+            pending.append(self.preprocess(rgb))
+            if len(pending) == self.batch_size:
+                out.append(self.extract(torch.stack(pending))[FEATURE_NAME])
+                pending = []
+        if pending:
+            out.append(self.extract(torch.stack(pending))[FEATURE_NAME])
+        if not out:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def embed_texts(self, prompts: Sequence[str]) -> np.ndarray:
+        """L2-normalized float32 [len(prompts), D] text embeddings, one row per prompt in order.
+
+        Each distinct prompt is encoded once. Prompts longer than the model's context (77 tokens for
+        CLIP) are truncated by the tokenizer, as in CLIP's own evaluation.
+        """
+        model = self._require_model()
+        tokenizer = self.tokenizer
+        assert tokenizer is not None  # set together with the model
+        for index, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt {index} is {type(prompt).__name__}, not str")
+        distinct = list(dict.fromkeys(prompts))
+        rows: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(distinct), self.batch_size):
+                tokens = tokenizer(distinct[start : start + self.batch_size])
+                features = model.encode_text(tokens.to(self.device))
+                rows.append(F.normalize(features.float(), dim=-1).cpu())
+        if not rows:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        table = torch.cat(rows).numpy()
+        position = {prompt: i for i, prompt in enumerate(distinct)}
+        return table[[position[p] for p in prompts]]
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _require_model(self) -> torch.nn.Module:
+        if self.model is None:
+            raise RuntimeError(
+                "this ClipEmbedder was unpickled in a worker and holds no model; only preprocess() works here"
+            )
+        return self.model
+
+    def _make_cache_key(self) -> str:
+        # Architecture and preprocessing change features without changing weights, so they are hashed in.
+        identity = {"model": self.name, "quick_gelu": self.quick_gelu, "preprocess": self._preprocess_info}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
+        return f"{FEATURE_NAME}-v{_FEATURE_VERSION}-{safe_name}-{self.weights_sha256}-{digest}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["model"] = None
+        state["tokenizer"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the state dict: for each key in sorted order, its name, dtype, shape and raw bytes.
+
+    Independent of how the weights were stored on disk, so the same weights from a tag or a file
+    converted to another format hash the same.
+    """
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{key}\0{flat.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _uses_quick_gelu(model: torch.nn.Module) -> bool:
+    return any(type(module).__name__ == "QuickGELU" for module in model.modules())
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _embed_dim(model: torch.nn.Module) -> int:
+    visual = getattr(model, "visual", None)
+    dim = getattr(visual, "output_dim", None)
+    if isinstance(dim, int):
+        return dim
+    projection = getattr(model, "text_projection", None)
+    if isinstance(projection, torch.Tensor):
+        return int(projection.shape[-1])
+    raise ValueError("cannot tell the embedding size of this model (no visual.output_dim)")
+
+
+def _preprocess_info(model: torch.nn.Module, transform: Any) -> dict[str, Any]:
+    """The preprocessing that moves embeddings: open_clip's config when present, and the transform's repr."""
+    info: dict[str, Any] = {}
+    cfg = getattr(getattr(model, "visual", model), "preprocess_cfg", None)
+    if isinstance(cfg, dict):
+        info = {key: list(value) if isinstance(value, tuple) else value for key, value in cfg.items()}
+    # Memory addresses in a repr (custom callables) would make the cache key differ run to run.
+    info["transform"] = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(transform))
+    return info

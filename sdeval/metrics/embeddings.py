@@ -1,0 +1,32 @@
+"""Checks and normalization shared by the embedding metrics (CLIP score, R-precision, CMMD, diversity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sdeval.errors import SdevalError
+
+
+class NotEnoughDataError(SdevalError):
+    """A metric cannot be computed on this input (too few images or prompts); the message says what."""
+
+
+def as_matrix(values: Any, name: str) -> np.ndarray:
+    """`values` as a finite float64 [N, D] array, or ValueError naming the argument."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D [N, D] array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def l2_normalize(values: Any, name: str) -> np.ndarray:
+    """Rows scaled to unit length in float64. A zero row has no direction, so it is an error."""
+    array = as_matrix(values, name)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError(f"{name} has {int(np.sum(norms == 0))} all-zero row(s); cosine is undefined")
+    return array / norms

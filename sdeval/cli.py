@@ -25,3 +25,8 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="sdeval")
 def main() -> None:
     """sdeval: generate, score, compare and gate text-to-image models."""
+
+
+from sdeval.generate.command import generate  # noqa: E402
+
+main.add_command(generate)

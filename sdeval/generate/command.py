@@ -11,12 +11,8 @@ import click
 @click.command("generate")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Regenerate existing images whose inputs changed.")
-@click.option(
-    "--merge-only", is_flag=True, help="Only merge manifest shards (and heal rows) into OUT/manifest.jsonl."
-)
-@click.option(
-    "--shard", metavar="I/N", default=None, help="Generate only shard I of N (0-based): one job of an array."
-)
+@click.option("--merge-only", is_flag=True, help="Only merge manifest shards (and heal rows) into OUT/manifest.jsonl.")
+@click.option("--shard", metavar="I/N", default=None, help="Generate only shard I of N (0-based): one job of an array.")
 @click.option("--dry-run", is_flag=True, help="Print the plan size and exit without loading any model.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(
@@ -54,11 +50,23 @@ def generate(
         sys.exit(130)
     manifest = result.out_dir / "manifest.jsonl"
     if merge_only:
-        rows = result.manifest.rows if result.manifest else "?"
-        click.echo(f"merged: {rows} rows in {manifest}")
+        if result.manifest is not None:
+            click.echo(f"merged: {result.manifest.rows} rows in {manifest}")
+        return
+    if result.group and result.record is not None:
+        # The main process of a launch speaks for all processes.
+        rec = result.record
+        rate = f", {rec['images_per_s']:.2f} img/s" if rec.get("images_per_s") else ""
+        click.echo(
+            f"generated {rec['images_generated']}, skipped {rec['images_skipped']} (already done) of"
+            f" {rec['images_planned']} on {result.world_size} processes{rate}; manifest: {manifest}"
+        )
+        return
+    if result.group:
         return
     rate = f", {result.images_per_s:.2f} img/s" if result.images_per_s else ""
+    shard = f" (shard {result.rank}/{result.world_size})" if result.world_size > 1 else ""
     click.echo(
-        f"generated {result.generated}, skipped {result.skipped} (already done) of {result.assigned}"
+        f"generated {result.generated}, skipped {result.skipped} (already done) of {result.assigned}{shard}"
         f" in {result.generate_s:.1f}s{rate}; manifest: {manifest}"
     )

@@ -232,9 +232,7 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
             {
                 "name": c.name,
                 "path": c.path,
-                "lora": data["checkpoints"][i].get("lora")
-                if isinstance(data["checkpoints"][i], Mapping)
-                else None,
+                "lora": data["checkpoints"][i].get("lora") if isinstance(data["checkpoints"][i], Mapping) else None,
                 "lora_scale": c.lora_scale,
                 "allow_pickle": c.allow_pickle,
                 "config": c.config,
@@ -273,9 +271,7 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
 
 def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(
-            f"checkpoints: expected a non-empty list of {{name, path}} entries, got {_show(raw)}"
-        )
+        raise ConfigError(f"checkpoints: expected a non-empty list of {{name, path}} entries, got {_show(raw)}")
     specs: list[CheckpointSpec] = []
     for i, entry in enumerate(raw):
         where = f"checkpoints[{i}]"
@@ -287,9 +283,7 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
                 raise ConfigError(f"{where}.{key}: required key is missing")
         name = entry["name"]
         if not isinstance(name, str) or not SAFE_NAME.match(name):
-            raise ConfigError(
-                f"{where}.name: expected a folder-safe name (letters, digits, . _ -), got {_show(name)}"
-            )
+            raise ConfigError(f"{where}.name: expected a folder-safe name (letters, digits, . _ -), got {_show(name)}")
         if any(s.name == name for s in specs):
             raise ConfigError(f"{where}.name: duplicate checkpoint name {name!r}")
         path = entry["path"]
@@ -316,19 +310,13 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
         config = entry.get("config")
         if config is not None:
             if kind != "single_file":
-                raise ConfigError(
-                    f"{where}.config: only used with a single-file (.safetensors/.ckpt) checkpoint"
-                )
+                raise ConfigError(f"{where}.config: only used with a single-file (.safetensors/.ckpt) checkpoint")
             if not isinstance(config, str) or not config:
-                raise ConfigError(
-                    f"{where}.config: expected a diffusers folder or hub id, got {_show(config)}"
-                )
+                raise ConfigError(f"{where}.config: expected a diffusers folder or hub id, got {_show(config)}")
             local = base_dir / config
             if local.exists():
                 if not (local / "model_index.json").is_file():
-                    raise ConfigError(
-                        f"{where}.config: {local} is not a diffusers folder (no model_index.json)"
-                    )
+                    raise ConfigError(f"{where}.config: {local} is not a diffusers folder (no model_index.json)")
                 config = str(local.resolve())
             elif not _HUB_ID.match(config):
                 raise ConfigError(f"{where}.config: no such folder: {local}")
@@ -363,9 +351,7 @@ def _resolve_checkpoint(path: str, where: str, base_dir: Path) -> tuple[str, str
     if local.is_file():
         if local.suffix.lower() == ".safetensors" or local.suffix.lower() in PICKLE_SUFFIXES:
             return "single_file", str(local)
-        raise ConfigError(
-            f"{where}: {local.name}: expected .safetensors (or, with allow_pickle, .ckpt/.pt/.pth/.bin)"
-        )
+        raise ConfigError(f"{where}: {local.name}: expected .safetensors (or, with allow_pickle, .ckpt/.pt/.pth/.bin)")
     if _HUB_ID.match(path) and not path.lower().endswith((".safetensors", *PICKLE_SUFFIXES)):
         return "hub", path
     raise ConfigError(f"{where}: no such file or folder: {local}")
@@ -388,14 +374,10 @@ def _parse_settings(raw: Mapping[str, Any], pipeline: str) -> dict[str, tuple[An
             raise ConfigError(f"{where}: expected a value or a non-empty list, got []")
         checked = tuple(_setting_value(key, v, where, isinstance(value, list)) for v in values)
         if len(set(checked)) != len(checked):
-            raise ConfigError(
-                f"{where}: the list repeats a value, which would generate the same images twice"
-            )
+            raise ConfigError(f"{where}: the list repeats a value, which would generate the same images twice")
         axes[key] = checked
     if (raw.get("width") is None) != (raw.get("height") is None):
-        raise ConfigError(
-            "settings.width: set width and height together (or neither, for the model's native size)"
-        )
+        raise ConfigError("settings.width: set width and height together (or neither, for the model's native size)")
     if pipeline == "text2image" and raw.get("strength") is not None:
         raise ConfigError("settings.strength: only used by pipeline: image2image")
     if pipeline == "image2image":
@@ -426,13 +408,10 @@ def _setting_value(key: str, value: Any, where: str, in_list: bool) -> Any:
             close = difflib.get_close_matches(value, SCHEDULERS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{where}: unknown scheduler {value!r}{hint}; known: "
-                f"{DEFAULT_SCHEDULER}, {', '.join(SCHEDULERS)}"
+                f"{where}: unknown scheduler {value!r}{hint}; known: {DEFAULT_SCHEDULER}, {', '.join(SCHEDULERS)}"
             )
         if (missing := missing_dependency(value)) is not None:
-            raise ConfigError(
-                f"{where}: scheduler {value!r} needs the '{missing}' package (pip install {missing})"
-            )
+            raise ConfigError(f"{where}: scheduler {value!r} needs the '{missing}' package (pip install {missing})")
         return value
     if key in ("width", "height"):
         if value is None:

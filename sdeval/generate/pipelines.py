@@ -126,15 +126,13 @@ def load_pipeline(spec: CheckpointSpec, dtype: str, options: LoadOptions) -> Loa
     except (OSError, ValueError, ImportError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SdevalError(f"checkpoint {spec.name!r}: could not load {spec.path}: {first}") from err
-    return _prepare(pipe, options)
+    return prepare_pipeline(pipe, options)
 
 
 def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
     import diffusers
 
-    auto = (
-        diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image
-    )
+    auto = diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image
     if spec.kind == "builtin":
         print(
             f"sdeval: checkpoint {spec.name!r} is {TINY_NAME}: RANDOM weights, for tests only",
@@ -196,7 +194,8 @@ def _is_sdxl_single_file(path: Path) -> bool:
     return any(k in keys or f"model.{k}" in keys for k in _SDXL_KEYS)
 
 
-def _prepare(pipe: Any, options: LoadOptions) -> Loaded:
+def prepare_pipeline(pipe: Any, options: LoadOptions) -> Loaded:
+    """Put a loaded pipeline on the device and apply the speed options (once per model load)."""
     import torch
 
     pipe.set_progress_bar_config(disable=True)
@@ -215,9 +214,7 @@ def _prepare(pipe: Any, options: LoadOptions) -> Loaded:
     return Loaded(pipe=pipe, base_scheduler=pipe.scheduler)
 
 
-def generate_batch(
-    loaded: Loaded, items: list[WorkItem], kind: str, init_images: list[Any] | None = None
-) -> list[Any]:
+def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images: list[Any] | None = None) -> list[Any]:
     """One pipeline call for a batch that shares checkpoint and setting; returns PIL images in item order.
 
     Each image gets its own CPU generator seeded with its seed: diffusers draws each image's initial

@@ -122,9 +122,7 @@ class Plan:
         return self.items[rank::world_size]
 
 
-def build_plan(
-    config: GenerateConfig, suite: Suite, device: str, identities: Mapping[str, CheckpointIdentity]
-) -> Plan:
+def build_plan(config: GenerateConfig, suite: Suite, device: str, identities: Mapping[str, CheckpointIdentity]) -> Plan:
     """Expand checkpoints x settings x prompts x seeds into work items, in a fixed order."""
     settings: list[tuple[Setting, str]] = []
     seen: dict[str, Setting] = {}

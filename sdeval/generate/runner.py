@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
@@ -57,6 +58,10 @@ class RunResult:
     peak_gpu_memory_bytes: int | None = None
     manifest: MergeResult | None = None
     out_dir: Path = field(default_factory=Path)
+    rank: int = 0
+    world_size: int = 1
+    group: bool = False  # part of a launch with a process group (accelerate launch / torchrun)
+    record: dict[str, Any] | None = None  # the run record, on the process that wrote it
 
     @property
     def images_per_s(self) -> float | None:
@@ -70,9 +75,7 @@ def prepare(config: GenerateConfig, shard: tuple[int, int] | None = None) -> tup
     wants_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     ctx = distmod.detect(shard, cpu=wants_cpu)
     device = resolve_device(config.device, ctx.local_rank, ctx.world_size)
-    suite = load_suite(
-        config.suite, need_init_images=config.pipeline == "image2image", init_images=config.init_images
-    )
+    suite = load_suite(config.suite, need_init_images=config.pipeline == "image2image", init_images=config.init_images)
     identities = {c.name: checkpoint_identity(c) for c in config.checkpoints}
     return build_plan(config, suite, device, identities), ctx
 
@@ -92,10 +95,19 @@ def run_generate(
     out = config.output_dir
     out.mkdir(parents=True, exist_ok=True)
     mine = plan.shard(ctx.rank, ctx.world_size)
-    result = RunResult(planned=len(plan.items), assigned=len(mine), skipped=0, generated=0, out_dir=out)
+    result = RunResult(
+        planned=len(plan.items),
+        assigned=len(mine),
+        skipped=0,
+        generated=0,
+        out_dir=out,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        group=ctx.group,
+    )
     if merge_only:
         if ctx.is_main:
-            result.manifest = _final_merge(out)
+            result.manifest = _final_merge(out, temp_min_age_s=600)
         ctx.barrier()
         ctx.close()
         return result
@@ -107,7 +119,9 @@ def run_generate(
     writer = ImageWriter(out, shard_file)
     try:
         _generate(plan, pending, writer, result, loader or _default_loader, progress and ctx.is_main)
-        writer.close()
+        t0 = time.perf_counter()
+        writer.close()  # the last images reach the disk: part of the throughput
+        result.generate_s += time.perf_counter() - t0
     except BaseException:
         # Interrupted or failed: keep what was finished and leave a usable manifest before re-raising.
         try:
@@ -262,12 +276,20 @@ def _all_shards(out: Path) -> list[Path]:
     return sorted(shard_dir(out).glob("*.jsonl"))
 
 
-def _final_merge(out: Path) -> MergeResult:
-    """Merge every shard (all writers are done) and sweep temp files that killed writers left behind."""
+def _final_merge(out: Path, temp_min_age_s: float = 0.0) -> MergeResult:
+    """Merge every shard (all writers are done) and sweep temp files that killed writers left behind.
+
+    `temp_min_age_s` spares young temp files: `--merge-only` may run beside a live run whose writes are
+    in flight, whereas the end of a run knows its own writes are done.
+    """
     merged = merge_manifest(out, remove_shards=_all_shards(out))
+    now = time.time()
     for tmp in out.rglob(".*.tmp"):
-        if STATE_DIR not in tmp.relative_to(out).parts[:1]:
-            tmp.unlink(missing_ok=True)
+        if tmp.relative_to(out).parts[0] == STATE_DIR:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if now - tmp.stat().st_mtime >= temp_min_age_s:
+                tmp.unlink()
     return merged
 
 
@@ -275,9 +297,7 @@ def _stats_path(out: Path, rank: int, world: int) -> Path:
     return out / STATE_DIR / "stats" / f"rank{rank:05d}-of-{world:05d}.json"
 
 
-def _finish(
-    plan: Plan, ctx: distmod.DistContext, result: RunResult, started: float, config_path: Path | None
-) -> None:
+def _finish(plan: Plan, ctx: distmod.DistContext, result: RunResult, started: float, config_path: Path | None) -> None:
     out = plan.config.output_dir
     stats = {
         "rank": ctx.rank,
@@ -297,15 +317,13 @@ def _finish(
     atomic.write_json(_stats_path(out, ctx.rank, ctx.world_size), stats)
     if ctx.world_size == 1:
         result.manifest = _final_merge(out)
-        _write_run_record(plan, ctx, [stats], config_path)
+        result.record = _write_run_record(plan, ctx, [stats], config_path)
     elif ctx.group:
         ctx.barrier()  # every rank has written its images, rows and stats
         if ctx.is_main:
             result.manifest = _final_merge(out)
-            per_rank = [
-                json.loads(_stats_path(out, r, ctx.world_size).read_text()) for r in range(ctx.world_size)
-            ]
-            _write_run_record(plan, ctx, per_rank, config_path)
+            per_rank = [json.loads(_stats_path(out, r, ctx.world_size).read_text()) for r in range(ctx.world_size)]
+            result.record = _write_run_record(plan, ctx, per_rank, config_path)
         ctx.barrier()
         ctx.close()
     else:
@@ -320,7 +338,7 @@ def _finish(
                 data = json.loads(path.read_text())
                 if data.get("config_sha256") == plan.config.sha256:
                     per_rank.append(data)
-        _write_run_record(plan, ctx, per_rank, config_path)
+        result.record = _write_run_record(plan, ctx, per_rank, config_path)
 
 
 def _versions() -> dict[str, str | None]:
@@ -352,7 +370,7 @@ def _device_info(device: str) -> dict[str, Any]:
 
 def _write_run_record(
     plan: Plan, ctx: distmod.DistContext, per_rank: list[dict[str, Any]], config_path: Path | None
-) -> None:
+) -> dict[str, Any]:
     cfg = plan.config
     generated = sum(s["generated"] for s in per_rank)
     # Aggregate throughput: the processes ran side by side, so their rates add up.
@@ -389,6 +407,7 @@ def _write_run_record(
         "processes": per_rank,
     }
     atomic.write_json(cfg.output_dir / RUN_RECORD, record)
+    return record
 
 
 def _now() -> str:

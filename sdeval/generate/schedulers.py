@@ -41,12 +41,8 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
     "dpmpp_2m": SchedulerSpec("DPMSolverMultistepScheduler", a1111="DPM++ 2M"),
     "dpmpp_2m_karras": SchedulerSpec("DPMSolverMultistepScheduler", _KARRAS, "DPM++ 2M Karras"),
     "dpmpp_2m_sde": SchedulerSpec("DPMSolverMultistepScheduler", _SDE, "DPM++ 2M SDE"),
-    "dpmpp_2m_sde_karras": SchedulerSpec(
-        "DPMSolverMultistepScheduler", {**_SDE, **_KARRAS}, "DPM++ 2M SDE Karras"
-    ),
-    "dpmpp_sde": SchedulerSpec(
-        "DPMSolverSDEScheduler", a1111="DPM++ SDE", per_call_noise=True, needs="torchsde"
-    ),
+    "dpmpp_2m_sde_karras": SchedulerSpec("DPMSolverMultistepScheduler", {**_SDE, **_KARRAS}, "DPM++ 2M SDE Karras"),
+    "dpmpp_sde": SchedulerSpec("DPMSolverSDEScheduler", a1111="DPM++ SDE", per_call_noise=True, needs="torchsde"),
     "dpmpp_sde_karras": SchedulerSpec(
         "DPMSolverSDEScheduler", _KARRAS, "DPM++ SDE Karras", per_call_noise=True, needs="torchsde"
     ),

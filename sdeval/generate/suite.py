@@ -65,9 +65,7 @@ def load_suite(path: Path, *, need_init_images: bool = False, init_images: Path 
                 raise ConfigError(f"{at}: missing {key!r}")
         pid = row["id"]
         if not isinstance(pid, str) or not SAFE_NAME.match(pid):
-            raise ConfigError(
-                f"{at}: id: expected a file-name-safe id (letters, digits, '.', '_', '-'), got {pid!r}"
-            )
+            raise ConfigError(f"{at}: id: expected a file-name-safe id (letters, digits, '.', '_', '-'), got {pid!r}")
         if pid in seen:
             raise ConfigError(f"{at}: id {pid!r} repeats line {seen[pid]}")
         seen[pid] = lineno
@@ -86,9 +84,7 @@ def load_suite(path: Path, *, need_init_images: bool = False, init_images: Path 
                 category=row.get("category"),
                 negative_prompt=row.get("negative_prompt"),
                 init_image=init_image,
-                init_image_sha256=None
-                if init_image is None
-                else hashlib.sha256(init_image.read_bytes()).hexdigest(),
+                init_image_sha256=None if init_image is None else hashlib.sha256(init_image.read_bytes()).hexdigest(),
             )
         )
     if not prompts:
@@ -108,9 +104,7 @@ def _find_init_image(row: dict, pid: str, suite_dir: Path, folder: Path | None, 
             candidate = folder / f"{pid}{suffix}"
             if candidate.is_file():
                 return candidate
-        raise ConfigError(
-            f"{at}: init_image: no {pid}.png/.jpg/.jpeg/.webp/.bmp in init_images folder {folder}"
-        )
+        raise ConfigError(f"{at}: init_image: no {pid}.png/.jpg/.jpeg/.webp/.bmp in init_images folder {folder}")
     raise ConfigError(
         f"{at}: init_image: image2image needs an init image per prompt (an init_image key in the suite row"
         " or an init_images folder in the config)"

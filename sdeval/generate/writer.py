@@ -181,8 +181,7 @@ def merge_manifest(out_dir: Path, remove_shards: list[Path] | None = None) -> Me
                 merged[file] = row_from_metadata(meta, file)
                 rebuilt += 1
         text = "".join(
-            json.dumps(merged[f], ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
-            for f in sorted(merged)
+            json.dumps(merged[f], ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n" for f in sorted(merged)
         )
         atomic.write_text(out_dir / MANIFEST, text)
         for shard in remove_shards or []:

@@ -70,6 +70,9 @@ def test_minimal_config_via_cli(tmp_path: Path) -> None:
     again = CliRunner().invoke(main, ["generate", str(tmp_path / "c.yaml"), "--quiet"])
     assert again.stdout.startswith("generated 0, skipped 8 (already done) of 8")
     assert len(manifest_rows(out)) == 8
+    record = json.loads((out / "run.json").read_text())
+    assert record["images_generated"] == 0 and record["images_skipped"] == 8
+    assert record["previous_runs"][-1]["images_generated"] == 8  # the first run's figures are kept
 
 
 def test_png_metadata_and_manifest_follow_the_format(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
@@ -211,6 +214,30 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, sdeval
     rows = manifest_rows(out)
     assert len(rows) == 24 and len({r["file"] for r in rows}) == 24
     assert not list(out.rglob("*.tmp"))
+
+
+def test_ctrl_c_keeps_finished_images_and_a_usable_manifest(tmp_path: Path) -> None:
+    settings = {"guidance_scale": [3.0, 7.5], "num_inference_steps": 2, "width": 32, "height": 32, "scheduler": "ddim"}
+    path = write_config(tmp_path, settings=settings, seeds_per_prompt=4, batch_size=1)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdeval", "generate", str(path), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out = tmp_path / "out"
+    deadline = time.time() + 120
+    while len(list(out.rglob("*.png"))) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "run the same command again to resume" in stderr
+    on_disk = load_images(out)
+    assert 3 <= len(on_disk) < 24
+    assert sorted(r["file"] for r in manifest_rows(out)) == sorted(on_disk)
 
 
 def test_kill_between_image_and_manifest_row_is_healed(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:

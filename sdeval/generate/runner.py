@@ -43,6 +43,8 @@ from sdeval.generate.writer import (
 )
 
 RUN_RECORD = "run.json"
+_HISTORY_KEYS = ("finished_at", "config_sha256", "world_size", "images_generated", "images_skipped", "images_per_s")
+_MAX_HISTORY = 100
 #: (checkpoint spec, dtype, options) -> Loaded; injectable so benchmarks can hand in prebuilt pipelines.
 Loader = Callable[..., Loaded]
 
@@ -406,6 +408,13 @@ def _write_run_record(
         "peak_gpu_memory_bytes": max(peaks) if peaks else None,
         "processes": per_rank,
     }
+    # Earlier runs into the same folder (e.g. the one a resume continues) keep their throughput figures.
+    previous: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        old = json.loads((cfg.output_dir / RUN_RECORD).read_text(encoding="utf-8"))
+        previous = list(old.get("previous_runs", []))
+        previous.append({k: old.get(k) for k in _HISTORY_KEYS})
+    record["previous_runs"] = previous[-_MAX_HISTORY:]
     atomic.write_json(cfg.output_dir / RUN_RECORD, record)
     return record
 

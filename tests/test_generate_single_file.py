@@ -59,3 +59,9 @@ def test_single_file_offline_without_config_is_one_clear_error(tmp_path: Path, s
     with pytest.raises(SdevalError, match=r"offline, set `config:` to a local diffusers folder") as info:
         _images(tmp_path, {"name": "sf", "path": str(single_file)})
     assert "\n" not in str(info.value)
+
+
+def test_corrupt_single_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(SdevalError, match=r"^checkpoint 'b': .*broken.safetensors is not a readable checkpoint"):
+        _images(tmp_path, {"name": "b", "path": "broken.safetensors", "config": str(tiny_random_path())})

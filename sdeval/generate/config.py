@@ -232,13 +232,14 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
             {
                 "name": c.name,
                 "path": c.path,
-                "lora": data["checkpoints"][i].get("lora") if isinstance(data["checkpoints"][i], Mapping) else None,
+                # Paths as written, so the config hash does not change when the project folder moves.
+                "lora": entry.get("lora"),
                 "lora_scale": c.lora_scale,
                 "allow_pickle": c.allow_pickle,
-                "config": c.config,
+                "config": entry.get("config"),
                 "variant": c.variant,
             }
-            for i, c in enumerate(checkpoints)
+            for entry, c in zip(data["checkpoints"], checkpoints, strict=True)
         ],
         "pipeline": pipeline,
         "suite": str(data["suite"]),

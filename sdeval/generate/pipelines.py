@@ -124,28 +124,34 @@ def load_pipeline(spec: CheckpointSpec, dtype: str, options: LoadOptions) -> Loa
             # Fusing bakes the LoRA into the weights: no per-step adapter cost.
             pipe.fuse_lora(lora_scale=spec.lora_scale)
     except (OSError, ValueError, ImportError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SdevalError(f"checkpoint {spec.name!r}: could not load {spec.path}: {first}") from err
+        first = _first_line(err)
+        hint = ""
+        if "safetensors" in first and not spec.allow_pickle:
+            hint = " (a checkpoint with only .bin weights needs allow_pickle: true)"
+        elif spec.kind == "single_file" and spec.config is None:
+            hint = "; offline, set `config:` to a local diffusers folder of the same architecture"
+        raise SdevalError(f"checkpoint {spec.name!r}: could not load {spec.path}: {first}{hint}") from err
     return prepare_pipeline(pipe, options)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
     import diffusers
 
-    auto = diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image
+    if spec.kind == "single_file":
+        return _load_single_file(spec, dtype, kind)
     if spec.kind == "builtin":
-        print(
-            f"sdeval: checkpoint {spec.name!r} is {TINY_NAME}: RANDOM weights, for tests only",
-            file=sys.stderr,
-        )
+        print(f"sdeval: checkpoint {spec.name!r} is {TINY_NAME}: RANDOM weights, for tests only", file=sys.stderr)
         location = str(tiny_random_path())
     else:
         location = spec.location
-    if spec.kind == "single_file":
-        return _load_single_file(spec, dtype, kind)
     kwargs: dict[str, Any] = _dtype_kwargs(dtype)
     if not spec.allow_pickle:
-        # Refuse .bin (pickle) weights unless the user opted in; diffusers then errors clearly.
+        # Refuse .bin (pickle) weights unless the user opted in.
         kwargs["use_safetensors"] = True
     if spec.variant is not None:
         kwargs["variant"] = spec.variant
@@ -153,33 +159,34 @@ def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
     if "safety_checker" in index:
         # Evaluation needs the raw outputs: the checker blacks out images it flags.
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    auto = diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image
     return auto.from_pretrained(location, **kwargs)
 
 
 def _load_single_file(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
     import diffusers
 
-    xl = _is_sdxl_single_file(Path(spec.location))
+    try:
+        xl = _is_sdxl_single_file(Path(spec.location))
+    except Exception as err:  # safetensors and unpickling raise their own types; all mean "unreadable"
+        raise SdevalError(
+            f"checkpoint {spec.name!r}: {spec.path} is not a readable checkpoint: {_first_line(err)}"
+        ) from err
     cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
+    # from_single_file still takes `torch_dtype` in diffusers 0.42.
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
     if spec.config is not None:
         kwargs["config"] = spec.config
     if not xl:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    try:
-        pipe = cls.from_single_file(spec.location, **kwargs)
-    except (OSError, ValueError) as err:
-        raise SdevalError(
-            f"checkpoint {spec.name!r}: could not load single file {spec.path}"
-            f" ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}); offline, set"
-            " `config:` to a local diffusers folder of the same architecture"
-        ) from err
+    pipe = cls.from_single_file(spec.location, **kwargs)
     if kind == "image2image":
         pipe = diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
     return pipe
 
 
 def _is_sdxl_single_file(path: Path) -> bool:
+    """SDXL files carry a second text encoder under `conditioner.embedders`; read keys only, not tensors."""
     if path.suffix.lower() == ".safetensors":
         from safetensors import safe_open
 

@@ -99,6 +99,12 @@ def manifest_rows(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def index_rows(out: Path) -> list[dict[str, Any]]:
+    """Full rows (every metadata field) from the output folder's internal index."""
+    text = (out / ".sdeval" / "index.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def tiny_as_single_file(folder: Path, target: Path) -> None:
     """Save the tiny diffusers checkpoint as one A1111/LDM-style .safetensors (the layout Civitai files use).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from generate_fixtures import (
     assert_same_images,
+    index_rows,
     load_images,
     manifest_rows,
     sdeval_cache_fixture,  # noqa: F401  (registers the sdeval_cache fixture)
@@ -105,6 +107,7 @@ def test_png_metadata_and_manifest_follow_the_format(tmp_path: Path, reference: 
     assert len(meta["checkpoint_hash"]) == 64
     assert row["id"] == "p3" and row["seed"] == meta["seed"] and row["prompt"] == meta["prompt"]
     assert not row["file"].startswith("/") and ".." not in row["file"]
+    assert set(row) == {"file", "id", "prompt", "negative_prompt", "seed", "category", "checkpoint", "settings"}
     cat = rows[next(f for f in rows if "/p2__" in f)]
     assert cat["category"] == "animals"
 
@@ -246,7 +249,9 @@ def test_kill_between_image_and_manifest_row_is_healed(tmp_path: Path, reference
     _run(path)
     out = tmp_path / "out"
     rows = manifest_rows(out)
-    # Crash after an image's rename but before its row: drop two rows from the manifest.
+    full = index_rows(out)
+    # Crash after an image's rename but before its row: two images have no row anywhere.
+    (out / ".sdeval" / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full[2:]))
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))
     # Crash mid-append: a torn line in a shard.
     shard_dir(out).mkdir(parents=True, exist_ok=True)
@@ -259,12 +264,15 @@ def test_kill_between_image_and_manifest_row_is_healed(tmp_path: Path, reference
     fixed = manifest_rows(out)
     assert sorted(r["file"] for r in fixed) == sorted(reference)
     assert {json.dumps(r, sort_keys=True) for r in fixed} == {json.dumps(r, sort_keys=True) for r in rows}
+    assert index_rows(out) == full
     assert not list(out.rglob("*.tmp"))
-    # And --merge-only rebuilds a deleted manifest from the images alone.
+    # And --merge-only rebuilds a deleted manifest and state folder from the images alone.
     (out / "manifest.jsonl").unlink()
+    shutil.rmtree(out / ".sdeval")
     merged = CliRunner().invoke(main, ["generate", str(path), "--merge-only"])
     assert merged.exit_code == 0, merged.output
     assert sorted(r["file"] for r in manifest_rows(out)) == sorted(reference)
+    assert index_rows(out) == full
 
 
 def test_changed_inputs_are_detected_not_silently_kept(tmp_path: Path) -> None:
@@ -317,7 +325,7 @@ def test_image2image(tmp_path: Path) -> None:
     images = load_images(out)
     assert len(images) == 3 * 2 * 2
     assert all(a.shape == (32, 32, 3) for a in images.values())
-    rows = manifest_rows(out)
+    rows = index_rows(out)
     assert {r["settings"]["strength"] for r in rows} == {0.5, 1.0}
     assert all(r["pipeline"] == "image2image" and len(r["init_image_sha256"]) == 64 for r in rows)
     # Batch-independent too (the init latents are sampled from each image's own generator).

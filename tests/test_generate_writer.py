@@ -8,7 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from sdeval.generate.writer import (
+    INDEX,
     MANIFEST,
+    MANIFEST_COLUMNS,
     ManifestShard,
     existing_rows,
     merge_manifest,
@@ -56,7 +58,8 @@ def test_merge_rebuilds_rows_from_pngs_and_resolves_conflicts(tmp_path: Path) ->
     _image().save(tmp_path / "k" / "foreign.png")  # not an sdeval image: never gets a row
     # a: a consistent row; b: two rows that disagree (regenerated); c: no row at all (kill before append);
     # gone: a row whose image was deleted; escape: a row that points outside the folder.
-    (tmp_path / MANIFEST).write_text(
+    (tmp_path / INDEX).parent.mkdir(parents=True)
+    (tmp_path / INDEX).write_text(
         json.dumps(row_from_metadata(_meta("alpha"), "k/a.png")) + "\n"
         + json.dumps(row_from_metadata(_meta("old beta"), "k/b.png")) + "\n"
         + json.dumps(row_from_metadata(_meta("gone"), "k/gone.png")) + "\n"
@@ -68,10 +71,14 @@ def test_merge_rebuilds_rows_from_pngs_and_resolves_conflicts(tmp_path: Path) ->
     rows = {r["file"]: r for r in map(json.loads, (tmp_path / MANIFEST).read_text().splitlines())}
     assert sorted(rows) == ["k/a.png", "k/b.png", "k/c.png"]
     assert rows["k/b.png"]["prompt"] == "beta" and rows["k/c.png"]["prompt"] == "gamma"
-    assert rows["k/a.png"]["id"] == "p1" and "prompt_id" not in rows["k/a.png"]
+    assert rows["k/a.png"]["id"] == "p1"
+    # The manifest keeps to the documented columns; the index keeps every metadata field.
+    assert all(set(r) == set(MANIFEST_COLUMNS) for r in rows.values())
+    full = {r["file"]: r for r in map(json.loads, (tmp_path / INDEX).read_text().splitlines())}
+    assert sorted(full) == sorted(rows) and full["k/a.png"]["sdeval_version"] == "0.1.0"
     assert (result.rows, result.rebuilt, result.dropped) == (3, 2, 2)
     assert not shard.path.exists() and shard_dir(tmp_path).is_dir()
     # Merging is idempotent.
-    before = (tmp_path / MANIFEST).read_text()
+    before = (tmp_path / MANIFEST).read_text(), (tmp_path / INDEX).read_text()
     merge_manifest(tmp_path)
-    assert (tmp_path / MANIFEST).read_text() == before
+    assert ((tmp_path / MANIFEST).read_text(), (tmp_path / INDEX).read_text()) == before

@@ -1,9 +1,13 @@
 """Atomic PNG writes with sdeval metadata, per-process manifest shards, and the shard -> manifest merge.
 
 Crash safety rests on two rules. An image appears at its final path only complete (temp file + fsync +
-rename). Its manifest row is appended to the process's shard only after that rename, and the merged
-manifest is rebuilt from the rows *and* from the images' own metadata, so a kill between the rename and
-the append loses nothing: the merge finds the image without a row and rebuilds the row from the PNG.
+rename). Its row is appended to the process's shard only after that rename, and the merge rebuilds the
+rows from the shards *and* from the images' own metadata, so a kill between the rename and the append
+loses nothing: the merge finds the image without a row and rebuilds the row from the PNG.
+
+Two files come out of a merge: `.sdeval/index.jsonl` (full rows: every metadata field, what resume
+checks against) and `manifest.jsonl` (the same rows cut to the columns of docs/formats.md, what the
+scoring stage reads).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from sdeval import atomic
 
 META_KEY = "sdeval"
 MANIFEST = "manifest.jsonl"
-STATE_DIR = ".sdeval"  # per-run state inside the output folder: shards, stats, lock
+STATE_DIR = ".sdeval"  # per-run state inside the output folder: index, shards, stats, lock
+INDEX = f"{STATE_DIR}/index.jsonl"
+#: Manifest columns (docs/formats.md); the rest of the metadata stays in the PNG and the index.
+MANIFEST_COLUMNS = ("file", "id", "prompt", "negative_prompt", "seed", "category", "checkpoint", "settings")
 #: Metadata fields that do not decide the pixels, so they never make an existing image stale.
 _NOT_IDENTITY = ("sdeval_version",)
 
@@ -77,10 +84,15 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
 
 
 def row_from_metadata(meta: dict[str, Any], file: str) -> dict[str, Any]:
-    """A manifest row (docs/formats.md) is the image's metadata plus its file; `id` is the prompt id."""
+    """A full (index) row: the image's metadata plus its file; `id` is the prompt id."""
     row: dict[str, Any] = {"file": file, "id": meta.get("prompt_id")}
     row.update((k, v) for k, v in meta.items() if k != "prompt_id")
     return row
+
+
+def manifest_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's cut of a full row (docs/formats.md columns only)."""
+    return {k: row.get(k) for k in MANIFEST_COLUMNS}
 
 
 def identity(row_or_meta: dict[str, Any]) -> dict[str, Any]:
@@ -104,9 +116,9 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def existing_rows(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Candidate rows per file: the merged manifest first, then every shard (sorted by name)."""
+    """Candidate full rows per file: the merged index first, then every shard (sorted by name)."""
     rows: dict[str, list[dict[str, Any]]] = {}
-    sources = [out_dir / MANIFEST, *sorted(shard_dir(out_dir).glob("*.jsonl"))]
+    sources = [out_dir / INDEX, *sorted(shard_dir(out_dir).glob("*.jsonl"))]
     for source in sources:
         for row in _read_jsonl(source):
             rows.setdefault(row["file"], []).append(row)
@@ -150,7 +162,7 @@ class MergeResult:
 
 
 def merge_manifest(out_dir: Path, remove_shards: list[Path] | None = None) -> MergeResult:
-    """Rebuild OUT/manifest.jsonl: one row per sdeval image in the folder, sorted by file.
+    """Rebuild the index and OUT/manifest.jsonl: one row per sdeval image in the folder, sorted by file.
 
     `remove_shards` are shards whose writers have finished; they are deleted once their rows are in the
     manifest. Safe to run at any time and any number of times; concurrent merges serialize on a lock.
@@ -180,14 +192,19 @@ def merge_manifest(out_dir: Path, remove_shards: list[Path] | None = None) -> Me
             if meta is not None:
                 merged[file] = row_from_metadata(meta, file)
                 rebuilt += 1
-        text = "".join(
-            json.dumps(merged[f], ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n" for f in sorted(merged)
-        )
-        atomic.write_text(out_dir / MANIFEST, text)
+        files = sorted(merged)
+        # The index first: a kill between the two writes leaves a stale manifest, which the next merge
+        # rebuilds from the index, never the other way round.
+        atomic.write_text(out_dir / INDEX, "".join(_line(merged[f]) for f in files))
+        atomic.write_text(out_dir / MANIFEST, "".join(_line(manifest_row(merged[f])) for f in files))
         for shard in remove_shards or []:
             with contextlib.suppress(FileNotFoundError):
                 shard.unlink()
     return MergeResult(rows=len(merged), rebuilt=rebuilt, dropped=dropped)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
 
 
 def _safe_relative(file: str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 TINY_NAME = "tiny-random"
 # Bump when the architecture or seeding changes, so an old cache folder is never reused by mistake.
-TINY_VERSION = 1
+TINY_VERSION = 2
 _SEED = 0
 
 
@@ -61,27 +61,28 @@ def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
 
 
 def _write_tokenizer(folder: Path) -> None:
+    """tokenizer/ with vocab.json + merges.txt (what slow CLIPTokenizer reads) and tokenizer.json (fast)."""
     from transformers import CLIPTokenizer
 
     vocab, merges = clip_vocab_and_merges()
-    raw = folder / "raw"
-    raw.mkdir(parents=True)
-    (raw / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (raw / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    (raw / "tokenizer_config.json").write_text(
+    target = folder / "tokenizer"
+    target.mkdir(parents=True)
+    (target / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (target / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    (target / "tokenizer_config.json").write_text(
         json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer"}), encoding="utf-8"
     )
-    tok = CLIPTokenizer.from_pretrained(raw)
-    tok.save_pretrained(folder / "tokenizer")
-    shutil.rmtree(raw)
+    CLIPTokenizer.from_pretrained(target).save_pretrained(target)
 
 
 def _build(folder: Path) -> None:
     """Build the tiny pipeline with seeded weights and save it in diffusers folder layout."""
     import torch
+    import transformers
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars on stderr
     _write_tokenizer(folder)
     # fork_rng: seeding must not disturb the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):

@@ -152,3 +152,8 @@ def demo(out, n) -> None:
         results = run_demo(Path(out), n)
     click.echo(render_table(results))
     click.echo(f"\nresults: {Path(out) / 'results.json'}")
+
+
+from sdeval.generate.command import generate  # noqa: E402
+
+main.add_command(generate)

@@ -1,0 +1,1 @@
+"""Generation stage: diffusers pipelines, work plan, seeding, sharding, resumable writer (`sdeval generate`)."""

@@ -1,0 +1,72 @@
+"""`sdeval generate CONFIG`: the click command; parses options, calls the runner, prints one summary line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("generate")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Regenerate existing images whose inputs changed.")
+@click.option("--merge-only", is_flag=True, help="Only merge manifest shards (and heal rows) into OUT/manifest.jsonl.")
+@click.option("--shard", metavar="I/N", default=None, help="Generate only shard I of N (0-based): one job of an array.")
+@click.option("--dry-run", is_flag=True, help="Print the plan size and exit without loading any model.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(
+    config_path: Path, overwrite: bool, merge_only: bool, shard: str | None, dry_run: bool, quiet: bool
+) -> None:
+    """Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable)."""
+    from sdeval.generate.config import load_config
+    from sdeval.generate.dist import parse_shard
+    from sdeval.generate.runner import prepare, run_generate
+
+    config = load_config(config_path)
+    shard_tuple = parse_shard(shard) if shard else None
+    if dry_run:
+        plan, ctx = prepare(config, shard_tuple)
+        mine = plan.shard(ctx.rank, ctx.world_size)
+        settings = len({i.setting_id for i in plan.items})
+        click.echo(
+            f"plan: {len(plan.items)} images = {len(config.checkpoints)} checkpoint(s)"
+            f" x {settings} setting(s)"
+            f" x {len(plan.suite.prompts)} prompt(s) x {config.seeds_per_prompt} seed(s); this process:"
+            f" {len(mine)} on {plan.device}; output: {config.output_dir}"
+        )
+        return
+    try:
+        result = run_generate(
+            config,
+            overwrite=overwrite,
+            merge_only=merge_only,
+            shard=shard_tuple,
+            progress=not quiet,
+            config_path=config_path.resolve(),
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished images are kept; run the same command again to resume", err=True)
+        sys.exit(130)
+    manifest = result.out_dir / "manifest.jsonl"
+    if merge_only:
+        if result.manifest is not None:
+            click.echo(f"merged: {result.manifest.rows} rows in {manifest}")
+        return
+    if result.group and result.record is not None:
+        # The main process of a launch speaks for all processes.
+        rec = result.record
+        rate = f", {rec['images_per_s']:.2f} img/s" if rec.get("images_per_s") else ""
+        click.echo(
+            f"generated {rec['images_generated']}, skipped {rec['images_skipped']} (already done) of"
+            f" {rec['images_planned']} on {result.world_size} processes{rate}; manifest: {manifest}"
+        )
+        return
+    if result.group:
+        return
+    rate = f", {result.images_per_s:.2f} img/s" if result.images_per_s else ""
+    shard = f" (shard {result.rank}/{result.world_size})" if result.world_size > 1 else ""
+    click.echo(
+        f"generated {result.generated}, skipped {result.skipped} (already done) of {result.assigned}{shard}"
+        f" in {result.generate_s:.1f}s{rate}; manifest: {manifest}"
+    )

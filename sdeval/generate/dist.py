@@ -1,0 +1,79 @@
+"""Which share of the plan this process owns: single process, accelerate launch/torchrun, or --shard I/N."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+# Ranks finish at different times (a resumed run can leave one rank nearly idle); the final barrier must
+# not time out and take the whole launch down with it.
+_BARRIER_TIMEOUT = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's rank among world_size; `group` is true when a torch.distributed group is up."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.group:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.group:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (0-based I) -> (I, N)."""
+    from sdeval.errors import ConfigError
+
+    try:
+        left, right = text.split("/")
+        index, count = int(left), int(right)
+    except ValueError as err:
+        raise ConfigError(f"--shard: expected I/N such as 0/4, got {text!r}") from err
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError(f"--shard: expected 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def detect(shard: tuple[int, int] | None = None, cpu: bool = False) -> DistContext:
+    """Explicit shard > launcher environment (RANK/WORLD_SIZE from accelerate launch or torchrun) > single.
+
+    With a launcher (MASTER_ADDR set) a process group comes up through accelerate's PartialState, so the
+    main process can wait for the others before merging; `--shard` and bare RANK/WORLD_SIZE (array jobs)
+    need none: every shard merges what it finds when it finishes.
+    """
+    if shard is not None:
+        return DistContext(rank=shard[0], world_size=shard[1])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if "MASTER_ADDR" not in os.environ:
+        return DistContext(rank=rank, world_size=world, local_rank=local)
+    from accelerate import PartialState
+
+    state = PartialState(cpu=cpu, timeout=_BARRIER_TIMEOUT)
+    return DistContext(
+        rank=state.process_index,
+        world_size=state.num_processes,
+        local_rank=state.local_process_index,
+        group=True,
+    )

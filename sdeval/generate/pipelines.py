@@ -1,0 +1,263 @@
+"""Loading checkpoints (folder, hub id, single file, built-in tiny) into diffusers pipelines; calling them."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdeval.errors import SdevalError
+from sdeval.generate.config import CheckpointSpec
+from sdeval.generate.hashing import path_sha256
+from sdeval.generate.plan import CheckpointIdentity, WorkItem
+from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
+from sdeval.generate.tiny import TINY_NAME, tiny_random_path
+
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# Key that only SDXL single-file checkpoints carry (base: embedders.1, refiner: embedders.0).
+_SDXL_KEYS = (
+    "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias",
+    "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias",
+)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Run-wide choices for how a pipeline is placed and sped up (none of them changes the setting)."""
+
+    pipeline: str  # "text2image" | "image2image"
+    device: str
+    compile: bool = False
+    channels_last: bool = True
+    vae_slicing: bool = True
+    vae_tiling: bool = False
+
+
+def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
+    """Content hashes of a checkpoint (and LoRA); a hub id has none until it is a local path."""
+    if spec.kind == "builtin":
+        sha = path_sha256(tiny_random_path())
+    elif spec.kind in ("folder", "single_file"):
+        sha = path_sha256(spec.location)
+    else:
+        sha = None
+    lora = None if spec.lora is None else path_sha256(spec.lora)
+    return CheckpointIdentity(sha256=sha, lora_sha256=lora)
+
+
+def resolve_device(requested: str, local_rank: int = 0, world_size: int = 1) -> str:
+    """Turn `auto`/`cuda` into a concrete device; each process of a multi-GPU run takes cuda:LOCAL_RANK."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            requested = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            requested = "mps"
+        else:
+            requested = "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SdevalError(f"device: {requested} requested but torch sees no CUDA device")
+        if requested == "cuda":
+            index = local_rank % torch.cuda.device_count() if world_size > 1 else torch.cuda.current_device()
+            requested = f"cuda:{index}"
+        torch.cuda.set_device(requested)
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise SdevalError("device: mps requested but torch sees no MPS device")
+    return requested
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, _TORCH_DTYPES[name])
+
+
+def _dtype_kwargs(dtype: str) -> dict[str, Any]:
+    """Newer diffusers renamed from_pretrained's `torch_dtype` to `dtype`; pass whichever this one takes."""
+    from diffusers.utils import deprecation_utils
+
+    key = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+    return {key: torch_dtype(dtype)}
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars would interleave with sdeval's own; sdeval reports progress itself."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@dataclass
+class Loaded:
+    """A ready pipeline and the scheduler it was saved with (the base every named scheduler is built from)."""
+
+    pipe: Any
+    base_scheduler: Any
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        """Default (width, height): UNet sample size times the VAE scale factor."""
+        side = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
+        return side, side
+
+    def set_scheduler(self, name: str, **extra: Any) -> None:
+        """A fresh scheduler for the next call, so no solver state leaks from the previous call."""
+        base = self.base_scheduler
+        if name == DEFAULT_SCHEDULER:
+            self.pipe.scheduler = type(base).from_config(base.config, **extra)
+        else:
+            self.pipe.scheduler = build_scheduler(name, base.config, **extra)
+
+
+def load_pipeline(spec: CheckpointSpec, dtype: str, options: LoadOptions) -> Loaded:
+    """Load one checkpoint as a text2image or image2image pipeline on the run's device, ready to call."""
+    _quiet_libraries()
+    try:
+        pipe = _load(spec, dtype, options.pipeline)
+        if spec.lora is not None:
+            pipe.load_lora_weights(spec.lora)
+            # Fusing bakes the LoRA into the weights: no per-step adapter cost.
+            pipe.fuse_lora(lora_scale=spec.lora_scale)
+    except (OSError, ValueError, ImportError) as err:
+        first = _first_line(err)
+        hint = ""
+        if "safetensors" in first and not spec.allow_pickle:
+            hint = " (a checkpoint with only .bin weights needs allow_pickle: true)"
+        elif spec.kind == "single_file" and spec.config is None:
+            hint = "; offline, set `config:` to a local diffusers folder of the same architecture"
+        raise SdevalError(f"checkpoint {spec.name!r}: could not load {spec.path}: {first}{hint}") from err
+    return prepare_pipeline(pipe, options)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
+    import diffusers
+
+    if spec.kind == "single_file":
+        return _load_single_file(spec, dtype, kind)
+    if spec.kind == "builtin":
+        print(f"sdeval: checkpoint {spec.name!r} is {TINY_NAME}: RANDOM weights, for tests only", file=sys.stderr)
+        location = str(tiny_random_path())
+    else:
+        location = spec.location
+    kwargs: dict[str, Any] = _dtype_kwargs(dtype)
+    if not spec.allow_pickle:
+        # Refuse .bin (pickle) weights unless the user opted in.
+        kwargs["use_safetensors"] = True
+    if spec.variant is not None:
+        kwargs["variant"] = spec.variant
+    index = diffusers.DiffusionPipeline.load_config(location)
+    if "safety_checker" in index:
+        # Evaluation needs the raw outputs: the checker blacks out images it flags.
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    auto = diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image
+    return auto.from_pretrained(location, **kwargs)
+
+
+def _load_single_file(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
+    import diffusers
+
+    try:
+        xl = _is_sdxl_single_file(Path(spec.location))
+    except Exception as err:  # safetensors and unpickling raise their own types; all mean "unreadable"
+        raise SdevalError(
+            f"checkpoint {spec.name!r}: {spec.path} is not a readable checkpoint: {_first_line(err)}"
+        ) from err
+    cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
+    # from_single_file still takes `torch_dtype` in diffusers 0.42.
+    kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
+    if spec.config is not None:
+        kwargs["config"] = spec.config
+    if not xl:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    pipe = cls.from_single_file(spec.location, **kwargs)
+    if kind == "image2image":
+        pipe = diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
+    return pipe
+
+
+def _is_sdxl_single_file(path: Path) -> bool:
+    """SDXL files carry a second text encoder under `conditioner.embedders`; read keys only, not tensors."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            keys = set(handle.keys())
+    else:
+        import torch
+
+        # Only reached with allow_pickle: true; weights_only still refuses arbitrary objects.
+        state = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
+        keys = set(state.get("state_dict", state))
+    return any(k in keys or f"model.{k}" in keys for k in _SDXL_KEYS)
+
+
+def prepare_pipeline(pipe: Any, options: LoadOptions) -> Loaded:
+    """Put a loaded pipeline on the device and apply the speed options (once per model load)."""
+    import torch
+
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(options.device)
+    if options.vae_slicing:
+        # One image at a time through the VAE decoder: lower peak memory, and decoding no longer
+        # depends on the batch an image was in.
+        pipe.vae.enable_slicing()
+    if options.vae_tiling:
+        pipe.vae.enable_tiling()
+    if options.channels_last and options.device.startswith("cuda"):
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if options.compile:
+        pipe.unet = torch.compile(pipe.unet)
+    return Loaded(pipe=pipe, base_scheduler=pipe.scheduler)
+
+
+def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images: list[Any] | None = None) -> list[Any]:
+    """One pipeline call for a batch that shares checkpoint and setting; returns PIL images in item order.
+
+    Each image gets its own CPU generator seeded with its seed: diffusers draws each image's initial
+    latents (and any per-step noise) from its own generator, so an image is the same whatever batch it is
+    in, and matches a plain diffusers call with `generator=torch.Generator("cpu").manual_seed(seed)`.
+    """
+    import torch
+
+    setting = items[0].setting
+    spec = SCHEDULERS.get(setting.scheduler)
+    extra = {"noise_sampler_seed": items[0].seed} if spec is not None and spec.per_call_noise else {}
+    loaded.set_scheduler(setting.scheduler, **extra)
+    negatives = [item.negative_prompt for item in items]
+    kwargs: dict[str, Any] = {
+        "prompt": [item.prompt.prompt for item in items],
+        "negative_prompt": None if all(n is None for n in negatives) else negatives,
+        "generator": [torch.Generator("cpu").manual_seed(item.seed) for item in items],
+        "num_inference_steps": setting.num_inference_steps,
+        "guidance_scale": setting.guidance_scale,
+        "output_type": "pil",
+    }
+    if kind == "image2image":
+        kwargs["image"] = init_images
+        kwargs["strength"] = setting.strength
+    else:
+        kwargs["width"] = setting.width
+        kwargs["height"] = setting.height
+    return list(loaded.pipe(**kwargs).images)
+
+
+def load_init_image(path: Path, size: tuple[int, int]) -> Any:
+    """An init image as RGB at the setting's size (Lanczos), so a batch stacks and the size is fixed."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    if rgb.size != size:
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    return rgb

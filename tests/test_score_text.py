@@ -297,3 +297,14 @@ def test_option_and_manifest_errors_are_one_line_and_exit_code_2(tmp_path, promp
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_extract_folder_runs_extractors_with_one_cache_key_once(prompted, tiny_name, tiny_clip_weights):
+    first, second = (ClipEmbedder.load(tiny_name, tiny_clip_weights[0]) for _ in range(2))
+    assert first is not second and first.cache_key == second.cache_key
+    calls = []
+    for embedder in (first, second):
+        real = embedder.extract
+        embedder.extract = lambda batch, real=real: calls.append(len(batch)) or real(batch)
+    feats = extract_module.extract_folder(prompted["captions_dir"], [first, second], workers=0, progress=False)
+    assert sum(calls) == 8 and list(feats.features) == [first.cache_key]

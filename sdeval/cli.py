@@ -72,17 +72,44 @@ def _parse_metrics(text: str) -> tuple[str, ...]:
     return names
 
 
+def _clip_options(func):
+    """--clip-* (CLIP score, R-precision, diversity) and --cmmd-* (CMMD) model choices."""
+    options = [
+        click.option("--clip-model", default=None, metavar="NAME",
+                     help="open_clip model for clip, rprecision, diversity [default: ViT-L-14]."),
+        click.option("--clip-pretrained", default=None, metavar="TAG|PATH",
+                     help="its weights: an open_clip tag or a local file (works offline) [default: openai]."),
+        click.option("--cmmd-model", default=None, metavar="NAME",
+                     help="open_clip model for cmmd [default: the --clip-* model if one was given, "
+                     "else the paper's ViT-L-14-336]."),
+        click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
+                     help="its weights, tag or local file [default: openai]."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option("--reference", "-r", default=None, help="reference folder, or a file from `sdeval reference build`.")
-@click.option("--metrics", default="fid,kid,is,pr", show_default=True, help="comma-separated: fid, kid, is, pr.")
+@click.option("--metrics", default="fid,kid,is,pr", show_default=True,
+              help="comma-separated: fid, kid, is, pr, clip, rprecision, cmmd, diversity.")  # fmt: skip
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="prompt manifest (JSONL or CSV, `file` and `prompt` columns); without it, or for images it "
+              "does not list, prompts come from the images' metadata or NAME.txt captions.")  # fmt: skip
+@_clip_options
+@click.option("--rprecision-r", type=click.IntRange(min=2), default=None,
+              help="prompts ranked per image for rprecision [default: min(100, distinct prompts)].")  # fmt: skip
+@click.option("--per-image", is_flag=True, help="add per-image rows (prompt, seed, CLIP score, ...) to the results.")
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--seed", type=int, default=2020, show_default=True, help="KID subsets and IS splits.")
+@click.option("--seed", type=int, default=2020, show_default=True, help="KID subsets, IS splits, R-precision draws.")
 @_feature_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="write the results JSON here.")
-def score(images, reference, metrics, kid_subset_size, kid_subsets, seed, out, **kwargs) -> None:
-    """Score a folder of IMAGES (FID, KID, IS, precision/recall)."""
+def score(images, reference, metrics, prompts, rprecision_r, per_image, kid_subset_size, kid_subsets, seed, out,
+          clip_model, clip_pretrained, cmmd_model, cmmd_pretrained, **kwargs) -> None:  # fmt: skip
+    """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity."""
     from sdeval.results import render_table, write_results
     from sdeval.score import ScoreOptions
     from sdeval.score import score as run_score
@@ -95,13 +122,20 @@ def score(images, reference, metrics, kid_subset_size, kid_subsets, seed, out, *
         kid_subsets=kid_subsets,
         seed=seed,
         features=_make_feature_options(kwargs),
+        prompts=prompts,
+        clip_model=clip_model,
+        clip_pretrained=clip_pretrained,
+        cmmd_model=cmmd_model,
+        cmmd_pretrained=cmmd_pretrained,
+        rprecision_r=rprecision_r,
+        per_image=per_image,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
         results = run_score(options)
     if out:
         write_results(out, results)
-    click.echo(render_table(results))
+    click.echo(render_table(results, max_listed=20 if out else None))  # the JSON file lists everything
     if out:
         click.echo(f"\nresults: {out}")
 
@@ -114,12 +148,21 @@ def reference() -> None:
 @reference.command("build")
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="reference file (.npz).")
+@click.option("--cmmd", is_flag=True, help="also store the CLIP image embeddings CMMD needs (same decode pass).")
+@click.option("--cmmd-model", default=None, metavar="NAME",
+              help="open_clip model for those embeddings (implies --cmmd) [default: ViT-L-14-336].")  # fmt: skip
+@click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
+              help="its weights, tag or local file (implies --cmmd) [default: openai].")  # fmt: skip
 @_feature_options
-def reference_build(images, out, **kwargs) -> None:
-    """Extract the features and Fréchet state of IMAGES into a reference file."""
+def reference_build(images, out, cmmd, cmmd_model, cmmd_pretrained, **kwargs) -> None:
+    """Extract the features and Fréchet state of IMAGES (and with --cmmd, CLIP embeddings) into a reference file."""
+    from sdeval.features.clip import CMMD_MODEL, ClipModelSpec
     from sdeval.score import build_reference_file
 
-    ref = build_reference_file(images, out, _make_feature_options(kwargs))
+    spec = None
+    if cmmd or cmmd_model or cmmd_pretrained:
+        spec = ClipModelSpec(cmmd_model or CMMD_MODEL.name, cmmd_pretrained or CMMD_MODEL.pretrained)
+    ref = build_reference_file(images, out, _make_feature_options(kwargs), cmmd=spec)
     click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
 
 

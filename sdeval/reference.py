@@ -117,6 +117,31 @@ def check_protocol(expected: dict[str, Any], found: dict[str, Any], what: str) -
             )
 
 
+#: Protocol fields that name a library release, not something that moves the features.
+_VERSION_FIELDS = ("open_clip_version",)
+
+
+def require_features(reference: Reference, protocol: dict[str, Any], cache_key: str, missing_hint: str) -> None:
+    """Check that `reference` holds features made by the extractor whose protocol and cache key are given.
+
+    A reference with features of the same kind (same `extractor` field) made another way raises
+    ProtocolMismatchError naming the first field that differs; a reference with none of that kind
+    raises SdevalError ending with `missing_hint` (how to rebuild it).
+    """
+    what = f"reference {reference.source}"
+    wanted = {k: v for k, v in protocol.items() if k not in _VERSION_FIELDS}
+    if cache_key in reference.protocols:
+        found = {k: v for k, v in reference.protocols[cache_key].items() if k not in _VERSION_FIELDS}
+        check_protocol(wanted, found, what)
+        return
+    kind = protocol.get("extractor")
+    for found in reference.protocols.values():
+        if found.get("extractor") == kind:
+            check_protocol(wanted, {k: v for k, v in found.items() if k not in _VERSION_FIELDS}, what)
+            raise ProtocolMismatchError(f"{what} holds {kind} features made another way (cache key differs)")
+    raise SdevalError(f"{what} holds no {kind} features; {missing_hint}")
+
+
 def merge_references(parts: list[Reference], source: str) -> Reference:
     """Combine references built on disjoint shards of one image set (same protocols required)."""
     if not parts:

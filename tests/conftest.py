@@ -46,3 +46,40 @@ def image_sets(tmp_path_factory) -> dict:
     make_image_set(root / "gen", 40, seed=1, style="blobs")
     make_image_set(root / "ref", 40, seed=2, style="spots")
     return {"gen": str(root / "gen"), "ref": str(root / "ref")}
+
+
+# A tiny open_clip architecture registered under a name, so code that loads CLIP models by name
+# (ClipEmbedder.load, the CLI's --clip-model) can build it offline; weights come from a local file.
+TINY_CLIP = "sdeval-test-tiny-clip"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_name(tmp_path_factory) -> str:
+    import json
+
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("open_clip_configs")
+    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(folder)
+    return TINY_CLIP
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_weights(tiny_name, tmp_path_factory) -> dict[int, str]:
+    """Seeded random weights of the tiny model in local files: {seed: path}, same file name per seed."""
+    import open_clip
+
+    paths = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = open_clip.create_model(tiny_name, pretrained=None)
+        path = tmp_path_factory.mktemp(f"tiny-clip-{seed}") / "tiny-clip.pt"
+        torch.save(model.state_dict(), path)
+        paths[seed] = str(path)
+    return paths

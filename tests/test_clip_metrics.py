@@ -29,12 +29,7 @@ from sdeval.metrics.diversity import prompt_diversity
 from sdeval.metrics.embeddings import NotEnoughDataError
 from sdeval.metrics.rprecision import clip_r_precision
 
-TINY = "sdeval-test-tiny-clip"
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
+TINY = "sdeval-test-tiny-clip"  # registered by the tiny_name fixture (conftest.py)
 PROMPTS = [
     "a red fox in snow",
     "a teapot on a table",
@@ -43,14 +38,6 @@ PROMPTS = [
     "an empty room",
     "",
 ]
-
-
-@pytest.fixture(scope="session")
-def tiny_name(tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder = tmp_path_factory.mktemp("open_clip_configs")
-    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(folder)
-    return TINY
 
 
 @pytest.fixture(scope="session")
@@ -202,9 +189,7 @@ def test_protocol_reports_the_activation_the_model_really_uses(tiny_name: str) -
     quick = open_clip.create_model(tiny_name, pretrained=None, force_quick_gelu=True)
     tokenizer = open_clip.get_tokenizer(tiny_name)
     a = ClipEmbedder.from_model(plain, lambda image: image, tokenizer, tiny_name)
-    b = ClipEmbedder.from_model(
-        quick, lambda image: image, tokenizer, tiny_name, weights_sha256=a.weights_sha256
-    )
+    b = ClipEmbedder.from_model(quick, lambda image: image, tokenizer, tiny_name, weights_sha256=a.weights_sha256)
     assert (a.protocol()["quick_gelu"], b.protocol()["quick_gelu"]) == (False, True)
     assert a.cache_key != b.cache_key  # same weights, different activation: different features
 
@@ -218,9 +203,7 @@ def test_clip_score_matches_direct_float64_computation(embedder, tiny, images) -
         np.linalg.norm(image_direct, axis=1) * np.linalg.norm(text_direct, axis=1)
     )
     expected = 100.0 * np.maximum(cos, 0.0)
-    result = clip_score(
-        embedder.embed_images(images), embedder.embed_texts(PROMPTS), [f"img{i}" for i in range(6)]
-    )
+    result = clip_score(embedder.embed_images(images), embedder.embed_texts(PROMPTS), [f"img{i}" for i in range(6)])
     np.testing.assert_allclose(result.scores, expected, atol=2e-3)
     assert result.mean == pytest.approx(expected.mean(), abs=2e-3)
     assert result.torchmetrics_value == pytest.approx(max(100.0 * cos.mean(), 0.0), abs=2e-3)
@@ -264,9 +247,7 @@ def test_clip_score_agrees_with_torchmetrics(embedder, tiny, images) -> None:
     tensors = [torch.from_numpy(a).permute(2, 0, 1).contiguous() for a in images]
     ours = clip_score(embedder.embed_images(images), embedder.embed_texts(PROMPTS))
 
-    per_image = [
-        tm_clip_score(t, p, model_name_or_path=factory).item() for t, p in zip(tensors, PROMPTS, strict=True)
-    ]
+    per_image = [tm_clip_score(t, p, model_name_or_path=factory).item() for t, p in zip(tensors, PROMPTS, strict=True)]
     np.testing.assert_allclose(ours.scores, per_image, atol=1e-3)
     assert ours.mean == pytest.approx(np.mean(per_image), abs=1e-3)
 
@@ -422,9 +403,7 @@ def test_diversity_identical_is_zero_and_orthogonal_is_one(embedder, images) -> 
     assert by_prompt["varied"].mean_distance == pytest.approx(1.0, abs=1e-12)
     assert by_prompt["varied"].n_images == 5
     assert result.overall == pytest.approx(0.5, abs=1e-6) and result.n_prompts == 2
-    assert [(s.prompt, s.reason) for s in result.skipped] == [
-        ("single", "only one image: no pairs to compare")
-    ]
+    assert [(s.prompt, s.reason) for s in result.skipped] == [("single", "only one image: no pairs to compare")]
 
 
 def test_diversity_matches_explicit_pairwise_mean() -> None:

@@ -136,9 +136,7 @@ def comfy_sdxl(text_l: str = "a lighthouse at dusk") -> dict:
 def test_a1111_tricky_values() -> None:
     record = parse_a1111_parameters(A1111_TRICKY)
     assert record.source == "a1111"
-    assert (
-        record.prompt == "masterpiece, best quality, a cat: sitting, (red hat:1.2)\non a chair, style: anime"
-    )
+    assert record.prompt == "masterpiece, best quality, a cat: sitting, (red hat:1.2)\non a chair, style: anime"
     assert record.negative_prompt == "lowres, bad anatomy\nworst quality"
     assert record.seed == 3141592653
     assert record.checkpoint == "v1-5-pruned-emaonly"
@@ -544,8 +542,7 @@ def test_find_prompts_precedence_and_skips(tmp_path: Path) -> None:
     skips = {s.path.name: s.reason for s in skipped}
     assert set(skips) == {"nothing.png", "latin1.png"}
     assert skips["nothing.png"] == (
-        "no prompt found: not in manifest m.jsonl; no prompt metadata in the image; "
-        "no caption file nothing.txt"
+        "no prompt found: not in manifest m.jsonl; no prompt metadata in the image; no caption file nothing.txt"
     )
     assert "caption latin1.txt is not UTF-8" in skips["latin1.png"]
     assert any("broken.png" in w and "not valid JSON" in w for w in warnings)

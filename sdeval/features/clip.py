@@ -20,6 +20,8 @@ from sdeval.errors import SdevalError
 
 #: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
 FEATURE_NAME = "clip_image"
+#: Name under which text embeddings of prompts are cached (keyed by the sha256 of the prompt text).
+TEXT_FEATURE_NAME = "clip_text"
 # Bump when what extract() returns changes for the same weights (normalization, dtype): it is
 # part of the cache key, so stale cached features are never reused.
 _FEATURE_VERSION = 1
@@ -92,6 +94,7 @@ class ClipEmbedder:
         self.embed_dim = _embed_dim(model)
         self._preprocess_info = _preprocess_info(model, transform)
         self.cache_key = self._make_cache_key()
+        self.text_cache_key = self._make_text_cache_key(tokenizer)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -122,8 +125,7 @@ class ClipEmbedder:
             if not tag_cfg:
                 known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
                 raise SdevalError(
-                    f"CLIP weights {pretrained!r} are neither a file nor a known tag for {name!r} "
-                    f"(tags: {known})"
+                    f"CLIP weights {pretrained!r} are neither a file nor a known tag for {name!r} (tags: {known})"
                 )
         if quick_gelu is None:
             quick_gelu = bool(tag_cfg.get("quick_gelu", False))
@@ -138,9 +140,7 @@ class ClipEmbedder:
             tokenizer = open_clip.get_tokenizer(name)
         except (RuntimeError, OSError, ValueError) as err:
             hint = "" if is_file else " (offline? pass a local weights file as the pretrained value)"
-            raise SdevalError(
-                f"cannot load CLIP model {name!r} with weights {pretrained!r}: {err}{hint}"
-            ) from err
+            raise SdevalError(f"cannot load CLIP model {name!r} with weights {pretrained!r}: {err}{hint}") from err
         if is_file:
             sha = file_sha256(pretrained)  # type: ignore[arg-type]
             label = f"file:{Path(pretrained).name}"  # type: ignore[arg-type]
@@ -273,6 +273,18 @@ class ClipEmbedder:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
         return f"{FEATURE_NAME}-v{_FEATURE_VERSION}-{safe_name}-{self.weights_sha256}-{digest}"
+
+    def _make_text_cache_key(self, tokenizer: Any) -> str:
+        # Text embeddings depend on the weights, the activation and how prompts are tokenized.
+        identity = {
+            "model": self.name,
+            "quick_gelu": self.quick_gelu,
+            "tokenizer": type(tokenizer).__name__,
+            "context_length": getattr(tokenizer, "context_length", None),
+        }
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name)
+        return f"{TEXT_FEATURE_NAME}-v{_FEATURE_VERSION}-{safe_name}-{self.weights_sha256}-{digest}"
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

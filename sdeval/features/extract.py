@@ -87,6 +87,11 @@ def extract_folder(
 ) -> FolderFeatures:
     """Features of every image under `root` for each extractor; unreadable files are listed in `skipped`."""
     root_path = Path(root)
+    # Two extractors with one cache key produce the same features: run the model once.
+    unique: dict[str, FeatureExtractor] = {}
+    for extractor in extractors:
+        unique.setdefault(extractor.cache_key, extractor)
+    extractors = list(unique.values())
     paths = require_images(root_path)
     rel = [p.relative_to(root_path).as_posix() for p in paths]
 

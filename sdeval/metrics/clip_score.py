@@ -76,7 +76,6 @@ def _cosines(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.nd
     texts = l2_normalize(text_embeddings, "text_embeddings")
     if images.shape != texts.shape:
         raise ValueError(
-            f"image and text embeddings must be row-aligned with the same shape, got {images.shape} "
-            f"and {texts.shape}"
+            f"image and text embeddings must be row-aligned with the same shape, got {images.shape} and {texts.shape}"
         )
     return np.einsum("nd,nd->n", images, texts)

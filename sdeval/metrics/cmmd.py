@@ -53,9 +53,7 @@ def cmmd(
     m, n = len(x), len(y)
     minimum = 2 if estimator == "unbiased" else 1
     if m < minimum or n < minimum:
-        raise NotEnoughDataError(
-            f"CMMD ({estimator}) needs at least {minimum} embeddings per set, got {m} and {n}"
-        )
+        raise NotEnoughDataError(f"CMMD ({estimator}) needs at least {minimum} embeddings per set, got {m} and {n}")
     gamma = 1.0 / (2.0 * sigma**2)
     if estimator == "biased":
         k_xx = kernel_sum(x, x, gamma, chunk_size) / (m * m)

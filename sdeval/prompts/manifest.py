@@ -151,9 +151,7 @@ def _read_csv(data: bytes, path: Path, builder: _Builder) -> None:
     columns = [cell.strip() for cell in header]
     for needed in ("file", "prompt"):
         if needed not in columns:
-            raise SdevalError(
-                f"manifest {path}: CSV header has no '{needed}' column (columns: {', '.join(columns)})"
-            )
+            raise SdevalError(f"manifest {path}: CSV header has no '{needed}' column (columns: {', '.join(columns)})")
     seen: set[str] = set()
     for name in columns:
         if name in seen:

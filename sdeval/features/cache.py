@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sdeval.errors import SdevalError
+from sdeval.paths import cache_root
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -30,11 +31,8 @@ _LOOKUP_CHUNK = 500  # SQLite's default limit on bound parameters is 999
 
 
 def default_cache_dir() -> Path:
-    """$SDEVAL_CACHE_DIR, else $XDG_CACHE_HOME/sdeval, else ~/.cache/sdeval."""
-    if os.environ.get("SDEVAL_CACHE_DIR"):
-        return Path(os.environ["SDEVAL_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sdeval"
+    """The feature cache folder: sdeval's cache root."""
+    return cache_root()
 
 
 def pack(arrays: Mapping[str, np.ndarray]) -> bytes:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sdeval.errors import SdevalError
+from sdeval.hashing import file_sha256
 
 #: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
 FEATURE_NAME = "clip_image"
@@ -25,7 +26,6 @@ TEXT_FEATURE_NAME = "clip_text"
 # Bump when what extract() returns changes for the same weights (normalization, dtype): it is
 # part of the cache key, so stale cached features are never reused.
 _FEATURE_VERSION = 1
-_HASH_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -294,15 +294,6 @@ class ClipEmbedder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:

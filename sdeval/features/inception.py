@@ -9,7 +9,6 @@ Both modes resize in the decode workers and feed the network a float [N, 3, 299,
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -23,20 +22,13 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from sdeval.errors import SdevalError
+from sdeval.hashing import file_sha256
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
 POOL = "pool"  # 2048-d pool3 features (FID, KID, precision/recall)
 LOGITS = "logits_unbiased"  # 1008-d logits without bias (Inception Score, as torch-fidelity)
 PREPROCESS_MODES = ("legacy", "clean")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -115,7 +107,7 @@ class InceptionExtractor:
         if weights is None and not path.is_file():
             self._download_standard_weights(path)
         self.weights_path = path
-        self.weights_sha256 = sha256_file(path)
+        self.weights_sha256 = file_sha256(path)
         self.mode = preprocess
         self.device = torch.device(device)
         self.cache_key = f"inception-v3-compat:{self.weights_sha256}:{preprocess}"

@@ -9,10 +9,10 @@ from typing import Any
 
 from sdeval.errors import SdevalError
 from sdeval.generate.config import CheckpointSpec
-from sdeval.generate.hashing import path_sha256
 from sdeval.generate.plan import CheckpointIdentity, WorkItem
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
 from sdeval.generate.tiny import TINY_NAME, tiny_random_path
+from sdeval.hashing import path_sha256
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Key that only SDXL single-file checkpoints carry (base: embedders.1, refiner: embedders.0).

@@ -15,18 +15,12 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from sdeval.paths import cache_root
+
 TINY_NAME = "tiny-random"
 # Bump when the architecture or seeding changes, so an old cache folder is never reused by mistake.
 TINY_VERSION = 2
 _SEED = 0
-
-
-def cache_dir() -> Path:
-    """Folder for sdeval's caches: $SDEVAL_CACHE_DIR, else $XDG_CACHE_HOME/sdeval, else ~/.cache/sdeval."""
-    if env := os.environ.get("SDEVAL_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "sdeval"
 
 
 @lru_cache(maxsize=1)
@@ -153,7 +147,7 @@ def _build(folder: Path) -> None:
 
 def tiny_random_path() -> Path:
     """Path of the tiny-random diffusers folder, built on first use (safe when processes race)."""
-    target = cache_dir() / f"{TINY_NAME}-v{TINY_VERSION}"
+    target = cache_root() / f"{TINY_NAME}-v{TINY_VERSION}"
     if (target / "model_index.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

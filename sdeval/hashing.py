@@ -1,4 +1,4 @@
-"""sha256 of checkpoint files and folders, cached by (path, size, mtime) so reruns do not rehash."""
+"""sha256 of weight files and folders, cached by (path, size, mtime) so reruns do not rehash."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from sdeval import atomic
-from sdeval.generate.tiny import cache_dir
+from sdeval.paths import cache_root
 
 _CHUNK = 1 << 20
 
@@ -19,7 +19,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     path = Path(path).resolve()
     st = path.stat()
     key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    cache_file = cache_dir() / "sha256-cache.json"
+    cache_file = cache_root() / "sha256-cache.json"
     cache: dict[str, str] = {}
     with contextlib.suppress(OSError, ValueError):
         cache = json.loads(cache_file.read_text(encoding="utf-8"))

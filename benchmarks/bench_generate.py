@@ -74,10 +74,10 @@ H100_SXM_DENSE_FP16_TFLOPS = 989.0
 def build_sd15(device: str, dtype: Any) -> Any:
     """The SD 1.5 pipeline architecture with random weights, built directly on `device`."""
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from sdeval.generate.tiny import tiny_random_path
+    from sdeval.generate.tiny import sd15_scheduler, tiny_random_path
 
     torch.manual_seed(0)
     with torch.device(device):
@@ -86,14 +86,7 @@ def build_sd15(device: str, dtype: Any) -> Any:
         text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_VIT_L14_TEXT))
     # The real CLIP BPE tokenizer (the tiny model ships it).
     tokenizer = CLIPTokenizer.from_pretrained(tiny_random_path() / "tokenizer")
-    scheduler = PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        set_alpha_to_one=False,
-        skip_prk_steps=True,
-        steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -69,11 +69,26 @@ def _write_tokenizer(folder: Path) -> None:
     CLIPTokenizer.from_pretrained(target).save_pretrained(target)
 
 
+def sd15_scheduler():
+    """The scheduler config Stable Diffusion 1.5 ships with, so scheduler swaps behave as on real models."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        set_alpha_to_one=False,
+        skip_prk_steps=True,
+        steps_offset=1,
+    )
+
+
 def _build(folder: Path) -> None:
     """Build the tiny pipeline with seeded weights and save it in diffusers folder layout."""
     import torch
     import transformers
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars on stderr
@@ -117,16 +132,7 @@ def _build(folder: Path) -> None:
                 layer_norm_eps=1e-5,
             )
         )
-    # The scheduler config Stable Diffusion 1.5 ships with, so scheduler swaps behave as on real models.
-    scheduler = PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        set_alpha_to_one=False,
-        skip_prk_steps=True,
-        steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

@@ -50,10 +50,10 @@ def _feature_options(func):
 
 
 def _make_feature_options(kwargs: dict):
-    from sdeval.features.cache import default_cache_dir
+    from sdeval.paths import cache_root
     from sdeval.score import FeatureOptions
 
-    cache_dir = None if kwargs.pop("no_cache") else str(kwargs.pop("cache_dir") or default_cache_dir())
+    cache_dir = None if kwargs.pop("no_cache") else str(kwargs.pop("cache_dir") or cache_root())
     kwargs.pop("cache_dir", None)
     return FeatureOptions(
         preprocess=kwargs.pop("preprocess"),

@@ -88,3 +88,13 @@ def test_precision_recall_matches_torch_fidelity():
     assert precision == pytest.approx(theirs["precision"], abs=1e-6)
     assert recall == pytest.approx(theirs["recall"], abs=1e-6)
     assert 0.0 < precision < 1.0 and 0.0 < recall < 1.0
+
+
+def test_precision_recall_does_not_depend_on_the_chunk_size(monkeypatch):
+    import sdeval.metrics.precision_recall as pr
+
+    rng = np.random.default_rng(5)
+    gen, real = rng.standard_normal((70, 8)), rng.standard_normal((50, 8)) * 1.2
+    whole = pr.precision_recall(gen, real, k=3)
+    monkeypatch.setattr(pr, "_CHUNK", 16)
+    assert pr.precision_recall(gen, real, k=3) == whole

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from sdeval.errors import SdevalError
-from sdeval.paths import cache_root
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -28,11 +27,6 @@ CREATE TABLE IF NOT EXISTS features (
 ) WITHOUT ROWID
 """
 _LOOKUP_CHUNK = 500  # SQLite's default limit on bound parameters is 999
-
-
-def default_cache_dir() -> Path:
-    """The feature cache folder: sdeval's cache root."""
-    return cache_root()
 
 
 def pack(arrays: Mapping[str, np.ndarray]) -> bytes:

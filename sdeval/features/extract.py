@@ -115,8 +115,9 @@ def extract_folder(
             todo.append((i, path, needed))
     if todo:
         _run_models(
-            todo, extractors, per_image, skipped, hashes, batch_size, workers, cache, max_pixels, progress, label
-        )
+            todo, extractors, per_image, skipped, hashes, cache,
+            batch_size=batch_size, workers=workers, max_pixels=max_pixels, progress=progress, label=label,
+        )  # fmt: skip
 
     kept = [i for i in range(len(paths)) if i not in skipped]
     if not kept:
@@ -135,8 +136,24 @@ def extract_folder(
     )
 
 
-def _run_models(todo, extractors, per_image, skipped, hashes, batch_size, workers, cache, max_pixels, progress, label):
-    """Decode the `todo` images in workers, batch them per extractor, run the models, fill the cache."""
+def _run_models(
+    todo: list[tuple[int, Path, tuple[int, ...]]],
+    extractors: list[FeatureExtractor],
+    per_image: list[dict[str, dict[str, np.ndarray]]],
+    skipped: dict[int, str],
+    hashes: list[str],
+    cache: FeatureCache | None,
+    *,
+    batch_size: int,
+    workers: int,
+    max_pixels: int,
+    progress: bool,
+    label: str,
+) -> None:
+    """Decode the `todo` images in workers, batch them per extractor, run the models, fill the cache.
+
+    Results land in `per_image[i][cache key]`; files that fail to decode are added to `skipped`.
+    """
     loader = DataLoader(
         _DecodeDataset(todo, list(extractors), max_pixels),
         batch_size=None,

@@ -3,7 +3,7 @@
 Each real feature gets a ball whose radius is the distance to its k-th nearest other real feature;
 precision is the fraction of generated features inside at least one real ball, recall the fraction of
 real features inside at least one generated ball (distances <= radius, as in torch-fidelity). Float64,
-computed in row chunks so memory stays bounded.
+computed in row chunks so memory stays bounded; the generated-to-real distances are computed once.
 """
 
 from __future__ import annotations
@@ -31,11 +31,6 @@ def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(radii)
 
 
-def _coverage(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> float:
-    inside = [(_pairwise_distances(chunk, centres) <= radii).any(dim=1) for chunk in queries.split(_CHUNK)]
-    return float(torch.cat(inside).double().mean())
-
-
 def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = 3) -> tuple[float, float]:
     """(precision, recall) of generated features against real features."""
     if min(len(generated), len(real)) <= k:
@@ -44,6 +39,14 @@ def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = 3) -> tup
         )
     gen = torch.from_numpy(np.asarray(generated, np.float64))
     ref = torch.from_numpy(np.asarray(real, np.float64))
-    precision = _coverage(gen, ref, knn_radii(ref, k))
-    recall = _coverage(ref, gen, knn_radii(gen, k))
+    ref_radii, gen_radii = knn_radii(ref, k), knn_radii(gen, k)
+    # One pass over the generated-to-real distances serves both directions.
+    gen_inside = []
+    ref_inside = torch.zeros(len(ref), dtype=torch.bool)
+    for gen_chunk, chunk_radii in zip(gen.split(_CHUNK), gen_radii.split(_CHUNK), strict=True):
+        distances = _pairwise_distances(gen_chunk, ref)
+        gen_inside.append((distances <= ref_radii).any(dim=1))
+        ref_inside |= (distances <= chunk_radii[:, None]).any(dim=0)
+    precision = float(torch.cat(gen_inside).double().mean())
+    recall = float(ref_inside.double().mean())
     return precision, recall

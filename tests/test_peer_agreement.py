@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch_fidelity
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from sdeval.features.extract import extract_folder
 from sdeval.features.inception import POOL, InceptionExtractor, resize_clean, resize_legacy
@@ -26,6 +27,22 @@ def test_resized_entry_point_equals_library_forward(inception_weights, image_set
     ours = extractor.extract(torch.stack([resize_legacy(x) for x in images]))
     np.testing.assert_allclose(ours[POOL].numpy(), pool_lib.numpy(), rtol=1e-4, atol=1e-4 * pool_lib.abs().max())
     np.testing.assert_allclose(ours["logits_unbiased"].numpy(), logits_lib.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_folded_network_equals_torch_fidelitys_unfolded_one(inception_weights):
+    # Our network folds batch norms into the convolutions; torch-fidelity's own keeps them.
+    library = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(inception_weights)
+    ).eval()
+    extractor = InceptionExtractor(inception_weights)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in extractor.network.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in library.modules())
+    uint8 = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (4, 3, 299, 299), dtype=np.uint8))
+    with torch.inference_mode():
+        pool_lib, logits_lib = library(uint8)
+    ours = extractor.extract(uint8.float())
+    assert float((ours[POOL] - pool_lib).norm() / pool_lib.norm()) < 1e-5
+    assert float((ours["logits_unbiased"] - logits_lib).norm() / logits_lib.norm()) < 1e-5
 
 
 def test_scores_agree_with_torch_fidelity(inception_weights, image_sets):

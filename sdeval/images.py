@@ -46,19 +46,55 @@ class ImageDecodeError(Exception):
 
 
 def find_images(root: str | os.PathLike[str]) -> list[Path]:
-    """All image files under `root` (recursively), sorted by relative path so order never depends on the OS."""
+    """All image files under `root` (recursively), sorted by relative path so order never depends on the OS.
+
+    Symlinked sub-folders are followed, as clean-fid does; paths keep the link's name as seen under `root`.
+    A folder is walked once only, by its identity on disk, so a link loop or a second link to the same
+    folder adds nothing: its images are already listed under the first path. Real sub-folders are walked
+    before any link, so an image inside `root` keeps its own path rather than a link's. A broken symlink
+    with an image name is listed, so the decoder reports it as unreadable instead of it vanishing.
+    """
     root_path = Path(root)
     if not root_path.exists():
         raise SdevalError(f"{root}: no such file or folder")
     if root_path.is_file():
         raise SdevalError(f"{root}: expected a folder of images, got a file")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root_path, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath) / name)
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    pending = [root_path]
+    # Breadth-first over link levels: each round walks real folders only and queues the links it meets.
+    while pending:
+        links: list[Path] = []
+        for top in pending:
+            if not _first_visit(top, visited):
+                continue
+            for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+                keep = []
+                for name in sorted(d for d in dirnames if not d.startswith(".")):
+                    sub = Path(dirpath) / name
+                    if sub.is_symlink():
+                        links.append(sub)
+                    elif _first_visit(sub, visited):
+                        keep.append(name)
+                dirnames[:] = keep
+                for name in filenames:
+                    if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+                        found.append(Path(dirpath) / name)
+        pending = sorted(links, key=lambda p: p.relative_to(root_path).as_posix())
     return sorted(found, key=lambda p: p.relative_to(root_path).as_posix())
+
+
+def _first_visit(folder: Path, visited: set[tuple[int, int]]) -> bool:
+    """Record `folder` (through any link) as walked; False if it was walked already or cannot be read."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return False
+    key = (st.st_dev, st.st_ino)
+    if key in visited:
+        return False
+    visited.add(key)
+    return True
 
 
 def require_images(root: str | os.PathLike[str]) -> list[Path]:

@@ -1,9 +1,15 @@
 """Reference files: the statistics and features of a reference image set, with the protocol that made them.
 
-A reference file is a numpy .npz (read with allow_pickle=False) holding:
-- `meta`: JSON text: format, version, protocol per extractor, n, images hash, root, sdeval version;
+A reference file is a numpy .npz (read with allow_pickle=False). Format version 2 holds:
+- `meta`: JSON text: format, version, protocol per extractor, n, images hash, source, sdeval version;
 - `fid_n`, `fid_sum`, `fid_sum_outer`: the mergeable Fréchet state of the Inception pool features;
-- `feat__<extractor index>__<name>`: per-image feature arrays (KID, precision/recall, CMMD need them).
+- `feat__<extractor index>__<name>`: per-image feature arrays (KID, precision/recall, CMMD need them);
+- `image_sha256` (fixed-width ASCII bytes) and `image_paths` (str, relative to the folder): the identity of
+  each image, in the row order of the features. They let `merge_references` find images that two parts share.
+
+Version 1 files (no per-image identity) still load, with `image_hashes` and `image_paths` None; so does a
+version 2 file merged from them, which lacks the two arrays too. The zip is written with fixed timestamps, so
+the same reference always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,10 @@ from sdeval.errors import ProtocolMismatchError, SdevalError
 from sdeval.metrics.fid import FrechetState
 
 FORMAT = "sdeval-reference"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_HASH_DTYPE = "S64"  # a hex sha256 is 64 ASCII characters; bytes take a quarter of the room of str
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same reference twice gives the same bytes
+_MAX_LISTED_PAIRS = 5
 
 
 def images_hash(paths: list[str], hashes: list[str]) -> str:
@@ -38,7 +47,11 @@ def images_hash(paths: list[str], hashes: list[str]) -> str:
 
 @dataclass
 class Reference:
-    """A reference set in memory: per-extractor features and protocols, plus the Fréchet state."""
+    """A reference set in memory: per-extractor features and protocols, plus the Fréchet state.
+
+    `image_hashes` and `image_paths` give each feature row's content sha256 and relative path; both are None
+    for a reference read from a version 1 file (or merged from one).
+    """
 
     protocols: dict[str, dict[str, Any]]  # extractor cache key -> protocol
     features: dict[str, dict[str, np.ndarray]]  # extractor cache key -> name -> [n, d]
@@ -46,9 +59,27 @@ class Reference:
     n: int
     images_hash: str
     source: str  # folder or file it came from
+    image_hashes: list[str] | None = None
+    image_paths: list[str] | None = None
 
     def identity(self) -> dict[str, Any]:
         return {"source": self.source, "n": self.n, "images_sha256": self.images_hash}
+
+    @property
+    def has_image_identity(self) -> bool:
+        return self.image_hashes is not None and self.image_paths is not None
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """What np.savez writes, minus the wall-clock timestamps it puts in the zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, values in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
+            info.external_attr = 0o600 << 16
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(values), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def save_reference(path: str | os.PathLike[str], reference: Reference) -> None:
@@ -71,13 +102,30 @@ def save_reference(path: str | os.PathLike[str], reference: Reference) -> None:
     for index, key in enumerate(keys):
         for name, values in reference.features[key].items():
             arrays[f"feat__{index}__{name}"] = np.asarray(values, dtype=np.float32)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_bytes(path, buffer.getvalue())
+    if reference.image_hashes is not None and reference.image_paths is not None:
+        if not len(reference.image_hashes) == len(reference.image_paths) == reference.n:
+            raise SdevalError(
+                f"reference {reference.source}: {len(reference.image_hashes)} image hashes and "
+                f"{len(reference.image_paths)} paths for {reference.n} images"
+            )
+        arrays["image_sha256"] = np.array(reference.image_hashes, dtype=_HASH_DTYPE).reshape(-1)
+        arrays["image_paths"] = np.array(reference.image_paths, dtype=str).reshape(-1)
+    write_bytes(path, npz_bytes(arrays))
+
+
+def _image_identity(arrays: dict[str, np.ndarray], n: int) -> tuple[list[str] | None, list[str] | None]:
+    """The per-image hashes and paths of a version 2 file, or (None, None) where it holds none."""
+    if "image_sha256" not in arrays and "image_paths" not in arrays:
+        return None, None
+    hashes = [h.decode("ascii") if isinstance(h, bytes) else str(h) for h in arrays["image_sha256"].tolist()]
+    paths = [str(p) for p in arrays["image_paths"].tolist()]
+    if not len(hashes) == len(paths) == n:
+        raise ValueError(f"{len(hashes)} image hashes and {len(paths)} image paths for {n} images")
+    return hashes, paths
 
 
 def load_reference(path: str | os.PathLike[str]) -> Reference:
-    """Read a reference file, with a clear error for anything that is not one."""
+    """Read a reference file (format version 1 or 2), with a clear error for anything that is not one."""
     file = Path(path)
     try:
         with np.load(file, allow_pickle=False) as data:
@@ -90,31 +138,50 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
         meta = json.loads(str(arrays["meta"]))
         if meta.get("format") != FORMAT:
             raise ValueError("not an sdeval reference")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"format version {meta.get('format_version')} is not {FORMAT_VERSION}")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"format version {version!r} is not a known one")
+        if version > FORMAT_VERSION:
+            raise SdevalError(
+                f"{path}: reference format version {version} was written by a newer sdeval "
+                f"({meta.get('sdeval_version', 'unknown')}); this one ({__version__}) reads versions 1 to "
+                f"{FORMAT_VERSION}: upgrade sdeval"
+            )
+        n = int(meta["n"])
         keys = [entry["cache_key"] for entry in meta["extractors"]]
         protocols = {entry["cache_key"]: entry["protocol"] for entry in meta["extractors"]}
         features: dict[str, dict[str, np.ndarray]] = {key: {} for key in keys}
         for name, values in arrays.items():
             if name.startswith("feat__"):
                 _, index, feature = name.split("__", 2)
+                if len(values) != n:
+                    raise ValueError(f"{name} has {len(values)} rows for {n} images")
                 features[keys[int(index)]][feature] = values
         fid_state = None
         if "fid_n" in arrays:
             fid_state = FrechetState(int(arrays["fid_n"]), arrays["fid_sum"], arrays["fid_sum_outer"])
-        return Reference(protocols, features, fid_state, int(meta["n"]), meta["images_sha256"], str(file))
-    except (KeyError, ValueError, IndexError, TypeError) as err:
+        hashes, paths = _image_identity(arrays, n) if version >= 2 else (None, None)
+        return Reference(protocols, features, fid_state, n, meta["images_sha256"], str(file), hashes, paths)
+    except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
         raise SdevalError(f"{path}: not a valid sdeval reference file ({err})") from None
+
+
+def first_difference(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """The first field (in sorted order) whose value differs between two protocols, or None."""
+    for name in sorted(set(expected) | set(found)):
+        if expected.get(name) != found.get(name):
+            return name
+    return None
 
 
 def check_protocol(expected: dict[str, Any], found: dict[str, Any], what: str) -> None:
     """Raise ProtocolMismatchError naming the first field that differs between two protocols."""
-    for field in sorted(set(expected) | set(found)):
-        if expected.get(field) != found.get(field):
-            raise ProtocolMismatchError(
-                f"{what} was made with a different protocol: {field} is {found.get(field)!r} there "
-                f"but {expected.get(field)!r} here"
-            )
+    name = first_difference(expected, found)
+    if name is not None:
+        raise ProtocolMismatchError(
+            f"{what} was made with a different protocol: {name} is {found.get(name)!r} there "
+            f"but {expected.get(name)!r} here"
+        )
 
 
 #: Protocol fields that name a library release, not something that moves the features.
@@ -142,24 +209,143 @@ def require_features(reference: Reference, protocol: dict[str, Any], cache_key: 
     raise SdevalError(f"{what} holds no {kind} features; {missing_hint}")
 
 
-def merge_references(parts: list[Reference], source: str) -> Reference:
-    """Combine references built on disjoint shards of one image set (same protocols required)."""
-    if not parts:
-        raise SdevalError("nothing to merge")
+@dataclass
+class MergeResult:
+    """A merged reference, and what the caller should tell the user about it."""
+
+    reference: Reference
+    warnings: list[str] = field(default_factory=list)
+
+
+def _describe(key: str, protocol: dict[str, Any]) -> str:
+    return f"{protocol.get('extractor', 'unknown')} features (cache key {key})"
+
+
+def _check_same_protocols(parts: list[Reference]) -> None:
+    """Every part must hold the same extractors, each with the same protocol, as the first one.
+
+    A protocol change often changes the cache key too (Inception's preprocessing is part of it), so features
+    of one kind under two keys are compared field by field before they are reported as missing and extra.
+    """
     first = parts[0]
     for other in parts[1:]:
-        if list(other.protocols) != list(first.protocols):
-            raise ProtocolMismatchError(f"{other.source}: holds different extractors than {first.source}")
-        for key in first.protocols:
-            check_protocol(first.protocols[key], other.protocols[key], other.source)
+        missing = [k for k in first.protocols if k not in other.protocols]
+        extra = [k for k in other.protocols if k not in first.protocols]
+        for key, expected in first.protocols.items():
+            kind = expected.get("extractor", key)
+            same_kind = [k for k in extra if other.protocols[k].get("extractor", k) == kind]
+            found_key = key if key in other.protocols else next(iter(same_kind), None)
+            if found_key is None:
+                continue
+            name = first_difference(expected, other.protocols[found_key])
+            if name is not None:
+                raise ProtocolMismatchError(
+                    f"cannot merge parts made with different protocols: the {kind} {name} is "
+                    f"{other.protocols[found_key].get(name)!r} in {other.source} but {expected.get(name)!r} "
+                    f"in {first.source}"
+                )
+            if found_key != key:
+                raise ProtocolMismatchError(
+                    f"cannot merge parts made with different protocols: the {kind} cache key is {found_key!r} "
+                    f"in {other.source} but {key!r} in {first.source}"
+                )
+        if missing or extra:
+            problems = [
+                f"{other.source} lacks the {_describe(k, first.protocols[k])} of {first.source}" for k in missing
+            ]
+            problems += [
+                f"{other.source} holds {_describe(k, other.protocols[k])} that {first.source} lacks" for k in extra
+            ]
+            raise ProtocolMismatchError(f"cannot merge parts with different extractors: {'; '.join(problems)}")
+
+
+def _shared_images(parts: list[Reference]) -> dict[tuple[int, int], int]:
+    """(part index, part index) -> how many distinct images (by content sha256) the two parts share.
+
+    Parts without per-image hashes can only be compared whole: the same images hash means the same set.
+    A repeat inside one part is not counted: identical outputs do occur in one image set.
+    """
+    owners: dict[str, list[int]] = {}
+    for index, part in enumerate(parts):
+        for content in set(part.image_hashes or ()):
+            owners.setdefault(content, []).append(index)
+    pairs: dict[tuple[int, int], int] = {}
+    for holders in owners.values():
+        for a, i in enumerate(holders):
+            for j in holders[a + 1 :]:
+                pairs[i, j] = pairs.get((i, j), 0) + 1
+    for i, first in enumerate(parts):
+        for j in range(i + 1, len(parts)):
+            other = parts[j]
+            if (i, j) in pairs or (first.has_image_identity and other.has_image_identity):
+                continue
+            if first.images_hash == other.images_hash and min(first.n, other.n) > 0:
+                pairs[i, j] = min(first.n, other.n)
+    return dict(sorted(pairs.items()))
+
+
+def _overlap_text(parts: list[Reference], pairs: dict[tuple[int, int], int]) -> str:
+    listed = [
+        f"{parts[i].source} (part {i + 1}) and {parts[j].source} (part {j + 1}) share {count} image"
+        + ("s" if count != 1 else "")
+        for (i, j), count in list(pairs.items())[:_MAX_LISTED_PAIRS]
+    ]
+    if len(pairs) > _MAX_LISTED_PAIRS:
+        listed.append(f"and {len(pairs) - _MAX_LISTED_PAIRS} more pairs of parts")
+    return "; ".join(listed)
+
+
+def merge_references(parts: list[Reference], source: str, allow_duplicates: bool = False) -> MergeResult:
+    """Combine references built on disjoint shards of one image set (same extractors and protocols required).
+
+    Parts that share images (same content sha256) are an error unless `allow_duplicates`, since every shared
+    image would count twice in FID, KID and the rest. The result does not depend on the order of `parts`:
+    they are put in a canonical order (by images hash, then n) before the Fréchet states are summed, and when
+    every part knows its images, the rows are sorted by (path, content sha256), the order a folder's reference
+    has, so the merge of a folder's flat shards has the rows, images hash and KID of the folder itself.
+    """
+    if not parts:
+        raise SdevalError("nothing to merge")
+    _check_same_protocols(parts)
+    warnings = [
+        f"{p.source} holds no per-image hashes (reference format version 1, or merged from such a file), so "
+        "whether it shares images with the other parts cannot be checked; rebuild it with "
+        "`sdeval reference build` to check"
+        for p in parts
+        if not p.has_image_identity
+    ]
+    pairs = _shared_images(parts)
+    if pairs:
+        if not allow_duplicates:
+            raise SdevalError(
+                f"the parts overlap: {_overlap_text(parts, pairs)}; each shared image would count more than once "
+                "(merge disjoint shards only, or pass --allow-duplicates to keep every copy)"
+            )
+        warnings.append(f"keeping images that occur in more than one part: {_overlap_text(parts, pairs)}")
+
+    # Canonical order: the input order must not change a single bit of the result (the index only breaks ties
+    # between copies of one image set, which --allow-duplicates lets through).
+    ordered = [parts[i] for i in sorted(range(len(parts)), key=lambda i: (parts[i].images_hash, parts[i].n, i))]
+    first = ordered[0]
     features = {
-        key: {name: np.concatenate([p.features[key][name] for p in parts]) for name in first.features[key]}
+        key: {name: np.concatenate([p.features[key][name] for p in ordered]) for name in first.features[key]}
         for key in first.features
     }
     fid_state = None
-    if all(p.fid_state is not None for p in parts):
-        fid_state = parts[0].fid_state
-        for p in parts[1:]:
-            fid_state = fid_state.merge(p.fid_state)  # type: ignore[union-attr]
-    digest = hashlib.sha256("".join(sorted(p.images_hash for p in parts)).encode()).hexdigest()
-    return Reference(first.protocols, features, fid_state, sum(p.n for p in parts), digest, source)
+    if all(p.fid_state is not None for p in ordered):
+        fid_state = ordered[0].fid_state
+        for p in ordered[1:]:
+            fid_state = fid_state.merge(p.fid_state)  # type: ignore[union-attr,arg-type]
+    n = sum(p.n for p in ordered)
+    if all(p.has_image_identity for p in ordered):
+        paths = [path for p in ordered for path in p.image_paths or ()]
+        hashes = [content for p in ordered for content in p.image_hashes or ()]
+        order = sorted(range(n), key=lambda row: (paths[row], hashes[row]))
+        rows = np.asarray(order, dtype=np.intp)
+        features = {key: {name: values[rows] for name, values in arrays.items()} for key, arrays in features.items()}
+        paths, hashes = [paths[row] for row in order], [hashes[row] for row in order]
+        merged = Reference(first.protocols, features, fid_state, n, images_hash(paths, hashes), source, hashes, paths)
+    else:
+        digest = hashlib.sha256("".join(sorted(p.images_hash for p in ordered)).encode()).hexdigest()
+        merged = Reference(first.protocols, features, fid_state, n, digest, source)
+    return MergeResult(merged, warnings)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from typing import Any
 
 from sdeval.atomic import write_json
+from sdeval.errors import SdevalError
 
 _LABELS = {
     "fid": "FID",
@@ -21,7 +24,22 @@ _LABELS = {
 
 
 def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None:
-    write_json(path, results)
+    """Write atomically; if that fails (disk full, folder removed meanwhile), keep the computed results in a
+    temp file and raise SdevalError naming both paths, so a long run is never lost to a write error."""
+    try:
+        write_json(path, results)
+    except OSError as err:
+        fd, fallback = tempfile.mkstemp(prefix="sdeval-results-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+        raise SdevalError(
+            f"could not write the results to {path} ({err.strerror or err}); they were saved to {fallback}"
+        ) from None
+
+
+def incomplete_metrics(results: dict[str, Any]) -> list[str]:
+    """Result keys of the requested metrics that have no value (each carries its `skipped` reason)."""
+    return [name for name, entry in results["metrics"].items() if entry.get("value") is None]
 
 
 def _format_value(name: str, entry: dict[str, Any]) -> str:

@@ -125,6 +125,8 @@ def reference_from_folder(folder: str, extractors: list, options: FeatureOptions
         n=feats.n,
         images_hash=images_hash(feats.paths, feats.hashes),
         source=str(Path(folder)),
+        image_hashes=list(feats.hashes),  # per-image identity lets `reference merge` find overlapping parts
+        image_paths=list(feats.paths),
     )
 
 

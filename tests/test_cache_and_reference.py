@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import sqlite3
 
@@ -93,10 +94,17 @@ def test_merged_shard_references_equal_the_whole(tmp_path, inception_weights, im
             shutil.copy(f, tmp_path / f"s{shard}" / f.name)
     opts = _features(inception_weights, tmp_path / "cache")
     parts = [build_reference_file(str(tmp_path / f"s{s}"), str(tmp_path / f"s{s}.npz"), opts) for s in (2, 0, 1)]
-    merged = merge_references(parts, "merged")
-    save_reference(tmp_path / "merged.npz", merged)
+    result = merge_references(parts, "merged")
+    assert result.warnings == []
+    save_reference(tmp_path / "merged.npz", result.reference)
     kwargs = {"metrics": ("fid", "kid"), "kid_subset_size": 20, "features": opts}
     whole = score(ScoreOptions(image_sets["gen"], image_sets["ref"], **kwargs))
     sharded = score(ScoreOptions(image_sets["gen"], str(tmp_path / "merged.npz"), **kwargs))
     assert sharded["reference"]["n"] == 40
+    # The shards are flat, so their relative paths are the folder's: the merge knows the same image set ...
+    assert sharded["reference"]["images_sha256"] == whole["reference"]["images_sha256"]
+    assert result.reference.image_paths == [f.name for f in files]
+    assert result.reference.image_hashes == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
     assert sharded["metrics"]["fid"]["value"] == pytest.approx(whole["metrics"]["fid"]["value"], rel=1e-9)
+    # ... and holds its rows in the folder's order, so KID draws the same subsets and gives the same value.
+    assert sharded["metrics"]["kid"] == whole["metrics"]["kid"]

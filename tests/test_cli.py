@@ -75,10 +75,10 @@ def test_too_few_images_for_a_metric_is_listed_not_fatal(tmp_path, inception_wei
     out = tmp_path / "r.json"
     result = _run("score", tmp_path / "few", "--metrics", "is,fid", "-r", tmp_path / "few", "--no-cache",
                   "--inception-weights", inception_weights, "--workers", 0, "-o", out)  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # incomplete: IS could not be computed, FID was
     doc = json.loads(out.read_text())
     assert doc["metrics"]["is"]["value"] is None
-    assert "needs at least 10 images" in doc["metrics"]["is"]["skipped"]
+    assert "needs at least 2 images per split (20 for 10 splits), got 5" in doc["metrics"]["is"]["skipped"]
     assert doc["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 

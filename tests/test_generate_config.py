@@ -223,8 +223,52 @@ def test_cli_unparseable_yaml(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("checkpoints: [\n")
     result = CliRunner().invoke(main, ["generate", str(tmp_path / "c.yaml")])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: config: c.yaml is not valid YAML")
+    assert result.stderr.startswith("error: config: c.yaml: line 2, column 1: not valid YAML: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "run.yaml",
+            "suite: prompts.jsonl\noutput_dir: out\nseeds: [1, 2\nbatch_size: 2\n",
+            "config: run.yaml: line 4, column 11: not valid YAML: expected ',' or ']', but got ':' "
+            "(while parsing a flow sequence at line 3, column 8)",
+        ),
+        (
+            "run.yaml",
+            "suite: prompts.jsonl\noutput_dir: out\ndevice: cpu: 0\n",
+            "config: run.yaml: line 3, column 12: not valid YAML: mapping values are not allowed here",
+        ),
+        (
+            "run.yaml",
+            "suite: prompts.jsonl\ndevice: 'c\x01pu'\n",
+            "config: run.yaml: line 2, column 11: not valid YAML: unacceptable character U+0001: "
+            "special characters are not allowed",
+        ),
+        (
+            "run.toml",
+            'suite = "prompts.jsonl"\n[settings]\nwidth = \n',
+            "config: run.toml: line 3, column 9: not valid TOML: Invalid value",
+        ),
+        (
+            "run.toml",
+            'suite = "prompts.jsonl',  # tomllib gives no line for this one: nothing is made up
+            "config: run.toml: not valid TOML: Unterminated string (at end of document)",
+        ),
+        (
+            "run.json",
+            '{\n  "suite": "prompts.jsonl",\n  "output_dir": "out",\n}\n',
+            "config: run.json: line 4, column 1: not valid JSON: Expecting property name enclosed in double quotes",
+        ),
+    ],
+)
+def test_syntax_errors_give_line_and_column(tmp_path: Path, name: str, text: str, message: str) -> None:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / name)
+    assert str(info.value) == message
 
 
 def test_normalized_config_is_json(tmp_path: Path) -> None:

@@ -248,6 +248,37 @@ def test_ctrl_c_keeps_finished_images_and_a_usable_manifest(tmp_path: Path) -> N
     assert sorted(r["file"] for r in manifest_rows(out)) == sorted(on_disk)
 
 
+def test_sigterm_mid_run_exits_143_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    """SIGTERM (SLURM, Kubernetes) is handled like Ctrl-C: in-flight writes finish, the manifest is merged,
+    exit 143; the resumed run equals an uninterrupted one."""
+    settings = {"guidance_scale": [3.0, 7.5], "num_inference_steps": 2, "width": 32, "height": 32, "scheduler": "ddim"}
+    path = write_config(tmp_path / "termed", settings=settings, seeds_per_prompt=10, batch_size=1)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdeval", "generate", str(path), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out = tmp_path / "termed" / "out"
+    deadline = time.time() + 120
+    while len(list(out.rglob("*.png"))) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    on_disk = load_images(out)
+    assert 3 <= len(on_disk) < 60, "the signal should land mid-run"
+    assert sorted(r["file"] for r in manifest_rows(out)) == sorted(on_disk)
+    assert not list(out.rglob("*.tmp"))
+    _run(path)
+    ref_path = write_config(tmp_path / "ref", settings=settings, seeds_per_prompt=10, batch_size=4)
+    _run(ref_path)
+    assert_same_images(load_images(out), load_images(tmp_path / "ref" / "out"))
+
+
 def test_kill_between_image_and_manifest_row_is_healed(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:
     """Simulate every crash window: image without row, torn shard line, leftover temp file, lost manifest."""
     path = write_config(tmp_path)

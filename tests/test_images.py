@@ -88,6 +88,49 @@ def test_find_images_is_recursive_sorted_and_ignores_other_files(tmp_path):
     ]
 
 
+def _rel(root, paths):
+    return [p.relative_to(root).as_posix() for p in paths]
+
+
+def test_find_images_follows_symlinked_folders(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    for name in ["o.png", "deep/p.png"]:
+        (outside / name).write_bytes(b"x")
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"x")
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (root / "same").symlink_to(outside, target_is_directory=True)  # a second link to a walked folder
+    (root / "file_link.png").symlink_to(outside / "o.png")  # symlinked files were always followed
+    # The link's name stays in the path; the second link adds nothing already listed.
+    assert _rel(root, find_images(root)) == ["a.png", "file_link.png", "linked/deep/p.png", "linked/o.png"]
+
+
+def test_find_images_symlink_loops_terminate_and_real_paths_win(tmp_path):
+    root = tmp_path / "images"
+    (root / "sub" / "z").mkdir(parents=True)
+    for name in ["a.png", "sub/b.png", "sub/z/c.png"]:
+        (root / name).write_bytes(b"x")
+    (root / "sub" / "up").symlink_to(root, target_is_directory=True)  # loop to the root
+    (root / "sub" / "z" / "self").symlink_to(root / "sub" / "z", target_is_directory=True)  # loop to itself
+    (root / "a_link").symlink_to(root / "sub" / "z", target_is_directory=True)  # sorts before the real path
+    (root / "loop_a").symlink_to(root / "loop_b", target_is_directory=True)  # links that point at each other
+    (root / "loop_b").symlink_to(root / "loop_a", target_is_directory=True)
+    # Each image once, under its real path.
+    assert _rel(root, find_images(root)) == ["a.png", "sub/b.png", "sub/z/c.png"]
+
+
+def test_find_images_lists_broken_symlinks_so_they_are_reported(tmp_path):
+    from sdeval.images import load_rgb
+
+    (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
+    (tmp_path / "gone_dir").symlink_to(tmp_path / "missing", target_is_directory=True)
+    assert _rel(tmp_path, find_images(tmp_path)) == ["gone.png"]
+    with pytest.raises(ImageDecodeError, match="unreadable"):
+        load_rgb(tmp_path / "gone.png")
+
+
 def make_bad_folder(folder, good: int = 12) -> dict[str, str]:
     """A folder with `good` good images and one file of every bad kind; returns bad name -> reason."""
     from sdeval.demo import make_image_set
@@ -113,13 +156,13 @@ def make_bad_folder(folder, good: int = 12) -> dict[str, str]:
 def test_bad_folder_scores_good_images_and_lists_each_bad_one(tmp_path, inception_weights):
     from sdeval.score import FeatureOptions, ScoreOptions, score
 
-    bad = make_bad_folder(tmp_path / "mixed")
+    bad = make_bad_folder(tmp_path / "mixed", good=16)
     options = FeatureOptions(inception_weights=inception_weights, cache_dir=None, workers=2, progress=False)
     results = score(ScoreOptions(str(tmp_path / "mixed"), metrics=("is",), features=options))
-    assert results["images"]["n_scored"] == 12 + 4
+    assert results["images"]["n_scored"] == 16 + 4
     skipped = {entry["path"]: entry["reason"] for entry in results["images"]["skipped"]}
     assert set(skipped) == set(bad)
     for name, reason in bad.items():
         assert reason in skipped[name]
-    # IS needs 10 images: it is computed, not skipped.
+    # IS needs 2 images per split (20 for its 10 splits): it is computed, not skipped.
     assert results["metrics"]["is"]["value"] is not None

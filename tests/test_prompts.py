@@ -415,9 +415,8 @@ def test_manifest_jsonl_good_and_malformed_lines(tmp_path: Path) -> None:
         json.dumps({"file": "e.png", "prompt": "x" * (MAX_PROMPT_CHARS + 1)}),  # 13
         json.dumps({"file": "./f.png", "prompt": "f", "mood": "y", "seed": "17"}),  # 14
     ]
-    data = ("\n".join(lines) + "\n").encode() + b'{"file": "g.png", "prompt": "caf\xe9"}\n'  # 15
     manifest = tmp_path / "manifest.jsonl"
-    manifest.write_bytes(data)
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     result = load_manifest(manifest, root)
     assert result.format == "jsonl"
@@ -446,10 +445,9 @@ def test_manifest_jsonl_good_and_malformed_lines(tmp_path: Path) -> None:
     ]
     assert by_line[(12, False)] == "expected a JSON object, got list"
     assert f"over the {MAX_PROMPT_CHARS} limit" in by_line[(13, False)]
-    assert by_line[(15, False)].startswith("not valid UTF-8")
     # Every non-blank line is accounted for: a record or a problem, nothing silently dropped.
     accounted = set(result.lines.values()) | {p.line for p in result.problems if not p.used}
-    assert accounted == {n for n in range(1, 16) if n != 3}
+    assert accounted == {n for n in range(1, 15) if n != 3}
     assert all(m.startswith(f"{manifest}:") for m in result.messages())
 
 
@@ -464,7 +462,7 @@ def test_manifest_csv_with_quoted_multiline_prompt(tmp_path: Path) -> None:
         "../x.png,escape,,,\n"  # line 6
     )
     manifest = tmp_path / "prompts.csv"
-    manifest.write_bytes(text.encode() + b"c.png,caf\xe9,,,\n")  # line 7
+    manifest.write_text(text, encoding="utf-8")
     result = load_manifest(manifest, root)
     assert result.format == "csv"
     assert result.records["a.png"] == PromptRecord(
@@ -476,7 +474,6 @@ def test_manifest_csv_with_quoted_multiline_prompt(tmp_path: Path) -> None:
     assert "unknown column 'extra'" in reasons[2]
     assert reasons[5].startswith("row has 6 cells but the header has 5 columns")
     assert "escapes the images folder" in reasons[6]
-    assert reasons[7] == "not valid UTF-8"
 
 
 def test_manifest_that_cannot_be_used_at_all_is_an_error(tmp_path: Path) -> None:
@@ -488,6 +485,113 @@ def test_manifest_that_cannot_be_used_at_all_is_an_error(tmp_path: Path) -> None
     bad_csv.write_text("path,caption\nx.png,a cat\n")
     with pytest.raises(SdevalError, match="no 'file' column"):
         load_manifest(bad_csv, tmp_path)
+
+
+CSV_TEXT = "file,prompt\na.png,a café\n"
+JSONL_TEXT = '{"file": "a.png", "prompt": "a café"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("prompts.csv", b"\xff\xfe" + CSV_TEXT.encode("utf-16-le"), "it looks like UTF-16: save it as UTF-8"),
+        ("prompts.csv", CSV_TEXT.encode("utf-16"), "it looks like UTF-16: save it as UTF-8"),  # BOM, native order
+        ("prompts.jsonl", JSONL_TEXT.encode("utf-16-le"), "it looks like UTF-16: save it as UTF-8"),  # no BOM
+        ("prompts.jsonl", JSONL_TEXT.encode("utf-16-be"), "it looks like UTF-16: save it as UTF-8"),
+        ("prompts.jsonl", JSONL_TEXT.encode("utf-32"), "it looks like UTF-32: save it as UTF-8"),
+        ("prompts.csv", CSV_TEXT.encode("latin-1"), "byte 0xE9 at offset 23, line 2: save it as UTF-8"),
+        ("prompts.jsonl", JSONL_TEXT.encode("latin-1"), "byte 0xE9 at offset 34, line 1: save it as UTF-8"),
+        (
+            "prompts.jsonl",
+            b"\xef\xbb\xbf" + JSONL_TEXT.encode("cp1252"),
+            "byte 0xE9 at offset 37, line 1: save it as UTF-8",
+        ),
+        ("prompts.jsonl", b'{"file": "a.png", "prompt": "a\x00"}\n', "NUL byte at offset 30, line 1: save it as UTF-8"),
+    ],
+)
+def test_manifest_that_is_not_utf8_is_one_clear_error(tmp_path: Path, name: str, data: bytes, expected: str) -> None:
+    make_images(tmp_path, ["a.png"])
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(SdevalError) as info:
+        load_manifest(tmp_path / name, tmp_path)
+    message = str(info.value)
+    assert message == f"manifest {tmp_path / name}: not UTF-8 text ({expected})"
+    assert message.isprintable() and "\x00" not in message  # no NUL bytes, no surrogate escapes
+
+
+@pytest.mark.parametrize("name", ["prompts.csv", "prompts.jsonl"])
+def test_manifest_with_a_utf8_bom_is_read(tmp_path: Path, name: str) -> None:
+    make_images(tmp_path, ["a.png"])
+    (tmp_path / name).write_text(CSV_TEXT if name.endswith(".csv") else JSONL_TEXT, encoding="utf-8-sig")
+    result = load_manifest(tmp_path / name, tmp_path)
+    assert result.records["a.png"].prompt == "a café" and result.problems == []
+
+
+def test_manifest_messages_escape_control_characters_and_cap_length(tmp_path: Path) -> None:
+    make_images(tmp_path, ["a.png"])
+    lines = [
+        json.dumps({"file": "x\x1b[31m\u202e.png", "prompt": "p"}),  # 1: ANSI escape and bidi override
+        json.dumps({"file": "y" * 200 + ".png", "prompt": "p"}),  # 2
+        json.dumps({"file": "a.png", "prompt": "p", "col\x07umn": 1}),  # 3
+        json.dumps({"file": "../\x00", "prompt": "p"}),  # 4
+        json.dumps({"file": "z" * 5000 + ".png", "prompt": "p"}),  # 5: too long for the file system, no crash
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = load_manifest(tmp_path / "m.jsonl", tmp_path)
+    reasons = {p.line: p.reason for p in result.problems}
+    assert reasons[1].startswith("file 'x\\x1b[31m\\u202e.png' not found")
+    assert reasons[2].startswith("file 'yyy") and "... (204 characters) not found" in reasons[2]
+    assert reasons[5].startswith("file 'zzz") and "... (5004 characters)" in reasons[5] and len(reasons[5]) < 400
+    assert reasons[3] == "unknown column 'col\\x07umn' ignored"
+    assert reasons[4] == "'file' contains a NUL character"
+    assert all(m.isprintable() for m in result.messages())
+
+    (tmp_path / "m.csv").write_text("name\x1b,prompt\na.png,p\n", encoding="utf-8")
+    with pytest.raises(SdevalError) as info:
+        load_manifest(tmp_path / "m.csv", tmp_path)
+    assert str(info.value).endswith(
+        "CSV header has no 'file' column: a CSV manifest needs 'file' and 'prompt' columns "
+        "(found: 'name\\x1b', 'prompt')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        ("m.jsonl", "", "no usable rows: the file is empty"),
+        ("m.jsonl", "\ufeff", "no usable rows: the file is empty"),
+        ("m.jsonl", "\n  \r\n\n", "no usable rows: the file has only blank lines"),
+        ("m.csv", "file,prompt,seed\n", "no usable rows: the CSV has a header row but no data rows"),
+        ("m.csv", "file,prompt\n,\n\n", "no usable rows: the CSV has a header row but no data rows"),
+        (
+            "m.json",
+            '[\n  {"file": "a.png", "prompt": "a cat"},\n  {"file": "b.png", "prompt": "b"}\n]\n',
+            "no usable rows: the file is one JSON array (2 items), not JSON Lines: "
+            "write one object per line, with no enclosing [ ]",
+        ),
+        (
+            "m.jsonl",
+            '{"file": "gone.png", "prompt": "x"}\n{"prompt": "y"}\n',
+            "no usable rows: every row was skipped (2 listed above)",
+        ),
+    ],
+)
+def test_empty_manifest_is_a_warning(tmp_path: Path, name: str, text: str, reason: str) -> None:
+    make_images(tmp_path, ["a.png", "b.png"])
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    result = load_manifest(tmp_path / name, tmp_path)
+    assert result.records == {}
+    assert result.problems[-1].line == 0 and result.problems[-1].used
+    assert result.messages()[-1] == f"{tmp_path / name}: warning: {reason}"
+    # It reaches the user through find_prompts' warnings.
+    assert f"{tmp_path / name}: warning: {reason}" in find_prompts([tmp_path / "a.png"], tmp_path, result).warnings
+
+
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_empty_csv_manifest_stays_an_error(tmp_path: Path, text: str) -> None:
+    (tmp_path / "m.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(SdevalError, match="a CSV manifest needs a header row with 'file' and 'prompt'"):
+        load_manifest(tmp_path / "m.csv", tmp_path)
 
 
 @pytest.mark.parametrize(

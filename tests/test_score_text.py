@@ -163,7 +163,8 @@ def test_one_decode_per_image_feeds_both_models_and_a_warm_run_computes_nothing(
         "--workers", 0, "--cache-dir", tmp_path / "cache",
     ]  # fmt: skip
     cold = _run(*args, "-o", tmp_path / "cold.json")
-    assert cold.exit_code == 0, cold.output
+    assert cold.exit_code == 3, cold.output  # IS needs 20 images: null with its reason, the features still made
+    assert "incomplete: is" in cold.output
     assert len(decoded) == 16  # each image decoded once, for Inception and CLIP together
 
     db = sqlite3.connect(tmp_path / "cache" / "features.sqlite3")
@@ -173,7 +174,7 @@ def test_one_decode_per_image_feeds_both_models_and_a_warm_run_computes_nothing(
     assert any(key.startswith("inception") for key in counts) and any(key.startswith("clip_image") for key in counts)
 
     warm = _run(*args, "-o", tmp_path / "warm.json")
-    assert warm.exit_code == 0, warm.output
+    assert warm.exit_code == 3, warm.output
     assert len(decoded) == 16  # nothing decoded again
     first, second = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cold", "warm"))
     assert (first["images"]["n_computed"], second["images"]["n_computed"]) == (16, 0)
@@ -272,7 +273,7 @@ def test_no_prompt_anywhere_skips_the_prompt_metrics_with_the_reason(
     result = _run(
         "score", image_sets["gen"], "--metrics", "clip,diversity", *clip, "--workers", 0, "--no-cache", "-o", out
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # every requested metric null: incomplete
     doc = json.loads(out.read_text())
     assert doc["metrics"]["clip"]["value"] is None
     assert "no scored image has a prompt" in doc["metrics"]["clip"]["skipped"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from PIL import Image
 
 from sdeval.errors import SdevalError
 from sdeval.hashing import file_sha256
+from sdeval.offline import hub_url, require_download
 
 #: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
 FEATURE_NAME = "clip_image"
@@ -129,16 +132,26 @@ class ClipEmbedder:
                 )
         if quick_gelu is None:
             quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+        download = _weights_download(tag_cfg, cache_dir) if tag_cfg else None
+        what = f"CLIP model {name!r} with weights {pretrained!r}"
+        hint = "pass a local weights file as --clip-pretrained PATH (or --cmmd-pretrained PATH)"
+        # Offline, open_clip would retry the host for most of a minute. The hub client under its own offline
+        # flag refuses at once instead, so that case is left to it and its error replaced below.
+        if download is not None and not (download.via_hub and _hub_client_offline()):
+            require_download(what, hint, url=download.url)
         try:
-            model, _, transform = open_clip.create_model_and_transforms(
-                name,
-                pretrained=pretrained,
-                device=device,
-                cache_dir=cache_dir,
-                force_quick_gelu=quick_gelu,
-            )
+            with _quiet_open_clip_errors():
+                model, _, transform = open_clip.create_model_and_transforms(
+                    name,
+                    pretrained=pretrained,
+                    device=device,
+                    cache_dir=cache_dir,
+                    force_quick_gelu=quick_gelu,
+                )
             tokenizer = open_clip.get_tokenizer(name)
         except (RuntimeError, OSError, ValueError) as err:
+            if download is not None:
+                require_download(what, hint, url=download.url)
             hint = "" if is_file else " (offline? pass a local weights file as the pretrained value)"
             raise SdevalError(f"cannot load CLIP model {name!r} with weights {pretrained!r}: {err}{hint}") from err
         if is_file:
@@ -306,6 +319,71 @@ class ClipEmbedder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class _Download:
+    """Where a pretrained tag's weights would come from: a URL on the host, and whether the hub client fetches it."""
+
+    url: str
+    via_hub: bool
+
+
+def _weights_download(cfg: dict[str, Any], cache_dir: str | None) -> _Download | None:
+    """Where open_clip would download a tag's weights from, or None when they are cached (or it cannot tell).
+
+    Mirrors open_clip's download_pretrained: the hub when the tag names a hub repo (a .safetensors twin of
+    the file counts), else the tag's URL into ~/.cache/clip. Only looks at files, never at the network.
+    """
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+        from open_clip.pretrained import has_hf_hub
+    except ImportError:  # another open_clip layout: load as before, without the early check
+        return None
+    if cfg.get("file"):
+        return None
+    if cfg.get("hf_hub") and has_hf_hub():
+        repo_id, filename = os.path.split(cfg["hf_hub"])
+        filename = filename or HF_WEIGHTS_NAME
+        candidates = [filename]
+        if filename == HF_WEIGHTS_NAME:
+            candidates.append(HF_SAFE_WEIGHTS_NAME)
+        elif filename.endswith((".bin", ".pth")):
+            candidates.append(filename[:-4] + ".safetensors")
+        try:
+            cached = any(isinstance(try_to_load_from_cache(repo_id, f, cache_dir=cache_dir), str) for f in candidates)
+        except ValueError:  # not a valid repo id: open_clip reports that itself
+            return None
+        return None if cached else _Download(hub_url(), via_hub=True)
+    url = cfg.get("url")
+    if url:
+        target = Path(cache_dir or Path.home() / ".cache" / "clip") / os.path.basename(url)
+        return None if target.is_file() else _Download(url, via_hub=False)
+    return None
+
+
+class _DropOpenClipErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or f"{os.sep}open_clip{os.sep}" not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet_open_clip_errors() -> Iterator[None]:
+    """open_clip logs each failure to the root logger before raising it; sdeval reports the raised error once."""
+    drop = _DropOpenClipErrors()
+    logging.root.addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.root.removeFilter(drop)
+
+
+def _hub_client_offline() -> bool:
+    """Whether huggingface_hub itself is in offline mode (it then fails at once on a file it has not cached)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:

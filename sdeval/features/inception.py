@@ -13,6 +13,8 @@ import io
 import os
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
 
 import numpy as np
 import safetensors.torch
@@ -24,6 +26,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 
 from sdeval.errors import SdevalError
 from sdeval.hashing import file_sha256
+from sdeval.offline import require_download
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
@@ -133,16 +136,19 @@ class InceptionExtractor:
 
     @staticmethod
     def _download_standard_weights(path: Path) -> None:
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("SDEVAL_OFFLINE") == "1":
-            raise SdevalError(
-                f"standard Inception weights not found at {path} and downloads are disabled; "
-                "pass --inception-weights PATH"
-            )
+        what = f"Inception weights file {path.name}"
+        # Offline, the download would wait on the network and then fail with a message about a temporary file.
+        require_download(what, "pass --inception-weights PATH", url=URL_INCEPTION_V3)
         try:
+            # torch.hub writes to a temporary file next to `path` but does not create the folder itself; it
+            # removes that file when the download fails, so nothing half-written is left behind.
+            path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=True)
         except Exception as err:  # network errors come in many types
+            host = urlsplit(URL_INCEPTION_V3).hostname
             raise SdevalError(
-                f"could not download the standard Inception weights ({err}); pass --inception-weights PATH"
+                f"could not download {what} from {host} into {path.parent}: {_reason(err)}; "
+                "pass --inception-weights PATH"
             ) from None
 
     @property
@@ -190,3 +196,18 @@ class InceptionExtractor:
         state = dict(self.__dict__)
         state["_network"] = None
         return state
+
+
+def _reason(err: BaseException) -> str:
+    """A download error in one line, without the temporary file's name that OS errors carry."""
+    if isinstance(err, HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    reason = getattr(err, "reason", None)  # urllib's URLError wraps the socket error
+    if isinstance(reason, BaseException):
+        err = reason
+    elif isinstance(reason, str) and reason:
+        return reason
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

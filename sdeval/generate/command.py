@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from sdeval.errors import ExitCode, Terminated
+
 
 @click.command("generate")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
@@ -19,11 +21,13 @@ def generate(
     config_path: Path, overwrite: bool, merge_only: bool, shard: str | None, dry_run: bool, quiet: bool
 ) -> None:
     """Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable)."""
+    from sdeval.atomic import check_output_folder
     from sdeval.generate.config import load_config
     from sdeval.generate.dist import parse_shard
     from sdeval.generate.runner import prepare, run_generate
 
     config = load_config(config_path)
+    check_output_folder(config.output_dir, "output_dir")  # before any model loads
     shard_tuple = parse_shard(shard) if shard else None
     if dry_run:
         plan, ctx = prepare(config, shard_tuple)
@@ -47,7 +51,10 @@ def generate(
         )
     except KeyboardInterrupt:
         click.echo("interrupted: finished images are kept; run the same command again to resume", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Terminated:
+        click.echo("terminated (SIGTERM): finished images are kept; run the same command again to resume", err=True)
+        sys.exit(ExitCode.TERMINATED)
     manifest = result.out_dir / "manifest.jsonl"
     if merge_only:
         if result.manifest is not None:

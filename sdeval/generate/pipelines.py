@@ -13,6 +13,7 @@ from sdeval.generate.plan import CheckpointIdentity, WorkItem
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
 from sdeval.generate.tiny import TINY_NAME, tiny_random_path
 from sdeval.hashing import path_sha256
+from sdeval.offline import require_download
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Key that only SDXL single-file checkpoints carry (base: embedders.1, refiner: embedders.0).
@@ -140,8 +141,6 @@ def _first_line(err: BaseException) -> str:
 
 
 def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
-    import diffusers
-
     if spec.kind == "single_file":
         return _load_single_file(spec, dtype, kind)
     if spec.kind == "builtin":
@@ -155,7 +154,25 @@ def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
         kwargs["use_safetensors"] = True
     if spec.variant is not None:
         kwargs["variant"] = spec.variant
-    index = diffusers.DiffusionPipeline.load_config(location)
+    if spec.kind == "hub":
+        try:
+            return _from_pretrained(location, kind, kwargs, local_files_only=True)
+        except OSError:
+            # Not (fully) in the Hugging Face cache, so it must be downloaded; offline, the hub client would
+            # retry for half a minute and then fail with a message that does not say what to do.
+            require_download(
+                f"checkpoint {spec.name!r} (hub id {spec.location})",
+                "set checkpoints[].path in the config to a local diffusers folder or a .safetensors file",
+            )
+    return _from_pretrained(location, kind, kwargs)
+
+
+def _from_pretrained(location: str, kind: str, kwargs: dict[str, Any], local_files_only: bool = False) -> Any:
+    """A diffusers folder or hub id as a pipeline; `local_files_only` uses the Hugging Face cache, never the hub."""
+    import diffusers
+
+    kwargs = {**kwargs, "local_files_only": local_files_only}
+    index = diffusers.DiffusionPipeline.load_config(location, local_files_only=local_files_only)
     if "safety_checker" in index:
         # Evaluation needs the raw outputs: the checker blacks out images it flags.
         kwargs.update(safety_checker=None, requires_safety_checker=False)

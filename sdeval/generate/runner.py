@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval import __version__, atomic
+from sdeval.atomic import check_output_folder
 from sdeval.errors import SdevalError
 from sdeval.generate import dist as distmod
 from sdeval.generate.config import GenerateConfig
@@ -93,8 +95,10 @@ def run_generate(
     config_path: Path | None = None,
 ) -> RunResult:
     """Run (or resume) the generation stage for this process's share of the plan."""
+    check_output_folder(config.output_dir, "output_dir")
     plan, ctx = prepare(config, shard)
     out = config.output_dir
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     mine = plan.shard(ctx.rank, ctx.world_size)
     result = RunResult(
@@ -130,6 +134,9 @@ def run_generate(
             writer.close()
         finally:
             merge_manifest(out, remove_shards=[shard_file.path] if ctx.world_size > 1 else _all_shards(out))
+            if created and ctx.world_size == 1 and result.generated == 0 and result.skipped == 0:
+                # A run that failed before its first image leaves nothing behind: the folder is ours, made now.
+                shutil.rmtree(out, ignore_errors=True)
         raise
     _finish(plan, ctx, result, started, config_path)
     return result

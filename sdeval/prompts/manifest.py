@@ -23,11 +23,14 @@ from sdeval.prompts.record import (
 
 KNOWN_COLUMNS = ("file", "prompt", "id", "seed", "negative_prompt", "category", "checkpoint", "settings")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: Longest piece of manifest text quoted in a message; a hostile value must not flood the terminal.
+_QUOTE_LIMIT = 80
 
 
 @dataclass(frozen=True)
 class ManifestProblem:
-    """One finding about one manifest line. `used` says whether the line still gave a record."""
+    """One finding about one manifest line (line 0: the file as a whole). `used`: the line still gave a record."""
 
     line: int
     reason: str
@@ -35,7 +38,8 @@ class ManifestProblem:
 
     def format(self, manifest: str | os.PathLike[str]) -> str:
         what = "warning" if self.used else "skipped"
-        return f"{manifest}:{self.line}: {what}: {self.reason}"
+        where = f"{manifest}:{self.line}" if self.line else str(manifest)
+        return f"{where}: {what}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,16 @@ class ManifestResult:
     problems: list[ManifestProblem] = field(default_factory=list)
 
     def messages(self) -> list[str]:
-        """Problems as `MANIFEST:LINE: skipped|warning: reason` lines."""
+        """Problems as `MANIFEST:LINE: skipped|warning: reason` lines (`MANIFEST: warning: ...` for the file)."""
         return [p.format(self.path) for p in self.problems]
+
+
+def _quote(text: str, limit: int = _QUOTE_LIMIT) -> str:
+    """`text` as a quoted literal for a message: control and invisible characters escaped, long text cut."""
+    # repr() escapes everything str.isprintable() rejects (control, surrogate, bidi and zero-width characters).
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def normalize_relpath(raw: str) -> str:
@@ -67,20 +79,21 @@ def normalize_relpath(raw: str) -> str:
     if not text:
         raise PromptParseError("'file' is empty")
     if text.startswith("/") or _DRIVE.match(text):
-        raise PromptParseError(f"'file' must be relative to the images folder, got absolute path {raw!r}")
+        raise PromptParseError(f"'file' must be relative to the images folder, got absolute path {_quote(raw)}")
     parts = [part for part in text.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise PromptParseError(f"'file' {raw!r} escapes the images folder ('..' is not allowed)")
+        raise PromptParseError(f"'file' {_quote(raw)} escapes the images folder ('..' is not allowed)")
     if not parts:
-        raise PromptParseError(f"'file' {raw!r} names no file")
+        raise PromptParseError(f"'file' {_quote(raw)} names no file")
     return "/".join(parts)
 
 
 def load_manifest(path: str | os.PathLike[str], images_root: str | os.PathLike[str]) -> ManifestResult:
     """Read a JSONL or CSV manifest; bad lines become problems with line numbers, never exceptions.
 
-    Raises SdevalError only when the file as a whole cannot be used (missing, unreadable, a CSV
-    without `file`/`prompt` columns).
+    Raises SdevalError only when the file as a whole cannot be used (missing, unreadable, not UTF-8
+    text, a CSV without `file`/`prompt` columns). A manifest that gives no record at all is never
+    silent: it gets a file-level warning (line 0) saying why.
     """
     path = Path(path)
     root = Path(images_root)
@@ -88,16 +101,60 @@ def load_manifest(path: str | os.PathLike[str], images_root: str | os.PathLike[s
         data = path.read_bytes()
     except OSError as err:
         raise SdevalError(f"cannot read manifest {path}: {err.strerror or err}") from err
+    text = _decode(data, path)
     kind = _detect_format(path, data)
     result = ManifestResult(path=path, format=kind)
     builder = _Builder(result, root)
-    if kind == "jsonl":
-        _read_jsonl(data, builder)
-    else:
-        _read_csv(data, path, builder)
+    empty_reason = _read_jsonl(text, builder) if kind == "jsonl" else _read_csv(text, path, builder)
     builder.finish()
     result.problems.sort(key=lambda p: p.line)
+    if not result.records:
+        if empty_reason is None:
+            skipped = len({p.line for p in result.problems if not p.used})
+            empty_reason = f"every row was skipped ({skipped} listed above)"
+        result.problems.append(ManifestProblem(0, f"no usable rows: {empty_reason}", used=True))
     return result
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """The manifest's text: UTF-8, with or without a BOM; anything else is one error for the whole file.
+
+    An encoding is a property of the file, so a wrong one is not reported row by row: rows that
+    happen to be ASCII would be read and the rest dropped, and a UTF-16 file would fill messages
+    with NUL bytes.
+    """
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise SdevalError(f"manifest {path}: not UTF-8 text (it looks like UTF-32: save it as UTF-8)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_like_utf16(data):
+        raise SdevalError(f"manifest {path}: not UTF-8 text (it looks like UTF-16: save it as UTF-8)")
+    body = data[len(_UTF8_BOM) :] if data.startswith(_UTF8_BOM) else data
+    skip = len(data) - len(body)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = skip + err.start
+        raise SdevalError(
+            f"manifest {path}: not UTF-8 text (byte 0x{data[offset]:02X} at {_offset(data, offset)}: save it as UTF-8)"
+        ) from None
+    nul = body.find(b"\x00")
+    if nul >= 0:  # valid UTF-8, but no text file holds NUL: binary data, or UTF-32 without a BOM
+        offset = skip + nul
+        raise SdevalError(f"manifest {path}: not UTF-8 text (NUL byte at {_offset(data, offset)}: save it as UTF-8)")
+    return text
+
+
+def _offset(data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    return f"offset {offset}, line {line}"
+
+
+def _looks_like_utf16(data: bytes) -> bool:
+    """UTF-16 without a BOM: many NUL bytes, nearly all at even or all at odd offsets (the ASCII half of each unit)."""
+    sample = data[:4096]
+    nuls = sample.count(0)
+    if nuls * 8 < len(sample) or not nuls:
+        return False
+    return max(sample[0::2].count(0), sample[1::2].count(0)) >= 0.9 * nuls
 
 
 def _detect_format(path: Path, data: bytes) -> Literal["jsonl", "csv"]:
@@ -109,23 +166,29 @@ def _detect_format(path: Path, data: bytes) -> Literal["jsonl", "csv"]:
     return "jsonl" if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
 
 
-def _read_jsonl(data: bytes, builder: _Builder) -> None:
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        raw = raw.rstrip(b"\r")
-        if not raw.strip():
+def _read_jsonl(text: str, builder: _Builder) -> str | None:
+    """Read JSON Lines; returns why the file gives no rows at all when that is plain from its shape."""
+    if not text.strip():
+        return "the file is empty" if not text else "the file has only blank lines"
+    if text.lstrip().startswith("["):
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            whole = None  # not one JSON document: read it line by line and report each line
+        if isinstance(whole, list):
+            return (
+                f"the file is one JSON array ({len(whole)} items), not JSON Lines: "
+                "write one object per line, with no enclosing [ ]"
+            )
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
             continue  # blank lines carry nothing; they are not problems
-        if len(raw) > MAX_METADATA_CHARS:
-            builder.problem(number, f"line is {len(raw)} bytes, over the {MAX_METADATA_CHARS} limit")
+        if len(line) > MAX_METADATA_CHARS:
+            builder.problem(number, f"line is {len(line)} characters, over the {MAX_METADATA_CHARS} limit")
             continue
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            builder.problem(number, f"not valid UTF-8 (byte {err.start})")
-            continue
-        try:
-            obj = json.loads(text)
+            obj = json.loads(line)
         except json.JSONDecodeError as err:
             builder.problem(number, f"not valid JSON: {err.msg} at column {err.colno}")
             continue
@@ -136,11 +199,17 @@ def _read_jsonl(data: bytes, builder: _Builder) -> None:
             builder.problem(number, f"expected a JSON object, got {type(obj).__name__}")
             continue
         builder.add(number, obj, settings_as_json_text=False)
+    return None
 
 
-def _read_csv(data: bytes, path: Path, builder: _Builder) -> None:
-    # surrogateescape keeps undecodable bytes visible per row instead of failing the whole file.
-    text = data.decode("utf-8-sig", errors="surrogateescape")
+def _read_csv(text: str, path: Path, builder: _Builder) -> str | None:
+    """Read a CSV with a header row; returns why the file gives no rows at all when that is plain from its shape."""
+    if not text.strip():
+        # Kept an error, as before: a CSV manifest's header is part of its format.
+        empty = "is empty" if not text else "has only blank lines"
+        raise SdevalError(
+            f"manifest {path}: the file {empty}; a CSV manifest needs a header row with 'file' and 'prompt'"
+        )
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -151,12 +220,16 @@ def _read_csv(data: bytes, path: Path, builder: _Builder) -> None:
     columns = [cell.strip() for cell in header]
     for needed in ("file", "prompt"):
         if needed not in columns:
-            raise SdevalError(f"manifest {path}: CSV header has no '{needed}' column (columns: {', '.join(columns)})")
+            raise SdevalError(
+                f"manifest {path}: CSV header has no '{needed}' column: a CSV manifest needs 'file' and 'prompt' "
+                f"columns (found: {_list_columns(columns)})"
+            )
     seen: set[str] = set()
     for name in columns:
         if name in seen:
-            builder.problem(1, f"column '{name}' appears twice; the last one wins", used=True)
+            builder.problem(1, f"column {_quote(name)} appears twice; the last one wins", used=True)
         seen.add(name)
+    rows = 0
     last_line = reader.line_num
     while True:
         start = last_line + 1
@@ -165,14 +238,13 @@ def _read_csv(data: bytes, path: Path, builder: _Builder) -> None:
         except StopIteration:
             break
         except csv.Error as err:
+            rows += 1  # a row was there, it just could not be parsed
             builder.problem(start, f"CSV parse error: {err}; lines from here on were not read")
             break
         last_line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
-        if any(_has_surrogates(cell) for cell in row):
-            builder.problem(start, "not valid UTF-8")
-            continue
+        rows += 1
         if len(row) != len(columns):
             builder.problem(
                 start,
@@ -181,10 +253,12 @@ def _read_csv(data: bytes, path: Path, builder: _Builder) -> None:
             )
             continue
         builder.add(start, dict(zip(columns, row, strict=True)), settings_as_json_text=True)
+    return None if rows else "the CSV has a header row but no data rows"
 
 
-def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+def _list_columns(columns: list[str], most: int = 10) -> str:
+    shown = ", ".join(_quote(name, 40) for name in columns[:most])
+    return shown + (f", and {len(columns) - most} more" if len(columns) > most else "")
 
 
 class _Builder:
@@ -211,20 +285,26 @@ class _Builder:
         except PromptParseError as err:
             self.problem(line, str(err))
             return
+        shown = _quote(rel)
         if rel in self.first_line:
-            self.problem(line, f"duplicate entry for '{rel}' (first on line {self.first_line[rel]}); ignored")
+            self.problem(line, f"duplicate entry for {shown} (first on line {self.first_line[rel]}); ignored")
             return
         self.first_line[rel] = line
-        if not (self.root / rel).is_file():
-            self.problem(line, f"file '{rel}' not found in {self.root}")
+        try:
+            found = (self.root / rel).is_file()
+        except OSError as err:  # is_file() lets some errors through, e.g. a name too long for the file system
+            self.problem(line, f"file {shown} cannot be looked up in {self.root}: {err.strerror or err}")
+            return
+        if not found:
+            self.problem(line, f"file {shown} not found in {self.root}")
             return
         if row.get("prompt") is None:
-            self.problem(line, f"missing 'prompt' for '{rel}'")
+            self.problem(line, f"missing 'prompt' for {shown}")
             return
         try:
             prompt = check_prompt(row["prompt"])
         except PromptParseError as err:
-            self.problem(line, f"{err} for '{rel}'")
+            self.problem(line, f"{err} for {shown}")
             return
         fields: dict[str, Any] = {}
         for name, parse in (
@@ -247,7 +327,7 @@ class _Builder:
     def finish(self) -> None:
         for key, lines in self.unknown.items():
             many = f" (on {len(lines)} lines)" if len(lines) > 1 else ""
-            self.problem(lines[0], f"unknown column {key!r} ignored{many}", used=True)
+            self.problem(lines[0], f"unknown column {_quote(key)} ignored{many}", used=True)
 
 
 def _settings(value: Any, as_json_text: bool) -> dict[str, Any] | None:

@@ -57,7 +57,7 @@ def bench_folders(n: int, size: int, workers: int, batch_size: int) -> list[str]
         t_cold, cold = time_call(lambda: score(options))
         t_warm, warm = time_call(lambda: score(options))
         assert warm["images"]["n_computed"] == 0
-        fid_rel = abs(cold["metrics"]["fid"]["value"] / theirs["frechet_inception_distance"] - 1)
+        fid_rel = abs(cold["cells"][0]["metrics"]["fid"]["value"] / theirs["frechet_inception_distance"] - 1)
         return [
             f"| FID+KID+IS, {n}+{n} PNGs {size}x{size}, cold | {t_tf:.1f} s | {t_cold:.1f} s | {t_tf / t_cold:.2f}x |"
             f" FID rel. diff {fid_rel:.1e} |",

@@ -165,8 +165,8 @@ def run(args) -> list[str]:
                 best[name] = min(seconds, best.get(name, float("inf")))
 
         ours, theirs = results["sdeval, ref folder"], results["torch-fidelity, ref folder"]
-        fid_rel = abs(ours["metrics"]["fid"]["value"] / theirs["frechet_inception_distance"] - 1)  # type: ignore[index]
-        sd_cos = np.array([r["clip_cosine"] for r in ours["per_image"]])  # type: ignore[index]
+        fid_rel = abs(ours["cells"][0]["metrics"]["fid"]["value"] / theirs["frechet_inception_distance"] - 1)  # type: ignore[index]
+        sd_cos = np.array([r["clip_cosine"] for r in ours["cells"][0]["per_image"]])  # type: ignore[index]
         cos_diff = float(np.max(np.abs(sd_cos - results["clip pass"])))  # type: ignore[operator]
         label = f"{args.n} PNGs {args.size}x{args.size}, {args.n // 4} prompts x 4 seeds, CLIP {args.clip_model}"
         clip, deduped = best["clip pass"], best["clip pass, deduped"]

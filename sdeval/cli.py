@@ -142,42 +142,57 @@ def _clip_options(func):
     return func
 
 
+class _MetricsHelp(click.Option):
+    """--metrics, whose help lists the registered metrics when shown (a test module may have added one)."""
+
+    def get_help_record(self, ctx: click.Context):  # type: ignore[override]
+        from sdeval.metrics import registry
+
+        self.help = f"comma-separated metrics: {', '.join(registry.names())} (see `sdeval metrics`)."
+        return super().get_help_record(ctx)
+
+
 @main.command()
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option("--reference", "-r", default=None, help="reference folder, or a file from `sdeval reference build`.")
-@click.option("--metrics", default="fid,kid,is,pr", show_default=True,
-              help="comma-separated: fid, kid, is, pr, clip, rprecision, cmmd, diversity.")  # fmt: skip
+@click.option("--metrics", cls=_MetricsHelp, default=None, help="comma-separated metrics [default: fid,kid,is,pr].")
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="prompt manifest (JSONL or CSV, `file` and `prompt` columns); without it, or for images it "
-              "does not list, prompts come from the images' metadata or NAME.txt captions.")  # fmt: skip
+              help="prompt manifest (JSONL or CSV, `file` and `prompt` columns, `file` relative to the manifest's "
+              "folder); without it, or for images it does not list, prompts come from the images' metadata or "
+              "NAME.txt captions. A generation run's own manifest is used by default.")  # fmt: skip
+@click.option("--group-by", default=None, metavar="folder|COLUMN",
+              help="score a plain folder in cells: by first sub-folder (`folder`) or by a prompt column "
+              "(`checkpoint`, `category`, or a settings key). A generation run is scored per checkpoint x "
+              "setting without it.")  # fmt: skip
 @_clip_options
 @click.option("--rprecision-r", type=click.IntRange(min=2), default=None,
               help="prompts ranked per image for rprecision [default: min(100, distinct prompts)].")  # fmt: skip
-@click.option("--per-image", is_flag=True, help="add per-image rows (prompt, seed, CLIP score, ...) to the results.")
+@click.option("--per-image", is_flag=True, hidden=True, help="kept for compatibility: per-image rows are always there.")
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=2020, show_default=True, help="KID subsets, IS splits, R-precision draws.")
 @_feature_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="write the results JSON here (`-`: standard output, the table then goes to stderr).")  # fmt: skip
-def score(images, reference, metrics, prompts, rprecision_r, per_image, kid_subset_size, kid_subsets, seed, out,
-          clip_model, clip_pretrained, cmmd_model, cmmd_pretrained, **kwargs) -> None:  # fmt: skip
+              help="write the results JSON here, and the feature state beside it (NAME.state.npz); "
+              "`-`: JSON to standard output, the table to stderr, no state.")  # fmt: skip
+def score(images, reference, metrics, prompts, group_by, rprecision_r, per_image, kid_subset_size, kid_subsets, seed,
+          out, clip_model, clip_pretrained, cmmd_model, cmmd_pretrained, **kwargs) -> None:  # fmt: skip
     """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity.
 
     Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
     written, each missing metric with its reason), 2 for a usage or input error.
     """
     from sdeval.atomic import STDOUT, check_output_file
-    from sdeval.results import incomplete_metrics, render_table, write_results
-    from sdeval.score import ScoreOptions
-    from sdeval.score import score as run_score
+    from sdeval.results import incomplete_metrics, write_outputs
+    from sdeval.score import ScoreOptions, score_run
+    from sdeval.table import render_table
 
     if out:
         check_output_file(out, "--out")  # before any work: an unwritable path must not cost the whole run
     options = ScoreOptions(
         images=images,
         reference=reference,
-        metrics=_parse_metrics(metrics),
+        metrics=_parse_metrics(metrics) if metrics is not None else None,
         kid_subset_size=kid_subset_size,
         kid_subsets=kid_subsets,
         seed=seed,
@@ -188,14 +203,17 @@ def score(images, reference, metrics, prompts, rprecision_r, per_image, kid_subs
         cmmd_model=cmmd_model,
         cmmd_pretrained=cmmd_pretrained,
         rprecision_r=rprecision_r,
-        per_image=per_image,
+        group_by=group_by,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
-        results = run_score(options)
+        run = score_run(options)
     to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
     if out:
-        write_results(out, results)
+        write_outputs(out, run)
+    else:
+        run.document["state"] = {"path": None, "reason": "no --out: no results file, so no feature state was kept"}
+    results = run.document
     click.echo(render_table(results, max_listed=20 if out else None), err=to_stdout)  # the JSON lists everything
     if out and not to_stdout:
         click.echo(f"\nresults: {out}")
@@ -203,6 +221,30 @@ def score(images, reference, metrics, prompts, rprecision_r, per_image, kid_subs
     if missing:
         click.echo(f"incomplete: {', '.join(missing)} could not be computed (reasons above)", err=True)
         sys.exit(ExitCode.INCOMPLETE)
+
+
+@main.command("metrics")
+@click.option("--json", "as_json", is_flag=True, help="print the registry as JSON.")
+def metrics_command(as_json: bool) -> None:
+    """List the metrics: key, what they fill, direction (higher or lower is better), needs, per-image columns."""
+    import json
+
+    from sdeval.metrics import registry
+
+    specs = list(registry.metrics())
+    if as_json:
+        click.echo(json.dumps([spec.to_json() for spec in specs], indent=2))
+        return
+    for spec in specs:
+        default = " (default)" if spec.default else ""
+        click.echo(f"{spec.name}{default}: {spec.description}")
+        for key in spec.results:
+            low, high = ("" if bound is None else bound for bound in key.range)
+            span = f", range [{low}, {high}]" if key.range != (None, None) else ""
+            click.echo(f"  {key.key}: {key.label}, {key.direction.value} is better{span}")
+        click.echo(f"  needs: {', '.join(sorted(n.value for n in spec.needs))}")
+        if spec.per_image:
+            click.echo(f"  per image: {', '.join(spec.per_image)}")
 
 
 @main.group()
@@ -258,7 +300,7 @@ def demo(out, n) -> None:
 
     from sdeval.atomic import check_output_folder
     from sdeval.demo import run_demo
-    from sdeval.results import render_table
+    from sdeval.table import render_table
 
     check_output_folder(out, "--out")
     click.echo("demo: synthetic images and RANDOM Inception weights; the numbers show the pipeline works, "

@@ -36,8 +36,8 @@ def make_image_set(folder: Path, n: int, seed: int, size: int = 64, style: str =
 def run_demo(out: Path, n: int = 48, workers: int = 1) -> dict[str, Any]:
     """Prepare `out` (images, reference, random weights), score, and write `out/results.json`."""
     from sdeval.features.random_weights import save_random_inception_weights
-    from sdeval.results import write_results
-    from sdeval.score import FeatureOptions, ScoreOptions, score
+    from sdeval.results import write_outputs
+    from sdeval.score import FeatureOptions, ScoreOptions, score_run
 
     weights = out / "inception-random-weights.pth"
     if not weights.exists():
@@ -51,6 +51,6 @@ def run_demo(out: Path, n: int = 48, workers: int = 1) -> dict[str, Any]:
         kid_subset_size=min(n // 2, 1000),  # smaller than the sets, so subsets differ
         features=FeatureOptions(inception_weights=str(weights), cache_dir=str(out / "cache"), workers=workers),
     )
-    results = score(options)
-    write_results(out / "results.json", results)
-    return results
+    run = score_run(options)
+    write_outputs(out / "results.json", run)
+    return run.document

@@ -1,10 +1,14 @@
-"""`sdeval score` and `sdeval reference build`: folder -> features -> metrics -> results dict."""
+"""`sdeval score` and `sdeval reference build`: images -> features (one decode pass) -> cells -> metrics -> results.
+
+Which metrics exist and what each needs comes from the metric registry; this module builds the models those
+needs call for, extracts every feature in one pass over the images (and one over a reference folder), finds
+each image's prompt and cell, and computes each requested metric per cell.
+"""
 
 from __future__ import annotations
 
-import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,36 +16,30 @@ import numpy as np
 import torch
 
 from sdeval import __version__
+from sdeval.cells import Grouping, group_folder, group_generation_run, is_generation_run
+from sdeval.devices import resolve_device
 from sdeval.errors import SdevalError
 from sdeval.features.cache import FeatureCache
+from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
 from sdeval.features.clip import ClipEmbedder, ClipModelSpec
+from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_rebuild_hint, load_clip_models
 from sdeval.features.extract import FolderFeatures, extract_folder
-from sdeval.features.inception import POOL, InceptionExtractor
+from sdeval.features.inception import LOGITS, POOL, InceptionExtractor
+from sdeval.features.text_embeddings import embed_prompts
+from sdeval.metrics import registry
+from sdeval.metrics.builtin import kid_subset_size
 from sdeval.metrics.fid import FrechetState
+from sdeval.metrics.registry import CellData, MetricSpec, Need, PromptData, ReferenceData, ScoreParams
+from sdeval.prompts import load_manifest
+from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
+from sdeval.provenance import now, provenance
 from sdeval.reference import Reference, images_hash, load_reference, require_features, save_reference
-from sdeval.score_inception import (
-    INCEPTION_METRICS,
-    INCEPTION_TWO_SET,
-    inception_metric,
-    inception_protocol,
-    result_keys,
-)
-from sdeval.score_text import (
-    PROMPT_METRICS,
-    TEXT_METRICS,
-    ClipModels,
-    TextMetrics,
-    choose_clip_models,
-    cmmd_rebuild_hint,
-    find_image_prompts,
-    load_clip_models,
-    read_manifest,
-)
 
-KNOWN_METRICS = INCEPTION_METRICS + TEXT_METRICS
-TWO_SET_METRICS = (*INCEPTION_TWO_SET, "cmmd")
-DEFAULT_METRICS = ("fid", "kid", "is", "pr")
+FORMAT = "sdeval.results"
+FORMAT_VERSION = 1
 DECODE_RULE = "8-bit RGB, first frame, no EXIF rotation, alpha dropped, 16-bit scaled by 1/257"
+#: Errors a metric function may raise for a degenerate input; each becomes a listed skip with its reason.
+_METRIC_FAILURES = (SdevalError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 @dataclass(frozen=True)
@@ -61,32 +59,45 @@ class FeatureOptions:
 class ScoreOptions:
     images: str
     reference: str | None = None
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    kid_subset_size: int | None = None  # None: min(1000, n)
+    metrics: tuple[str, ...] | None = None  # None: the registry's defaults
+    kid_subset_size: int | None = None  # None: min(1000, n, n_reference)
     kid_subsets: int = 100
     seed: int = 2020  # torch-fidelity's default, so default KID subsets and IS splits match it
     features: FeatureOptions = FeatureOptions()
     prompts: str | None = None  # manifest (JSONL/CSV); prompts also come from image metadata and captions
-    clip_model: str | None = None  # None: ViT-L-14 (see score_text.choose_clip_models)
+    clip_model: str | None = None  # None: ViT-L-14 (see features/clip_models.py)
     clip_pretrained: str | None = None  # tag or local file; None: openai
     cmmd_model: str | None = None  # None: the --clip-* model if one was given, else ViT-L-14-336
     cmmd_pretrained: str | None = None
-    rprecision_r: int | None = None  # None: min(100, distinct prompts)
-    per_image: bool = False
+    rprecision_r: int | None = None  # None: min(100, distinct prompts of the cell)
+    group_by: str | None = None  # plain folders: `folder` or a prompt/metadata column
+    per_image: bool = True  # kept for compatibility: per-image rows are always written
+
+    @property
+    def requested(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.metrics)) if self.metrics else registry.default_names()
+
+    @property
+    def params(self) -> ScoreParams:
+        return ScoreParams(self.seed, self.kid_subsets, self.kid_subset_size, self.rprecision_r)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SdevalError("--device cuda was asked for, but no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise SdevalError(f"--device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
+@dataclass
+class ScoreRun:
+    """A results document and the feature state of its per-image rows (see sdeval/state.py)."""
+
+    document: dict[str, Any]
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def cell_ids(self) -> list[str]:
+        return [cell["id"] for cell in self.document["cells"]]
 
 
 def build_inception(options: FeatureOptions) -> InceptionExtractor:
-    return InceptionExtractor(options.inception_weights, options.preprocess, resolve_device(options.device))
+    return InceptionExtractor(
+        options.inception_weights, options.preprocess, torch.device(resolve_device(options.device))
+    )
 
 
 def extract(folder: str, extractors: list, options: FeatureOptions, label: str) -> FolderFeatures:
@@ -125,7 +136,7 @@ def reference_from_folder(folder: str, extractors: list, options: FeatureOptions
         n=feats.n,
         images_hash=images_hash(feats.paths, feats.hashes),
         source=str(Path(folder)),
-        image_hashes=list(feats.hashes),  # per-image identity lets `reference merge` find overlapping parts
+        image_hashes=list(feats.hashes),
         image_paths=list(feats.paths),
     )
 
@@ -137,7 +148,7 @@ def build_reference_file(
     CLIP image embeddings CMMD needs), extracted in one pass and written to `out`."""
     extractors: list = [build_inception(options)]
     if cmmd is not None:
-        device = resolve_device(options.device)
+        device = torch.device(resolve_device(options.device))
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
     reference = reference_from_folder(images, extractors, options)
     save_reference(out, reference)
@@ -158,99 +169,124 @@ def load_any_reference(source: str, needs: list[tuple[Any, str]], options: Featu
     return reference
 
 
-def _check_metrics(options: ScoreOptions) -> None:
-    unknown = [m for m in options.metrics if m not in KNOWN_METRICS]
-    if unknown:
-        raise SdevalError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_METRICS)}")
-    needs_reference = [m for m in options.metrics if m in TWO_SET_METRICS]
-    if needs_reference and options.reference is None:
-        raise SdevalError(f"--reference is required for {', '.join(needs_reference)}")
+# -- models -------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class _Models:
-    """The models a run needs, and nothing else: Inception only for fid/kid/is/pr, CLIP only for the
-    text-image metrics (one CLIP model when CLIP score and CMMD use the same one)."""
+    """The models a run needs, and nothing else: Inception only for metrics that read it, CLIP only for those
+    that read embeddings (one CLIP model when the prompt metrics and CMMD use the same one)."""
 
     inception: InceptionExtractor | None
     clip: ClipModels | None
     cmmd_spec: ClipModelSpec | None
+    warnings: list[str]
 
     @classmethod
-    def build(cls, options: ScoreOptions, device: torch.device, warns: list[str]) -> _Models:
-        asked = options.metrics
-        inception = build_inception(options.features) if any(m in INCEPTION_METRICS for m in asked) else None
-        if not any(m in TEXT_METRICS for m in asked):
-            return cls(inception, None, None)
+    def build(cls, needs: set[Need], options: ScoreOptions, device: torch.device) -> _Models:
+        inception = None
+        if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs:
+            inception = build_inception(options.features)
+        wants_prompt_model = bool({Need.CLIP_IMAGE, Need.CLIP_TEXT} & needs)
+        wants_cmmd_model = Need.CMMD_IMAGE in needs
+        if not (wants_prompt_model or wants_cmmd_model):
+            return cls(inception, None, None, [])
         choice = choose_clip_models(
-            asked, options.clip_model, options.clip_pretrained, options.cmmd_model, options.cmmd_pretrained
-        )
-        warns.extend(choice.warnings)
-        return cls(inception, load_clip_models(choice, device, options.features.batch_size), choice.cmmd)
+            wants_prompt_model, wants_cmmd_model,
+            options.clip_model, options.clip_pretrained, options.cmmd_model, options.cmmd_pretrained,
+        )  # fmt: skip
+        clip = load_clip_models(choice, device, options.features.batch_size)
+        return cls(inception, clip, choice.cmmd, list(choice.warnings))
 
     @property
     def extractors(self) -> list:
         return ([self.inception] if self.inception else []) + (self.clip.extractors if self.clip else [])
 
-    def reference_needs(self, asked: tuple[str, ...], source: str) -> list[tuple[Any, str]]:
+    def reference_needs(self, needs: set[Need], source: str) -> list[tuple[Any, str]]:
         """(extractor, hint if a reference file lacks its features) for each model a reference must feed."""
-        needs: list[tuple[Any, str]] = []
-        if self.inception is not None and any(m in INCEPTION_TWO_SET for m in asked):
-            needs.append((self.inception, "build it with `sdeval reference build`"))
+        out: list[tuple[Any, str]] = []
+        if self.inception is not None and Need.INCEPTION_POOL in needs:
+            out.append((self.inception, "build it with `sdeval reference build`"))
         if self.clip is not None and self.clip.cmmd is not None and self.cmmd_spec is not None:
-            needs.append((self.clip.cmmd, cmmd_rebuild_hint(self.cmmd_spec, source)))
-        return needs
+            out.append((self.clip.cmmd, cmmd_rebuild_hint(self.cmmd_spec, source)))
+        return out
+
+
+# -- scoring ------------------------------------------------------------------------------------------------
+
+
+def _needs_of(specs: list[MetricSpec], options: ScoreOptions) -> set[Need]:
+    needs: set[Need] = set().union(*(spec.needs for spec in specs))
+    missing_reference = [spec.name for spec in specs if spec.needs_reference]
+    if missing_reference and options.reference is None:
+        raise SdevalError(f"--reference is required for {', '.join(missing_reference)}")
+    return needs
 
 
 def score(options: ScoreOptions) -> dict[str, Any]:
-    """Score a folder; returns the results document (see README, "Results JSON").
+    """Score a folder or a generation run; returns the results document (docs/formats.md, "Results")."""
+    return score_run(options).document
 
-    Only the models the requested metrics need are built, and all of them run in one extract_folder
-    pass over IMAGES (and one over a reference folder), so each image is read and decoded once.
+
+def score_run(options: ScoreOptions) -> ScoreRun:
+    """The results document and the feature state of its rows.
+
+    Only the models the requested metrics need are built, and all of them run in one extract_folder pass
+    over IMAGES (and one over a reference folder), so each image is read and decoded once, however many
+    cells it is scored in.
     """
-    started = time.time()
-    _check_metrics(options)
-    asked = options.metrics
-    device = resolve_device(options.features.device)
+    started_at, started = now(), time.time()
+    specs = registry.check_names(options.requested)
+    needs = _needs_of(specs, options)
+    device = torch.device(resolve_device(options.features.device))
     warns: list[str] = []
-    wants_prompts = any(m in PROMPT_METRICS for m in asked)
-    manifest = read_manifest(options.prompts, options.images) if wants_prompts else None  # fails fast
-    if options.prompts and not wants_prompts:
-        warns.append(f"--prompts is read only by {', '.join(PROMPT_METRICS)}; none of them was asked for")
-    models = _Models.build(options, device, warns)
+    run = is_generation_run(options.images) and options.group_by is None
+    wants_prompts = Need.PROMPTS in needs or Need.CLIP_TEXT in needs
+    manifest_path = options.prompts
+    if manifest_path is None and run and (Path(options.images) / "manifest.jsonl").is_file():
+        manifest_path = str(Path(options.images) / "manifest.jsonl")
+    looks_up_prompts = wants_prompts or options.prompts is not None or options.group_by not in (None, "folder")
+    manifest = load_manifest(manifest_path, options.images) if manifest_path and looks_up_prompts else None
+    models = _Models.build(needs, options, device)
+    warns.extend(models.warnings)
 
     reference = None
-    if options.reference and any(m in TWO_SET_METRICS for m in asked):
-        needs = models.reference_needs(asked, options.reference)
-        reference = load_any_reference(options.reference, needs, options.features)
+    if options.reference and any(spec.needs_reference for spec in specs):
+        reference = load_any_reference(
+            options.reference, models.reference_needs(needs, options.reference), options.features
+        )
     elif options.reference:
         warns.append("--reference is not used by the requested metrics")
 
     generated = extract(options.images, models.extractors, options.features, "images")
-    text = None
-    if models.clip is not None:
-        prompts = find_image_prompts(generated, manifest) if wants_prompts else None
-        text = TextMetrics(
-            generated, models.clip, prompts, reference,
-            seed=options.seed, rprecision_r=options.rprecision_r, cache_dir=options.features.cache_dir,
-        )  # fmt: skip
+    prompts = find_image_prompts(generated.root, generated.paths, manifest) if looks_up_prompts else None
+    records = prompts.records if prompts is not None else None
+    if run:
+        grouping = group_generation_run(options.images, generated.paths)
+    else:
+        grouping = group_folder(options.images, generated.paths, records, options.group_by)
+    warns.extend(grouping.warnings)
+    texts = _TextTable.build(models, prompts, options.features.cache_dir) if Need.CLIP_TEXT in needs else None
+    if prompts is not None and texts is not None and texts.warning:
+        prompts.warnings.append(texts.warning)
 
-    metrics: dict[str, Any] = {}
-    for name in asked:
-        try:
-            if name in TEXT_METRICS:
-                metrics.update(text.compute(name))  # type: ignore[union-attr]
-            else:
-                key = models.inception.cache_key  # type: ignore[union-attr]
-                ref = reference.features[key] if reference else None
-                fid_state = reference.fid_state if reference else None
-                metrics.update(inception_metric(name, generated.features[key], ref, fid_state, options, warns))
-        except SdevalError as err:  # too few images and the like: listed, not fatal
-            for key in result_keys(name):
-                metrics[key] = {"value": None, "skipped": str(err)}
+    ref_data = _reference_data(reference, models)
+    cells, state_rows = [], []
+    for c, cell in enumerate(grouping.cells):
+        members = grouping.members(c)
+        data = _cell_data(members, generated, models, prompts, texts, ref_data, options.params)
+        entry = _score_cell(specs, data, cell.to_json(), members, generated, grouping, prompts, texts)
+        entry["protocol"] = _protocol(options, specs, models, texts, reference, grouping, len(members), ref_data)
+        cells.append(entry)
+        state_rows.extend(members)
 
-    results: dict[str, Any] = {
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "sdeval_version": __version__,
+        "created_at": now(),
+        "source": grouping.source,
+        "metrics_requested": [spec.name for spec in specs],
         "images": {
             "root": generated.root,
             "n_scored": generated.n,
@@ -260,59 +296,214 @@ def score(options: ScoreOptions) -> dict[str, Any]:
         },
         "reference": reference.identity() if reference else None,
         "prompts": None,
-        "metrics": metrics,
+        "cells": cells,
         "warnings": warns,
-        "protocol": _protocol(options, models.inception, text, generated, reference),
-        "environment": environment(device, time.time() - started, clip_used=models.clip is not None),
+        "state": None,
+        "provenance": {
+            **provenance(str(device), generated.root, started_at),
+            "seconds": round(time.time() - started, 3),
+        },
     }
-    if text is not None and text.prompts is not None:
-        results["prompts"] = {**text.prompts.summary(), "n_text_computed": text.n_text_computed}
-    if options.per_image:
-        results["per_image"] = _per_image_rows(generated, text)
-        per_prompt = text.per_prompt() if text is not None else None
-        if per_prompt is not None:
-            results["per_prompt"] = per_prompt
-    return results
+    if prompts is not None:
+        document["prompts"] = {**prompts.summary(), "n_text_computed": texts.n_computed if texts else 0}
+    return ScoreRun(document, _state_arrays(state_rows, generated, models, grouping, reference))
 
 
-def _protocol(options, inception, text, generated, reference) -> dict[str, Any]:
-    protocol: dict[str, Any] = {"inception": inception.protocol() if inception is not None else None}
-    protocol["metrics"] = list(options.metrics)
-    if inception is not None:
-        gen = generated.features[inception.cache_key]
-        protocol.update(inception_protocol(options, len(gen[POOL]), reference.n if reference else None))
-    if text is not None:
-        protocol.update(text.protocol(options.metrics))
-    protocol["seed"] = options.seed
-    protocol["decode"] = DECODE_RULE
+@dataclass
+class _TextTable:
+    """Each distinct prompt of the run embedded once (by the --clip-* model), for every cell."""
+
+    position: dict[str, int]
+    distinct: list[str]
+    embeddings: np.ndarray
+    truncated: list[bool] | None
+    n_computed: int
+    warning: str | None
+
+    @classmethod
+    def build(cls, models: _Models, prompts: ImagePrompts | None, cache_dir: str | None) -> _TextTable | None:
+        if prompts is None or models.clip is None or models.clip.prompt is None:
+            return None
+        embedder = models.clip.prompt
+        distinct = list(dict.fromkeys(record.prompt for record in prompts.records if record is not None))
+        embeddings, computed = embed_prompts(embedder, distinct, cache_dir)
+        truncated = embedder.truncated(distinct) if distinct else None
+        warning = None
+        if truncated and any(truncated):
+            context = getattr(embedder.tokenizer, "context_length", "?")
+            warning = (
+                f"{sum(truncated)} of {len(distinct)} distinct prompts are longer than the CLIP text context "
+                f"({context} tokens) and were truncated: prompt metrics see only their beginning "
+                "(`prompt_truncated` in the per-image rows)"
+            )
+        position = {text: j for j, text in enumerate(distinct)}
+        return cls(position, distinct, embeddings, truncated, computed, warning)
+
+
+def _reference_data(reference: Reference | None, models: _Models) -> ReferenceData | None:
+    if reference is None:
+        return None
+    data = ReferenceData(n=reference.n, fid_state=reference.fid_state)
+    if models.inception is not None:  # require_features checked that the cache keys match
+        data.pool = reference.features.get(models.inception.cache_key, {}).get(POOL)
+    if models.clip is not None and models.clip.cmmd is not None:
+        data.cmmd_image = reference.features.get(models.clip.cmmd.cache_key, {}).get(CLIP_FEATURE)
+    return data
+
+
+def _cell_data(
+    members: list[int],
+    generated: FolderFeatures,
+    models: _Models,
+    prompts: ImagePrompts | None,
+    texts: _TextTable | None,
+    reference: ReferenceData | None,
+    params: ScoreParams,
+) -> CellData:
+    rows = np.asarray(members, dtype=np.int64)
+    data = CellData(paths=[generated.paths[i] for i in members], params=params, reference=reference)
+    if models.inception is not None:
+        arrays = generated.features[models.inception.cache_key]
+        data.pool, data.logits = arrays[POOL][rows], arrays[LOGITS][rows]
+    if models.clip is not None and models.clip.prompt is not None:
+        data.clip_image = generated.features[models.clip.prompt.cache_key][CLIP_FEATURE][rows]
+    if models.clip is not None and models.clip.cmmd is not None:
+        data.cmmd_image = generated.features[models.clip.cmmd.cache_key][CLIP_FEATURE][rows]
+    if prompts is not None:
+        records = [prompts.records[i] for i in members]
+        if texts is not None:
+            distinct, position = texts.distinct, texts.position
+        else:  # prompts without a text model (diversity): group by the prompt text
+            distinct = list(dict.fromkeys(r.prompt for r in records if r is not None))
+            position = {text: j for j, text in enumerate(distinct)}
+        member_paths = set(data.paths)
+        data.prompts = PromptData(
+            index=np.array([position[r.prompt] if r is not None else -1 for r in records], dtype=np.int64),
+            texts=texts.embeddings if texts is not None else None,
+            distinct=distinct,
+            truncated=texts.truncated if texts is not None else None,
+            missing=[m for m in prompts.missing if m["path"] in member_paths],
+        )
+    return data
+
+
+def _score_cell(
+    specs: list[MetricSpec],
+    data: CellData,
+    cell: dict[str, Any],
+    members: list[int],
+    generated: FolderFeatures,
+    grouping: Grouping,
+    prompts: ImagePrompts | None,
+    texts: _TextTable | None,
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = {}
+    warnings: list[str] = []
+    per_prompt = None
+    for spec in specs:
+        try:
+            output = spec.compute(data)
+        except _METRIC_FAILURES as err:  # too few images, no prompts, a degenerate input: listed, not fatal
+            for result in spec.results:
+                metrics[result.key] = {"value": None, "skipped": str(err) or type(err).__name__}
+            continue
+        metrics.update(output.entries)
+        columns.update(output.per_image)
+        warnings.extend(output.warnings)
+        if output.per_prompt is not None:
+            per_prompt = output.per_prompt
+    rows = [_per_image_row(i, j, generated, grouping, prompts, texts, columns) for j, i in enumerate(members)]
+    entry = {**cell, "n_images": len(members), "images_sha256": images_hash(data.paths, [r["sha256"] for r in rows])}
+    entry.update(metrics=metrics, per_image=rows, warnings=warnings)
+    if per_prompt is not None:
+        entry["per_prompt"] = per_prompt
+    return entry
+
+
+def _per_image_row(
+    i: int,
+    j: int,
+    generated: FolderFeatures,
+    grouping: Grouping,
+    prompts: ImagePrompts | None,
+    texts: _TextTable | None,
+    columns: dict[str, list[Any]],
+) -> dict[str, Any]:
+    info = grouping.infos[i]
+    record = prompts.records[i] if prompts is not None else None
+    row: dict[str, Any] = {
+        "item": grouping.items[i],
+        "path": generated.paths[i],
+        "sha256": generated.hashes[i],
+        "prompt": record.prompt if record else (info.row or {}).get("prompt"),
+        "prompt_id": info.prompt_id if info.prompt_id is not None else (record.id if record else None),
+        "seed": info.seed if info.seed is not None else (record.seed if record else None),
+        "seed_index": info.seed_index,
+        "prompt_source": record.source if record else None,
+    }
+    if record is not None and texts is not None and texts.truncated is not None:
+        row["prompt_truncated"] = texts.truncated[texts.position[record.prompt]]
+    for name, values in columns.items():
+        row[name] = values[j]
+    return row
+
+
+def _protocol(
+    options: ScoreOptions,
+    specs: list[MetricSpec],
+    models: _Models,
+    texts: _TextTable | None,
+    reference: Reference | None,
+    grouping: Grouping,
+    n: int,
+    ref_data: ReferenceData | None,
+) -> dict[str, Any]:
+    protocol: dict[str, Any] = {
+        "metrics": [spec.name for spec in specs],
+        "inception": models.inception.protocol() if models.inception is not None else None,
+        "reference": reference.identity() if reference is not None else None,
+        "suite": (grouping.source.get("run") or {}).get("suite"),
+        "seed": options.seed,
+        "decode": DECODE_RULE,
+    }
+    for spec in specs:
+        if spec.protocol is not None:
+            protocol.update(spec.protocol(options.params))
+    if "kid" in protocol:
+        n_ref = len(ref_data.pool) if ref_data is not None and ref_data.pool is not None else None
+        protocol["kid"]["subset_size"] = kid_subset_size(options.params, n, n_ref)
+    if models.clip is not None and models.clip.prompt is not None:
+        protocol["clip"] = models.clip.prompt.protocol()
+        protocol["prompts"] = {
+            "manifest": options.prompts,
+            "sources": "manifest, then sdeval/A1111/ComfyUI metadata in the image, then NAME.txt caption",
+            "text_truncation": "tokenizer context length (77 tokens for CLIP)",
+        }
+    if models.clip is not None and models.clip.cmmd is not None and "cmmd" in protocol:
+        protocol["cmmd"]["clip"] = models.clip.cmmd.protocol()
     return protocol
 
 
-def _per_image_rows(generated: FolderFeatures, text: TextMetrics | None) -> list[dict[str, Any]]:
-    details = text.per_image() if text is not None else [{} for _ in generated.paths]
-    return [
-        {"path": path, "sha256": sha, **detail}
-        for path, sha, detail in zip(generated.paths, generated.hashes, details, strict=True)
-    ]
-
-
-def environment(device: torch.device, seconds: float, clip_used: bool = False) -> dict[str, Any]:
-    import torch_fidelity
-
-    env = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "torch_fidelity": torch_fidelity.__version__,
-        "numpy": np.__version__,
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "seconds": round(seconds, 3),
+def _state_arrays(
+    rows: list[int], generated: FolderFeatures, models: _Models, grouping: Grouping, reference: Reference | None
+) -> dict[str, np.ndarray]:
+    """One row per per-image row, cell after cell (see sdeval/state.py)."""
+    index = np.asarray(rows, dtype=np.int64)
+    arrays: dict[str, np.ndarray] = {
+        "cell": np.asarray([grouping.assignment[i] for i in rows], dtype=np.int32),
+        "item": np.asarray([grouping.items[i] for i in rows], dtype=str),
+        "sha256": np.asarray([generated.hashes[i] for i in rows], dtype=str),
     }
-    if clip_used:
-        import open_clip
-
-        env["open_clip"] = open_clip.__version__
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
+    if models.inception is not None:
+        features = generated.features[models.inception.cache_key]
+        arrays["pool"], arrays["logits"] = features[POOL][index], features[LOGITS][index]
+        if reference is not None and models.inception.cache_key in reference.features:
+            arrays["reference_pool"] = reference.features[models.inception.cache_key][POOL]
+    if models.clip is not None and models.clip.prompt is not None:
+        arrays["clip_image"] = generated.features[models.clip.prompt.cache_key][CLIP_FEATURE][index]
+    if models.clip is not None and models.clip.cmmd is not None:
+        arrays["cmmd_image"] = generated.features[models.clip.cmmd.cache_key][CLIP_FEATURE][index]
+        if reference is not None and models.clip.cmmd.cache_key in reference.features:
+            arrays["reference_cmmd_image"] = reference.features[models.clip.cmmd.cache_key][CLIP_FEATURE]
+    return arrays

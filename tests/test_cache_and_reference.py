@@ -27,7 +27,7 @@ def test_warm_cache_runs_no_model_and_gives_identical_results(tmp_path, inceptio
     warm = score(options)
     assert cold["images"]["n_computed"] == 40
     assert warm["images"]["n_computed"] == 0
-    assert warm["metrics"] == cold["metrics"]
+    assert warm["cells"][0]["metrics"] == cold["cells"][0]["metrics"]
 
 
 def _writer(directory, worker, count):
@@ -64,7 +64,7 @@ def test_reference_file_gives_the_same_scores_as_the_folder(tmp_path, inception_
     kwargs = {"kid_subset_size": 20, "features": _features(inception_weights, tmp_path)}
     from_folder = score(ScoreOptions(image_sets["gen"], image_sets["ref"], **kwargs))
     from_file = score(ScoreOptions(image_sets["gen"], str(ref_file), **kwargs))
-    assert from_file["metrics"] == from_folder["metrics"]
+    assert from_file["cells"][0]["metrics"] == from_folder["cells"][0]["metrics"]
     assert from_file["reference"]["images_sha256"] == from_folder["reference"]["images_sha256"]
 
 
@@ -105,6 +105,8 @@ def test_merged_shard_references_equal_the_whole(tmp_path, inception_weights, im
     assert sharded["reference"]["images_sha256"] == whole["reference"]["images_sha256"]
     assert result.reference.image_paths == [f.name for f in files]
     assert result.reference.image_hashes == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
-    assert sharded["metrics"]["fid"]["value"] == pytest.approx(whole["metrics"]["fid"]["value"], rel=1e-9)
+    assert sharded["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(
+        whole["cells"][0]["metrics"]["fid"]["value"], rel=1e-9
+    )
     # ... and holds its rows in the folder's order, so KID draws the same subsets and gives the same value.
-    assert sharded["metrics"]["kid"] == whole["metrics"]["kid"]
+    assert sharded["cells"][0]["metrics"]["kid"] == whole["cells"][0]["metrics"]["kid"]

@@ -25,12 +25,14 @@ def test_score_writes_results_json_with_the_documented_schema(tmp_path, inceptio
     assert result.exit_code == 0, result.output
     assert "FID" in result.output and "Precision" in result.output
     doc = json.loads(out.read_text())
-    assert {"sdeval_version", "images", "reference", "metrics", "protocol", "environment"} <= set(doc)
+    assert {"format", "format_version", "sdeval_version", "images", "reference", "cells", "provenance"} <= set(doc)
     assert {"root", "n_scored", "skipped"} <= set(doc["images"])
-    assert set(doc["metrics"]) == {"fid", "kid", "is", "precision", "recall"}
-    assert {"value", "std"} <= set(doc["metrics"]["kid"]) and {"value", "std"} <= set(doc["metrics"]["is"])
-    assert doc["protocol"]["inception"]["weights_sha256"]
-    assert doc["protocol"]["inception"]["preprocess"] == "legacy"
+    assert set(doc["cells"][0]["metrics"]) == {"fid", "kid", "is", "precision", "recall"}
+    assert {"value", "std"} <= set(doc["cells"][0]["metrics"]["kid"]) and {"value", "std"} <= set(
+        doc["cells"][0]["metrics"]["is"]
+    )
+    assert doc["cells"][0]["protocol"]["inception"]["weights_sha256"]
+    assert doc["cells"][0]["protocol"]["inception"]["preprocess"] == "legacy"
 
 
 def test_reference_build_then_score_against_the_file(tmp_path, inception_weights, image_sets):
@@ -77,9 +79,9 @@ def test_too_few_images_for_a_metric_is_listed_not_fatal(tmp_path, inception_wei
                   "--inception-weights", inception_weights, "--workers", 0, "-o", out)  # fmt: skip
     assert result.exit_code == 3, result.output  # incomplete: IS could not be computed, FID was
     doc = json.loads(out.read_text())
-    assert doc["metrics"]["is"]["value"] is None
-    assert "needs at least 2 images per split (20 for 10 splits), got 5" in doc["metrics"]["is"]["skipped"]
-    assert doc["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert doc["cells"][0]["metrics"]["is"]["value"] is None
+    assert "needs at least 2 images per split (20 for 10 splits), got 5" in doc["cells"][0]["metrics"]["is"]["skipped"]
+    assert doc["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_python_dash_m_entry_point():

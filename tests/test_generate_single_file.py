@@ -14,7 +14,7 @@ from generate_fixtures import (
     write_config,
 )
 
-from sdeval.errors import SdevalError
+from sdeval.errors import ConfigError, SdevalError
 from sdeval.generate.config import load_config
 from sdeval.generate.runner import run_generate
 from sdeval.generate.tiny import tiny_random_path
@@ -49,8 +49,25 @@ def test_pickle_checkpoint_loads_only_with_allow_pickle(tmp_path: Path, single_f
 
     ckpt = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": load_file(str(single_file))}, ckpt)
-    spec = {"name": "old", "path": str(ckpt), "config": str(tiny_random_path()), "allow_pickle": True}
-    images = _images(tmp_path / "run", spec)
+    spec = {"name": "old", "path": str(ckpt), "config": str(tiny_random_path())}
+
+    # Without the opt-in (left out, or false) the config itself is refused, naming the key: unpickling can run
+    # code, so the refusal must come before anything opens the file.
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("a pickle checkpoint was loaded without allow_pickle")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "load", no_unpickling)
+        for extra in ({}, {"allow_pickle": False}):
+            with pytest.raises(ConfigError) as info:
+                _images(tmp_path / "refused", {**spec, **extra})
+            assert str(info.value) == (
+                "checkpoints[0].path: tiny.ckpt is a pickle checkpoint, which can run code when loaded; set "
+                "allow_pickle: true for this checkpoint if you trust it, or convert it to .safetensors"
+            )
+    assert not (tmp_path / "refused" / "out").exists()
+
+    images = _images(tmp_path / "run", {**spec, "allow_pickle": True})
     reference = _images(tmp_path / "ref", {"name": "old", "path": str(tiny_random_path())})
     assert_same_images(images, reference, atol=0)
 

@@ -165,4 +165,4 @@ def test_bad_folder_scores_good_images_and_lists_each_bad_one(tmp_path, inceptio
     for name, reason in bad.items():
         assert reason in skipped[name]
     # IS needs 2 images per split (20 for its 10 splits): it is computed, not skipped.
-    assert results["metrics"]["is"]["value"] is not None
+    assert results["cells"][0]["metrics"]["is"]["value"] is not None

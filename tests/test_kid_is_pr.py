@@ -9,6 +9,7 @@ from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
+from sdeval.errors import SdevalError
 from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
 from sdeval.metrics.precision_recall import precision_recall
@@ -46,8 +47,10 @@ def test_kid_matches_torch_fidelity_subsets():
 
 
 def test_kid_too_few_images_is_a_clear_error():
-    with pytest.raises(Exception, match="subset size 10 is larger"):
+    with pytest.raises(SdevalError, match=r"KID subset size 10 is larger than the sets \(5 and 20 images\)"):
         kid(np.zeros((5, 4)), np.zeros((20, 4)), subset_size=10)
+    with pytest.raises(SdevalError, match="KID subset size must be at least 2, got 1"):
+        kid(np.zeros((5, 4)), np.zeros((20, 4)), subset_size=1)
 
 
 def test_inception_score_closed_forms():

@@ -101,7 +101,7 @@ def test_dash_writes_json_to_stdout_and_the_table_to_stderr(tmp_path, few, incep
     result = CliRunner().invoke(main, _score_args(few, inception_weights, cache, "-o", "-"))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["metrics"]["kid"]["value"] is not None
+    assert doc["cells"][0]["metrics"]["kid"]["value"] is not None
     assert "KID" in result.stderr and not (tmp_path / "-").exists()
 
 
@@ -115,7 +115,7 @@ def test_a_fifo_is_written_through_never_renamed_over(tmp_path, few, inception_w
     reader.join(timeout=60)
     assert result.exit_code == 0, result.output
     assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced by a regular file"
-    assert json.loads(received[0])["metrics"]["kid"]["value"] is not None
+    assert json.loads(received[0])["cells"][0]["metrics"]["kid"]["value"] is not None
 
 
 def test_dev_null_stays_a_device(tmp_path):
@@ -164,7 +164,7 @@ def test_a_failed_final_write_keeps_the_results_and_names_where(tmp_path, few, i
     assert "No space left on device" in line and "they were saved to " in line
     saved = Path(line.rsplit("they were saved to ", 1)[1])
     try:
-        assert json.loads(saved.read_text())["metrics"]["kid"]["value"] is not None
+        assert json.loads(saved.read_text())["cells"][0]["metrics"]["kid"]["value"] is not None
     finally:
         saved.unlink()
 
@@ -181,7 +181,10 @@ def test_every_metric_null_exits_3_with_results_written(tmp_path, inception_weig
     assert result.exit_code == 3, result.output
     assert "incomplete: is, kid could not be computed" in result.output
     doc = json.loads(out.read_text())
-    assert doc["metrics"]["is"]["value"] is None and "at least 2 images per split" in doc["metrics"]["is"]["skipped"]
+    assert (
+        doc["cells"][0]["metrics"]["is"]["value"] is None
+        and "at least 2 images per split" in doc["cells"][0]["metrics"]["is"]["skipped"]
+    )
 
 
 def test_some_metric_null_exits_3(tmp_path, few, inception_weights, cache):
@@ -241,8 +244,8 @@ def test_kid_with_one_possible_subset_reports_no_spread(tmp_path, few, inception
                                                   24, "-o", out))  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert doc["metrics"]["kid"]["value"] is not None and doc["metrics"]["kid"]["std"] is None
-    assert any("KID: no spread" in w for w in doc["warnings"])
+    assert doc["cells"][0]["metrics"]["kid"]["value"] is not None and doc["cells"][0]["metrics"]["kid"]["std"] is None
+    assert any("KID: no spread" in w for w in doc["cells"][0]["warnings"])
     assert "±" not in next(line for line in result.output.splitlines() if "KID" in line)
 
 
@@ -253,8 +256,8 @@ def test_a_skipped_fid_carries_no_fid_warning(tmp_path, inception_weights, cache
                                        str(tmp_path / "one"), "--inception-weights", inception_weights,
                                        "--no-cache", "--workers", "0", "-o", str(out)])  # fmt: skip
     doc = json.loads(out.read_text())
-    assert result.exit_code == 3 and doc["metrics"]["fid"]["value"] is None
-    assert not any(w.startswith("FID") for w in doc["warnings"])
+    assert result.exit_code == 3 and doc["cells"][0]["metrics"]["fid"]["value"] is None
+    assert not any(w.startswith("FID") for w in doc["warnings"] + doc["cells"][0]["warnings"])
 
 
 def test_generate_output_dir_under_a_file_fails_before_loading(tmp_path):

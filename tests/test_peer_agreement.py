@@ -54,7 +54,7 @@ def test_scores_agree_with_torch_fidelity(inception_weights, image_sets):
         kid_subset_size=30, feature_extractor="inception-v3-compat", feature_layer_prc="2048",
         feature_extractor_weights_path=inception_weights, verbose=False, save_cpu_ram=True,
     )  # fmt: skip
-    m = ours["metrics"]
+    m = ours["cells"][0]["metrics"]
     assert m["fid"]["value"] > 1.0  # the two sets really differ
     assert m["fid"]["value"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
     kid_std = theirs["kernel_inception_distance_std"]
@@ -69,7 +69,7 @@ def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
     results = score(
         ScoreOptions(image_sets["gen"], image_sets["gen"], metrics=("fid",), features=_options(inception_weights))
     )
-    assert results["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert results["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
@@ -90,8 +90,8 @@ def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
             features=_options(inception_weights, preprocess="clean"),
         )
     )  # fmt: skip
-    assert ours["metrics"]["fid"]["value"] == pytest.approx(theirs, rel=1e-4)
-    assert ours["protocol"]["inception"]["preprocess"] == "clean"
+    assert ours["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(theirs, rel=1e-4)
+    assert ours["cells"][0]["protocol"]["inception"]["preprocess"] == "clean"
 
 
 def test_clean_resize_is_clean_fids_resizer():

@@ -435,7 +435,7 @@ def test_manifest_jsonl_good_and_malformed_lines(tmp_path: Path) -> None:
     assert by_line[(5, True)] == "unknown column 'mood' ignored (on 2 lines)"
     assert by_line[(6, False)].startswith("file 'missing.png' not found")
     assert by_line[(7, False)] == "duplicate entry for 'a.png' (first on line 1); ignored"
-    assert "escapes the images folder" in by_line[(8, False)]
+    assert (8, False) not in by_line and result.outside == [(8, "../outside.png")]  # not scored, not an error
     assert "absolute path" in by_line[(9, False)]
     assert by_line[(10, False)] == "missing 'prompt' for 'c.png'"
     line_11 = [p.reason for p in result.problems if p.line == 11]
@@ -445,9 +445,11 @@ def test_manifest_jsonl_good_and_malformed_lines(tmp_path: Path) -> None:
     ]
     assert by_line[(12, False)] == "expected a JSON object, got list"
     assert f"over the {MAX_PROMPT_CHARS} limit" in by_line[(13, False)]
-    # Every non-blank line is accounted for: a record or a problem, nothing silently dropped.
+    # The paths are relative to IMAGES, not to the manifest's folder: read the old way, with a warning.
+    assert result.base == root and by_line[(0, True)].startswith("'file' paths are taken relative to IMAGES")
+    # Every non-blank line is accounted for: a record, a problem or outside IMAGES, nothing silently dropped.
     accounted = set(result.lines.values()) | {p.line for p in result.problems if not p.used}
-    assert accounted == {n for n in range(1, 15) if n != 3}
+    assert accounted | {line for line, _ in result.outside} == {n for n in range(1, 15) if n != 3}
     assert all(m.startswith(f"{manifest}:") for m in result.messages())
 
 
@@ -473,7 +475,7 @@ def test_manifest_csv_with_quoted_multiline_prompt(tmp_path: Path) -> None:
     reasons = {p.line: p.reason for p in result.problems}
     assert "unknown column 'extra'" in reasons[2]
     assert reasons[5].startswith("row has 6 cells but the header has 5 columns")
-    assert "escapes the images folder" in reasons[6]
+    assert 6 not in reasons and result.outside == [(6, "../x.png")]
 
 
 def test_manifest_that_cannot_be_used_at_all_is_an_error(tmp_path: Path) -> None:
@@ -485,6 +487,167 @@ def test_manifest_that_cannot_be_used_at_all_is_an_error(tmp_path: Path) -> None
     bad_csv.write_text("path,caption\nx.png,a cat\n")
     with pytest.raises(SdevalError, match="no 'file' column"):
         load_manifest(bad_csv, tmp_path)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_run_manifest_scores_a_sub_folder(tmp_path: Path) -> None:
+    # `sdeval generate` writes OUT/manifest.jsonl with paths relative to OUT; one checkpoint's folder is scored.
+    out = tmp_path / "OUT"
+    make_images(out, ["a/x.png", "a/sub/y.png", "b/x.png", "b/z.png"])
+    manifest = write_jsonl(
+        out / "manifest.jsonl",
+        [
+            {"file": "a/x.png", "prompt": "ax", "seed": 1},  # 1
+            {"file": "b/x.png", "prompt": "bx"},  # 2
+            {"file": "a/sub/y.png", "prompt": "ay"},  # 3
+            {"file": "b/z.png", "prompt": "bz"},  # 4
+            {"file": "b/gone.png"},  # 5: outside IMAGES, so not checked: no 'prompt' and no file are not reported
+        ],
+    )
+    images = out / "a"
+    result = load_manifest(manifest, images)
+    assert result.base == out and result.problems == []
+    assert result.records == {
+        "x.png": PromptRecord(prompt="ax", source="manifest", seed=1),
+        "sub/y.png": PromptRecord(prompt="ay", source="manifest"),
+    }
+    assert result.lines == {"x.png": 1, "sub/y.png": 3}
+    assert result.outside == [(2, "b/x.png"), (4, "b/z.png"), (5, "b/gone.png")]
+
+    records, skipped, warnings = find_prompts([images / "x.png", images / "sub" / "y.png"], images, manifest)
+    assert {path.name: record.prompt for path, record in records.items()} == {"x.png": "ax", "y.png": "ay"}
+    assert skipped == []
+    # The other checkpoint's rows are one summarised line, not one line each.
+    assert warnings == [
+        f"{manifest}: 3 manifest entries match no image being scored (3 outside IMAGES {images}, "
+        "e.g. line 2: 'b/x.png')"
+    ]
+    # Rows inside IMAGES that are not scored are counted apart in the same line.
+    _, _, warnings = find_prompts([images / "x.png"], images, manifest)
+    assert warnings == [
+        f"{manifest}: 4 manifest entries match no image being scored (3 outside IMAGES {images}, "
+        "e.g. line 2: 'b/x.png'; 1 not scored, e.g. line 3: 'sub/y.png')"
+    ]
+    # Scoring OUT itself reads the same manifest as before: paths relative to OUT, which is IMAGES.
+    whole = load_manifest(manifest, out)
+    assert sorted(whole.records) == ["a/sub/y.png", "a/x.png", "b/x.png", "b/z.png"] and whole.outside == []
+    assert [p.line for p in whole.problems] == [5]
+
+
+def test_manifest_with_no_row_inside_images_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "OUT"
+    make_images(out, ["a/x.png", "b/x.png"])
+    manifest = write_jsonl(out / "manifest.jsonl", [{"file": "b/x.png", "prompt": "bx"}, {"file": "c.png"}])
+    result = load_manifest(manifest, out / "a")
+    assert result.records == {} and len(result.outside) == 2
+    assert result.messages() == [
+        f"{manifest}: warning: no usable rows: every row names a file outside IMAGES {out / 'a'} (2 rows)"
+    ]
+    # The loader's warning already says it; find_prompts adds no second line about the same rows.
+    assert find_prompts([out / "a" / "x.png"], out / "a", result).warnings == result.messages()
+
+
+def test_manifest_inside_images_is_read_as_before(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    make_images(root, ["a.png", "sub/b.png"])
+    manifest = write_jsonl(
+        root / "manifest.jsonl",
+        [
+            {"file": "a.png", "prompt": "a"},
+            {"file": "sub\\b.png", "prompt": "b"},
+            {"file": "../elsewhere.png", "prompt": "x"},  # leaves IMAGES: not scored, not an error
+            {"file": "sub/../a.png", "prompt": "again"},  # '..' that stays inside IMAGES names an image
+        ],
+    )
+    result = load_manifest(manifest, root)
+    assert result.base == root and sorted(result.records) == ["a.png", "sub/b.png"]
+    assert result.outside == [(3, "../elsewhere.png")]
+    assert result.messages() == [
+        f"{manifest}:4: skipped: duplicate entry for 'sub/../a.png' (first on line 1); ignored"
+    ]
+
+
+def test_manifest_beside_images_with_paths_relative_to_images_falls_back(tmp_path: Path) -> None:
+    # Manifests written before paths were relative to the manifest's folder keep working, with a warning.
+    root = tmp_path / "images"
+    make_images(root, ["a.png", "sub/b.png"])
+    manifest = write_jsonl(
+        tmp_path / "meta" / "m.jsonl",
+        [{"file": "a.png", "prompt": "a"}, {"file": "sub/b.png", "prompt": "b"}, {"file": "gone.png", "prompt": "g"}],
+    )
+    result = load_manifest(manifest, root)
+    assert result.base == root and sorted(result.records) == ["a.png", "sub/b.png"]
+    assert result.messages() == [
+        f"{manifest}: warning: 'file' paths are taken relative to IMAGES ({root}) because none matched relative to "
+        f"the manifest's folder ({manifest.parent}); write them relative to the manifest's folder",
+        f"{manifest}:3: skipped: file 'gone.png' not found in {root}",
+    ]
+    records, skipped, _ = find_prompts([root / "a.png", root / "sub" / "b.png"], root, manifest)
+    assert len(records) == 2 and skipped == []
+
+    # One row that names an image in IMAGES from the manifest's folder is enough: the manifest's folder wins.
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"file": "a.png", "prompt": "a"}, {"file": "images/sub/b.png"}])
+    result = load_manifest(mixed, root)
+    assert result.base == tmp_path and result.outside == [(1, "a.png")]
+    assert result.messages() == [
+        f"{mixed}:2: skipped: missing 'prompt' for 'images/sub/b.png'",
+        f"{mixed}: warning: no usable rows: every row was skipped (1 listed above) or names a file outside "
+        f"IMAGES {root} (1 row)",
+    ]
+
+
+def test_manifest_paths_may_climb_out_of_its_folder_but_never_out_of_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "OUT"
+    make_images(out, ["a/x.png", "a/y.png", "b/x.png"])
+    save_png(tmp_path / "secret.png")
+    manifest = write_jsonl(
+        out / "meta" / "manifest.jsonl",
+        [
+            {"file": "../a/x.png", "prompt": "ax"},  # 1: up to OUT, down into IMAGES: applies
+            {"file": "../b/x.png", "prompt": "bx"},  # 2: another folder of the run: not scored
+            {"file": "../../secret.png", "prompt": "s"},  # 3: outside OUT altogether: never looked up
+            {"file": "../a/../b/../a/x.png", "prompt": "again"},  # 4: the image of line 1, spelled otherwise
+            {"file": str(out / "a" / "y.png"), "prompt": "ay"},  # 5: absolute, even inside IMAGES: refused
+        ],
+    )
+    images = out / "a"
+    looked_up: list[Path] = []
+    is_file = Path.is_file
+
+    def spy(self: Path) -> bool:
+        looked_up.append(self)
+        return is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", spy)
+    result = load_manifest(manifest, images)
+    monkeypatch.undo()
+    assert result.base == manifest.parent
+    assert result.records == {"x.png": PromptRecord(prompt="ax", source="manifest")}
+    assert result.outside == [(2, "../b/x.png"), (3, "../../secret.png")]
+    reasons = {p.line: p.reason for p in result.problems}
+    assert reasons[4] == "duplicate entry for '../a/../b/../a/x.png' (first on line 1); ignored"
+    assert reasons[5].startswith("'file' must be a relative path, got absolute path")
+    assert looked_up and all(path.resolve().is_relative_to(images.resolve()) for path in looked_up)
+
+
+def test_manifest_matches_images_given_through_a_symlink(tmp_path: Path) -> None:
+    out = tmp_path / "OUT"
+    make_images(out, ["a/x.png"])
+    manifest = write_jsonl(out / "manifest.jsonl", [{"file": "a/x.png", "prompt": "ax"}])
+    link = tmp_path / "link"
+    try:
+        link.symlink_to(out / "a", target_is_directory=True)
+    except OSError:
+        pytest.skip("no symlinks here")
+    records, _, warnings = find_prompts([link / "x.png"], link, manifest)
+    assert [record.prompt for record in records.values()] == ["ax"] and warnings == []
 
 
 CSV_TEXT = "file,prompt\na.png,a café\n"

@@ -19,11 +19,11 @@ import sdeval.score as score_module
 from sdeval.cli import main
 from sdeval.demo import make_image_set
 from sdeval.features.clip import CLIP_SCORE_MODEL, CMMD_MODEL, ClipEmbedder, ClipModelSpec, file_sha256
+from sdeval.features.clip_models import choose_clip_models
 from sdeval.images import load_rgb
 from sdeval.metrics.clip_score import clip_score
 from sdeval.metrics.cmmd import cmmd
 from sdeval.score import FeatureOptions, ScoreOptions, score
-from sdeval.score_text import choose_clip_models
 
 # 16 images: prompts 0-3 have three seeds each, 4-5 one; img_014 and img_015 have no prompt.
 PROMPTS = ["a red fox in snow", "a teapot", "a city at night", "an empty room", "a lighthouse", "two cats"]
@@ -89,7 +89,7 @@ def test_clip_score_from_the_cli_equals_a_direct_computation(
     texts = embedder.embed_texts([PROMPTS[p] for p in ASSIGNED])
     direct = clip_score(images, texts)
 
-    clip = doc["metrics"]["clip"]
+    clip = doc["cells"][0]["metrics"]["clip"]
     assert clip["n"] == 14
     assert clip["value"] == pytest.approx(direct.mean, abs=1e-5)
     assert clip["torchmetrics_value"] == pytest.approx(direct.torchmetrics_value, abs=1e-5)
@@ -103,33 +103,34 @@ def test_clip_score_from_the_cli_equals_a_direct_computation(
     assert any(":4: skipped: missing 'prompt'" in w for w in prompts["warnings"])
     assert any("file 'ghost.png' not found" in w for w in prompts["warnings"])
 
-    rows = doc["per_image"]
+    rows = doc["cells"][0]["per_image"]
     assert [row["path"] for row in rows] == [f"img_{i:03d}.png" for i in range(16)]
     for i, row in enumerate(rows[:14]):
         assert (row["prompt"], row["seed"], row["prompt_id"]) == (PROMPTS[ASSIGNED[i]], i, f"p{ASSIGNED[i]}")
         assert row["prompt_source"] == "manifest"
         assert row["clip_score"] == pytest.approx(direct.rows[i].score, abs=1e-4)
         assert row["clip_cosine"] == pytest.approx(direct.rows[i].cosine, abs=1e-6)  # nonzero even when clamped
-    assert rows[14]["prompt"] is None and "clip_score" not in rows[14]
+    # The column is in every row, null where it was not computed.
+    assert rows[14]["prompt"] is None and rows[14]["clip_score"] is None
 
-    rprecision = doc["metrics"]["rprecision"]
+    rprecision = doc["cells"][0]["metrics"]["rprecision"]
     assert (rprecision["r"], rprecision["n"], rprecision["n_prompts"]) == (6, 14, 6)
     assert rprecision["value"] == pytest.approx(np.mean([row["rprecision_hit"] for row in rows[:14]]))
 
-    diversity = doc["metrics"]["diversity"]
+    diversity = doc["cells"][0]["metrics"]["diversity"]
     assert (diversity["n_prompts"], diversity["n_prompts_skipped"], diversity["n"]) == (4, 2, 14)
-    per_prompt = {row["prompt"]: row for row in doc["per_prompt"]}
+    per_prompt = {row["prompt"]: row for row in doc["cells"][0]["per_prompt"]}
     assert per_prompt["a lighthouse"]["diversity"] is None and per_prompt["a teapot"]["n_images"] == 3
     means = [per_prompt[PROMPTS[p]]["diversity"] for p in range(4)]
     assert diversity["value"] == pytest.approx(np.mean(means))
 
-    protocol = doc["protocol"]
+    protocol = doc["cells"][0]["protocol"]
     assert protocol["inception"] is None and "kid" not in protocol
     assert protocol["clip"]["weights_sha256"] == file_sha256(tiny_clip_weights[0])
     assert protocol["clip"]["pretrained"] == "file:tiny-clip.pt" and protocol["clip"]["model"] == tiny_name
     assert protocol["clip"]["quick_gelu"] is False and protocol["clip"]["preprocess"]["size"] == [32, 32]
     assert protocol["rprecision"]["seed"] == 2020
-    assert doc["environment"]["open_clip"]
+    assert doc["provenance"]["versions"]["open_clip_torch"]
 
 
 def test_prompts_from_sidecar_captions(tmp_path, prompted, tiny_name, tiny_clip_weights, no_inception):
@@ -139,11 +140,11 @@ def test_prompts_from_sidecar_captions(tmp_path, prompted, tiny_name, tiny_clip_
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["prompts"]["source_counts"] == {"caption": 6} and doc["prompts"]["manifest"] is None
-    assert doc["metrics"]["clip"]["n"] == 6
+    assert doc["cells"][0]["metrics"]["clip"]["n"] == 6
     missing = doc["prompts"]["missing"]
     assert [m["path"] for m in missing] == ["img_006.png", "img_007.png"]
     assert "no caption file img_006.txt" in missing[0]["reason"]
-    assert "per_image" not in doc
+    assert "per_image" in doc["cells"][0]
 
 
 def test_one_decode_per_image_feeds_both_models_and_a_warm_run_computes_nothing(
@@ -179,8 +180,11 @@ def test_one_decode_per_image_feeds_both_models_and_a_warm_run_computes_nothing(
     first, second = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cold", "warm"))
     assert (first["images"]["n_computed"], second["images"]["n_computed"]) == (16, 0)
     assert (first["prompts"]["n_text_computed"], second["prompts"]["n_text_computed"]) == (6, 0)
-    assert second["metrics"] == first["metrics"]
-    assert first["protocol"]["inception"]["weights_sha256"] and first["protocol"]["clip"]["weights_sha256"]
+    assert second["cells"][0]["metrics"] == first["cells"][0]["metrics"]
+    assert (
+        first["cells"][0]["protocol"]["inception"]["weights_sha256"]
+        and first["cells"][0]["protocol"]["clip"]["weights_sha256"]
+    )
 
 
 def test_cmmd_against_a_reference_file_equals_the_folder_and_a_direct_computation(
@@ -200,15 +204,15 @@ def test_cmmd_against_a_reference_file_equals_the_folder_and_a_direct_computatio
         assert result.exit_code == 0, result.output
         docs.append(json.loads(out.read_text()))
     from_file, from_folder = docs
-    assert from_file["metrics"] == from_folder["metrics"]
-    assert from_file["metrics"]["cmmd"]["n_reference"] == 40
-    assert from_file["protocol"]["cmmd"]["clip"]["weights_sha256"] == file_sha256(tiny_clip_weights[0])
-    assert from_file["protocol"]["cmmd"]["sigma"] == 10.0 and from_file["prompts"] is None
+    assert from_file["cells"][0]["metrics"] == from_folder["cells"][0]["metrics"]
+    assert from_file["cells"][0]["metrics"]["cmmd"]["n_reference"] == 40
+    assert from_file["cells"][0]["protocol"]["cmmd"]["clip"]["weights_sha256"] == file_sha256(tiny_clip_weights[0])
+    assert from_file["cells"][0]["protocol"]["cmmd"]["sigma"] == 10.0 and from_file["prompts"] is None
 
     embedder = ClipEmbedder.load(tiny_name, tiny_clip_weights[0])
     mine = embedder.embed_images([load_rgb(p) for p in sorted(prompted["manifest_dir"].glob("*.png"))])
     theirs = embedder.embed_images([load_rgb(p) for p in sorted(Path(image_sets["ref"]).glob("*.png"))])
-    assert from_file["metrics"]["cmmd"]["value"] == pytest.approx(cmmd(mine, theirs), rel=1e-4, abs=1e-6)
+    assert from_file["cells"][0]["metrics"]["cmmd"]["value"] == pytest.approx(cmmd(mine, theirs), rel=1e-4, abs=1e-6)
 
 
 def test_cmmd_reference_made_another_way_names_the_field_or_says_how_to_rebuild(
@@ -250,18 +254,19 @@ def test_clip_options_alone_give_cmmd_the_same_model_loaded_once(
     )  # fmt: skip
     doc = score(options)
     assert len(loads) == 1
-    assert doc["protocol"]["cmmd"]["clip"] == doc["protocol"]["clip"]
+    assert doc["cells"][0]["protocol"]["cmmd"]["clip"] == doc["cells"][0]["protocol"]["clip"]
     assert any("CMMD uses the --clip-* model" in w for w in doc["warnings"])
-    assert doc["metrics"]["cmmd"]["value"] > 0 and doc["metrics"]["clip"]["n"] == 14
+    assert doc["cells"][0]["metrics"]["cmmd"]["value"] > 0 and doc["cells"][0]["metrics"]["clip"]["n"] == 14
 
 
 def test_choosing_clip_models():
-    assert choose_clip_models(("fid",)) == choose_clip_models(()) and choose_clip_models(("fid",)).prompt is None
-    default = choose_clip_models(("clip", "cmmd"))
+    # (wants the prompt metrics' model, wants CMMD's model, then the four options)
+    assert choose_clip_models(False, False).prompt is None and choose_clip_models(False, False).cmmd is None
+    default = choose_clip_models(True, True)
     assert (default.prompt, default.cmmd, default.warnings) == (CLIP_SCORE_MODEL, CMMD_MODEL, ())
-    only_cmmd = choose_clip_models(("cmmd",), cmmd_pretrained="/w.pt")
+    only_cmmd = choose_clip_models(False, True, cmmd_pretrained="/w.pt")
     assert (only_cmmd.prompt, only_cmmd.cmmd) == (None, ClipModelSpec(CMMD_MODEL.name, "/w.pt"))
-    both = choose_clip_models(("clip", "cmmd"), "ViT-B-32", None, "ViT-L-14-336", None)
+    both = choose_clip_models(True, True, "ViT-B-32", None, "ViT-L-14-336", None)
     assert both.cmmd == CMMD_MODEL and both.prompt == ClipModelSpec("ViT-B-32", "openai") and not both.warnings
 
 
@@ -275,8 +280,8 @@ def test_no_prompt_anywhere_skips_the_prompt_metrics_with_the_reason(
     )
     assert result.exit_code == 3, result.output  # every requested metric null: incomplete
     doc = json.loads(out.read_text())
-    assert doc["metrics"]["clip"]["value"] is None
-    assert "no scored image has a prompt" in doc["metrics"]["clip"]["skipped"]
+    assert doc["cells"][0]["metrics"]["clip"]["value"] is None
+    assert "no scored image has a prompt" in doc["cells"][0]["metrics"]["clip"]["skipped"]
     assert len(doc["prompts"]["missing"]) == 40
 
 
@@ -326,9 +331,9 @@ def test_prompts_longer_than_the_clip_context_are_counted_and_flagged(tmp_path, 
                   "--per-image", "--workers", 0, "--no-cache", "-o", out)  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert doc["metrics"]["clip"]["n_prompts_truncated"] == 1
-    assert doc["metrics"]["rprecision"]["n_prompts_truncated"] == 1
-    assert [row["prompt_truncated"] for row in doc["per_image"]] == [True, True, False, False]
+    assert doc["cells"][0]["metrics"]["clip"]["n_prompts_truncated"] == 1
+    assert doc["cells"][0]["metrics"]["rprecision"]["n_prompts_truncated"] == 1
+    assert [row["prompt_truncated"] for row in doc["cells"][0]["per_image"]] == [True, True, False, False]
     assert any("1 of 2 distinct prompts are longer than the CLIP text context (77 tokens)" in w
                for w in doc["prompts"]["warnings"])  # fmt: skip
     assert "longer than the CLIP text context" in result.output

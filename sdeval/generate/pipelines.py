@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdeval.devices import resolve_device as _resolve_device
 from sdeval.errors import SdevalError
 from sdeval.generate.config import CheckpointSpec
 from sdeval.generate.plan import CheckpointIdentity, WorkItem
@@ -48,26 +49,8 @@ def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
 
 
 def resolve_device(requested: str, local_rank: int = 0, world_size: int = 1) -> str:
-    """Turn `auto`/`cuda` into a concrete device; each process of a multi-GPU run takes cuda:LOCAL_RANK."""
-    import torch
-
-    if requested == "auto":
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            requested = "mps"
-        else:
-            requested = "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SdevalError(f"device: {requested} requested but torch sees no CUDA device")
-        if requested == "cuda":
-            index = local_rank % torch.cuda.device_count() if world_size > 1 else torch.cuda.current_device()
-            requested = f"cuda:{index}"
-        torch.cuda.set_device(requested)
-    if requested == "mps" and not torch.backends.mps.is_available():
-        raise SdevalError("device: mps requested but torch sees no MPS device")
-    return requested
+    """The generation device (config key `device`); the rule is sdeval.devices.resolve_device."""
+    return _resolve_device(requested, local_rank, world_size, what="device")
 
 
 def torch_dtype(name: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import shutil
 import sys
 import time
@@ -43,6 +42,8 @@ from sdeval.generate.writer import (
     row_from_metadata,
     shard_dir,
 )
+from sdeval.provenance import command as provenance_command
+from sdeval.provenance import device_info, git_commit, versions
 
 RUN_RECORD = "run.json"
 _HISTORY_KEYS = ("finished_at", "config_sha256", "world_size", "images_generated", "images_skipped", "images_per_s")
@@ -350,33 +351,6 @@ def _finish(plan: Plan, ctx: distmod.DistContext, result: RunResult, started: fl
         result.record = _write_run_record(plan, ctx, per_rank, config_path)
 
 
-def _versions() -> dict[str, str | None]:
-    import importlib.metadata as md
-
-    out: dict[str, str | None] = {"sdeval": __version__, "python": platform.python_version()}
-    for name in ("torch", "diffusers", "transformers", "accelerate", "safetensors", "peft"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    import torch
-
-    out["cuda"] = torch.version.cuda
-    out["cudnn"] = str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else None
-    return out
-
-
-def _device_info(device: str) -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {"device": device, "cpu": platform.processor() or platform.machine()}
-    info["torch_threads"] = torch.get_num_threads()
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["gpu_count"] = torch.cuda.device_count()
-    return info
-
-
 def _write_run_record(
     plan: Plan, ctx: distmod.DistContext, per_rank: list[dict[str, Any]], config_path: Path | None
 ) -> dict[str, Any]:
@@ -404,8 +378,10 @@ def _write_run_record(
             }
             for c in cfg.checkpoints
         ],
-        "versions": _versions(),
-        "device": _device_info(plan.device),
+        "versions": versions(),
+        "device": device_info(plan.device),
+        "command": provenance_command(),
+        "git": git_commit(cfg.output_dir),
         "world_size": ctx.world_size,
         "images_planned": len(plan.items),
         "images_generated": generated,

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from sdeval.prompts.captions import caption_path, read_caption
 from sdeval.prompts.embedded import inspect_embedded_prompt
-from sdeval.prompts.manifest import ManifestResult, load_manifest
+from sdeval.prompts.manifest import ManifestResult, _quote, load_manifest
 from sdeval.prompts.record import PromptRecord
 
 
@@ -73,12 +73,29 @@ def find_prompts(
         tried.append(problem or f"no caption file {caption_path(path).name}")
         skipped.append(SkippedImage(path, "no prompt found: " + "; ".join(tried)))
 
-    if manifest is not None:
-        unused = sorted(set(manifest.records) - used_manifest_keys)
+    if manifest is not None and manifest.records:  # with no record, the loader's `no usable rows` says why
+        unused = _unused_entries(manifest, used_manifest_keys, root)
         if unused:
-            more = f" and {len(unused) - 1} more" if len(unused) > 1 else ""
-            warnings.append(
-                f"{manifest.path}: {len(unused)} manifest entries match no image being scored "
-                f"(line {manifest.lines[unused[0]]}: '{unused[0]}'{more})"
-            )
+            warnings.append(unused)
     return PromptSearch(records, skipped, warnings)
+
+
+def _unused_entries(manifest: ManifestResult, used: set[str], root: Path) -> str | None:
+    """One line for every manifest entry that matched no scored image, however many there are.
+
+    Rows outside IMAGES are counted apart: scoring one sub-folder of a run with the run's manifest
+    leaves the rows of every other folder unmatched, which is expected and needs no line each.
+    """
+    unused = sorted(set(manifest.records) - used)
+    total = len(unused) + len(manifest.outside)
+    if not total:
+        return None
+    head = f"{manifest.path}: {total} manifest entries match no image being scored"
+    if not manifest.outside:
+        more = f" and {len(unused) - 1} more" if len(unused) > 1 else ""
+        return f"{head} (line {manifest.lines[unused[0]]}: {_quote(unused[0])}{more})"
+    line, file = manifest.outside[0]
+    parts = [f"{len(manifest.outside)} outside IMAGES {root}, e.g. line {line}: {_quote(file)}"]
+    if unused:
+        parts.append(f"{len(unused)} not scored, e.g. line {manifest.lines[unused[0]]}: {_quote(unused[0])}")
+    return f"{head} ({'; '.join(parts)})"

@@ -44,13 +44,20 @@ class ManifestProblem:
 
 @dataclass(frozen=True)
 class ManifestResult:
-    """Records keyed by normalized relative path (`a/b.png`), and every problem found, in line order."""
+    """Records keyed by image path relative to IMAGES (`a/b.png`), and every problem found, in line order.
+
+    `base` is the folder the `file` values were resolved against: the manifest's own folder, or IMAGES
+    when none matched there (manifests written relative to IMAGES). `outside` holds `(line, file)` for
+    the rows that resolve outside IMAGES: they apply to no image being scored, and are not problems.
+    """
 
     path: Path
     format: Literal["jsonl", "csv"]
     records: dict[str, PromptRecord] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[ManifestProblem] = field(default_factory=list)
+    base: Path | None = None
+    outside: list[tuple[int, str]] = field(default_factory=list)
 
     def messages(self) -> list[str]:
         """Problems as `MANIFEST:LINE: skipped|warning: reason` lines (`MANIFEST: warning: ...` for the file)."""
@@ -65,11 +72,11 @@ def _quote(text: str, limit: int = _QUOTE_LIMIT) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def normalize_relpath(raw: str) -> str:
-    """Turn a manifest `file` value into a clean `/`-separated path, or raise if it leaves the folder.
+def _file_parts(raw: Any) -> list[str]:
+    """The components of a manifest `file` value, `.` and empty ones dropped and `..` kept; raise if unusable.
 
-    Backslashes count as separators (manifests written on Windows). Absolute paths and any `..`
-    component are refused outright rather than resolved, so a manifest can never point outside IMAGES.
+    Backslashes count as separators (manifests written on Windows). Absolute paths are refused: a
+    manifest travels with its folder (copied, moved, mounted elsewhere), where they would stop matching.
     """
     if not isinstance(raw, str):
         raise PromptParseError(f"'file' must be a string, got {type(raw).__name__}")
@@ -79,17 +86,31 @@ def normalize_relpath(raw: str) -> str:
     if not text:
         raise PromptParseError("'file' is empty")
     if text.startswith("/") or _DRIVE.match(text):
-        raise PromptParseError(f"'file' must be relative to the images folder, got absolute path {_quote(raw)}")
+        raise PromptParseError(f"'file' must be a relative path, got absolute path {_quote(raw)}")
     parts = [part for part in text.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise PromptParseError(f"'file' {_quote(raw)} escapes the images folder ('..' is not allowed)")
     if not parts:
         raise PromptParseError(f"'file' {_quote(raw)} names no file")
+    return parts
+
+
+def normalize_relpath(raw: str) -> str:
+    """Turn a `file` value into a clean `/`-separated path that stays inside its folder, or raise.
+
+    Stricter than the manifest loader, which resolves `..` and keeps only what lands inside IMAGES:
+    here any `..` component is refused, as are absolute paths.
+    """
+    parts = _file_parts(raw)
+    if ".." in parts:
+        raise PromptParseError(f"'file' {_quote(raw)} escapes the images folder ('..' is not allowed)")
     return "/".join(parts)
 
 
 def load_manifest(path: str | os.PathLike[str], images_root: str | os.PathLike[str]) -> ManifestResult:
     """Read a JSONL or CSV manifest; bad lines become problems with line numbers, never exceptions.
+
+    Each `file` is resolved against the manifest's own folder and keyed by its path relative to IMAGES
+    (`images_root`); rows that land outside IMAGES go to `outside`. When no row names an existing file
+    that way but some do relative to IMAGES, the paths are taken relative to IMAGES, with a warning.
 
     Raises SdevalError only when the file as a whole cannot be used (missing, unreadable, not UTF-8
     text, a CSV without `file`/`prompt` columns). A manifest that gives no record at all is never
@@ -103,17 +124,23 @@ def load_manifest(path: str | os.PathLike[str], images_root: str | os.PathLike[s
         raise SdevalError(f"cannot read manifest {path}: {err.strerror or err}") from err
     text = _decode(data, path)
     kind = _detect_format(path, data)
-    result = ManifestResult(path=path, format=kind)
-    builder = _Builder(result, root)
+    builder = _Builder(path, root)
     empty_reason = _read_jsonl(text, builder) if kind == "jsonl" else _read_csv(text, path, builder)
-    builder.finish()
-    result.problems.sort(key=lambda p: p.line)
-    if not result.records:
+    base = builder.finish()
+    problems = sorted(builder.problems, key=lambda p: p.line)
+    if not builder.records:
         if empty_reason is None:
-            skipped = len({p.line for p in result.problems if not p.used})
-            empty_reason = f"every row was skipped ({skipped} listed above)"
-        result.problems.append(ManifestProblem(0, f"no usable rows: {empty_reason}", used=True))
-    return result
+            empty_reason = _why_empty(problems, len(builder.outside), root)
+        problems.append(ManifestProblem(0, f"no usable rows: {empty_reason}", used=True))
+    return ManifestResult(path, kind, builder.records, builder.lines, problems, base=base, outside=builder.outside)
+
+
+def _why_empty(problems: list[ManifestProblem], outside: int, root: Path) -> str:
+    skipped = len({p.line for p in problems if not p.used})
+    if not outside:
+        return f"every row was skipped ({skipped} listed above)"
+    where = f"names a file outside IMAGES {root} ({outside} row{'s' if outside > 1 else ''})"
+    return f"every row was skipped ({skipped} listed above) or {where}" if skipped else f"every row {where}"
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -261,17 +288,35 @@ def _list_columns(columns: list[str], most: int = 10) -> str:
     return shown + (f", and {len(columns) - most} more" if len(columns) > most else "")
 
 
-class _Builder:
-    """Validates one row at a time and collects records and problems into a ManifestResult."""
+@dataclass(frozen=True)
+class _Row:
+    """A row whose `file` value is well formed, kept until the folder it is relative to is decided."""
 
-    def __init__(self, result: ManifestResult, root: Path) -> None:
-        self.result = result
+    line: int
+    parts: list[str]
+    row: dict[str, Any]
+    settings_as_json_text: bool
+
+
+class _Builder:
+    """Collects rows, then resolves their `file` values and validates them into records and problems."""
+
+    def __init__(self, manifest: Path, root: Path) -> None:
         self.root = root
-        self.first_line: dict[str, int] = {}
+        self.manifest_dir = manifest.parent
+        # Real paths, so IMAGES given through a symlink and a manifest given by its real path still agree.
+        self.real_root = os.path.realpath(root)
+        self.real_dir = os.path.realpath(manifest.parent)
+        self.rows: list[_Row] = []
+        self.records: dict[str, PromptRecord] = {}
+        self.lines: dict[str, int] = {}
+        self.problems: list[ManifestProblem] = []
+        self.outside: list[tuple[int, str]] = []
         self.unknown: dict[str, list[int]] = {}
+        self.found: dict[str, bool | OSError] = {}
 
     def problem(self, line: int, reason: str, used: bool = False) -> None:
-        self.result.problems.append(ManifestProblem(line, reason, used))
+        self.problems.append(ManifestProblem(line, reason, used))
 
     def add(self, line: int, row: dict[str, Any], settings_as_json_text: bool) -> None:
         for key in row:
@@ -281,22 +326,82 @@ class _Builder:
             self.problem(line, "missing 'file'")
             return
         try:
-            rel = normalize_relpath(row["file"])
+            parts = _file_parts(row["file"])
         except PromptParseError as err:
             self.problem(line, str(err))
             return
-        shown = _quote(rel)
-        if rel in self.first_line:
-            self.problem(line, f"duplicate entry for {shown} (first on line {self.first_line[rel]}); ignored")
-            return
-        self.first_line[rel] = line
+        self.rows.append(_Row(line, parts, row, settings_as_json_text))
+
+    def finish(self) -> Path:
+        """Validate every row against the chosen folder; returns that folder (as given, not resolved)."""
+        base = self._choose_base()
+        shown_base = self.root if base == self.real_root else self.manifest_dir
+        first_line: dict[str, int] = {}
+        for row in self.rows:
+            self._check(row, base, shown_base, first_line)
+        for key, lines in self.unknown.items():
+            many = f" (on {len(lines)} lines)" if len(lines) > 1 else ""
+            self.problem(lines[0], f"unknown column {_quote(key)} ignored{many}", used=True)
+        return shown_base
+
+    def _choose_base(self) -> str:
+        """The manifest's folder, unless no row names an existing image from there but some do from IMAGES."""
+        if self.real_dir == self.real_root or self._any_found(self.real_dir) or not self._any_found(self.real_root):
+            return self.real_dir
+        # Manifests written before paths were relative to the manifest's folder keep working, with a nudge.
+        self.problem(
+            0,
+            f"'file' paths are taken relative to IMAGES ({self.root}) because none matched relative to the "
+            f"manifest's folder ({self.manifest_dir}); write them relative to the manifest's folder",
+            used=True,
+        )
+        return self.real_root
+
+    def _any_found(self, base: str) -> bool:
+        return any(key is not None and self._exists(key) is True for key in (self._key(base, r) for r in self.rows))
+
+    def _key(self, base: str, row: _Row) -> str | None:
+        """The path relative to IMAGES of the file `row` names from `base`; None when that lies outside IMAGES.
+
+        Resolved lexically, without touching the file system: a row can name an image inside IMAGES by
+        climbing out of the manifest's folder (`../a/x.png`), but nothing outside IMAGES is ever looked up.
+        """
+        location = os.path.normpath(os.path.join(base, *row.parts))
         try:
-            found = (self.root / rel).is_file()
-        except OSError as err:  # is_file() lets some errors through, e.g. a name too long for the file system
-            self.problem(line, f"file {shown} cannot be looked up in {self.root}: {err.strerror or err}")
+            rel = os.path.relpath(location, self.real_root)
+        except ValueError:  # another drive (Windows)
+            return None
+        if rel in (os.curdir, os.pardir) or rel.startswith(os.pardir + os.sep):
+            return None
+        return Path(rel).as_posix()
+
+    def _exists(self, key: str) -> bool | OSError:
+        if key not in self.found:
+            try:
+                self.found[key] = (Path(self.real_root) / key).is_file()
+            except OSError as err:  # is_file() lets some errors through, e.g. a name too long for the file system
+                self.found[key] = err
+        return self.found[key]
+
+    def _check(self, item: _Row, base: str, shown_base: Path, first_line: dict[str, int]) -> None:
+        line, row = item.line, item.row
+        key = self._key(base, item)
+        written = "/".join(item.parts)
+        if key is None:
+            # Not an error: a manifest for a whole run also lists the images of folders not being scored.
+            self.outside.append((line, written))
+            return
+        shown = _quote(written)
+        if key in first_line:
+            self.problem(line, f"duplicate entry for {shown} (first on line {first_line[key]}); ignored")
+            return
+        first_line[key] = line
+        found = self._exists(key)
+        if isinstance(found, OSError):
+            self.problem(line, f"file {shown} cannot be looked up in {shown_base}: {found.strerror or found}")
             return
         if not found:
-            self.problem(line, f"file {shown} not found in {self.root}")
+            self.problem(line, f"file {shown} not found in {shown_base}")
             return
         if row.get("prompt") is None:
             self.problem(line, f"missing 'prompt' for {shown}")
@@ -313,7 +418,7 @@ class _Builder:
             ("category", lambda v: optional_text(v, "category")),
             ("checkpoint", lambda v: optional_text(v, "checkpoint")),
             ("seed", optional_seed),
-            ("settings", lambda v: _settings(v, settings_as_json_text)),
+            ("settings", lambda v: _settings(v, item.settings_as_json_text)),
         ):
             try:
                 fields[name] = parse(row.get(name))
@@ -321,13 +426,8 @@ class _Builder:
                 # A bad optional field costs that field only; the prompt is still good.
                 self.problem(line, f"{err}; field ignored", used=True)
         settings = fields.pop("settings", None) or {}
-        self.result.records[rel] = PromptRecord(prompt=prompt, source="manifest", settings=settings, **fields)
-        self.result.lines[rel] = line
-
-    def finish(self) -> None:
-        for key, lines in self.unknown.items():
-            many = f" (on {len(lines)} lines)" if len(lines) > 1 else ""
-            self.problem(lines[0], f"unknown column {_quote(key)} ignored{many}", used=True)
+        self.records[key] = PromptRecord(prompt=prompt, source="manifest", settings=settings, **fields)
+        self.lines[key] = line
 
 
 def _settings(value: Any, as_json_text: bool) -> dict[str, Any] | None:

@@ -1,0 +1,285 @@
+"""The built-in metrics, one registration each: how a cell's inputs reach each pure metric function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sdeval.metrics.clip_score import clip_score
+from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
+from sdeval.metrics.diversity import prompt_diversity
+from sdeval.metrics.fid import FrechetState, fid_from_features
+from sdeval.metrics.inception_score import inception_score
+from sdeval.metrics.kid import kid
+from sdeval.metrics.precision_recall import precision_recall
+from sdeval.metrics.registry import (
+    CellData,
+    Direction,
+    MetricOutput,
+    MetricSkip,
+    MetricSpec,
+    Need,
+    PromptData,
+    ResultKey,
+    ScoreParams,
+    register,
+)
+from sdeval.metrics.rprecision import DEFAULT_MAX_R, clip_r_precision
+
+IS_SPLITS = 10
+PR_NEIGHBOURHOOD = 3
+#: The paper's estimator (see metrics/cmmd.py).
+CMMD_ESTIMATOR = "biased"
+
+
+def _require(value: Any, what: str) -> Any:
+    if value is None:
+        raise MetricSkip(f"needs {what}")
+    return value
+
+
+# -- Inception ----------------------------------------------------------------------------------------------
+
+
+def _fid(cell: CellData) -> MetricOutput:
+    ref = _require(cell.reference, "a reference")
+    pool = _require(cell.pool, "Inception features")
+    ref_state = ref.fid_state if ref.fid_state is not None else FrechetState.from_features(ref.pool)
+    value = fid_from_features(pool, ref_state, reference_features=ref.pool)
+    warnings = []
+    small = min(len(pool), ref_state.n)
+    if small < ref_state.dim:  # said only of a FID that was computed
+        warnings.append(
+            f"FID: {small} images is fewer than the {ref_state.dim} feature dimensions; the covariance is "
+            "rank-deficient and FID is biased upward. Use at least 2048 images per set (10k+ to compare)."
+        )
+    return MetricOutput({"fid": {"value": value, "n": len(pool), "n_reference": ref_state.n}}, warnings=warnings)
+
+
+def kid_subset_size(params: ScoreParams, n: int, n_reference: int | None) -> int | None:
+    """--kid-subset-size, else min(1000, n, n_reference) (None without a reference)."""
+    if params.kid_subset_size is not None:
+        return params.kid_subset_size
+    return None if n_reference is None else min(1000, n, n_reference)
+
+
+def _kid(cell: CellData) -> MetricOutput:
+    ref = _require(cell.reference, "a reference")
+    pool, ref_pool = _require(cell.pool, "Inception features"), _require(ref.pool, "reference Inception features")
+    size = kid_subset_size(cell.params, len(pool), len(ref_pool))
+    mean, std = kid(pool, ref_pool, cell.params.kid_subsets, size, cell.params.seed)
+    entry: dict[str, Any] = {"value": mean, "std": std, "subset_size": size, "subsets": cell.params.kid_subsets}
+    warnings = []
+    if size == len(pool) == len(ref_pool) or cell.params.kid_subsets == 1:
+        # Every subset is the same draw: the std over subsets is rounding noise, not a spread.
+        entry["std"] = None
+        why = "one subset was drawn" if cell.params.kid_subsets == 1 else f"the subset size {size} is both sets' size"
+        warnings.append(f"KID: no spread is reported because {why}, so every subset is the same")
+    return MetricOutput({"kid": entry}, warnings=warnings)
+
+
+def _is(cell: CellData) -> MetricOutput:
+    logits = _require(cell.logits, "Inception logits")
+    if len(logits) < 2 * IS_SPLITS:
+        # With one image per split each split's score is exactly 1 whatever the images: not a measurement.
+        raise MetricSkip(
+            f"Inception Score needs at least 2 images per split ({2 * IS_SPLITS} for {IS_SPLITS} splits), "
+            f"got {len(logits)}"
+        )
+    mean, std = inception_score(logits, IS_SPLITS, cell.params.seed)
+    return MetricOutput({"is": {"value": mean, "std": std}})
+
+
+def _pr(cell: CellData) -> MetricOutput:
+    ref = _require(cell.reference, "a reference")
+    pool, ref_pool = _require(cell.pool, "Inception features"), _require(ref.pool, "reference Inception features")
+    precision, recall = precision_recall(pool, ref_pool, PR_NEIGHBOURHOOD)
+    return MetricOutput({"precision": {"value": precision}, "recall": {"value": recall}})
+
+
+def _kid_protocol(params: ScoreParams) -> dict[str, Any]:
+    return {"kid": {"subsets": params.kid_subsets, "subset_size": params.kid_subset_size or "min(1000, n, n_ref)"}}
+
+
+register(MetricSpec(
+    name="fid",
+    description="Fréchet distance of Inception pool3 features to the reference (torch-fidelity's, exactly).",
+    results=(ResultKey("fid", "FID", Direction.LOWER, (0.0, None)),),
+    needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
+    compute=_fid,
+    default=True,
+))  # fmt: skip
+register(MetricSpec(
+    name="kid",
+    description="Kernel Inception Distance: unbiased MMD² with the cubic kernel over random subsets.",
+    results=(ResultKey("kid", "KID", Direction.LOWER),),
+    needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
+    compute=_kid,
+    default=True,
+    protocol=_kid_protocol,
+))  # fmt: skip
+register(MetricSpec(
+    name="is",
+    description="Inception Score over 10 splits (needs no reference).",
+    results=(ResultKey("is", "Inception Score", Direction.HIGHER, (1.0, None)),),
+    needs=frozenset({Need.INCEPTION_LOGITS}),
+    compute=_is,
+    default=True,
+    protocol=lambda params: {"is": {"splits": IS_SPLITS}},
+))  # fmt: skip
+register(MetricSpec(
+    name="pr",
+    description="Improved precision and recall (Kynkäänniemi et al. 2019), k = 3, on pool3 features.",
+    results=(
+        ResultKey("precision", "Precision (k=3)", Direction.HIGHER, (0.0, 1.0)),
+        ResultKey("recall", "Recall (k=3)", Direction.HIGHER, (0.0, 1.0)),
+    ),
+    needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
+    compute=_pr,
+    default=True,
+    protocol=lambda params: {"pr": {"k": PR_NEIGHBOURHOOD}},
+))  # fmt: skip
+
+
+# -- CLIP ---------------------------------------------------------------------------------------------------
+
+
+def _prompted(cell: CellData) -> tuple[PromptData, np.ndarray]:
+    """The cell's prompt data and the rows of its images that have a prompt (MetricSkip when none has)."""
+    prompts = _require(cell.prompts, "prompts")
+    rows = prompts.with_prompt
+    if len(rows) == 0:
+        raise MetricSkip(
+            "no scored image has a prompt (pass --prompts MANIFEST, or keep prompts in the images' metadata or in "
+            "NAME.txt captions; see `prompts.missing`)"
+        )
+    return prompts, rows
+
+
+def _n_truncated(prompts: PromptData, used: np.ndarray) -> int | None:
+    if prompts.truncated is None:
+        return None
+    return int(sum(prompts.truncated[j] for j in np.unique(used)))
+
+
+def _column(n: int, rows: np.ndarray, values: Any) -> list[Any]:
+    column: list[Any] = [None] * n
+    for i, value in zip(rows, values, strict=True):
+        column[int(i)] = value
+    return column
+
+
+def _clip(cell: CellData) -> MetricOutput:
+    prompts, rows = _prompted(cell)
+    images = _require(cell.clip_image, "CLIP image embeddings")[rows]
+    texts = _require(prompts.texts, "CLIP text embeddings")[prompts.index[rows]]
+    result = clip_score(images, texts)
+    entry = {
+        "value": result.mean,
+        "n": result.n,
+        "torchmetrics_value": result.torchmetrics_value,
+        "n_prompts_truncated": _n_truncated(prompts, prompts.index[rows]),
+        "images_skipped": prompts.missing,
+    }
+    per_image = {
+        "clip_score": _column(cell.n, rows, [row.score for row in result.rows]),
+        "clip_cosine": _column(cell.n, rows, [row.cosine for row in result.rows]),
+    }
+    return MetricOutput({"clip": entry}, per_image=per_image)
+
+
+def _rprecision(cell: CellData) -> MetricOutput:
+    prompts, rows = _prompted(cell)
+    images = _require(cell.clip_image, "CLIP image embeddings")[rows]
+    texts = _require(prompts.texts, "CLIP text embeddings")
+    # The candidates are the distinct prompts of this cell, so cells of different size rank the same way.
+    used, local = np.unique(prompts.index[rows], return_inverse=True)
+    p = len(used)
+    if p < 2:
+        raise MetricSkip(f"CLIP R-precision needs at least 2 distinct prompts, got {p}")
+    r = cell.params.rprecision_r if cell.params.rprecision_r is not None else min(DEFAULT_MAX_R, p)
+    if not 2 <= r <= p:
+        raise MetricSkip(f"--rprecision-r {r} is more than the {p} distinct prompts")
+    result = clip_r_precision(images, texts[used], local.astype(np.int64), r=r, seed=cell.params.seed)
+    entry = {
+        "value": result.value,
+        "r": r,
+        "chance": result.chance,
+        "n": result.n,
+        "n_prompts": p,
+        "n_prompts_truncated": _n_truncated(prompts, used),
+        "images_skipped": prompts.missing,
+    }
+    return MetricOutput(
+        {"rprecision": entry}, per_image={"rprecision_hit": _column(cell.n, rows, result.hits.tolist())}
+    )
+
+
+def _diversity(cell: CellData) -> MetricOutput:
+    prompts, rows = _prompted(cell)
+    images = _require(cell.clip_image, "CLIP image embeddings")[rows]
+    result = prompt_diversity(images, [int(j) for j in prompts.index[rows]])
+    entry = {
+        "value": result.overall,
+        "n_prompts": result.n_prompts,
+        "n_prompts_skipped": len(result.skipped),
+        "n": len(rows),
+        "images_skipped": prompts.missing,
+    }
+    per_prompt = [
+        {"prompt": prompts.distinct[item.prompt], "n_images": item.n_images, "diversity": item.mean_distance}
+        for item in result.per_prompt
+    ] + [
+        {"prompt": prompts.distinct[item.prompt], "n_images": 1, "diversity": None, "skipped": item.reason}
+        for item in result.skipped
+    ]
+    return MetricOutput({"diversity": entry}, per_prompt=per_prompt)
+
+
+def _cmmd(cell: CellData) -> MetricOutput:
+    ref = _require(cell.reference, "a reference")
+    mine = _require(cell.cmmd_image, "CLIP image embeddings")
+    theirs = _require(ref.cmmd_image, "the reference's CLIP image embeddings")
+    value = cmmd(mine, theirs, estimator=CMMD_ESTIMATOR)
+    return MetricOutput({"cmmd": {"value": value, "n": len(mine), "n_reference": len(theirs)}})
+
+
+def _rprecision_protocol(params: ScoreParams) -> dict[str, Any]:
+    r = params.rprecision_r if params.rprecision_r is not None else f"min({DEFAULT_MAX_R}, distinct prompts)"
+    return {"rprecision": {"r": r, "seed": params.seed, "ties": "miss", "candidates": "distinct prompts of the cell"}}
+
+
+register(MetricSpec(
+    name="clip",
+    description="CLIP score: mean of 100·max(cos(image, its prompt), 0) (torchmetrics' scale).",
+    results=(ResultKey("clip", "CLIP score", Direction.HIGHER, (0.0, 100.0)),),
+    needs=frozenset({Need.CLIP_IMAGE, Need.CLIP_TEXT, Need.PROMPTS}),
+    compute=_clip,
+    per_image=("clip_score", "clip_cosine"),
+))  # fmt: skip
+register(MetricSpec(
+    name="rprecision",
+    description="CLIP R-precision: fraction of images whose own prompt ranks first among R distinct prompts.",
+    results=(ResultKey("rprecision", "CLIP R-precision", Direction.HIGHER, (0.0, 1.0)),),
+    needs=frozenset({Need.CLIP_IMAGE, Need.CLIP_TEXT, Need.PROMPTS}),
+    compute=_rprecision,
+    per_image=("rprecision_hit",),
+    protocol=_rprecision_protocol,
+))  # fmt: skip
+register(MetricSpec(
+    name="cmmd",
+    description="CMMD (Jayasumana et al. 2024): RBF MMD² (σ = 10, ×1000) of CLIP image embeddings.",
+    results=(ResultKey("cmmd", "CMMD", Direction.LOWER, (0.0, None)),),
+    needs=frozenset({Need.CMMD_IMAGE, Need.REFERENCE}),
+    compute=_cmmd,
+    protocol=lambda params: {"cmmd": {"sigma": SIGMA, "scale": SCALE, "estimator": CMMD_ESTIMATOR}},
+))  # fmt: skip
+register(MetricSpec(
+    name="diversity",
+    description="Per prompt with 2+ images (seeds): mean pairwise cosine distance of CLIP image embeddings.",
+    results=(ResultKey("diversity", "Diversity", Direction.HIGHER, (0.0, 2.0)),),
+    needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
+    compute=_diversity,
+    protocol=lambda params: {"diversity": {"distance": "1 - cosine", "group_by": "prompt", "mean": "over prompts"}},
+))  # fmt: skip

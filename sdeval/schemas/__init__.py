@@ -1,0 +1,1 @@
+"""JSON Schemas of the files sdeval writes (shipped as package data)."""

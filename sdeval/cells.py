@@ -104,6 +104,8 @@ def _run_source(root: Path) -> dict[str, Any]:
             "config_sha256": record.get("config_sha256"),
             "suite": record.get("suite"),
             "seeds": {k: config.get(k) for k in ("seeds", "seeds_per_prompt", "base_seed") if k in config},
+            "pipeline": config.get("pipeline"),
+            "init_images": config.get("init_images"),
             "checkpoints": record.get("checkpoints"),
             "finished_at": record.get("finished_at"),
         },

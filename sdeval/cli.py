@@ -60,6 +60,11 @@ class _Group(click.Group):
             sys.exit(ExitCode.USAGE)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader of our output went away (`sdeval ... | head`): not an error of ours. Point stdout at
+            # /dev/null so the interpreter's final flush does not raise again, and exit as a shell would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(ExitCode.BROKEN_PIPE)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(ExitCode.INTERRUPTED)
@@ -164,6 +169,18 @@ class _MetricsHelp(click.Option):
               help="score a plain folder in cells: by first sub-folder (`folder`) or by a prompt column "
               "(`checkpoint`, `category`, or a settings key). A generation run is scored per checkpoint x "
               "setting without it.")  # fmt: skip
+@click.option("--suite", default=None, metavar="NAME|FILE",
+              help="prompt suite with specs for adherence (a built-in name or a file); joined to images by prompt "
+              "id, else by prompt text [default: the suite a generation run was made from].")  # fmt: skip
+@click.option("--judge", type=click.Choice(["detector", "clip", "shapes"]), default="detector", show_default=True,
+              help="adherence judge: an open-vocabulary detector, CLIP contrast, or the calibration world's "
+              "exact shapes detector (docs/adherence.md).")  # fmt: skip
+@click.option("--detector-model", default=None, metavar="ID|PATH",
+              help="the detector judge's model: a hub id or a local folder (OWLv2 or Grounding DINO) "
+              "[default: google/owlv2-base-patch16-ensemble].")  # fmt: skip
+@click.option("--geneval-results", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="also write the adherence verdicts as GenEval's results.jsonl (read by its "
+              "summary_scores.py).")  # fmt: skip
 @_clip_options
 @click.option("--rprecision-r", type=click.IntRange(min=2), default=None,
               help="prompts ranked per image for rprecision [default: min(100, distinct prompts)].")  # fmt: skip
@@ -175,8 +192,9 @@ class _MetricsHelp(click.Option):
 @click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="write the results JSON here, and the feature state beside it (NAME.state.npz); "
               "`-`: JSON to standard output, the table to stderr, no state.")  # fmt: skip
-def score(images, reference, metrics, prompts, group_by, rprecision_r, per_image, kid_subset_size, kid_subsets, seed,
-          out, clip_model, clip_pretrained, cmmd_model, cmmd_pretrained, **kwargs) -> None:  # fmt: skip
+def score(images, reference, metrics, prompts, group_by, suite, judge, detector_model, geneval_results, rprecision_r,
+          per_image, kid_subset_size, kid_subsets, seed, out, clip_model, clip_pretrained, cmmd_model, cmmd_pretrained,
+          **kwargs) -> None:  # fmt: skip
     """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity.
 
     Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
@@ -189,6 +207,8 @@ def score(images, reference, metrics, prompts, group_by, rprecision_r, per_image
 
     if out:
         check_output_file(out, "--out")  # before any work: an unwritable path must not cost the whole run
+    if geneval_results:
+        check_output_file(geneval_results, "--geneval-results")
     options = ScoreOptions(
         images=images,
         reference=reference,
@@ -204,6 +224,9 @@ def score(images, reference, metrics, prompts, group_by, rprecision_r, per_image
         cmmd_pretrained=cmmd_pretrained,
         rprecision_r=rprecision_r,
         group_by=group_by,
+        suite=suite,
+        judge=judge,
+        detector_model=detector_model,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
@@ -217,6 +240,11 @@ def score(images, reference, metrics, prompts, group_by, rprecision_r, per_image
     click.echo(render_table(results, max_listed=20 if out else None), err=to_stdout)  # the JSON lists everything
     if out and not to_stdout:
         click.echo(f"\nresults: {out}")
+    if geneval_results:
+        from sdeval.geneval import write_results_jsonl
+
+        rows = write_results_jsonl(geneval_results, results)
+        click.echo(f"GenEval results: {geneval_results} ({rows} images)", err=to_stdout)
     missing = incomplete_metrics(results)
     if missing:
         click.echo(f"incomplete: {', '.join(missing)} could not be computed (reasons above)", err=True)
@@ -315,3 +343,7 @@ def demo(out, n) -> None:
 from sdeval.generate.command import generate  # noqa: E402
 
 main.add_command(generate)
+
+from sdeval.suites.command import suites  # noqa: E402
+
+main.add_command(suites)

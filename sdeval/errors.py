@@ -33,4 +33,5 @@ class ExitCode:
     INCONCLUSIVE = 4  # the gate with --strict could not decide
     INTERNAL = 70  # a bug: one line on stderr, the traceback in a file it names
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    BROKEN_PIPE = 141  # the reader of standard output went away (`| head`), as a shell reports SIGPIPE
     TERMINATED = 143  # SIGTERM

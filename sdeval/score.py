@@ -26,10 +26,12 @@ from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_reb
 from sdeval.features.extract import FolderFeatures, extract_folder
 from sdeval.features.inception import LOGITS, POOL, InceptionExtractor
 from sdeval.features.text_embeddings import embed_prompts
+from sdeval.geneval import is_geneval_layout, read_layout
+from sdeval.judging import faithfulness_columns, judge_images, load_spec_source
 from sdeval.metrics import registry
 from sdeval.metrics.builtin import kid_subset_size
 from sdeval.metrics.fid import FrechetState
-from sdeval.metrics.registry import CellData, MetricSpec, Need, PromptData, ReferenceData, ScoreParams
+from sdeval.metrics.registry import CellData, JudgedData, MetricSpec, Need, PromptData, ReferenceData, ScoreParams
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.provenance import now, provenance
@@ -71,6 +73,9 @@ class ScoreOptions:
     cmmd_pretrained: str | None = None
     rprecision_r: int | None = None  # None: min(100, distinct prompts of the cell)
     group_by: str | None = None  # plain folders: `folder` or a prompt/metadata column
+    suite: str | None = None  # specs for adherence (a built-in suite name or a file); a run's own by default
+    judge: str = "detector"  # adherence judge: detector, clip or shapes
+    detector_model: str | None = None  # hub id or local folder (judge `detector`)
     per_image: bool = True  # kept for compatibility: per-image rows are always written
 
     @property
@@ -236,8 +241,8 @@ def score_run(options: ScoreOptions) -> ScoreRun:
     cells it is scored in.
     """
     started_at, started = now(), time.time()
-    specs = registry.check_names(options.requested)
-    needs = _needs_of(specs, options)
+    metric_specs = registry.check_names(options.requested)
+    needs = _needs_of(metric_specs, options)
     device = torch.device(resolve_device(options.features.device))
     warns: list[str] = []
     run = is_generation_run(options.images) and options.group_by is None
@@ -246,12 +251,13 @@ def score_run(options: ScoreOptions) -> ScoreRun:
     if manifest_path is None and run and (Path(options.images) / "manifest.jsonl").is_file():
         manifest_path = str(Path(options.images) / "manifest.jsonl")
     looks_up_prompts = wants_prompts or options.prompts is not None or options.group_by not in (None, "folder")
-    manifest = load_manifest(manifest_path, options.images) if manifest_path and looks_up_prompts else None
+    wants_manifest = looks_up_prompts or Need.JUDGEMENTS in needs
+    manifest = load_manifest(manifest_path, options.images) if manifest_path and wants_manifest else None
     models = _Models.build(needs, options, device)
     warns.extend(models.warnings)
 
     reference = None
-    if options.reference and any(spec.needs_reference for spec in specs):
+    if options.reference and any(spec.needs_reference for spec in metric_specs):
         reference = load_any_reference(
             options.reference, models.reference_needs(needs, options.reference), options.features
         )
@@ -259,7 +265,14 @@ def score_run(options: ScoreOptions) -> ScoreRun:
         warns.append("--reference is not used by the requested metrics")
 
     generated = extract(options.images, models.extractors, options.features, "images")
-    prompts = find_image_prompts(generated.root, generated.paths, manifest) if looks_up_prompts else None
+    layout = None
+    if not run and is_geneval_layout(options.images):
+        layout, layout_warnings = read_layout(options.images, generated.paths)
+        prompts = _layout_prompts(layout, generated.paths, layout_warnings)
+    elif looks_up_prompts or Need.JUDGEMENTS in needs:
+        prompts = find_image_prompts(generated.root, generated.paths, manifest)
+    else:
+        prompts = None
     records = prompts.records if prompts is not None else None
     if run:
         grouping = group_generation_run(options.images, generated.paths)
@@ -270,13 +283,51 @@ def score_run(options: ScoreOptions) -> ScoreRun:
     if prompts is not None and texts is not None and texts.warning:
         prompts.warnings.append(texts.warning)
 
+    judged = judge_protocol = None
+    if Need.JUDGEMENTS in needs:
+        from sdeval.judges.registry import build_judge  # transformers and the detectors load only here
+
+        judge = build_judge(options.judge, detector_model=options.detector_model, device=str(device),
+                            clip=models.clip.prompt if models.clip is not None else None,
+                            clip_model=options.clip_model, clip_pretrained=options.clip_pretrained)  # fmt: skip
+        spec_source = None if layout is not None else load_spec_source(options.suite, grouping.source)
+        preset = None if layout is None else [(g.spec, g.spec.tag) if g is not None else None for g in layout]
+        prompt_ids = [info.prompt_id for info in grouping.infos]
+        judged = judge_images(generated.root, generated.paths, records, prompt_ids, spec_source, preset, judge,
+                              options.features.progress)  # fmt: skip
+        specs_from = spec_source.identity if spec_source is not None else "geneval layout"
+        judge_protocol = {**judge.protocol(), "specs": specs_from}
+
+    faithful = None
+    if Need.INIT_IMAGES in needs:
+        embedder = models.clip.prompt if models.clip is not None else None
+        faithful = faithfulness_columns(generated.root, generated.paths, [info.prompt_id for info in grouping.infos],
+                                        options.suite, grouping.source, embedder)  # fmt: skip
+
     ref_data = _reference_data(reference, models)
     cells, state_rows = [], []
     for c, cell in enumerate(grouping.cells):
         members = grouping.members(c)
         data = _cell_data(members, generated, models, prompts, texts, ref_data, options.params)
-        entry = _score_cell(specs, data, cell.to_json(), members, generated, grouping, prompts, texts)
-        entry["protocol"] = _protocol(options, specs, models, texts, reference, grouping, len(members), ref_data)
+        if faithful is not None:
+            data.faithfulness = {name: [values[i] for i in members] for name, values in faithful[0].items()}
+        if judged is not None:
+            data.judged = JudgedData(
+                judgements=[judged.judgements[i] for i in members],
+                categories=[judged.categories[i] for i in members],
+                prompt_ids=[judged.prompt_ids[i] for i in members],
+                specs=[judged.specs[i] for i in members],
+                missing=[
+                    {"path": generated.paths[i], "reason": judged.missing[i]} for i in members if i in judged.missing
+                ],
+                protocol=judge_protocol or {},
+            )
+        entry = _score_cell(metric_specs, data, cell.to_json(), members, generated, grouping, prompts, texts)
+        entry["protocol"] = _protocol(options, metric_specs, models, texts, reference, grouping, len(members), ref_data)
+        if judge_protocol is not None:
+            entry["protocol"]["judge"] = judge_protocol
+            if entry["protocol"]["suite"] is None and isinstance(judge_protocol["specs"], dict):
+                entry["protocol"]["suite"] = judge_protocol["specs"]  # --suite on a plain folder
         cells.append(entry)
         state_rows.extend(members)
 
@@ -286,7 +337,7 @@ def score_run(options: ScoreOptions) -> ScoreRun:
         "sdeval_version": __version__,
         "created_at": now(),
         "source": grouping.source,
-        "metrics_requested": [spec.name for spec in specs],
+        "metrics_requested": [spec.name for spec in metric_specs],
         "images": {
             "root": generated.root,
             "n_scored": generated.n,
@@ -307,6 +358,16 @@ def score_run(options: ScoreOptions) -> ScoreRun:
     if prompts is not None:
         document["prompts"] = {**prompts.summary(), "n_text_computed": texts.n_computed if texts else 0}
     return ScoreRun(document, _state_arrays(state_rows, generated, models, grouping, reference))
+
+
+def _layout_prompts(layout: list[Any], paths: list[str], warnings: list[str]) -> ImagePrompts:
+    """The prompts of a GenEval output layout, from each prompt folder's metadata.jsonl."""
+    missing = [
+        {"path": path, "reason": "not in GenEval's layout (NNNNN/samples/NNNN.png with NNNNN/metadata.jsonl)"}
+        for path, image in zip(paths, layout, strict=True)
+        if image is None
+    ]
+    return ImagePrompts([g.record if g is not None else None for g in layout], missing, warnings, None)
 
 
 @dataclass

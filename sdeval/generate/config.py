@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdeval.calibration.world import SHAPES_NAME, ShapesOptions, parse_options
 from sdeval.errors import ConfigError
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
 from sdeval.generate.tiny import TINY_NAME
+from sdeval.suites.builtin import resolve_suite_path
 
 PIPELINES = ("text2image", "image2image")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -60,7 +62,7 @@ TOP_KEYS = (
     "vae_slicing",
     "vae_tiling",
 )
-CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config", "variant")
+CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config", "variant", "options")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -81,6 +83,7 @@ class CheckpointSpec:
     allow_pickle: bool = False
     config: str | None = None  # diffusers folder or hub id giving a single file its architecture
     variant: str | None = None
+    options: ShapesOptions | None = None  # the built-in `shapes` checkpoint's options (part of its identity)
 
     @property
     def is_pickle(self) -> bool:
@@ -212,7 +215,7 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
         raise ConfigError(f"pipeline: expected one of {', '.join(PIPELINES)}, got {_show(pipeline)}")
 
     checkpoints = _parse_checkpoints(data["checkpoints"], base_dir)
-    suite = _existing_path(data["suite"], "suite", base_dir, want="file")
+    suite = resolve_suite_path(data["suite"], base_dir)  # a file, or a built-in suite's name (builtin:NAME)
     init_images = None
     if data.get("init_images") is not None:
         if pipeline != "image2image":
@@ -272,6 +275,8 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
                 "allow_pickle": c.allow_pickle,
                 "config": entry.get("config"),
                 "variant": c.variant,
+                # Only when set, so the hash of every config without a shapes checkpoint stays what it was.
+                **({"options": c.options.to_json()} if c.options is not None else {}),
             }
             for entry, c in zip(data["checkpoints"], checkpoints, strict=True)
         ],
@@ -358,6 +363,14 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
         variant = entry.get("variant")
         if variant is not None and not isinstance(variant, str):
             raise ConfigError(f"{where}.variant: expected a string such as 'fp16', got {_show(variant)}")
+        options = None
+        if location == SHAPES_NAME and kind == "builtin":
+            options = parse_options(entry.get("options"), f"{where}.options")
+            for key in ("lora", "variant"):
+                if entry.get(key) is not None:
+                    raise ConfigError(f"{where}.{key}: not used by the built-in {SHAPES_NAME} checkpoint")
+        elif entry.get("options") is not None:
+            raise ConfigError(f"{where}.options: only used with path: {SHAPES_NAME}")
         specs.append(
             CheckpointSpec(
                 name=name,
@@ -369,15 +382,16 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
                 allow_pickle=allow_pickle,
                 config=config,
                 variant=variant,
+                options=options,
             )
         )
     return tuple(specs)
 
 
 def _resolve_checkpoint(path: str, where: str, base_dir: Path) -> tuple[str, str]:
-    """Classify a checkpoint path: the built-in tiny model, a local folder or file, or a hub id."""
-    if path == TINY_NAME:
-        return "builtin", TINY_NAME
+    """Classify a checkpoint path: a built-in (tiny model, shapes world), a local folder or file, or a hub id."""
+    if path in (TINY_NAME, SHAPES_NAME):
+        return "builtin", path
     local = (base_dir / Path(path).expanduser()).resolve()
     if local.is_dir():
         if not (local / "model_index.json").is_file():

@@ -1,12 +1,17 @@
-"""Loading checkpoints (folder, hub id, single file, built-in tiny) into diffusers pipelines; calling them."""
+"""Loading checkpoints (folder, hub id, single file, built-in tiny) into diffusers pipelines; calling them.
+
+The built-in `shapes` checkpoint is no diffusers pipeline: it draws each item's spec (`sdeval.calibration`).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdeval.calibration.world import SHAPES_NAME, ShapesOptions
 from sdeval.devices import resolve_device as _resolve_device
 from sdeval.errors import SdevalError
 from sdeval.generate.config import CheckpointSpec
@@ -38,7 +43,10 @@ class LoadOptions:
 
 def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
     """Content hashes of a checkpoint (and LoRA); a hub id has none until it is a local path."""
-    if spec.kind == "builtin":
+    if spec.kind == "builtin" and spec.location == SHAPES_NAME:
+        # The world has no weights: its identity is its version and options.
+        sha = (spec.options or ShapesOptions()).sha256
+    elif spec.kind == "builtin":
         sha = path_sha256(tiny_random_path())
     elif spec.kind in ("folder", "single_file"):
         sha = path_sha256(spec.location)
@@ -82,10 +90,15 @@ class Loaded:
 
     pipe: Any
     base_scheduler: Any
+    #: Set for a checkpoint that is not a diffusers pipeline (shapes): (items, kind, init images) -> PIL images.
+    render: Callable[[list[WorkItem], str, list[Any] | None], list[Any]] | None = None
+    size: tuple[int, int] | None = None  # its native (width, height)
 
     @property
     def native_size(self) -> tuple[int, int]:
         """Default (width, height): UNet sample size times the VAE scale factor."""
+        if self.size is not None:
+            return self.size
         side = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
         return side, side
 
@@ -100,6 +113,11 @@ class Loaded:
 
 def load_pipeline(spec: CheckpointSpec, dtype: str, options: LoadOptions) -> Loaded:
     """Load one checkpoint as a text2image or image2image pipeline on the run's device, ready to call."""
+    if spec.kind == "builtin" and spec.location == SHAPES_NAME:
+        from sdeval.calibration.checkpoint import DEFAULT_SIZE, ShapesCheckpoint
+
+        shapes = ShapesCheckpoint(spec.name, spec.options)
+        return Loaded(pipe=None, base_scheduler=None, render=shapes.generate, size=(DEFAULT_SIZE, DEFAULT_SIZE))
     _quiet_libraries()
     try:
         pipe = _load(spec, dtype, options.pipeline)
@@ -228,6 +246,8 @@ def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images
     latents (and any per-step noise) from its own generator, so an image is the same whatever batch it is
     in, and matches a plain diffusers call with `generator=torch.Generator("cpu").manual_seed(seed)`.
     """
+    if loaded.render is not None:
+        return loaded.render(items, kind, init_images)
     import torch
 
     setting = items[0].setting

@@ -14,7 +14,7 @@ from typing import Any
 from sdeval import __version__
 from sdeval.errors import ConfigError
 from sdeval.generate.config import CheckpointSpec, GenerateConfig, Setting
-from sdeval.generate.suite import Prompt, Suite
+from sdeval.suites.load import Prompt, Suite, SuiteIdentity
 
 # Seeds land in [0, 2**32) so that every common front end (A1111, ComfyUI, plain diffusers) accepts them.
 _SEED_SPACE = 2**32
@@ -89,6 +89,7 @@ class WorkItem:
     seed_index: int
     seed: int
     identity: CheckpointIdentity
+    suite: SuiteIdentity | None = None  # recorded with the image, never part of its identity (writer.identity)
 
     @property
     def file(self) -> str:
@@ -152,6 +153,7 @@ def build_plan(config: GenerateConfig, suite: Suite, device: str, identities: Ma
                             seed_index,
                             seed,
                             identities[checkpoint.name],
+                            suite.identity,
                         )
                     )
     return Plan(items=tuple(items), config=config, suite=suite, device=device, identities=dict(identities))
@@ -178,7 +180,7 @@ def metadata_for(item: WorkItem, pipeline: str, vae_tiling: bool) -> dict[str, A
     settings = item.setting.to_dict()
     # VAE tiling changes pixels (tile seams), so it is recorded with the settings.
     settings["vae_tiling"] = vae_tiling
-    return {
+    meta: dict[str, Any] = {
         "sdeval_version": __version__,
         "prompt": item.prompt.prompt,
         "negative_prompt": item.negative_prompt,
@@ -196,3 +198,11 @@ def metadata_for(item: WorkItem, pipeline: str, vae_tiling: bool) -> dict[str, A
         "setting_id": item.setting_id,
         "settings": settings,
     }
+    # Added only when there is one, so images made before suites had specs keep their identity.
+    if item.prompt.spec is not None:
+        meta["spec"] = item.prompt.spec.to_json()
+    if item.prompt.tags:
+        meta["tags"] = list(item.prompt.tags)
+    if item.suite is not None:
+        meta["suite"] = item.suite.to_json()
+    return meta

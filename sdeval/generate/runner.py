@@ -367,7 +367,11 @@ def _write_run_record(
         "config_path": None if config_path is None else str(config_path),
         "config_sha256": cfg.sha256,
         "config": cfg.to_dict(),
-        "suite": {"path": str(cfg.suite), "sha256": plan.suite.sha256, "prompts": len(plan.suite.prompts)},
+        "suite": {
+            "path": plan.suite.source or str(cfg.suite),
+            **plan.suite.identity.to_json(),
+            "prompts": len(plan.suite.prompts),
+        },
         "checkpoints": [
             {
                 "name": c.name,

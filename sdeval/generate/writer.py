@@ -30,8 +30,10 @@ STATE_DIR = ".sdeval"  # per-run state inside the output folder: index, shards, 
 INDEX = f"{STATE_DIR}/index.jsonl"
 #: Manifest columns (docs/formats.md); the rest of the metadata stays in the PNG and the index.
 MANIFEST_COLUMNS = ("file", "id", "prompt", "negative_prompt", "seed", "category", "checkpoint", "settings")
-#: Metadata fields that do not decide the pixels, so they never make an existing image stale.
-_NOT_IDENTITY = ("sdeval_version",)
+#: Metadata fields that do not decide the pixels, so they never make an existing image stale. The suite's identity
+#: (id, version, sha256 of the whole file) changes when any other line of the suite is edited; each prompt's own
+#: inputs (text, negative prompt, spec, init image) are compared field by field instead.
+_NOT_IDENTITY = ("sdeval_version", "suite", "tags")
 
 try:  # POSIX; elsewhere the lock is a no-op and only one process may use an output folder at a time.
     import fcntl

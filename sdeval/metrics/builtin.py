@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.metrics.clip_score import clip_score
+from sdeval.metrics.adherence import adherence
+from sdeval.metrics.clip_score import clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
 from sdeval.metrics.diversity import prompt_diversity
 from sdeval.metrics.fid import FrechetState, fid_from_features
@@ -16,6 +17,7 @@ from sdeval.metrics.precision_recall import precision_recall
 from sdeval.metrics.registry import (
     CellData,
     Direction,
+    JudgedData,
     MetricOutput,
     MetricSkip,
     MetricSpec,
@@ -26,6 +28,7 @@ from sdeval.metrics.registry import (
     register,
 )
 from sdeval.metrics.rprecision import DEFAULT_MAX_R, clip_r_precision
+from sdeval.metrics.seed_robustness import robustness
 
 IS_SPLITS = 10
 PR_NEIGHBOURHOOD = 3
@@ -282,4 +285,110 @@ register(MetricSpec(
     needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
     compute=_diversity,
     protocol=lambda params: {"diversity": {"distance": "1 - cosine", "group_by": "prompt", "mean": "over prompts"}},
+))  # fmt: skip
+
+
+# -- prompt adherence -----------------------------------------------------------------------------------------
+
+
+def _judged_rows(cell: CellData) -> tuple[JudgedData, list[int]]:
+    judged = _require(cell.judged, "judgements (--judge, and a suite whose prompts have specs)")
+    rows = [i for i, judgement in enumerate(judged.judgements) if judgement is not None]
+    if not rows:
+        raise MetricSkip("no scored image has a prompt with a spec (see `images_skipped` for each reason)")
+    return judged, rows
+
+
+def _adherence(cell: CellData) -> MetricOutput:
+    judged, rows = _judged_rows(cell)
+    prompt_ids = judged.prompt_ids
+    result = adherence(
+        [judged.categories[i] or "uncategorised" for i in rows],
+        [judged.judgements[i].passed for i in rows],
+        [prompt_ids[i] or cell.paths[i] for i in rows],
+    )
+    spec_of = {prompt_ids[i] or cell.paths[i]: judged.specs[i] for i in rows}
+    prompts = [{**row, "spec": spec_of.get(row["prompt_id"])} for row in result.prompts]
+    entry = {**result.to_entry(), "prompts": prompts, "images_skipped": judged.missing}
+    per_image = {
+        "category": [judged.categories[i] if judged.judgements[i] is not None else None for i in range(cell.n)],
+        "adherence_passed": [j.passed if j is not None else None for j in judged.judgements],
+        "adherence_failed": [[f.fact + ": " + f.reason for f in j.failed] if j is not None else None
+                             for j in judged.judgements],
+    }  # fmt: skip
+    return MetricOutput({"adherence": entry}, per_image=per_image)
+
+
+register(MetricSpec(
+    name="adherence",
+    description="Prompt adherence (GenEval's rules): share of images whose every spec fact holds, per category; "
+    "overall = mean over categories.",
+    results=(ResultKey("adherence", "Adherence", Direction.HIGHER, (0.0, 1.0)),),
+    needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
+    compute=_adherence,
+    per_image=("category", "adherence_passed", "adherence_failed"),
+))  # fmt: skip
+
+
+def _per_image_clip_scores(cell: CellData) -> list[float | None] | None:
+    """Each image's CLIP score against its own prompt, where the run has the embeddings (None: it does not)."""
+    if cell.clip_image is None or cell.prompts is None or cell.prompts.texts is None:
+        return None
+    rows = cell.prompts.with_prompt
+    if len(rows) == 0:
+        return None
+    scores = clip_scores(cell.clip_image[rows], cell.prompts.texts[cell.prompts.index[rows]])
+    return _column(cell.n, rows, scores.tolist())
+
+
+def _robustness(cell: CellData) -> MetricOutput:
+    judged, rows = _judged_rows(cell)
+    clip = _per_image_clip_scores(cell)
+    result = robustness(
+        [judged.prompt_ids[i] or cell.paths[i] for i in rows],
+        [judged.categories[i] for i in rows],
+        [judged.judgements[i].passed for i in rows],
+        [clip[i] for i in rows] if clip is not None else None,
+    )
+    summary = result.to_json()
+    # The headline: the chance that one seed passes, averaged over prompts (pass@1 = mean pass rate).
+    entry = {"value": result.overall.pass_rate, **summary}
+    return MetricOutput({"robustness": entry})
+
+
+register(MetricSpec(
+    name="robustness",
+    description="Seed robustness: per prompt the pass rate, unbiased pass@k (k = 1, 4, 10 where n >= k), CLIP "
+    "score spread across seeds and expected seeds to the first pass; per category and overall.",
+    results=(ResultKey("robustness", "Seed robustness (pass@1)", Direction.HIGHER, (0.0, 1.0)),),
+    needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
+    compute=_robustness,
+))  # fmt: skip
+
+
+def _faithfulness(cell: CellData) -> MetricOutput:
+    columns = _require(cell.faithfulness, "init images (an image-to-image run, or --suite rows with init_image)")
+    edge = [v for v in columns["init_edge_ssim"] if v is not None]
+    if not edge:
+        raise MetricSkip("no scored image has an init image (image-to-image suite rows joined by prompt id)")
+    cosine = [v for v in columns["init_clip_cosine"] if v is not None]
+    entries = {
+        "faithfulness_edge": {"value": float(np.mean(edge)), "n": len(edge)},
+        "faithfulness_clip": {"value": float(np.mean(cosine)) if cosine else None, "n": len(cosine)},
+    }
+    if not cosine:
+        entries["faithfulness_clip"]["skipped"] = "no CLIP model was loaded"
+    return MetricOutput(entries, per_image=dict(columns))
+
+
+register(MetricSpec(
+    name="faithfulness",
+    description="Image-to-image faithfulness to the init image: SSIM of edge maps and CLIP image-image cosine.",
+    results=(
+        ResultKey("faithfulness_edge", "Faithfulness (edge SSIM)", Direction.HIGHER, (-1.0, 1.0)),
+        ResultKey("faithfulness_clip", "Faithfulness (CLIP cosine)", Direction.HIGHER, (-1.0, 1.0)),
+    ),
+    needs=frozenset({Need.INIT_IMAGES, Need.CLIP_IMAGE}),
+    compute=_faithfulness,
+    per_image=("init_edge_ssim", "init_clip_cosine"),
 ))  # fmt: skip

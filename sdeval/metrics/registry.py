@@ -34,6 +34,8 @@ class Need(str, Enum):
     PROMPTS = "prompts"  # each image's prompt record
     CMMD_IMAGE = "cmmd_image"  # image embeddings of the --cmmd-* model
     REFERENCE = "reference"  # a reference set (its features of the same kinds)
+    JUDGEMENTS = "judgements"  # each image judged against its prompt's spec (--judge; needs a suite)
+    INIT_IMAGES = "init_images"  # image-to-image: each output's init image, compared with the output
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ class ReferenceData:
 
 
 @dataclass
+class JudgedData:
+    """Each image's judgement against its prompt's spec (None: no spec, listed in `missing` with the reason)."""
+
+    judgements: list[Any]  # sdeval.judges.base.Judgement | None, one per image
+    categories: list[str | None]
+    prompt_ids: list[str | None]
+    specs: list[dict[str, Any] | None]  # each image's spec as GenEval metadata (None: none)
+    missing: list[dict[str, str]]
+    protocol: dict[str, Any]
+
+
+@dataclass
 class CellData:
     """Everything a metric may read about one cell: its images' features, prompts, the reference, parameters."""
 
@@ -96,6 +110,8 @@ class CellData:
     cmmd_image: np.ndarray | None = None
     prompts: PromptData | None = None
     reference: ReferenceData | None = None
+    judged: JudgedData | None = None
+    faithfulness: dict[str, list[float | None]] | None = None  # per image: edge_ssim, clip_cosine (None: no init)
 
     @property
     def n(self) -> int:

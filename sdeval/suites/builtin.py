@@ -1,0 +1,51 @@
+"""Built-in suites: data files shipped in the package, named `builtin:NAME` (or plain NAME where no file is)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sdeval.errors import ConfigError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+PREFIX = "builtin:"
+#: The built-in suites, in the order `sdeval suites list` shows them (each is DATA_DIR/NAME.jsonl).
+BUILTIN = ("compositional", "shapes", "creative", "sketch2image", "smoke")
+
+
+def builtin_path(name: str) -> Path:
+    """The data file of a built-in suite; ConfigError lists the names when there is none."""
+    if name not in BUILTIN:
+        raise ConfigError(f"suite: no built-in suite {name!r} (built-in: {', '.join(BUILTIN)})")
+    return DATA_DIR / f"{name}.jsonl"
+
+
+def builtin_name(path: Path) -> str | None:
+    """The built-in name of a suite file, or None when it is the user's own."""
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return None
+    if resolved.parent == DATA_DIR and resolved.suffix == ".jsonl" and resolved.stem in BUILTIN:
+        return resolved.stem
+    return None
+
+
+def resolve_suite_path(source: Any, base_dir: Path | None = None) -> Path:
+    """The file a suite value names: `builtin:NAME`; else a path (relative to `base_dir`, default the working
+    folder); else, when no such file exists, a built-in suite of that name. A local file wins over a built-in."""
+    if isinstance(source, Path):
+        path = source if base_dir is None else base_dir / source
+        if not path.is_file():
+            raise ConfigError(f"suite: no such file: {path}")
+        return path
+    if not isinstance(source, str) or not source.strip():
+        raise ConfigError(f"suite: expected a file or a built-in suite name, got {source!r}")
+    if source.startswith(PREFIX):
+        return builtin_path(source[len(PREFIX) :])
+    path = ((base_dir or Path.cwd()) / Path(source).expanduser()).resolve()
+    if path.is_file():
+        return path
+    if source in BUILTIN:
+        return builtin_path(source)
+    raise ConfigError(f"suite: no such file: {path} (nor a built-in suite: {', '.join(BUILTIN)})")

@@ -1,0 +1,470 @@
+"""Suite files: read and check a prompt suite (JSONL or YAML), collecting every problem with its line.
+
+Format (docs/suites.md): an optional header `{"suite": {"id", "version", "description"}}` on the first line, then
+one prompt row per line: `id`, `prompt`, optional `category`, `tags`, `negative_prompt`, `init_image`, `spec`.
+GenEval's metadata rows (`tag`, `include`, `exclude` at the top level, no id) load as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdeval.errors import ConfigError
+from sdeval.suites.spec import Spec, SpecError, parse_spec
+
+ROW_KEYS = ("id", "prompt", "category", "tags", "negative_prompt", "init_image", "spec")
+#: GenEval's metadata keys, accepted at the top level of a row in place of `spec`.
+GENEVAL_KEYS = ("tag", "include", "exclude")
+HEADER_KEYS = ("id", "version", "description")
+HEADER = "suite"
+SKETCH_PREFIX = "sketch:"
+YAML_SUFFIXES = (".yaml", ".yml")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # the generation config's rule for ids
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One suite row."""
+
+    id: str
+    prompt: str
+    category: str | None = None
+    negative_prompt: str | None = None
+    init_image: Path | None = None  # absolute; set for image2image
+    init_image_sha256: str | None = None
+    tags: tuple[str, ...] = ()
+    spec: Spec | None = None
+    init_image_source: str | None = None  # as written in the row: a path relative to the suite, or sketch:KEY
+    line: int | None = field(default=None, compare=False)  # where the row is in its file, for messages
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as a suite file holds it (init_image as written)."""
+        out: dict[str, Any] = {"id": self.id, "prompt": self.prompt, "category": self.category}
+        if self.tags:
+            out["tags"] = list(self.tags)
+        if self.negative_prompt is not None:
+            out["negative_prompt"] = self.negative_prompt
+        if self.init_image_source is not None:
+            out["init_image"] = self.init_image_source
+        if self.spec is not None:
+            out["spec"] = self.spec.to_json()
+        return out
+
+
+@dataclass(frozen=True)
+class SuiteIdentity:
+    """What names a suite in generation metadata and results: id, version, sha256 of the file."""
+
+    id: str
+    version: str | None
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Suite:
+    prompts: tuple[Prompt, ...]
+    path: Path
+    sha256: str
+    id: str = ""
+    version: str | None = None
+    description: str | None = None
+    source: str = ""  # how to name it again: builtin:NAME for a built-in suite, else the file's path
+
+    @property
+    def identity(self) -> SuiteIdentity:
+        return SuiteIdentity(self.id, self.version, self.sha256)
+
+    @property
+    def categories(self) -> dict[str, int]:
+        """Prompts per category, in first-seen order (rows without one count under "")."""
+        return dict(Counter(p.category or "" for p in self.prompts))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a suite file; `line` is 1-based, None for the file as a whole."""
+
+    line: int | None
+    reason: str
+
+    def at(self, name: str) -> str:
+        return f"{name}:{self.line}: {self.reason}" if self.line is not None else f"{name}: {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "reason": self.reason}
+
+
+def derived_id(prompt: str, spec: Spec) -> str:
+    """Id of a row that has none (GenEval's metadata rows): a hash of its content, so it stays the same when lines
+    are added or moved."""
+    canonical = json.dumps({"prompt": prompt, "spec": spec.to_json()}, sort_keys=True, separators=(",", ":"))
+    return "g-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:10]
+
+
+def parse_suite(data: bytes, path: Path, *, check_files: bool = False) -> tuple[Suite, list[Problem]]:
+    """The suite in `data` (read from `path`) and every problem found; rows with a problem are left out.
+
+    `check_files`: also check that init images named by path exist and that sketches can be drawn.
+    """
+    sha256 = hashlib.sha256(data).hexdigest()
+    problems: list[Problem] = []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        return _empty(path, sha256), [Problem(line, "not UTF-8 text")]
+    yaml = path.suffix.lower() in YAML_SUFFIXES
+    header, records = _yaml_records(text, problems) if yaml else _jsonl_records(text, problems)
+    suite_id, version, description = _header(header, path, problems, "" if yaml else f"{HEADER}.")
+    prompts: list[Prompt] = []
+    seen: dict[str, int | None] = {}
+    for line, obj in records:
+        prompt = _row(obj, line, path.parent, problems, check_files)
+        if prompt is None:
+            continue
+        if prompt.id in seen:
+            if "id" in obj:
+                problems.append(Problem(line, f"id {prompt.id!r} repeats line {seen[prompt.id]}"))
+            else:
+                problems.append(
+                    Problem(line, f"same prompt and spec as line {seen[prompt.id]}; give the rows distinct ids")
+                )
+            continue
+        seen[prompt.id] = line
+        prompts.append(prompt)
+    if not records and not problems:
+        problems.append(Problem(None, "holds no prompts"))
+    problems.sort(key=lambda p: p.line or 0)
+    suite = Suite(
+        prompts=tuple(prompts),
+        path=path,
+        sha256=sha256,
+        id=suite_id,
+        version=version,
+        description=description,
+        source=str(path),
+    )
+    return suite, problems
+
+
+def _empty(path: Path, sha256: str) -> Suite:
+    return Suite(prompts=(), path=path, sha256=sha256, id=_stem_id(path), source=str(path))
+
+
+def _stem_id(path: Path) -> str:
+    """A header-less suite's id: its file name without the suffix, made file-name safe."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._") or "suite"
+    return stem[:100]
+
+
+def _jsonl_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] | None, list[tuple[int, Any]]]:
+    header: tuple[int, Any] | None = None
+    records: list[tuple[int, Any]] = []
+    first = True
+    # Split on newlines only: str.splitlines would also cut at U+2028 and friends, which JSON strings may hold.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(Problem(lineno, f"not valid JSON ({err.msg})"))
+            first = False
+            continue
+        if isinstance(obj, dict) and list(obj) == [HEADER]:
+            if first:
+                header = (lineno, obj[HEADER])
+            else:
+                problems.append(Problem(lineno, "the suite header must be the first line"))
+        else:
+            records.append((lineno, obj))
+        first = False
+    return header, records
+
+
+class _Lined(dict):
+    """A YAML mapping that remembers the line it starts on."""
+
+    line: int = 0
+
+
+def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] | None, list[tuple[int, Any]]]:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Lined:
+        obj = _Lined(loader.construct_mapping(node, deep=True))
+        obj.line = node.start_mark.line + 1
+        return obj
+
+    Loader.add_constructor("tag:yaml.org,2002:map", construct)
+    try:
+        doc = yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())
+        problems.append(Problem(None if mark is None else mark.line + 1, f"not valid YAML: {reason}"))
+        return None, []
+    if doc is None:
+        return None, []
+    if isinstance(doc, list):  # a bare list of rows: no header
+        return None, [(getattr(obj, "line", 0) or None, obj) for obj in doc]  # type: ignore[misc]
+    if not isinstance(doc, dict):
+        problems.append(Problem(1, f"expected a mapping with id, version, description, prompts; got {_kind(doc)}"))
+        return None, []
+    rows = doc.get("prompts")
+    header = {k: v for k, v in doc.items() if k != "prompts"}
+    if not isinstance(rows, list):
+        problems.append(Problem(getattr(doc, "line", 1), "prompts: expected a list of prompt rows"))
+        rows = []
+    records = [(getattr(obj, "line", 0) or None, obj) for obj in rows]
+    return ((getattr(doc, "line", 1), header) if header else None), records  # type: ignore[return-value]
+
+
+def _header(
+    header: tuple[int, Any] | None, path: Path, problems: list[Problem], prefix: str
+) -> tuple[str, str | None, str | None]:
+    """(id, version, description) from the header; a file without one is named after itself, unversioned."""
+    if header is None:
+        return _stem_id(path), None, None
+    line, obj = header
+    if not isinstance(obj, dict):
+        problems.append(Problem(line, f"{HEADER}: expected an object with {', '.join(HEADER_KEYS)}, got {_kind(obj)}"))
+        return _stem_id(path), None, None
+    for key in obj:
+        if key not in HEADER_KEYS:
+            problems.append(Problem(line, f"{prefix}{key}: unknown key (known: {', '.join(HEADER_KEYS)})"))
+    suite_id = obj.get("id")
+    if not isinstance(suite_id, str) or not _SAFE_NAME.match(suite_id):
+        problems.append(Problem(line, f"{prefix}id: expected a file-name-safe id, got {_show(suite_id)}"))
+        suite_id = _stem_id(path)
+    version = obj.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        version = str(version)
+    if not isinstance(version, str) or not version.strip():
+        problems.append(Problem(line, f'{prefix}version: expected a string such as "1", got {_show(version)}'))
+        version = None
+    description = obj.get("description")
+    if description is not None and not isinstance(description, str):
+        problems.append(Problem(line, f"{prefix}description: expected a string, got {_show(description)}"))
+        description = None
+    return suite_id, version, description
+
+
+def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], check_files: bool) -> Prompt | None:
+    """One prompt row, or None when it has a problem (each one is appended)."""
+    if not isinstance(obj, dict):
+        problems.append(Problem(line, f"expected a JSON object, got {_kind(obj)}"))
+        return None
+    before = len(problems)
+
+    def bad(reason: str) -> None:
+        problems.append(Problem(line, reason))
+
+    known = ROW_KEYS + GENEVAL_KEYS
+    for key in obj:
+        if key not in known:
+            bad(f"unknown key {key!r} (known: {', '.join(known)})")
+    for key in ("id", "prompt"):
+        if key not in obj and (key == "prompt" or not _has_spec(obj)):
+            bad(f"missing {key!r}" + (" (only rows with a spec may leave it out)" if key == "id" else ""))
+    pid = obj.get("id")
+    if "id" in obj and (not isinstance(pid, str) or not _SAFE_NAME.match(pid)):
+        bad(f"id: expected a file-name-safe id (letters, digits, '.', '_', '-'), got {_show(pid)}")
+    text = obj.get("prompt")
+    if "prompt" in obj and (not isinstance(text, str) or not text.strip()):
+        bad(f"prompt: expected a non-empty string, got {_show(text)}")
+    for key in ("category", "negative_prompt", "init_image"):
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            bad(f"{key}: expected a string, got {_show(obj[key])}")
+    tags = obj.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) and t.strip() for t in tags)):
+        bad(f"tags: expected a list of non-empty strings, got {_show(tags)}")
+    spec = _spec(obj, bad)
+    category = obj.get("category")
+    if spec is not None and isinstance(category, str) and category != spec.tag:
+        bad(f"category: {category!r} differs from the spec's tag {spec.tag!r}")
+    init_source = obj.get("init_image")
+    if isinstance(init_source, str):
+        reason = _init_image_problem(init_source, spec, folder, check_files)
+        if reason:
+            bad(f"init_image: {reason}")
+    if len(problems) > before:
+        return None
+    if spec is not None and category is None:
+        category = spec.tag
+    return Prompt(
+        id=pid if "id" in obj else derived_id(text, spec),  # type: ignore[arg-type]
+        prompt=text,
+        category=category,
+        negative_prompt=obj.get("negative_prompt"),
+        tags=tuple(tags or ()),
+        spec=spec,
+        init_image_source=init_source,
+        line=line,
+    )
+
+
+def _has_spec(obj: dict[str, Any]) -> bool:
+    return obj.get("spec") is not None or any(k in obj for k in GENEVAL_KEYS)
+
+
+def _spec(obj: dict[str, Any], bad: Any) -> Spec | None:
+    top = [k for k in GENEVAL_KEYS if k in obj]
+    if top and obj.get("spec") is not None:
+        bad(f"give the spec either as 'spec' or as GenEval's top-level {', '.join(GENEVAL_KEYS)}, not both")
+        return None
+    try:
+        if top:
+            # GenEval's own metadata row: the spec fields sit at the top level, so messages name them there.
+            return parse_spec({k: obj[k] for k in top}, where="spec")
+        if obj.get("spec") is not None:
+            return parse_spec(obj["spec"], where="spec")
+    except SpecError as err:
+        message = str(err)
+        bad(message.removeprefix("spec.") if top else message)
+    return None
+
+
+def _init_image_problem(source: str, spec: Spec | None, folder: Path, check_files: bool) -> str | None:
+    if source.startswith(SKETCH_PREFIX):
+        if not source[len(SKETCH_PREFIX) :].strip():
+            return "sketch: needs a key after 'sketch:' (it seeds the drawing)"
+        if spec is None:
+            return "a sketch is drawn from the row's spec, and this row has none"
+        if check_files:
+            from sdeval.suites.sketches import sketch_problem
+
+            return sketch_problem(spec)
+        return None
+    if not source.strip():
+        return "expected a path relative to the suite file, or sketch:KEY"
+    if check_files and not (folder / source).is_file():
+        return f"no such file: {source} (relative to the suite file)"
+    return None
+
+
+def resolve_init_images(suite: Suite, folder: Path | None) -> tuple[Suite, list[Problem]]:
+    """The suite with every prompt's init image found (and sketches drawn), or the problems that prevent it.
+
+    A row's own `init_image` (a path relative to the suite file, or sketch:KEY) wins; else `<id>.<ext>` in
+    `folder` (the config's init_images).
+    """
+    import dataclasses
+
+    problems: list[Problem] = []
+    prompts: list[Prompt] = []
+    for prompt in suite.prompts:
+        line = prompt.line
+        try:
+            path = _find_init_image(prompt, suite.path.parent, folder)
+        except _InitImageMissing as err:
+            problems.append(Problem(line, f"init_image: {err}"))
+            continue
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        prompts.append(dataclasses.replace(prompt, init_image=path, init_image_sha256=sha))
+    return dataclasses.replace(suite, prompts=tuple(prompts)), problems
+
+
+class _InitImageMissing(Exception):
+    pass
+
+
+def _find_init_image(prompt: Prompt, suite_dir: Path, folder: Path | None) -> Path:
+    source = prompt.init_image_source
+    if source and source.startswith(SKETCH_PREFIX):
+        from sdeval.suites.sketches import sketch_file
+
+        if prompt.spec is None:  # parse_suite refuses this; kept for suites built in code
+            raise _InitImageMissing("a sketch is drawn from the row's spec, and this row has none")
+        return sketch_file(prompt.spec, source[len(SKETCH_PREFIX) :])
+    if source:
+        candidate = (suite_dir / source).resolve()
+        if not candidate.is_file():
+            raise _InitImageMissing(f"no such file: {candidate}")
+        return candidate
+    if folder is not None:
+        for suffix in IMAGE_SUFFIXES:
+            candidate = folder / f"{prompt.id}{suffix}"
+            if candidate.is_file():
+                return candidate
+        raise _InitImageMissing(f"no {prompt.id}.png/.jpg/.jpeg/.webp/.bmp in init_images folder {folder}")
+    raise _InitImageMissing(
+        "image2image needs an init image per prompt (an init_image key in the suite row"
+        " or an init_images folder in the config)"
+    )
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_suite_file(source: str | Path, base_dir: Path | None = None) -> tuple[Path, bytes]:
+    """The file a suite argument names (a path, `builtin:NAME`, or a built-in name) and its bytes."""
+    from sdeval.suites.builtin import resolve_suite_path
+
+    path = resolve_suite_path(source, base_dir)
+    try:
+        return path, path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"suite: cannot read {path}: {err.strerror or err}") from err
+
+
+def load_suite(
+    source: str | Path,
+    *,
+    base_dir: Path | None = None,
+    need_init_images: bool = False,
+    init_images: Path | None = None,
+    reject_init_images: bool = False,
+) -> Suite:
+    """Read a suite; raise ConfigError naming the file, line and field of its first problem.
+
+    `source`: a path (relative to `base_dir`, default the working folder), `builtin:NAME`, or a built-in suite's
+    name when no such file exists. `need_init_images`: find (or draw) every prompt's init image, for image2image.
+    `reject_init_images`: a row with an init_image is an error (text2image would silently ignore it).
+    """
+    from sdeval.suites.builtin import builtin_name
+
+    path, data = read_suite_file(source, base_dir)
+    suite, problems = parse_suite(data, path)
+    if not problems and need_init_images:
+        suite, problems = resolve_init_images(suite, init_images)
+    elif not problems and reject_init_images:
+        problems = [
+            Problem(p.line, "init_image: only used by pipeline: image2image")
+            for p in suite.prompts
+            if p.init_image_source
+        ]
+    if problems:
+        raise ConfigError(f"suite: {problems[0].at(path.name)}")
+    name = builtin_name(path)
+    if name is not None:
+        import dataclasses
+
+        suite = dataclasses.replace(suite, source=f"builtin:{name}")
+    return suite
+
+
+def check_suite(source: str | Path, base_dir: Path | None = None) -> tuple[Suite, list[Problem]]:
+    """Every problem of a suite file, in line order (for `sdeval suites validate`): the rows, the header, init images
+    named by path (they must exist) and sketches (they must be drawable)."""
+    path, data = read_suite_file(source, base_dir)
+    return parse_suite(data, path, check_files=True)

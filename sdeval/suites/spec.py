@@ -1,0 +1,140 @@
+"""What an image must contain: GenEval's metadata schema, parsed once into typed facts.
+
+A spec row as GenEval writes it (`evaluation_metadata.jsonl`):
+    {"tag": "color_attr", "include": [{"class": "car", "count": 1, "color": "red"},
+                                      {"class": "bench", "count": 1, "color": "blue"}], "prompt": "..."}
+    {"tag": "position", "include": [{"class": "dog", "count": 1},
+                                    {"class": "cat", "count": 1, "position": ["left of", 0]}], ...}
+    {"tag": "counting", "include": [{"class": "clock", "count": 2}], "exclude": [{"class": "clock", "count": 3}]}
+
+Semantics, exactly GenEval's (implemented in sdeval/judges/rules.py): an `include` holds when at least `count`
+objects of the class are found, and, when a colour is given, the `count` most confident of them all have that
+colour; `position: [relation, i]` says each of those objects stands in `relation` to every object matched by
+`include[i]`; an `exclude` holds when fewer than `count` objects of the class are found. An image passes when
+every fact holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: GenEval's category tags (the keys reports and rules use); the English names are labels only.
+CATEGORIES: dict[str, str] = {
+    "single_object": "single object",
+    "two_object": "two objects",
+    "counting": "counting",
+    "colors": "colours",
+    "position": "position",
+    "color_attr": "colour attribution",
+}
+#: GenEval's relations.
+RELATIONS = ("left of", "right of", "above", "below")
+
+
+class SpecError(ValueError):
+    """A spec that does not follow GenEval's schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Include:
+    """At least `count` objects of `cls` (of `color`, if given), optionally in `position` to include[index]."""
+
+    cls: str
+    count: int = 1
+    color: str | None = None
+    position: tuple[str, int] | None = None  # (relation, index into Spec.include)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"class": self.cls, "count": self.count}
+        if self.color is not None:
+            out["color"] = self.color
+        if self.position is not None:
+            out["position"] = [self.position[0], self.position[1]]
+        return out
+
+
+@dataclass(frozen=True)
+class Exclude:
+    """Fewer than `count` objects of `cls`."""
+
+    cls: str
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.cls, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Spec:
+    tag: str
+    include: tuple[Include, ...]
+    exclude: tuple[Exclude, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tag": self.tag, "include": [i.to_json() for i in self.include]}
+        if self.exclude:
+            out["exclude"] = [e.to_json() for e in self.exclude]
+        return out
+
+    @property
+    def classes(self) -> list[str]:
+        """Every class the spec names, in order, without repeats."""
+        return list(dict.fromkeys([i.cls for i in self.include] + [e.cls for e in self.exclude]))
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{where}.count: expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where}: expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def parse_spec(obj: Any, where: str = "spec") -> Spec:
+    """A Spec from GenEval's metadata dict (extra keys such as `prompt` are ignored); SpecError names the field."""
+    if not isinstance(obj, dict):
+        raise SpecError(f"{where}: expected an object, got {type(obj).__name__}")
+    tag = _text(obj.get("tag"), f"{where}.tag")
+    raw_include = obj.get("include")
+    if not isinstance(raw_include, list) or not raw_include:
+        raise SpecError(f"{where}.include: expected a non-empty list")
+    include: list[Include] = []
+    for i, item in enumerate(raw_include):
+        at = f"{where}.include[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(f"{at}: expected an object, got {type(item).__name__}")
+        position = None
+        if item.get("position") is not None:
+            pos = item["position"]
+            if not (isinstance(pos, (list, tuple)) and len(pos) == 2):
+                raise SpecError(f"{at}.position: expected [relation, index], got {pos!r}")
+            relation, index = pos
+            if relation not in RELATIONS:
+                raise SpecError(f"{at}.position: relation must be one of {', '.join(RELATIONS)}, got {relation!r}")
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(raw_include) or index == i:
+                raise SpecError(f"{at}.position: index must name another include entry, got {index!r}")
+            position = (relation, index)
+        color = item.get("color")
+        include.append(
+            Include(
+                cls=_text(item.get("class"), f"{at}.class"),
+                count=_count(item.get("count", 1), at),
+                color=None if color is None else _text(color, f"{at}.color"),
+                position=position,
+            )
+        )
+    exclude: list[Exclude] = []
+    raw_exclude = obj.get("exclude") or []
+    if not isinstance(raw_exclude, list):
+        raise SpecError(f"{where}.exclude: expected a list")
+    for i, item in enumerate(raw_exclude):
+        at = f"{where}.exclude[{i}]"
+        if not isinstance(item, dict):
+            raise SpecError(f"{at}: expected an object, got {type(item).__name__}")
+        exclude.append(Exclude(cls=_text(item.get("class"), f"{at}.class"), count=_count(item.get("count"), at)))
+    return Spec(tag=tag, include=tuple(include), exclude=tuple(exclude))

@@ -1,0 +1,144 @@
+"""`sdeval score --metrics adherence,robustness`: specs joined from a suite by prompt id or text, GenEval's own
+layout read and its results.jsonl written, seed robustness from the same verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from sdeval.calibration.render import render
+from sdeval.calibration.world import MistakeRates
+from sdeval.cli import main
+from sdeval.metrics.seed_robustness import pass_at_k
+from sdeval.suites.spec import parse_spec
+
+SPECS = {
+    "red": {"tag": "colors", "include": [{"class": "circle", "count": 1, "color": "red"}]},
+    "two": {
+        "tag": "counting",
+        "include": [{"class": "square", "count": 2}],
+        "exclude": [{"class": "square", "count": 3}],
+    },
+    "left": {
+        "tag": "position",
+        "include": [{"class": "triangle", "count": 1}, {"class": "circle", "count": 1, "position": ["left of", 0]}],
+    },
+}
+TEXT = {
+    "red": "a photo of a red circle",
+    "two": "a photo of two squares",
+    "left": "a photo of a circle left of a triangle",
+}
+
+
+def _run(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _suite(path: Path) -> Path:
+    rows = [{"id": key, "prompt": TEXT[key], "category": spec["tag"], "spec": spec} for key, spec in SPECS.items()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _draw(folder: Path, name: str, key: str, seed: int, colour_mistakes: float = 0.0) -> bool:
+    """Write one calibration image of `key`'s spec; returns whether it was drawn correctly."""
+    drawn = render(parse_spec(SPECS[key]), seed, 128, MistakeRates(colors=colour_mistakes))
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(drawn.image).save(folder / name)
+    return drawn.mistake is None
+
+
+def test_a_plain_folder_joins_specs_by_prompt_id_then_by_text_and_lists_the_rest(tmp_path):
+    images = tmp_path / "images"
+    _draw(images, "a.png", "red", 1)
+    _draw(images, "b.png", "two", 2)
+    _draw(images, "c.png", "left", 3)
+    _draw(images, "d.png", "red", 4)
+    manifest = tmp_path / "prompts.jsonl"
+    rows = [
+        {"file": "a.png", "prompt": "whatever the text", "id": "red"},  # joined by id
+        {"file": "b.png", "prompt": TEXT["two"]},  # joined by exact text
+        {"file": "c.png", "prompt": "a circle somewhere", "id": "nope"},  # neither
+    ]  # d.png: no prompt at all
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "r.json"
+    suite = _suite(tmp_path / "s.jsonl")
+    result = _run("score", images, "--metrics", "adherence", "--judge", "shapes", "--suite", suite,
+                  "--prompts", manifest, "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (cell,) = json.loads(out.read_text())["cells"]
+    entry = cell["metrics"]["adherence"]
+    assert entry["n"] == 2 and entry["value"] == 1.0 and set(entry["categories"]) == {"colors", "counting"}
+    skipped = {s["path"]: s["reason"] for s in entry["images_skipped"]}
+    assert set(skipped) == {"c.png", "d.png"}
+    assert "prompt id 'nope' is not in the suite" in skipped["c.png"]
+    rows = {row["path"]: row for row in cell["per_image"]}
+    assert rows["a.png"]["adherence_passed"] is True and rows["a.png"]["category"] == "colors"
+    assert rows["c.png"]["adherence_passed"] is None
+    assert cell["protocol"]["judge"]["judge"] == "shapes" and cell["protocol"]["judge"]["specs"]["id"] == "s"
+
+
+def test_without_a_suite_adherence_is_a_listed_skip(tmp_path):
+    _draw(tmp_path / "images", "a.png", "red", 1)
+    out = tmp_path / "r.json"
+    result = _run("score", tmp_path / "images", "--metrics", "adherence", "--judge", "shapes", "-o", out)
+    assert result.exit_code == 3, result.output
+    entry = json.loads(out.read_text())["cells"][0]["metrics"]["adherence"]
+    assert entry["value"] is None and "no scored image has a prompt with a spec" in entry["skipped"]
+
+
+@pytest.fixture
+def geneval_folder(tmp_path) -> tuple[Path, dict[str, list[bool]]]:
+    """GenEval's output layout: NNNNN/metadata.jsonl + NNNNN/samples/NNNN.png, 4 samples per prompt, colour
+    mistakes at 0.5 so some fail."""
+    root = tmp_path / "geneval"
+    truth: dict[str, list[bool]] = {}
+    for p, key in enumerate(SPECS):
+        folder = root / f"{p:05d}"
+        folder.mkdir(parents=True)
+        (folder / "metadata.jsonl").write_text(json.dumps({**SPECS[key], "prompt": TEXT[key]}) + "\n")
+        truth[f"{p:05d}"] = [_draw(folder / "samples", f"{s:04d}.png", key, 10 * p + s, 0.5) for s in range(4)]
+    return root, truth
+
+
+def test_geneval_layout_is_read_and_results_jsonl_written_as_geneval_summarises_it(tmp_path, geneval_folder):
+    root, truth = geneval_folder
+    out, geneval_out = tmp_path / "r.json", tmp_path / "results.jsonl"
+    result = _run("score", root, "--metrics", "adherence,robustness", "--judge", "shapes", "-o", out,
+                  "--geneval-results", geneval_out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (cell,) = json.loads(out.read_text())["cells"]
+    rows = {row["path"]: row for row in cell["per_image"]}
+    for pid, samples in truth.items():
+        for s, correct in enumerate(samples):
+            row = rows[f"{pid}/samples/{s:04d}.png"]
+            assert row["adherence_passed"] == correct and row["item"] == f"{pid}#{s}"
+    lines = [json.loads(line) for line in geneval_out.read_text().splitlines()]
+    assert len(lines) == 12 and {"filename", "tag", "prompt", "correct", "reason", "metadata"} <= set(lines[0])
+    # GenEval's summary: mean over tags of the share of correct images.
+    tags: dict[str, list[bool]] = {}
+    for line in lines:
+        tags.setdefault(line["tag"], []).append(line["correct"])
+        assert json.loads(line["metadata"])["tag"] == line["tag"]
+    assert cell["metrics"]["adherence"]["value"] == pytest.approx(np.mean([np.mean(v) for v in tags.values()]))
+
+    robustness = cell["metrics"]["robustness"]
+    per_prompt = {p["prompt_id"]: p for p in robustness["prompts"]}
+    for pid, samples in truth.items():
+        c = sum(samples)
+        assert per_prompt[pid]["pass_at"]["4"] == pytest.approx(pass_at_k(4, c, 4))
+        assert per_prompt[pid]["passes"] == c
+    assert robustness["value"] == pytest.approx(np.mean([np.mean(s) for s in truth.values()]))
+
+
+def test_geneval_results_without_adherence_is_a_clear_error(tmp_path, geneval_folder, inception_weights):
+    root, _ = geneval_folder
+    result = _run("score", root, "--metrics", "pr", "-r", root, "--inception-weights", inception_weights,
+                  "--no-cache", "--workers", 0, "--geneval-results", tmp_path / "g.jsonl")  # fmt: skip
+    assert result.exit_code == 2 and "no image was judged" in result.output

@@ -188,13 +188,18 @@ class _MetricsHelp(click.Option):
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=2020, show_default=True, help="KID subsets, IS splits, R-precision draws.")
+@click.option("--ci", "ci_level", type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
+              metavar="LEVEL", help="add an interval to every metric (bootstrap over prompts; block jackknife for "
+              "FID, KID, CMMD, recall; docs/statistics.md) at LEVEL [flag alone: 0.95].")  # fmt: skip
+@click.option("--ci-replicates", type=click.IntRange(min=20), default=200, show_default=True,
+              help="bootstrap replicates for --ci.")  # fmt: skip
 @_feature_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="write the results JSON here, and the feature state beside it (NAME.state.npz); "
               "`-`: JSON to standard output, the table to stderr, no state.")  # fmt: skip
 def score(images, reference, metrics, prompts, group_by, suite, judge, detector_model, geneval_results, rprecision_r,
-          per_image, kid_subset_size, kid_subsets, seed, out, clip_model, clip_pretrained, cmmd_model, cmmd_pretrained,
-          **kwargs) -> None:  # fmt: skip
+          per_image, kid_subset_size, kid_subsets, seed, ci_level, ci_replicates, out, clip_model, clip_pretrained,
+          cmmd_model, cmmd_pretrained, **kwargs) -> None:  # fmt: skip
     """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity.
 
     Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
@@ -231,6 +236,11 @@ def score(images, reference, metrics, prompts, group_by, suite, judge, detector_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
         run = score_run(options)
+    if ci_level is not None:
+        from sdeval.stats import annotate_intervals, states_from_arrays
+
+        states = states_from_arrays(run.state, run.cell_ids)
+        annotate_intervals(run.document, states, level=ci_level, replicates=ci_replicates, seed=seed)
     to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
     if out:
         write_outputs(out, run)
@@ -277,30 +287,127 @@ def metrics_command(as_json: bool) -> None:
 
 @main.group()
 def reference() -> None:
-    """Build and merge reference statistics."""
+    """Build, merge and list reference statistics; build the defined reference sets (COCO, ...)."""
 
 
 @reference.command("build")
-@click.argument("images", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="reference file (.npz).")
+@click.argument("images", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="reference file (.npz); required without --set [default with --set: the cache's "
+              "references/NAME.npz].")  # fmt: skip
+@click.option("--set", "set_name", default=None, metavar="NAME",
+              help="build a defined reference set (`sdeval reference list`), checking --images first.")  # fmt: skip
+@click.option("--images", "set_images", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="with --set: your copy of the set's images.")  # fmt: skip
+@click.option("--captions", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="with --set: the set's caption annotation file (COCO format); it gives the exact file names, "
+              "without it only the count and name pattern are checked.")  # fmt: skip
+@click.option("--definition", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="a reference set definition file not shipped with sdeval (instead of --set).")  # fmt: skip
 @click.option("--cmmd", is_flag=True, help="also store the CLIP image embeddings CMMD needs (same decode pass).")
 @click.option("--cmmd-model", default=None, metavar="NAME",
               help="open_clip model for those embeddings (implies --cmmd) [default: ViT-L-14-336].")  # fmt: skip
 @click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
               help="its weights, tag or local file (implies --cmmd) [default: openai].")  # fmt: skip
 @_feature_options
-def reference_build(images, out, cmmd, cmmd_model, cmmd_pretrained, **kwargs) -> None:
-    """Extract the features and Fréchet state of IMAGES (and with --cmmd, CLIP embeddings) into a reference file."""
+def reference_build(images, out, set_name, set_images, captions, definition, cmmd, cmmd_model, cmmd_pretrained,
+                    **kwargs) -> None:  # fmt: skip
+    """Extract the features and Fréchet state of IMAGES (and with --cmmd, CLIP embeddings) into a reference file.
+
+    With --set NAME --images DIR: check DIR against the set's definition (missing, extra, changed files are an
+    error that names them), then build it.
+    """
     from sdeval.atomic import check_output_file
     from sdeval.features.clip import CMMD_MODEL, ClipModelSpec
     from sdeval.score import build_reference_file
 
-    check_output_file(out, "--out")
+    by_set = set_name is not None or definition is not None
+    if by_set and images is not None:
+        raise SdevalError("with --set, give the images as --images DIR, not as an argument")
+    if not by_set and (set_images or captions):
+        raise SdevalError("--images and --captions go with --set NAME (or --definition FILE)")
+    if not by_set and images is None:
+        raise SdevalError("give IMAGES, or --set NAME --images DIR")
+    if by_set and set_images is None:
+        raise SdevalError("--set needs --images DIR: your copy of the set's images")
+    if not by_set and out is None:
+        raise SdevalError("--out is required without --set")
     spec = None
     if cmmd or cmmd_model or cmmd_pretrained:
         spec = ClipModelSpec(cmmd_model or CMMD_MODEL.name, cmmd_pretrained or CMMD_MODEL.pretrained)
-    ref = build_reference_file(images, out, _make_feature_options(kwargs), cmmd=spec)
-    click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
+    if not by_set:
+        check_output_file(out, "--out")
+        ref = build_reference_file(images, out, _make_feature_options(kwargs), cmmd=spec)
+        click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
+        return
+
+    from sdeval import refsets
+
+    found = refsets.resolve_definition(set_name, definition)
+    if out is None:
+        out = str(refsets.default_reference_path(found.id))
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+    check_output_file(out, "--out")
+    annotations = refsets.read_annotations(captions) if captions else None
+    check = refsets.check_copy(found, set_images, annotations)
+    if not check.exact_names:
+        click.echo(f"note: no --captions: only the count ({found.count}) and the name pattern "
+                   f"({found.file_pattern}) of set {found.id} were checked, not the exact names", err=True)  # fmt: skip
+    if check.unused:
+        click.echo(f"note: {len(check.unused)} image(s) of the pool are not in set {found.id}: left out", err=True)
+    built = refsets.build_set_reference(check, out, _make_feature_options(kwargs), cmmd=spec)
+    ref = built.reference
+    click.echo(f"reference: {out}  (set {found.id}, {ref.n} images, sha256 {ref.images_hash[:16]}...)")
+    if found.pinned:
+        click.echo(f"file list matches the pinned hash of {found.id}")
+    else:
+        click.echo(f"set {found.id} has no pinned file list hash yet; once this copy is verified, pin it in "
+                   f"{found.path.name}: \"file_list_sha256\": \"{check.file_list_sha256}\"")  # fmt: skip
+
+
+@reference.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print definitions and built references as JSON.")
+def reference_list(as_json: bool) -> None:
+    """The defined reference sets (count, file list hash pinned or not) and the references built in the cache."""
+    import json
+
+    from sdeval import refsets
+
+    defined = refsets.shipped_definitions()
+    built = refsets.built_references()
+    if as_json:
+        click.echo(json.dumps({"sets": [d.to_json() for d in defined.values()], "built": built}, indent=2))
+        return
+    click.echo("reference sets:")
+    for d in defined.values():
+        pinned = "file list pinned" if d.pinned else "file list not pinned yet"
+        click.echo(f"  {d.id}: {d.title} ({d.count} images, {pinned})")
+    click.echo(f"built ({refsets.default_reference_path('x').parent}):")
+    if not built:
+        click.echo("  none")
+    for row in built:
+        if "error" in row:
+            click.echo(f"  {row['path']}: {row['error']}")
+        else:
+            click.echo(f"  {row['path']}: {row['source']}, n={row['n']}, images sha256 {row['images_sha256'][:16]}...")
+
+
+@reference.command("captions")
+@click.option("--set", "set_name", default=None, metavar="NAME", help="a defined reference set.")
+@click.option("--definition", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="a definition file not shipped with sdeval.")  # fmt: skip
+@click.option("--captions", type=click.Path(exists=True, dir_okay=False), required=True, metavar="FILE",
+              help="the set's caption annotation file (COCO format).")  # fmt: skip
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="suite file (.jsonl).")
+def reference_captions(set_name, definition, captions, out) -> None:
+    """Write a set's captions (one per image, chosen by its seeded rule) as a prompt suite for `sdeval generate`."""
+    from sdeval import refsets
+    from sdeval.atomic import check_output_file
+
+    found = refsets.resolve_definition(set_name, definition)
+    check_output_file(out, "--out")
+    rows = refsets.captions_suite(found, captions, out)
+    click.echo(f"suite: {out}  ({rows} prompts of set {found.id})")
 
 
 @reference.command("merge")
@@ -347,3 +454,49 @@ main.add_command(generate)
 from sdeval.suites.command import suites  # noqa: E402
 
 main.add_command(suites)
+
+from sdeval.gate.command import diff_command, gate  # noqa: E402
+
+main.add_command(gate)
+main.add_command(diff_command)
+
+
+@main.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), required=True, help="report folder (reports/NAME/).")
+@click.option(
+    "--gate",
+    "gate_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="a verdict from `sdeval gate --json`, shown in the report.",
+)
+@click.option("--title", default="sdeval report", show_default=True)
+@click.option(
+    "--level",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.95,
+    show_default=True,
+    help="interval level; differences are significant at 1 - LEVEL after Holm's adjustment.",
+)
+@click.option(
+    "--replicates",
+    type=click.IntRange(min=50),
+    default=200,
+    show_default=True,
+    help="bootstrap replicates for intervals and comparisons.",
+)
+@click.option("--quiet", is_flag=True, help="no progress bar.")
+def report_command(results, out, gate_file, title, level, replicates, quiet) -> None:
+    """One offline HTML page (index.html, thumbnails beside it) and summary.md over RESULTS files."""
+    from sdeval.report import ReportOptions, build_report
+
+    options = ReportOptions(title=title, gate=gate_file, level=level, replicates=replicates, quiet=quiet)
+    written = build_report(list(results), out, options)
+    click.echo(f"report: {written['index']}  (summary: {written['summary']})")
+
+
+from sdeval.bench import bench_command  # noqa: E402
+
+main.add_command(bench_command)

@@ -27,6 +27,7 @@ INFORMATIVE: tuple[str, ...] = (
     "reference.source",
     "suite.path",
     "suite.prompts",
+    "judge.specs.path",  # where the suite file lies; its id, version and sha256 stay binding
     "prompts.*",
 )
 

@@ -18,6 +18,9 @@ def format_value(key: str, entry: dict[str, Any]) -> str:
     text = f"{entry['value']:.6g}"
     if entry.get("std") is not None:
         text += f" ± {entry['std']:.3g}"
+    if entry.get("interval"):
+        interval = entry["interval"]
+        text += f"  [{interval['low']:.4g}, {interval['high']:.4g}] ({interval['level']:.0%})"
     if key == "rprecision":
         text += f"  (R={entry['r']}, chance {entry['chance']:.3g}, {entry['n']} images)"
     elif key == "diversity":

@@ -1,0 +1,607 @@
+"""`sdeval bench CONFIG`: generate -> score -> gate -> report as one resumable command (docs/bench.md).
+
+Each stage records a stamp of its inputs in `OUT/bench.json`; a rerun skips a stage whose outputs exist and whose
+stamp still matches, so a killed run, run again, finishes with the same images and results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sdeval.errors import ConfigError, ExitCode
+
+#: `sdeval bench builtin:NAME` runs a config shipped in sdeval/examples/.
+EXAMPLE_PREFIX = "builtin:"
+BENCH_KEYS = ("reference", "metrics", "score", "report", "gate", "about")
+SCORE_KEYS = (
+    "judge",
+    "suite",
+    "detector_model",
+    "clip_model",
+    "clip_pretrained",
+    "cmmd_model",
+    "cmmd_pretrained",
+    "seed",
+    "ci",
+    "ci_replicates",
+    "preprocess",
+    "inception_weights",
+    "batch_size",
+    "workers",
+    "device",
+)
+REPORT_KEYS = ("output", "title")
+GATE_KEYS = ("rules", "pairs", "baseline", "strict")
+BASELINE_KEYS = ("checkpoint", "cell")
+#: Two-set metrics: they compare with the reference set.
+REFERENCE_METRICS = ("fid", "kid", "pr", "cmmd")
+STAMP_FILE = "bench.json"
+
+
+@dataclass(frozen=True)
+class ScoreSection:
+    """What the score stage is asked for: metrics, reference and sdeval.score options."""
+
+    metrics: tuple[str, ...]
+    reference: Path | None = None
+    options: tuple[tuple[str, Any], ...] = ()  # ScoreOptions / FeatureOptions fields, as given
+    ci: float | None = None
+    ci_replicates: int = 200
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    output: Path
+    title: str
+
+
+@dataclass(frozen=True)
+class GateSection:
+    """Rules (inline or a file), pairs, and the baseline: a results file, or cells of this run."""
+
+    rules: tuple[Any, ...] | Path
+    pairs: tuple[tuple[str, str], ...] = ()
+    baseline_file: Path | None = None
+    baseline_checkpoint: str | None = None
+    baseline_cell: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    source: str  # the config as the user named it
+    generate: Any  # sdeval.generate.config.GenerateConfig
+    score: ScoreSection
+    report: ReportSection | None
+    gate: GateSection | None
+    about: str | None
+    #: The bench sections as canonical JSON (paths as written): part of every later stage's stamp.
+    sections_json: str
+
+    @property
+    def out(self) -> Path:
+        return self.generate.output_dir
+
+    @property
+    def results_path(self) -> Path:
+        return self.out / "results.json"
+
+    @property
+    def gate_path(self) -> Path:
+        return self.out / "gate.json"
+
+
+def example_names() -> list[str]:
+    """The configs shipped in sdeval/examples/."""
+    folder = resources.files("sdeval.examples")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_config_text(source: str) -> tuple[str, str, Path]:
+    """(text, format, base folder): `builtin:NAME` is a shipped example, whose relative paths (outputs included)
+    are taken from the current folder; a file's relative paths are taken from its own folder, as in generate."""
+    if source.startswith(EXAMPLE_PREFIX):
+        name = source[len(EXAMPLE_PREFIX) :]
+        if name not in example_names():
+            raise ConfigError(f"config: no built-in example {name!r} (examples: {', '.join(example_names())})")
+        text = (resources.files("sdeval.examples") / f"{name}.yaml").read_text(encoding="utf-8")
+        return text, "yaml", Path.cwd()
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config: no such file: {path} (or a shipped example: builtin:{'|'.join(example_names())})")
+    suffix = path.suffix.lower().lstrip(".")
+    fmt = {"yml": "yaml"}.get(suffix, suffix)
+    if fmt not in ("yaml", "toml", "json"):
+        raise ConfigError(f"config: {path.name}: expected a .yaml, .yml, .toml or .json file")
+    return path.read_text(encoding="utf-8"), fmt, path.resolve().parent
+
+
+def _parse_text(text: str, fmt: str, name: str) -> Any:
+    from sdeval.generate.config import _parse_error  # one wording for parse errors across commands
+
+    try:
+        if fmt == "yaml":
+            import yaml
+
+            return yaml.safe_load(text)
+        if fmt == "toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            return tomllib.loads(text)
+        return json.loads(text)
+    except Exception as err:  # the parsers' own error types differ; all mean "not parseable"
+        raise ConfigError(f"config: {name}: {_parse_error(err, text, fmt.upper())}") from err
+
+
+def load_bench_config(source: str) -> BenchConfig:
+    """Read a bench config: the generation config's keys plus `reference`, `metrics`, `score`, `report`, `gate`
+    and `about`. Every error names its key."""
+    from sdeval.generate.config import TOP_KEYS, parse_config
+
+    text, fmt, base_dir = read_config_text(source)
+    data = _parse_text(text, fmt, Path(source).name)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping of keys, got {type(data).__name__}")
+    data = dict(data)
+    for key in data:
+        if key not in TOP_KEYS and key not in BENCH_KEYS:
+            known = (*TOP_KEYS, *BENCH_KEYS)
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"{key}: unknown key{hint}")
+    bench = {key: data.pop(key) for key in BENCH_KEYS if key in data}
+    generate = parse_config(data, base_dir=base_dir)
+    stem = Path(source[len(EXAMPLE_PREFIX) :] if source.startswith(EXAMPLE_PREFIX) else source).stem
+    about = bench.get("about")
+    if about is not None and not isinstance(about, str):
+        raise ConfigError(f"about: expected text, got {about!r}")
+    return BenchConfig(
+        source=source,
+        generate=generate,
+        score=_parse_score(bench, base_dir),
+        report=_parse_report(bench.get("report", {}), base_dir, stem),
+        gate=_parse_gate(bench.get("gate"), base_dir),
+        about=about.strip() if about else None,
+        sections_json=json.dumps(bench, sort_keys=True, default=str),
+    )
+
+
+def _check_keys(data: Any, known: tuple[str, ...], where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"{where}.{key}: unknown key{hint}")
+    return data
+
+
+def _parse_score(bench: Mapping[str, Any], base_dir: Path) -> ScoreSection:
+    from sdeval.metrics import registry
+
+    raw = bench.get("metrics", "adherence")
+    names = [m.strip().lower() for m in raw.split(",")] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(m, str) and m for m in names):
+        raise ConfigError(f"metrics: expected a list of metric names or a comma-separated string, got {raw!r}")
+    for name in names:
+        if name not in registry.names():
+            close = difflib.get_close_matches(name, registry.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(registry.names())})"
+            raise ConfigError(f"metrics: unknown metric {name!r}{hint}")
+    reference = None
+    if bench.get("reference") is not None:
+        if not isinstance(bench["reference"], str):
+            raise ConfigError(f"reference: expected a path, got {bench['reference']!r}")
+        reference = (base_dir / Path(bench["reference"]).expanduser()).resolve()
+        if not reference.exists():
+            raise ConfigError(
+                f"reference: no such file or folder: {reference} (build one with `sdeval reference build`)"
+            )
+    needing = [m for m in names if m in REFERENCE_METRICS]
+    if needing and reference is None:
+        raise ConfigError(f"reference: required by metrics {', '.join(needing)}")
+    section = dict(_check_keys(bench.get("score") or {}, SCORE_KEYS, "score"))
+    ci = section.pop("ci", None)
+    if ci is True:
+        ci = 0.95
+    if ci is not None and (isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0.5 <= ci <= 0.999):
+        raise ConfigError(f"score.ci: expected true or a level in [0.5, 0.999], got {ci!r}")
+    replicates = section.pop("ci_replicates", 200)
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 20:
+        raise ConfigError(f"score.ci_replicates: expected an integer >= 20, got {replicates!r}")
+    if "judge" in section and section["judge"] not in ("detector", "clip", "shapes"):
+        raise ConfigError(f"score.judge: expected detector, clip or shapes, got {section['judge']!r}")
+    if "suite" in section:
+        from sdeval.suites.builtin import resolve_suite_path
+
+        section["suite"] = str(resolve_suite_path(section["suite"], base_dir))
+    for key in ("inception_weights", "clip_pretrained", "cmmd_pretrained", "detector_model"):
+        # A local file or folder is taken from the config's folder; anything else is a tag or hub id.
+        value = section.get(key)
+        if isinstance(value, str) and (base_dir / value).exists():
+            section[key] = str((base_dir / value).resolve())
+    return ScoreSection(
+        metrics=tuple(dict.fromkeys(names)),
+        reference=reference,
+        options=tuple(sorted(section.items())),
+        ci=None if ci is None else float(ci),
+        ci_replicates=replicates,
+    )
+
+
+def _parse_report(raw: Any, base_dir: Path, stem: str) -> ReportSection | None:
+    if raw is False:
+        return None
+    section = _check_keys(raw or {}, REPORT_KEYS, "report")
+    output = section.get("output", f"reports/{stem}")
+    if not isinstance(output, str) or not output:
+        raise ConfigError(f"report.output: expected a folder path, got {output!r}")
+    title = section.get("title", f"sdeval bench: {stem}")
+    if not isinstance(title, str):
+        raise ConfigError(f"report.title: expected text, got {title!r}")
+    return ReportSection(output=base_dir / output, title=title)
+
+
+def _parse_gate(raw: Any, base_dir: Path) -> GateSection | None:
+    if raw is None:
+        return None
+    section = _check_keys(raw, GATE_KEYS, "gate")
+    if "rules" not in section:
+        raise ConfigError("gate.rules: required key is missing (a list of rules, or a rules file)")
+    rules: tuple[Any, ...] | Path
+    if isinstance(section["rules"], str):
+        rules = base_dir / section["rules"]
+        if not rules.is_file():
+            raise ConfigError(f"gate.rules: no such file: {rules}")
+    elif isinstance(section["rules"], list) and section["rules"]:
+        rules = tuple(section["rules"])
+    else:
+        raise ConfigError(f"gate.rules: expected a non-empty list of rules or a file, got {section['rules']!r}")
+    pairs = section.get("pairs") or {}
+    if not isinstance(pairs, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+        raise ConfigError(f"gate.pairs: expected a mapping of candidate cell id: baseline cell id, got {pairs!r}")
+    strict = section.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ConfigError(f"gate.strict: expected true or false, got {strict!r}")
+    gate = GateSection(rules=rules, pairs=tuple(pairs.items()), strict=strict)
+    baseline = section.get("baseline")
+    if baseline is None:
+        return gate
+    if isinstance(baseline, str):
+        path = base_dir / baseline
+        if not path.is_file():
+            raise ConfigError(f"gate.baseline: no such results file: {path}")
+        return dataclasses.replace(gate, baseline_file=path)
+    baseline = _check_keys(baseline, BASELINE_KEYS, "gate.baseline")
+    if len(baseline) != 1 or not all(isinstance(v, str) and v for v in baseline.values()):
+        raise ConfigError(
+            f"gate.baseline: expected one of {{checkpoint: NAME}} or {{cell: ID}}, got {dict(baseline)!r}"
+        )
+    return dataclasses.replace(gate, baseline_checkpoint=baseline.get("checkpoint"), baseline_cell=baseline.get("cell"))
+
+
+# --- stamps ---------------------------------------------------------------------------------------------------
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha(path: Path | None) -> str | None:
+    if path is None or not path.exists():
+        return None
+    from sdeval.hashing import path_sha256
+
+    return path_sha256(path)
+
+
+def images_fingerprint(out: Path) -> str:
+    """sha256 over (file, sha256 of its bytes) of every image in the run's manifest: changes when any image does."""
+    digest = hashlib.sha256()
+    manifest = out / "manifest.jsonl"
+    files = sorted(json.loads(line)["file"] for line in manifest.read_text(encoding="utf-8").splitlines() if line)
+    for name in files:
+        digest.update(name.encode("utf-8") + b"\0" + bytes.fromhex(_file_sha(out / name) or "") + b"\n")
+    return digest.hexdigest()
+
+
+def _read_stamps(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / STAMP_FILE).read_text(encoding="utf-8")).get("stages", {})
+    except (OSError, ValueError, AttributeError):
+        return {}  # no stamps, or a torn one: every stage runs again
+
+
+def _write_stamp(out: Path, stage: str, stamp: dict[str, Any]) -> None:
+    from sdeval.atomic import write_json
+
+    stamps = _read_stamps(out)
+    stamps[stage] = stamp
+    write_json(out / STAMP_FILE, {"format": "sdeval.bench", "format_version": 1, "stages": stamps})
+
+
+# --- stages -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageLine:
+    stage: str
+    skipped: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.stage + ':':<10}{'skipped (already done)' if self.skipped else 'done'}: {self.detail}"
+
+
+def stage_generate(config: BenchConfig, progress: bool) -> tuple[StageLine, Any]:
+    from sdeval.generate.runner import run_generate
+
+    path = None if config.source.startswith(EXAMPLE_PREFIX) else Path(config.source).resolve()
+    result = run_generate(config.generate, progress=progress, config_path=path)
+    if result.group and result.record is not None:
+        generated, skipped, planned = (
+            result.record[k] for k in ("images_generated", "images_skipped", "images_planned")
+        )
+    else:
+        generated, skipped, planned = result.generated, result.skipped, result.assigned
+    detail = f"{planned} images in {config.out}, {generated} generated, {skipped} already there"
+    return StageLine("generate", generated == 0, detail), result
+
+
+def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
+    """Score the run into OUT/results.json, unless its stamp (images, options, reference) still matches.
+    Returns the line and whether some metric could not be computed."""
+    from sdeval.paths import cache_root
+    from sdeval.results import incomplete_metrics, load_results, write_outputs
+    from sdeval.score import FeatureOptions, ScoreOptions, score_run
+
+    section = config.score
+    stamp = {
+        "images": images_fingerprint(config.out),
+        "score": {
+            "metrics": list(section.metrics),
+            "options": dict(section.options),
+            "ci": section.ci,
+            "ci_replicates": section.ci_replicates,
+        },
+        "reference": _file_sha(section.reference),
+    }
+    path = config.results_path
+    if path.is_file() and _read_stamps(config.out).get("score") == stamp:
+        results = load_results(path)
+        return StageLine("score", True, _score_detail(results, path)), bool(incomplete_metrics(results))
+    opt = section.option
+    features = FeatureOptions(
+        preprocess=opt("preprocess", "legacy"),
+        inception_weights=opt("inception_weights"),
+        batch_size=opt("batch_size", 32),
+        workers=opt("workers", 1),
+        device=opt("device", "auto"),
+        cache_dir=str(cache_root()),
+        progress=progress,
+    )
+    options = ScoreOptions(
+        images=str(config.out),
+        reference=None if section.reference is None else str(section.reference),
+        metrics=section.metrics,
+        seed=opt("seed", 2020),
+        features=features,
+        clip_model=opt("clip_model"),
+        clip_pretrained=opt("clip_pretrained"),
+        cmmd_model=opt("cmmd_model"),
+        cmmd_pretrained=opt("cmmd_pretrained"),
+        suite=opt("suite"),
+        judge=opt("judge", "detector"),
+        detector_model=opt("detector_model"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the results carry their own warnings
+        run = score_run(options)
+    if section.ci is not None:
+        from sdeval.stats import annotate_intervals, states_from_arrays
+
+        states = states_from_arrays(run.state, run.cell_ids)
+        annotate_intervals(run.document, states, level=section.ci, replicates=section.ci_replicates, seed=options.seed)
+    write_outputs(path, run)
+    _write_stamp(config.out, "score", stamp)  # after the results: a kill in between only means scoring again
+    return StageLine("score", False, _score_detail(run.document, path)), bool(incomplete_metrics(run.document))
+
+
+def _score_detail(results: dict[str, Any], path: Path) -> str:
+    return f"{', '.join(results['metrics_requested'])} over {len(results['cells'])} cells -> {path}"
+
+
+def _rules(config: BenchConfig, cell_ids: list[str]) -> Any:
+    """The gate's Rules with this config's pairs, and `baseline: {checkpoint|cell}` turned into pairs."""
+    import yaml
+
+    from sdeval.gate import load_rules, parse_rules
+
+    gate = config.gate
+    assert gate is not None
+    if isinstance(gate.rules, Path):
+        rules = load_rules(gate.rules)
+    else:
+        name = Path(config.source).name
+        rules = parse_rules(yaml.safe_dump({"rules": list(gate.rules)}, sort_keys=False), source=f"{name} gate.rules")
+    pairs = {**rules.pairs, **dict(gate.pairs)}
+    if gate.baseline_cell is not None:
+        if gate.baseline_cell not in cell_ids:
+            raise ConfigError(f"gate.baseline.cell: no cell {gate.baseline_cell!r} (cells: {', '.join(cell_ids)})")
+        pairs = {cell: pairs.get(cell, gate.baseline_cell) for cell in cell_ids}
+    elif gate.baseline_checkpoint is not None:
+        name = gate.baseline_checkpoint
+        if not any(cell.split("/", 1)[0] == name for cell in cell_ids):
+            raise ConfigError(
+                f"gate.baseline.checkpoint: no cell of checkpoint {name!r} (cells: {', '.join(cell_ids)})"
+            )
+        for cell in cell_ids:
+            twin = f"{name}/{cell.split('/', 1)[-1]}"  # the same setting, on the baseline checkpoint
+            if cell not in pairs and twin in cell_ids:
+                pairs[cell] = twin
+    return dataclasses.replace(rules, pairs=pairs)
+
+
+def gate_exit_code(summary: Mapping[str, int], strict: bool) -> int:
+    """The gate's documented exit code from its verdict counts (docs/gate.md)."""
+    if summary.get("error"):
+        return ExitCode.USAGE
+    if summary.get("fail"):
+        return ExitCode.VERDICT_FAILED
+    if summary.get("inconclusive") and strict:
+        return ExitCode.INCONCLUSIVE
+    return ExitCode.OK
+
+
+def stage_gate(config: BenchConfig) -> tuple[StageLine, int, str | None]:
+    """Check OUT/results.json against the rules into OUT/gate.json. Returns the line, the exit code and the
+    verdict table (None when skipped)."""
+    from sdeval.atomic import write_text
+    from sdeval.gate import load_side, run_gate
+    from sdeval.gate.outputs import json_text, render_table
+
+    gate = config.gate
+    assert gate is not None
+    stamp = {
+        "results": _file_sha(config.results_path),
+        "sections": config.sections_json,
+        "rules_file": _file_sha(gate.rules) if isinstance(gate.rules, Path) else None,
+        "baseline_file": _file_sha(gate.baseline_file),
+    }
+    if config.gate_path.is_file() and _read_stamps(config.out).get("gate") == stamp:
+        summary = json.loads(config.gate_path.read_text(encoding="utf-8"))["summary"]
+        return (
+            StageLine("gate", True, _gate_detail(summary, config.gate_path)),
+            gate_exit_code(summary, gate.strict),
+            None,
+        )
+    candidate = load_side(config.results_path)
+    rules = _rules(config, list(candidate.cells))
+    baseline = None
+    if gate.baseline_file is not None:
+        baseline = load_side(gate.baseline_file)
+    elif rules.needs_baseline:
+        baseline = candidate  # regression rules compare cells of this run: `pairs:` or `baseline: {checkpoint}`
+    result = run_gate(rules, candidate, baseline)
+    write_text(config.gate_path, json_text(result))
+    _write_stamp(config.out, "gate", stamp)
+    summary = result.to_json()["summary"]
+    table = render_table(result) + "".join(f"\nwarning: {w}" for w in result.warnings)
+    return StageLine("gate", False, _gate_detail(summary, config.gate_path)), result.exit_code(gate.strict), table
+
+
+def _gate_detail(summary: Mapping[str, int], path: Path) -> str:
+    counts = ", ".join(f"{summary.get(k, 0)} {k}" for k in ("pass", "fail", "inconclusive", "error"))
+    return f"{counts} -> {path}"
+
+
+def stage_report(config: BenchConfig, progress: bool) -> StageLine:
+    from sdeval.report import ReportOptions, build_report
+
+    section = config.report
+    assert section is not None
+    gate_file = config.gate_path if config.gate is not None else None
+    stamp = {
+        "results": _file_sha(config.results_path),
+        "gate": _file_sha(gate_file),
+        "output": str(section.output),
+        "title": section.title,
+    }
+    index = section.output / "index.html"
+    if index.is_file() and _read_stamps(config.out).get("report") == stamp:
+        return StageLine("report", True, str(index))
+    options = ReportOptions(title=section.title, gate=gate_file, quiet=not progress)
+    written = build_report([config.results_path], section.output, options)
+    _write_stamp(config.out, "report", stamp)
+    return StageLine("report", False, str(written["index"]))
+
+
+def _verdict_word(code: int) -> str:
+    return {
+        ExitCode.OK: "PASS",
+        ExitCode.VERDICT_FAILED: "FAIL",
+        ExitCode.INCONCLUSIVE: "INCONCLUSIVE",
+        ExitCode.USAGE: "ERROR",
+    }.get(code, str(code))
+
+
+def run_bench(source: str, progress: bool = True, echo: Any = click.echo) -> int:
+    """Run every stage of the bench config `source` (a file or builtin:NAME); returns the exit code."""
+    from sdeval.atomic import check_output_folder
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" not in os.environ:
+        # Independent shards cannot wait for each other: the main one would score a partial run.
+        raise ConfigError(
+            "bench: RANK/WORLD_SIZE without a launcher (no MASTER_ADDR): run `sdeval generate CONFIG --shard I/N` "
+            "per job, then `sdeval bench CONFIG` once, or launch with accelerate launch / torchrun"
+        )
+    config = load_bench_config(source)
+    check_output_folder(config.out, "output_dir")  # before any model loads
+    if config.report is not None:
+        check_output_folder(config.report.output, "report.output")
+    line, result = stage_generate(config, progress)
+    if result.world_size > 1 and result.rank != 0:
+        return ExitCode.OK  # scoring, gate and report run on the main process only
+    echo(str(line))
+    score_line, incomplete = stage_score(config, progress)
+    echo(str(score_line))
+    code = ExitCode.INCOMPLETE if incomplete else ExitCode.OK
+    table = None
+    if config.gate is not None:
+        gate_line, code, table = stage_gate(config)
+        echo(str(gate_line))
+    if config.report is not None:
+        echo(str(stage_report(config, progress)))
+    echo("")
+    if table:
+        echo(table)
+        echo("")
+    if config.report is not None:
+        echo(
+            f"report: {config.report.output / 'index.html'} (open it in a browser: the summary table with intervals, "
+            "adherence per category, seed robustness, images side by side"
+            + (", the gate's verdicts)" if config.gate is not None else ")")
+        )
+    echo(f"results: {config.results_path}")
+    if config.about:
+        echo("")
+        echo(config.about)
+    if config.gate is not None:
+        echo("")
+        echo(f"verdict: {_verdict_word(code)} (exit code {code}; details: {config.gate_path})")
+    elif incomplete:
+        echo("incomplete: some metrics could not be computed (reasons in the results)")
+    return code
+
+
+@click.command("bench")
+@click.argument("config", metavar="CONFIG|builtin:NAME")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def bench_command(config: str, quiet: bool) -> None:
+    """Generate, score, gate and report from one CONFIG (resumable: each stage skips what is already done).
+
+    builtin:calibration runs offline on the CPU in about a minute (docs/bench.md). Exit code: the gate's
+    (0 pass, 1 fail, 4 inconclusive with gate.strict), 0 without a gate (3 if a metric could not be computed).
+    """
+    code = run_bench(config, progress=not quiet)
+    if code:
+        sys.exit(code)

@@ -1,0 +1,1 @@
+"""Example bench configs shipped with sdeval (`sdeval bench builtin:NAME`); the YAML files are package data."""

@@ -1,0 +1,109 @@
+"""`sdeval diff A B`: what differs between two results: protocol fields, and each metric's values with the
+difference (b - a) and its interval where one can be computed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdeval.errors import SdevalError
+from sdeval.gate.evaluate import Side, compare, metric_value
+from sdeval.gate.verdicts import Evidence, fmt, signed, span
+from sdeval.protocol import describe, differences
+
+
+def cell_pairs(a: Side, b: Side, cell: str | None = None) -> list[tuple[str, str]]:
+    """(a cell id, b cell id): `cell` in both, else the shared ids, else the only cell of each."""
+    if cell is not None:
+        for side in (a, b):
+            if cell not in side.cells:
+                raise SdevalError(f"--cell {cell}: no such cell in {side.path} (cells: {', '.join(side.cells)})")
+        return [(cell, cell)]
+    shared = [c for c in a.cells if c in b.cells]
+    if shared:
+        return [(c, c) for c in shared]
+    if len(a.cells) == 1 and len(b.cells) == 1:
+        return [(next(iter(a.cells)), next(iter(b.cells)))]
+    raise SdevalError(
+        f"{a.path} and {b.path} share no cell id and are not single cells: name one with --cell "
+        f"(cells: {', '.join(a.cells)} | {', '.join(b.cells)})"
+    )
+
+
+def _keys(cell_a: dict[str, Any], cell_b: dict[str, Any]) -> list[str]:
+    keys = list(dict.fromkeys([*cell_a["metrics"], *cell_b["metrics"]]))
+    out = []
+    for key in keys:
+        out.append(key)
+        if key == "adherence":
+            cats = {
+                **(cell_a["metrics"].get(key) or {}).get("categories", {}),
+                **(cell_b["metrics"].get(key) or {}).get("categories", {}),
+            }
+            out += [f"adherence.{c}" for c in sorted(cats)]
+    return out
+
+
+def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
+    """The differences as a JSON-able dict: per cell pair, protocol (binding, informative) and metrics."""
+    out = []
+    for id_a, id_b in cell_pairs(a, b, cell):
+        cell_a, cell_b = a.cells[id_a], b.cells[id_b]
+        pa, pb = cell_a["protocol"], cell_b["protocol"]
+        binding, informative = differences(pa, pb)
+        metrics = []
+        for key in _keys(cell_a, cell_b):
+            va, _ = metric_value(cell_a, key)
+            vb, _ = metric_value(cell_b, key)
+            row: dict[str, Any] = {"key": key, "a": va, "b": vb}
+            if va is not None and vb is not None:
+                row["difference"] = vb - va
+                found = compare(cell_a, a.states.get(id_a), cell_b, b.states.get(id_b), key)
+                if isinstance(found, Evidence):
+                    row.update(
+                        difference=found.estimate,
+                        interval=[found.low, found.high],
+                        paired=found.paired,
+                        n=found.n,
+                        method=found.method,
+                    )
+                else:
+                    row["no_interval"] = found
+            metrics.append(row)
+        out.append(
+            {
+                "a": id_a,
+                "b": id_b,
+                "binding": [describe(pa, pb, p) for p in binding],
+                "informative": [describe(pa, pb, p) for p in informative],
+                "metrics": metrics,
+            }
+        )
+    return {"a": a.path, "b": b.path, "cells": out}
+
+
+def render_diff(found: dict[str, Any]) -> str:
+    lines = [f"a: {found['a']}", f"b: {found['b']}"]
+    for pair in found["cells"]:
+        title = pair["a"] if pair["a"] == pair["b"] else f"{pair['a']} vs {pair['b']}"
+        lines += ["", f"cell {title}"]
+        if pair["binding"]:
+            lines.append("  protocol differs (binding: the numbers are not comparable):")
+            lines += [f"    {d}" for d in pair["binding"]]
+        if pair["informative"]:
+            lines.append("  protocol differs (informative only):")
+            lines += [f"    {d}" for d in pair["informative"]]
+        if not pair["binding"] and not pair["informative"]:
+            lines.append("  protocol: same")
+        for row in pair["metrics"]:
+            a = "-" if row["a"] is None else fmt(row["a"])
+            b = "-" if row["b"] is None else fmt(row["b"])
+            text = f"  {row['key']}: {a} -> {b}"
+            if "interval" in row:
+                kind = "paired" if row["paired"] else "unpaired"
+                text += f"  {signed(row['difference'])} {span(*row['interval'])} ({kind}, n={row['n']})"
+            elif "difference" in row:
+                text += f"  {signed(row['difference'])} (no interval: {row['no_interval']})"
+            else:
+                text += "  (in one side only)"
+            lines.append(text)
+    return "\n".join(lines)

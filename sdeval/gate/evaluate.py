@@ -1,0 +1,370 @@
+"""Run a rules file against a results file (and a baseline): pair cells, check protocols, gather the numbers
+and their intervals, and give one verdict per (rule, cell)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sdeval.errors import ConfigError, ExitCode, ProtocolMismatchError, SdevalError
+from sdeval.gate import binary
+from sdeval.gate.rules import Rule, Rules
+from sdeval.gate.verdicts import (
+    ERROR,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Evidence,
+    Verdict,
+    bound_verdict,
+    regression_verdict,
+)
+from sdeval.protocol import describe, differences
+from sdeval.results import load_results
+
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Side:
+    """One results file: its document and the feature state of each cell (None where there is none)."""
+
+    path: str
+    document: dict[str, Any]
+    states: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cells(self) -> dict[str, dict[str, Any]]:
+        return {cell["id"]: cell for cell in self.document["cells"]}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    verdicts: tuple[Verdict, ...]
+    warnings: tuple[str, ...]
+
+    def count(self, status: str) -> int:
+        return sum(v.status == status for v in self.verdicts)
+
+    def exit_code(self, strict: bool = False) -> int:
+        """2 for any error, else 1 for any failure, else 4 for anything inconclusive under --strict, else 0."""
+        if self.count(ERROR):
+            return ExitCode.USAGE
+        if self.count(FAIL):
+            return ExitCode.VERDICT_FAILED
+        if self.count(INCONCLUSIVE) and strict:
+            return ExitCode.INCONCLUSIVE
+        return ExitCode.OK
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.count(s)} {label}"
+            for s, label in ((PASS, "passed"), (FAIL, "failed"), (INCONCLUSIVE, "inconclusive"), (ERROR, "errors"))
+        ]
+        return f"gate: {', '.join(parts)} ({len(self.verdicts)} checks)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "sdeval.gate",
+            "format_version": 1,
+            "summary": {s: self.count(s) for s in (PASS, FAIL, INCONCLUSIVE, ERROR)},
+            "verdicts": [v.to_json() for v in self.verdicts],
+            "warnings": list(self.warnings),
+        }
+
+
+def load_side(path: str | Path) -> Side:
+    """A results file and, where sdeval.stats can read it, the feature state beside it."""
+    document = load_results(path)
+    return Side(str(path), document, _load_states(path, document))
+
+
+def _load_states(path: str | Path, document: dict[str, Any]) -> dict[str, Any]:
+    try:
+        from sdeval.stats import load_cell_states
+    except ImportError:
+        return {}
+    try:
+        return dict(load_cell_states(path, document))
+    except SdevalError:
+        # No state (or an unreadable one): values still gate; intervals that need features say why they are missing.
+        return {}
+
+
+# -- reading a cell ---------------------------------------------------------------------------------------------
+
+
+def metric_value(cell: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
+    """(the value a rule reads in a cell, None) or (None, why there is none)."""
+    metrics = cell["metrics"]
+    if metric.startswith("adherence."):
+        category = metric.split(".", 1)[1]
+        entry = metrics.get("adherence")
+        if entry is None:
+            return None, f"{metric}: no adherence in cell {cell['id']} (metrics: {', '.join(metrics) or 'none'})"
+        if entry.get("value") is None:
+            return None, f"{metric}: adherence was not computed in cell {cell['id']}: {entry.get('skipped')}"
+        categories = entry.get("categories") or {}
+        if category not in categories:
+            return None, (
+                f"{metric}: no category {category!r} in cell {cell['id']} "
+                f"(categories: {', '.join(categories) or 'none'})"
+            )
+        return float(categories[category]["accuracy"]), None
+    entry = metrics.get(metric)
+    if entry is None:
+        return None, f"{metric} is not in the results of cell {cell['id']} (metrics: {', '.join(metrics) or 'none'})"
+    if entry.get("value") is None:
+        return None, f"{metric} was not computed in cell {cell['id']}: {entry.get('skipped', 'no value')}"
+    return float(entry["value"]), None
+
+
+def _category_cell(cell: dict[str, Any], metric: str) -> tuple[dict[str, Any], str]:
+    """(the cell as sdeval.stats should see it, the key to ask for): `adherence.CAT` becomes a cell of that
+    category's images whose adherence is the category's accuracy, so the statistics resample it the same way."""
+    if not metric.startswith("adherence."):
+        return cell, metric
+    category = metric.split(".", 1)[1]
+    rows = [r for r in cell.get("per_image", []) if (r.get("category") or "uncategorised") == category]
+    value, _ = metric_value(cell, metric)
+    return {**cell, "per_image": rows, "metrics": {"adherence": {"value": value}}}, "adherence"
+
+
+def _binary_passed(cell: dict[str, Any], metric: str) -> binary.Passed | None:
+    if metric != "adherence" and not metric.startswith("adherence."):
+        return None
+    return binary.passed_by_item(cell, metric.split(".", 1)[1] if "." in metric else None)
+
+
+def value_interval(cell: dict[str, Any], state: Any, metric: str) -> Evidence | str:
+    """A cell's value with its interval (sdeval.stats; for adherence without it, from pass/fail rows), or why
+    there is none."""
+    value, _ = metric_value(cell, metric)
+    problem = "sdeval.stats is not available"
+    try:
+        from sdeval.stats import cell_intervals
+    except ImportError:
+        cell_intervals = None
+    if cell_intervals is not None:
+        view, key = _category_cell(cell, metric)
+        try:
+            found = cell_intervals(view, state, level=LEVEL).get(key)
+        except (SdevalError, KeyError, ValueError) as err:
+            found, problem = None, str(err)
+        if found is not None:
+            return Evidence(
+                float(value or 0.0),
+                found.low,
+                found.high,
+                found.level,
+                len(view.get("per_image", [])),
+                method=found.method,
+            )
+        if state is None:
+            problem = "its results have no feature state file"
+    passed = _binary_passed(cell, metric)
+    if passed is not None:
+        found_binary = binary.proportion(passed, LEVEL)
+        if found_binary is not None:
+            return found_binary
+    return f"{metric}: no interval for cell {cell['id']}: {problem}"
+
+
+def compare(
+    base_cell: dict[str, Any], base_state: Any, cell: dict[str, Any], state: Any, metric: str
+) -> Evidence | str:
+    """The candidate-minus-baseline difference of `metric` with its interval (paired by item where the cells
+    share items), or why there is none. sdeval.stats decides (`adherence.CAT` as a cell of that category's
+    images); without it, adherence falls back to per-image pass/fail rows, which need no feature state."""
+    problem = "sdeval.stats is not available"
+    try:
+        from sdeval.stats import compare_cells
+    except ImportError:
+        compare_cells = None
+    if compare_cells is not None:
+        (base_view, key), (view, _) = _category_cell(base_cell, metric), _category_cell(cell, metric)
+        try:
+            found = compare_cells(base_view, base_state, view, state, keys=[key], level=LEVEL).get(key)
+        except (SdevalError, KeyError, ValueError) as err:
+            found, problem = None, str(err)
+        if found is not None:
+            n = (
+                found.n_shared
+                if found.paired
+                else min(len(base_view.get("per_image", [])), len(view.get("per_image", [])))
+            )
+            return Evidence(
+                found.difference,
+                found.interval.low,
+                found.interval.high,
+                found.interval.level,
+                n,
+                found.paired,
+                found.method,
+            )
+        if state is None or base_state is None:
+            problem = "no feature state file beside the results (or the baseline)"
+        else:
+            problem = "no statistic for this metric"
+    passed_base, passed = _binary_passed(base_cell, metric), _binary_passed(cell, metric)
+    if passed_base is not None and passed is not None:
+        evidence = binary.difference(passed_base, passed, LEVEL)
+        if evidence is not None:
+            return evidence
+        return f"{metric}: no judged images to compare in cell {cell['id']} and baseline cell {base_cell['id']}"
+    return f"{metric}: no interval for the difference: {problem}"
+
+
+# -- pairing and protocols --------------------------------------------------------------------------------------
+
+
+def pair_cells(rules: Rules, candidate: Side, baseline: Side, needed: list[str]) -> dict[str, str]:
+    """candidate cell id -> baseline cell id for each cell in `needed`: `pairs:` first, then the same id, then a
+    baseline's only cell; a cell with none is a ConfigError naming it."""
+    base_ids = list(baseline.cells)
+    where = f"{rules.source}:{rules.pairs_line}: pairs" if rules.pairs_line else f"{rules.source}: pairs"
+    for cand, base in rules.pairs.items():
+        if cand not in candidate.cells:
+            raise ConfigError(
+                f"{where}: {cand}: no such cell in {candidate.path} (cells: {', '.join(candidate.cells)})"
+            )
+        if base not in baseline.cells:
+            raise ConfigError(
+                f"{where}: {cand}: baseline cell {base!r} is not in {baseline.path} (cells: {', '.join(base_ids)})"
+            )
+    out: dict[str, str] = {}
+    for cell_id in needed:
+        if cell_id in rules.pairs:
+            out[cell_id] = rules.pairs[cell_id]
+        elif cell_id in baseline.cells:
+            out[cell_id] = cell_id
+        elif len(base_ids) == 1:
+            out[cell_id] = base_ids[0]
+        else:
+            raise ConfigError(
+                f"cell {cell_id} of {candidate.path} has no baseline cell: {baseline.path} has no cell of that id "
+                f"and {len(base_ids)} cells ({', '.join(base_ids)}); map it under `pairs:` in {rules.source}"
+            )
+    return out
+
+
+def check_protocols(candidate: Side, baseline: Side, pairs: dict[str, str], allow_mismatch: bool) -> list[str]:
+    """Refuse (ProtocolMismatchError) paired cells whose protocols differ in a binding field, naming it; with
+    `allow_mismatch` that is a warning. Returns the warnings."""
+    warnings = []
+    for cell_id, base_id in pairs.items():
+        a, b = baseline.cells[base_id]["protocol"], candidate.cells[cell_id]["protocol"]
+        binding, _ = differences(a, b)
+        if not binding:
+            continue
+        named = "; ".join(describe(a, b, path) for path in binding)
+        message = (
+            f"cell {cell_id} and baseline cell {base_id} were scored under different protocols "
+            f"(baseline vs candidate): {named}"
+        )
+        if not allow_mismatch:
+            raise ProtocolMismatchError(f"{message} (--allow-protocol-mismatch compares them anyway)")
+        warnings.append(f"{message}: compared anyway (--allow-protocol-mismatch)")
+    return warnings
+
+
+# -- the gate ---------------------------------------------------------------------------------------------------
+
+
+def cells_of(rule: Rule, side: Side) -> list[str]:
+    """The cells a rule applies to: the one it names, else every cell."""
+    return [rule.cell] if rule.cell is not None else list(side.cells)
+
+
+def run_gate(
+    rules: Rules,
+    candidate: Side,
+    baseline: Side | None = None,
+    *,
+    allow_protocol_mismatch: bool = False,
+    compare_fn: Callable[..., Evidence | str] = compare,
+) -> GateResult:
+    """One verdict per (rule, cell). Structural problems (a regression rule without a baseline, a cell without a
+    baseline cell, a protocol mismatch) raise; a missing metric or interval is an `error` verdict naming the rule."""
+    if baseline is None:
+        lacking = [rule for rule in rules.rules if rule.is_regression]
+        if lacking:
+            rule = lacking[0]
+            raise ConfigError(
+                f"{rules.source}:{rule.line}: rule {rule.index} ({rule.name}) compares with a baseline: "
+                "give --baseline BASELINE.json"
+            )
+    warnings: list[str] = []
+    pairs: dict[str, str] = {}
+    if baseline is not None:
+        needed = [c for rule in rules.rules if rule.is_regression for c in cells_of(rule, candidate)]
+        needed = [c for c in dict.fromkeys(needed) if c in candidate.cells]
+        pairs = pair_cells(rules, candidate, baseline, needed)
+        warnings += check_protocols(candidate, baseline, pairs, allow_protocol_mismatch)
+    verdicts = []
+    for rule in rules.rules:
+        for cell_id in cells_of(rule, candidate):
+            verdicts.append(_judge(rule, cell_id, candidate, baseline, pairs, compare_fn))
+    return GateResult(tuple(verdicts), tuple(warnings))
+
+
+def _judge(
+    rule: Rule,
+    cell_id: str,
+    candidate: Side,
+    baseline: Side | None,
+    pairs: dict[str, str],
+    compare_fn: Callable[..., Evidence | str],
+) -> Verdict:
+    cell = candidate.cells.get(cell_id)
+    where = f"rule {rule.index} ({rule.name}), line {rule.line}"
+    if cell is None:
+        return Verdict(
+            rule,
+            cell_id,
+            ERROR,
+            f"{where}: no cell {cell_id!r} in {candidate.path} (cells: {', '.join(candidate.cells)})",
+        )
+    value, problem = metric_value(cell, rule.metric)
+    if value is None:
+        return Verdict(rule, cell_id, ERROR, f"{where}: {problem}")
+    statuses: list[tuple[str, str, Evidence | None, int | None]] = []
+    base_id = None
+    if rule.min is not None or rule.max is not None:
+        interval = None
+        if rule.require_interval:
+            found = value_interval(cell, candidate.states.get(cell_id), rule.metric)
+            if isinstance(found, str):
+                return Verdict(rule, cell_id, ERROR, f"{where}: require_interval: {found}", value=value)
+            interval = found
+        status, reason = bound_verdict(rule, value, interval)
+        statuses.append((status, reason, interval, None))
+    if rule.is_regression:
+        assert baseline is not None  # run_gate refuses regression rules without one
+        base_id = pairs[cell_id]
+        base_cell = baseline.cells[base_id]
+        _, base_problem = metric_value(base_cell, rule.metric)
+        if base_problem is not None:
+            return Verdict(
+                rule,
+                cell_id,
+                ERROR,
+                f"{where}: baseline {baseline.path}: {base_problem}",
+                value=value,
+                baseline_cell=base_id,
+            )
+        found = compare_fn(base_cell, baseline.states.get(base_id), cell, candidate.states.get(cell_id), rule.metric)
+        if isinstance(found, str):
+            return Verdict(rule, cell_id, ERROR, f"{where}: {found}", value=value, baseline_cell=base_id)
+        status, reason, more = regression_verdict(rule, found)
+        statuses.append((status, reason, found, more))
+    # A rule with both bounds and a tolerance: the worst part decides and explains.
+    order = (ERROR, FAIL, INCONCLUSIVE, PASS)
+    status, reason, evidence, more = min(statuses, key=lambda s: order.index(s[0]))
+    if len(statuses) > 1:
+        reason = "; ".join(r for s, r, _, _ in statuses if s == status)
+    return Verdict(
+        rule, cell_id, status, reason, value=value, baseline_cell=base_id, evidence=evidence, more_images=more
+    )

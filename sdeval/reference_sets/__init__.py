@@ -1,0 +1,1 @@
+"""Reference set definitions (JSON, read by sdeval.refsets); a package so that wheels ship them."""

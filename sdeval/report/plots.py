@@ -1,0 +1,128 @@
+"""Plots of swept settings (matplotlib, Agg), inlined in the page as PNG data URIs: no script, no request."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sdeval.report.build import Cell, Column, Mark
+
+MAX_PANELS = 6  # metrics plotted against one swept setting
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def swept_keys(cells: list[Cell]) -> list[str]:
+    """Setting keys with a numeric value that differs between cells."""
+    keys: dict[str, set[float]] = defaultdict(set)
+    for cell in cells:
+        for key, value in cell.values.items():
+            number = _number(value)
+            if number is not None:
+                keys[key].add(number)
+    return [key for key, seen in keys.items() if len(seen) > 1]
+
+
+def _png(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _lines(cells: list[Cell], key: str) -> dict[str, list[Cell]]:
+    """Cells on one line: the same checkpoint and the same other settings, ordered by the swept value."""
+    lines: dict[str, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        if _number(cell.values.get(key)) is None:
+            continue
+        others = ", ".join(f"{k}={v}" for k, v in sorted(cell.values.items()) if k != key and k in _varying(cells))
+        lines[cell.checkpoint + (f" ({others})" if others else "")].append(cell)
+    for members in lines.values():
+        members.sort(key=lambda c: float(c.values[key]))
+    return lines
+
+
+def _varying(cells: list[Cell]) -> set[str]:
+    seen: dict[str, set[str]] = defaultdict(set)
+    for cell in cells:
+        for k, v in cell.values.items():
+            seen[k].add(repr(v))
+    return {k for k, values in seen.items() if len(values) > 1}
+
+
+def sweep_plots(cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[dict[str, Any]]:
+    """Per swept setting: the trade-off of a lower-is-better and a higher-is-better metric (FID against CLIP
+    score where both exist), one line per checkpoint; and each metric against the setting, with intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = []
+    by_key = {c.key: c for c in columns}
+    for key in swept_keys(cells):
+        lines = _lines(cells, key)
+        lower = by_key.get("fid") or next((c for c in columns if c.direction == "lower"), None)
+        higher = by_key.get("clip") or next((c for c in columns if c.direction == "higher"), None)
+        if lower is not None and higher is not None:
+            figure, axes = plt.subplots(figsize=(6.4, 4.4))
+            for name, members in lines.items():
+                points = [
+                    (table[c.label][higher.key].value, table[c.label][lower.key].value, c.values[key])
+                    for c in members
+                    if higher.key in table[c.label] and lower.key in table[c.label]
+                ]
+                points = [p for p in points if p[0] is not None and p[1] is not None]
+                if not points:
+                    continue
+                axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+                for x, y, value in points:
+                    axes.annotate(f"{value:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            axes.set_xlabel(f"{higher.label} (higher is better)")
+            axes.set_ylabel(f"{lower.label} (lower is better)")
+            axes.set_title(f"{lower.label} against {higher.label} over {key}")
+            axes.grid(alpha=0.3)
+            if axes.lines:
+                axes.legend(fontsize=8)
+                plots.append({"key": key, "title": f"Trade-off over {key}", "src": _png(figure)})
+            else:
+                plt.close(figure)
+        panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value
+                                            is not None for cell in cells)][:MAX_PANELS]  # fmt: skip
+        if not panels:
+            continue
+        n_cols = min(3, len(panels))
+        n_rows = (len(panels) + n_cols - 1) // n_cols
+        figure, grid = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.2 * n_rows), squeeze=False)
+        for axes, column in zip(grid.flat, panels, strict=False):
+            for name, members in lines.items():
+                marks = [(float(c.values[key]), table[c.label].get(column.key)) for c in members]
+                marks = [(x, m) for x, m in marks if m is not None and m.value is not None]
+                if not marks:
+                    continue
+                xs, ys = [x for x, _ in marks], [m.value for _, m in marks]
+                low = [m.value - m.low if m.low is not None else 0.0 for _, m in marks]
+                high = [m.high - m.value if m.high is not None else 0.0 for _, m in marks]
+                axes.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=name)
+            better = {"higher": " ↑", "lower": " ↓"}.get(column.direction or "", "")
+            axes.set_title(column.label + better, fontsize=10)
+            axes.set_xlabel(key)
+            axes.grid(alpha=0.3)
+        for axes in list(grid.flat)[len(panels) :]:
+            axes.set_visible(False)
+        handles, labels = grid.flat[0].get_legend_handles_labels()
+        if handles:
+            figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
+                          bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 4)))  # fmt: skip
+        figure.tight_layout(rect=(0, 0.06, 1, 1))
+        title = "Image-to-image strength sweep" if key == "strength" else f"Metrics over {key}"
+        plots.append({"key": key, "title": title, "src": _png(figure)})
+    return plots

@@ -1,0 +1,31 @@
+"""Statistics for results files: intervals for every metric of a cell, paired and unpaired comparisons of two
+cells, FID against sample size (FID∞), and Holm's adjustment. Methods and their checks: docs/statistics.md."""
+
+from __future__ import annotations
+
+from sdeval.stats.cells import (
+    CellState,
+    annotate_intervals,
+    cell_intervals,
+    compare_cells,
+    load_cell_states,
+    states_from_arrays,
+)
+from sdeval.stats.core import Comparison, Interval, holm
+from sdeval.stats.corpus import FidCurve, FidProjection, ReferenceRoot, fid_against_n
+
+__all__ = [
+    "CellState",
+    "Comparison",
+    "FidCurve",
+    "FidProjection",
+    "Interval",
+    "ReferenceRoot",
+    "annotate_intervals",
+    "cell_intervals",
+    "compare_cells",
+    "fid_against_n",
+    "holm",
+    "load_cell_states",
+    "states_from_arrays",
+]

@@ -1,0 +1,266 @@
+"""Corpus metrics (FID, KID, CMMD, precision, recall) from feature rows, with the block jackknife, and FID
+against sample size (FID∞).
+
+FID jackknife cost: the reference covariance is eigen-decomposed once (Σ_ref = U diag(w) U^T, B = U sqrt(w));
+every generated row is projected once (Y = X B), and each leave-one-block-out FID then needs one symmetric
+eigvalsh of B^T Σ_gen B (built from the full Gram of Y minus the block's), or of the m x m Gram of the
+centred Y rows when the subset has fewer rows than B has columns. No d x d eigh per replicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from sdeval.metrics.cmmd import SCALE, SIGMA
+from sdeval.metrics.fid import FrechetState
+from sdeval.metrics.precision_recall import _pairwise_distances, knn_radii, precision_recall
+from sdeval.stats.core import Interval, t_quantile
+
+_EPS = np.finfo(np.float64).eps
+#: Reference rows used for the generated-to-reference kernel terms of the KID/CMMD jackknife: the reference is
+#: fixed (the interval is conditional on it), so a seeded subsample only adds a little noise to the spread.
+KERNEL_REFERENCE_ROWS = 5000
+_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class ReferenceRoot:
+    """The reference side of FID, decomposed once: mean, trace, and B = U sqrt(w) with Σ_ref = B B^T."""
+
+    mean: np.ndarray
+    trace: float
+    b: np.ndarray  # [d, d'] (columns of zero eigenvalue dropped)
+
+    @classmethod
+    def from_features(cls, features: np.ndarray) -> ReferenceRoot:
+        return cls.from_state(FrechetState.from_features(np.asarray(features)))
+
+    @classmethod
+    def from_state(cls, state: FrechetState) -> ReferenceRoot:
+        sigma = state.covariance()
+        w, u = np.linalg.eigh(sigma)
+        keep = w > max(w.max(initial=0.0), 0.0) * w.shape[0] * _EPS
+        return cls(state.mean(), float(np.trace(sigma)), u[:, keep] * np.sqrt(w[keep]))
+
+
+def _sqrt_trace(m: np.ndarray) -> float:
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    # The relative cut of metrics/fid.py: no square root of round-off enters the sum.
+    eig = eig[eig > max(eig.max(initial=0.0), 0.0) * len(eig) * _EPS]
+    return float(np.sqrt(eig).sum())
+
+
+class FidProjection:
+    """Generated rows projected on a reference's root, for FIDs of many row subsets at one eigvalsh each."""
+
+    def __init__(self, features: np.ndarray, root: ReferenceRoot) -> None:
+        self.root = root
+        self.x = np.asarray(features, dtype=np.float64)
+        self.y = self.x @ root.b
+        self.sq = np.einsum("ij,ij->i", self.x, self.x)
+        self._gram: np.ndarray | None = None
+
+    def _fid(self, m: int, x_sum: np.ndarray, sq_sum: float, trace_part: float) -> float:
+        mu = x_sum / m
+        trace_gen = (sq_sum - m * mu @ mu) / (m - 1)
+        diff = mu - self.root.mean
+        return float(max(diff @ diff + trace_gen + self.root.trace - 2.0 * trace_part, 0.0))
+
+    def fid(self, rows: np.ndarray | None = None) -> float:
+        """FID of the given rows (all by default) against the reference; the route follows the subset's size."""
+        y = self.y if rows is None else self.y[rows]
+        x_sum = (self.x if rows is None else self.x[rows]).sum(axis=0)
+        sq_sum = float((self.sq if rows is None else self.sq[rows]).sum())
+        m = len(y)
+        if m < 2:
+            raise ValueError(f"FID needs at least 2 images, got {m}")
+        yc = y - y.mean(axis=0)
+        small = yc @ yc.T if m <= y.shape[1] else yc.T @ yc  # same non-zero spectrum; solve the smaller
+        return self._fid(m, x_sum, sq_sum, _sqrt_trace(small / (m - 1)))
+
+    def leave_block_out(self, blocks: np.ndarray, n_blocks: int) -> np.ndarray:
+        """FID with each block's rows left out in turn, [n_blocks]."""
+        n, dp = self.y.shape
+        if n - np.bincount(blocks, minlength=n_blocks).max() > dp:
+            # Large subsets: B^T Σ B from the full Gram of Y less the block's, one d' x d' eigvalsh each.
+            gram = self._full_gram()
+            x_total, sq_total, y_total = self.x.sum(axis=0), float(self.sq.sum()), self.y.sum(axis=0)
+            out = np.empty(n_blocks)
+            for k in range(n_blocks):
+                rows = blocks == k
+                yk = self.y[rows]
+                m = n - len(yk)
+                y_sum = y_total - yk.sum(axis=0)
+                nu = y_sum / m
+                mat = (gram - yk.T @ yk - m * np.outer(nu, nu)) / (m - 1)
+                x_sum = x_total - self.x[rows].sum(axis=0)
+                out[k] = self._fid(m, x_sum, sq_total - float(self.sq[rows].sum()), _sqrt_trace(mat))
+            return out
+        return np.array([self.fid(np.flatnonzero(blocks != k)) for k in range(n_blocks)])
+
+    def _full_gram(self) -> np.ndarray:
+        if self._gram is None:
+            self._gram = self.y.T @ self.y
+        return self._gram
+
+
+def _poly(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def _rbf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    sq = np.einsum("ij,ij->i", x, x)[:, None] + np.einsum("ij,ij->i", y, y)[None, :] - 2.0 * (x @ y.T)
+    return np.exp(-np.maximum(sq, 0.0) / (2.0 * SIGMA**2))
+
+
+KERNELS = {"kid": _poly, "cmmd": _rbf}
+
+
+class KernelBlocks:
+    """Block sums of a kernel over generated rows (K x K, and against the reference), computed once in row
+    chunks; any leave-blocks-out MMD² is then algebra on them (no n x n matrix is ever held)."""
+
+    def __init__(self, kind: str, x: np.ndarray, blocks: np.ndarray, n_blocks: int, reference: np.ndarray) -> None:
+        kernel = KERNELS[kind]
+        self.kind = kind
+        x = np.asarray(x, dtype=np.float64)
+        ref = np.asarray(reference, dtype=np.float64)
+        self.n_ref = len(ref)
+        onehot = np.zeros((len(x), n_blocks))
+        onehot[np.arange(len(x)), blocks] = 1.0
+        self.counts = onehot.sum(axis=0)
+        self.xx = np.zeros((n_blocks, n_blocks))
+        self.xx_diag = np.zeros(n_blocks)
+        self.xy = np.zeros(n_blocks)
+        for start in range(0, len(x), _CHUNK):
+            chunk, chunk_blocks = x[start : start + _CHUNK], blocks[start : start + _CHUNK]
+            k = kernel(chunk, x)
+            rows = np.arange(len(chunk))
+            np.add.at(self.xx_diag, chunk_blocks, k[rows, start + rows])
+            np.add.at(self.xx, chunk_blocks, k @ onehot)
+            ref_sums = np.zeros(len(chunk))
+            for ref_start in range(0, len(ref), _CHUNK):
+                ref_sums += kernel(chunk, ref[ref_start : ref_start + _CHUNK]).sum(axis=1)
+            np.add.at(self.xy, chunk_blocks, ref_sums)
+
+    def value(self, keep: np.ndarray, ref_term: float = 0.0) -> float:
+        """The metric over the kept blocks (boolean [K]); `ref_term` is the reference-reference part."""
+        m = float(self.counts[keep].sum())
+        sxx = float(self.xx[np.ix_(keep, keep)].sum())
+        sxy = float(self.xy[keep].sum())
+        if self.kind == "kid":  # unbiased MMD² (diagonal out), as KID
+            return (sxx - float(self.xx_diag[keep].sum())) / (m * (m - 1)) + ref_term - 2.0 * sxy / (m * self.n_ref)
+        return SCALE * (sxx / (m * m) + ref_term - 2.0 * sxy / (m * self.n_ref))  # CMMD's biased estimator
+
+    def leave_block_out(self) -> np.ndarray:
+        k = len(self.counts)
+        out = np.empty(k)
+        for j in range(k):
+            keep = np.ones(k, dtype=bool)
+            keep[j] = False
+            out[j] = self.value(keep)
+        return out
+
+
+def kernel_reference_term(kind: str, reference: np.ndarray) -> float:
+    """The reference-reference part of KID (diagonal out) or CMMD (diagonal in, unscaled)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    r = len(ref)
+    kernel = KERNELS[kind]
+    total = 0.0
+    trace = 0.0
+    for start in range(0, r, _CHUNK):
+        k = kernel(ref[start : start + _CHUNK], ref)
+        total += float(k.sum())
+        rows = np.arange(len(k))
+        trace += float(k[rows, start + rows].sum())
+    return (total - trace) / (r * (r - 1)) if kind == "kid" else total / (r * r)
+
+
+def kernel_reference(reference: np.ndarray, seed: int) -> np.ndarray:
+    ref = np.asarray(reference)
+    if len(ref) <= KERNEL_REFERENCE_ROWS:
+        return ref
+    rows = np.sort(np.random.default_rng(seed).choice(len(ref), KERNEL_REFERENCE_ROWS, replace=False))
+    return ref[rows]
+
+
+def precision_hits(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> np.ndarray:
+    """Per generated row, whether it lies in some reference k-NN ball: precision is their mean, and with the
+    reference fixed each image's hit depends on that image alone (a per-image statistic)."""
+    ref = torch.from_numpy(np.asarray(reference, np.float64))
+    gen = torch.from_numpy(np.asarray(generated, np.float64))
+    radii = knn_radii(ref, k)
+    return torch.cat([(_pairwise_distances(c, ref) <= radii).any(dim=1) for c in gen.split(_CHUNK)]).numpy()
+
+
+def recall_leave_block_out(generated: np.ndarray, reference: np.ndarray, blocks: np.ndarray, n_blocks: int, k: int = 3):
+    """Recall with each block left out (recomputed: generated k-NN radii change with the subset)."""
+    return np.array([precision_recall(generated[blocks != j], reference, k)[1] for j in range(n_blocks)])
+
+
+@dataclass(frozen=True)
+class FidCurve:
+    """FID at several n (mean and sd over draws without replacement), and the fit FID = FID∞ + slope / n."""
+
+    points: list[tuple[int, float, float]]
+    fid_inf: float
+    fid_inf_interval: Interval
+    slope: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "points": [{"n": n, "mean": mean, "sd": sd} for n, mean, sd in self.points],
+            "fid_inf": self.fid_inf,
+            "fid_inf_interval": self.fid_inf_interval.to_json(),
+            "slope": self.slope,
+        }
+
+
+def default_ns(n: int, count: int = 8) -> list[int]:
+    """`count` sizes evenly spaced in 1/n from n / 5 to n (Chong & Forsyth's range is 5k..50k of 50k)."""
+    low = max(2, n // 5)
+    inverse = np.linspace(1.0 / low, 1.0 / n, count)
+    return sorted({round(float(1.0 / v)) for v in inverse})
+
+
+def fid_against_n(
+    features: np.ndarray,
+    reference_features: np.ndarray,
+    ns: Sequence[int] | None = None,
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    level: float = 0.95,
+    root: ReferenceRoot | None = None,
+) -> FidCurve:
+    """FID at each n of `ns` (draws without replacement of the generated rows; the reference is fixed), a least
+    squares line against 1/n over every draw, and its intercept FID∞ with a t interval (Chong & Forsyth 2020)."""
+    x = np.asarray(features)
+    n_total = len(x)
+    sizes = sorted(set(ns)) if ns is not None else default_ns(n_total)
+    if any(not 2 <= n <= n_total for n in sizes) or len(sizes) < 2:
+        raise ValueError(f"ns must hold at least 2 distinct sizes within 2..{n_total}, got {sizes}")
+    projection = FidProjection(x, root if root is not None else ReferenceRoot.from_features(reference_features))
+    rng = np.random.default_rng(seed)
+    inv, values, points = [], [], []
+    for n in sizes:
+        draws = 1 if n == n_total else repeats  # every draw of all rows is the same set
+        fids = [projection.fid(np.sort(rng.choice(n_total, n, replace=False))) for _ in range(draws)]
+        points.append((n, float(np.mean(fids)), float(np.std(fids, ddof=1)) if draws > 1 else 0.0))
+        inv += [1.0 / n] * draws
+        values += fids
+    design = np.column_stack([np.ones(len(inv)), inv])
+    coef, *_ = np.linalg.lstsq(design, np.asarray(values), rcond=None)
+    df = len(values) - 2
+    residual = np.asarray(values) - design @ coef
+    sigma2 = float(residual @ residual) / max(df, 1)
+    se = float(np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[0, 0]))
+    half = t_quantile(level, df) * se
+    method = "least squares of FID against 1/n over subsample draws (reference fixed)"
+    return FidCurve(points, float(coef[0]), Interval(coef[0] - half, coef[0] + half, level, method), float(coef[1]))

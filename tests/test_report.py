@@ -1,0 +1,295 @@
+"""`sdeval report`: the page and summary from tiny shapes runs, escaping, protocol banner, gate, significance
+marks on the calibration world, and a headless-Chromium check that the page is self-contained."""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from sdeval.cli import main
+from sdeval.report import ReportOptions, build_report
+
+XSS = "<script>alert(1)</script>"
+
+
+def _suite_rows(per_category: int) -> list[dict[str, Any]]:
+    """The first prompts of each category of the built-in shapes suite; `colors` prompts (those the faulty
+    checkpoint fails, so they are among its worst) carry a script tag."""
+    text = importlib.resources.files("sdeval.suites.data").joinpath("shapes.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines()[1:] if line.strip()]
+    by_category: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row)
+    chosen = [row for members in by_category.values() for row in members[:per_category]]
+    for row in chosen:
+        if row["category"] == "colors":
+            row["prompt"] = f"{XSS} {row['prompt']}"
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def shapes_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated and scored shapes run: `clean` and `colours` (colour mistakes at 0.5), 2 seeds per prompt."""
+    folder = tmp_path_factory.mktemp("shapes-run")
+    rows = _suite_rows(20)
+    (folder / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    config = {
+        "checkpoints": [
+            {"name": "clean", "path": "shapes"},
+            {"name": "colours", "path": "shapes", "options": {"mistakes": {"colors": 0.5}}},
+        ],
+        "suite": "prompts.jsonl",
+        "seeds_per_prompt": 2,
+        "settings": {"width": 128, "height": 128},
+        "batch_size": 8,
+        "output_dir": "out",
+        "device": "cpu",
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    generated = CliRunner().invoke(main, ["generate", str(folder / "config.yaml"), "--quiet"])
+    assert generated.exit_code == 0, generated.output
+    out = folder / "results.json"
+    args = ["score", str(folder / "out"), "--metrics", "adherence,robustness", "--judge", "shapes", "-o", str(out)]
+    scored = CliRunner().invoke(main, args)
+    assert scored.exit_code == 0, scored.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(shapes_results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "r"
+    result = CliRunner().invoke(main, ["report", str(shapes_results), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _cells_of(html: str, table_id: str) -> dict[str, list[str]]:
+    """{row label: [the class attribute of each value cell]} of one table of the page."""
+    table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S)
+    assert table is not None, table_id
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table.group(0), re.S):
+        label = re.search(r"<td>(.*?)(?:<| )", row)
+        if label:
+            rows[label.group(1)] = re.findall(r'<td class="num ?([^"]*)"', row)
+    return rows
+
+
+def test_report_files_and_sections(report: Path) -> None:
+    html = (report / "index.html").read_text(encoding="utf-8")
+    for section in ('id="summary"', 'id="adherence"', 'id="robustness"', 'id="grid"', 'id="worst"', 'id="protocol"'):
+        assert section in html
+    assert "Holm" in html and "All cells share one binding protocol" in html
+    thumbs = sorted((report / "thumbs").glob("*.jpg"))
+    assert thumbs and all(f'src="thumbs/{t.name}"' in html for t in thumbs)
+    # Nothing on the page points anywhere but itself, its thumbnails and data URIs.
+    for url in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert url.startswith(("thumbs/", "data:")), url
+    assert "http://" not in html.replace("http-equiv", "") and "https://" not in html
+    summary = (report / "summary.md").read_text(encoding="utf-8")
+    assert "| clean/" in summary and "★" in summary and "Holm" in summary
+
+
+def test_user_strings_are_escaped(report: Path) -> None:
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # the page's own script only
+    summary = (report / "summary.md").read_text(encoding="utf-8")
+    assert "<script" not in summary
+
+
+def test_thumbnails_are_reused(shapes_results: Path, report: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    shutil.copytree(report / "thumbs", out / "thumbs")
+    written = build_report([shapes_results], out, ReportOptions(quiet=True))
+    assert written["thumbnails"]["made"] == 0 and written["thumbnails"]["reused"] > 0
+
+
+def test_calibration_significance_is_exactly_the_injected_fault(report: Path) -> None:
+    """`colours` draws wrong colours on half the `colors` prompts and nothing else: that category (and the
+    overall adherence) differs significantly, every other category is marked not significantly different."""
+    html = (report / "index.html").read_text(encoding="utf-8")
+    header = re.search(r'<table[^>]*id="category-table".*?</thead>', html, re.S).group(0)
+    categories = re.findall(r"<th>([a-z_]+)</th>", header)[1:]  # after the "cell" column
+    rows = _cells_of(html, "category-table")
+    clean = next(v for k, v in rows.items() if k.startswith("clean/"))
+    colours = next(v for k, v in rows.items() if k.startswith("colours/"))
+    assert all(status == "best" for status in clean)
+    marks = dict(zip(categories, colours, strict=True))
+    assert marks.pop("colors") == "worse"
+    assert marks and all(status == "tie" for status in marks.values()), marks
+    summary = _cells_of(html, "summary-table")
+    adherence = {k.split("/")[0]: v[1] for k, v in summary.items()}  # [images, adherence, robustness]
+    assert adherence == {"clean": "best", "colours": "worse"}
+
+
+def _variant(results: Path, folder: Path, name: str, change: Any) -> Path:
+    document = json.loads(results.read_text(encoding="utf-8"))
+    change(document)
+    out = folder / name
+    out.write_text(json.dumps(document), encoding="utf-8")
+    return out
+
+
+def test_banner_when_protocols_differ_and_gate_verdict(shapes_results: Path, tmp_path: Path) -> None:
+    def other_suite(document: dict[str, Any]) -> None:
+        for cell in document["cells"]:
+            cell["protocol"]["suite"]["version"] = "2"
+            cell["metrics"]["adherence"]["interval"] = {"low": 0.1, "high": 0.2, "level": 0.95, "method": "given"}
+
+    changed = _variant(shapes_results, tmp_path, "later.json", other_suite)
+    gate = tmp_path / "gate.json"
+    gate.write_text(json.dumps({"verdict": "fail", "checks": [{"metric": "adherence", "status": XSS}]}))
+    out = tmp_path / "r"
+    result = CliRunner().invoke(
+        main, ["report", str(shapes_results), str(changed), "-o", str(out), "--gate", str(gate), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert 'id="not-comparable"' in html and "<code>suite.version</code>" in html
+    assert "results: clean/" in html and "later: clean/" in html  # the same cell ids, named by their file
+    assert "[0.1, 0.2]" in html  # an interval the document carries is shown as it is
+    assert 'id="gate"' in html and "verdict fail" in html and XSS not in html
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "**Not comparable:**" in summary and "Gate:** verdict fail" in summary
+
+
+def test_no_interval_without_feature_state(shapes_results: Path, tmp_path: Path) -> None:
+    def fid_without_state(document: dict[str, Any]) -> None:
+        document["state"] = {"path": None, "reason": "removed"}
+        for cell in document["cells"]:
+            cell["metrics"]["fid"] = {"value": 10.0 + len(cell["id"]) % 3, "n": 10, "n_reference": 10}
+
+    changed = _variant(shapes_results, tmp_path, "nostate.json", fid_without_state)
+    build_report([changed], tmp_path / "r", ReportOptions(quiet=True))
+    html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert "no interval: no feature state" in html and "not tested" in html
+
+
+# -- the page in a real browser ------------------------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+
+
+class _DevTools:
+    """A minimal DevTools-protocol client over one page target's websocket."""
+
+    def __init__(self, url: str) -> None:
+        import websocket
+
+        self.socket = websocket.create_connection(url, timeout=30, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message.get("result", {})
+            self.events.append(message)
+
+    def wait_for(self, method: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == method for e in self.events):
+            assert time.monotonic() < deadline, f"no {method}"
+            self.events.append(json.loads(self.socket.recv()))
+
+    def drain(self, seconds: float) -> None:
+        self.socket.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                self.events.append(json.loads(self.socket.recv()))
+            except Exception:  # a receive timeout: nothing more yet
+                continue
+
+
+def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium binary (Debian's `chromium` package; .ci/run installs it)")
+    pytest.importorskip("websocket", reason="websocket-client is not installed (the `test` extra)")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
+    args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
+            f"--user-data-dir={profile}", "--no-first-run", "--window-size=1280,2000", "about:blank"]  # fmt: skip
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line and process.poll() is not None:
+                break
+            found = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
+            port = int(found.group(1)) if found else None
+        if port is None:
+            pytest.skip("chromium did not start a DevTools endpoint in this environment")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+            targets = json.loads(response.read())
+        page = next(t for t in targets if t["type"] == "page")
+        tools = _DevTools(page["webSocketDebuggerUrl"])
+        for domain in ("Page", "Network", "Runtime", "Log"):
+            tools.call(f"{domain}.enable")
+        index = (report / "index.html").resolve()
+        tools.call("Page.navigate", url=index.as_uri())
+        tools.wait_for("Page.loadEventFired")
+        # Click a thumbnail: the overlay opens with it.
+        opened = tools.call(
+            "Runtime.evaluate",
+            expression="document.querySelector('img.thumb').click(); "
+            "document.getElementById('overlay').classList.contains('open')",
+            returnByValue=True,
+        )
+        assert opened["result"]["value"] is True
+        tools.call("Runtime.evaluate", expression="document.querySelector('#summary-table th').click()")
+        tools.drain(1.0)
+        state = tools.call(
+            "Runtime.evaluate",
+            returnByValue=True,
+            # Thumbnails below the fold load lazily: count the ones that loaded and the ones that failed.
+            expression="JSON.stringify({text: document.body.innerText, "
+            "broken: Array.from(document.images).filter(i => i.getAttribute('src') && i.complete "
+            "&& i.naturalWidth === 0).length, "
+            "loaded: Array.from(document.querySelectorAll('img.thumb')).filter(i => i.naturalWidth > 0).length})",
+        )
+        page_state = json.loads(state["result"]["value"])
+        shot = tools.call("Page.captureScreenshot", format="png")
+        (tmp_path / "report.png").write_bytes(base64.b64decode(shot["data"]))
+        assert (tmp_path / "report.png").stat().st_size > 10_000
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    methods = [e.get("method") for e in tools.events]
+    assert "Page.javascriptDialogOpening" not in methods  # the prompt's <script> never ran
+    assert XSS in page_state["text"]  # ... and reads as text
+    assert page_state["broken"] == 0 and page_state["loaded"] > 0
+    errors = [e["params"] for e in tools.events if e.get("method") == "Runtime.exceptionThrown"]
+    errors += [e["params"] for e in tools.events if e.get("method") == "Runtime.consoleAPICalled"
+               and e["params"]["type"] in ("error", "warning", "assert")]  # fmt: skip
+    errors += [e["params"] for e in tools.events if e.get("method") == "Log.entryAdded"
+               and e["params"]["entry"]["level"] in ("error", "warning")]  # fmt: skip
+    assert not errors, errors
+    requests = [e["params"]["request"]["url"] for e in tools.events if e.get("method") == "Network.requestWillBeSent"]
+    folder = report.resolve().as_uri()
+    outside = [url for url in requests if not url.startswith((folder + "/", "data:"))]
+    assert not outside, outside
+    assert any(url.endswith(".jpg") for url in requests)  # the watch did see the page's own loads

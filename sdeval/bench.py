@@ -7,7 +7,6 @@ stamp still matches, so a killed run, run again, finishes with the same images a
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any
 import click
 
 from sdeval.errors import ConfigError, ExitCode
+from sdeval.suggest import check_keys, did_you_mean
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/examples/.
 EXAMPLE_PREFIX = "builtin:"
@@ -161,12 +161,7 @@ def load_bench_config(source: str) -> BenchConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping of keys, got {type(data).__name__}")
     data = dict(data)
-    for key in data:
-        if key not in TOP_KEYS and key not in BENCH_KEYS:
-            known = (*TOP_KEYS, *BENCH_KEYS)
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-            raise ConfigError(f"{key}: unknown key{hint}")
+    check_keys(data, (*TOP_KEYS, *BENCH_KEYS), "")
     bench = {key: data.pop(key) for key in BENCH_KEYS if key in data}
     generate = parse_config(data, base_dir=base_dir)
     stem = Path(source[len(EXAMPLE_PREFIX) :] if source.startswith(EXAMPLE_PREFIX) else source).stem
@@ -187,11 +182,7 @@ def load_bench_config(source: str) -> BenchConfig:
 def _check_keys(data: Any, known: tuple[str, ...], where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-            raise ConfigError(f"{where}.{key}: unknown key{hint}")
+    check_keys(data, known, f"{where}.")
     return data
 
 
@@ -204,8 +195,7 @@ def _parse_score(bench: Mapping[str, Any], base_dir: Path) -> ScoreSection:
         raise ConfigError(f"metrics: expected a list of metric names or a comma-separated string, got {raw!r}")
     for name in names:
         if name not in registry.names():
-            close = difflib.get_close_matches(name, registry.names(), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(registry.names())})"
+            hint = did_you_mean(name, registry.names()) or f" (known: {', '.join(registry.names())})"
             raise ConfigError(f"metrics: unknown metric {name!r}{hint}")
     reference = None
     if bench.get("reference") is not None:

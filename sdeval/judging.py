@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from sdeval.errors import SdevalError
 from sdeval.images import ImageDecodeError, load_rgb
+from sdeval.metrics.registry import JudgedData
 from sdeval.prompts.record import PromptRecord
 
 
@@ -42,16 +43,20 @@ class SpecSource:
         return source
 
 
-def load_spec_source(suite_arg: str | None, run_source: dict[str, Any]) -> SpecSource | None:
+def suite_argument(suite_arg: str | None, run_source: dict[str, Any]) -> str | None:
     """The suite named by --suite, else the one a generation run records (None when neither is there)."""
+    if suite_arg is not None:
+        return suite_arg
+    suite = (run_source.get("run") or {}).get("suite") or {}
+    return suite.get("path") or suite.get("id") or None
+
+
+def load_spec_source(suite_arg: str | None, run_source: dict[str, Any]) -> SpecSource | None:
+    """The specs of the suite `suite_argument` names (None when there is none)."""
     from sdeval.suites import load_suite
 
-    if suite_arg is None:
-        suite = (run_source.get("run") or {}).get("suite") or {}
-        suite_arg = suite.get("path") or suite.get("id")
-        if not suite_arg:
-            return None
-    return SpecSource.from_suite(load_suite(suite_arg))
+    suite_arg = suite_argument(suite_arg, run_source)
+    return None if suite_arg is None else SpecSource.from_suite(load_suite(suite_arg))
 
 
 @dataclass
@@ -63,6 +68,17 @@ class Judged:
     prompt_ids: list[str | None]
     specs: list[dict[str, Any] | None]
     missing: dict[int, str]
+
+    def for_cell(self, members: list[int], paths: list[str], protocol: dict[str, Any]) -> JudgedData:
+        """The judgements of one cell's images (`members`: their positions among all scored images)."""
+        return JudgedData(
+            judgements=[self.judgements[i] for i in members],
+            categories=[self.categories[i] for i in members],
+            prompt_ids=[self.prompt_ids[i] for i in members],
+            specs=[self.specs[i] for i in members],
+            missing=[{"path": paths[i], "reason": self.missing[i]} for i in members if i in self.missing],
+            protocol=protocol,
+        )
 
 
 def judge_images(
@@ -137,9 +153,7 @@ def faithfulness_columns(
     from sdeval.suites import load_suite
 
     run = run_source.get("run") or {}
-    if suite_arg is None:
-        suite = run.get("suite") or {}
-        suite_arg = suite.get("path") or suite.get("id")
+    suite_arg = suite_argument(suite_arg, run_source)
     folder = Path(run["init_images"]) if run.get("init_images") else None  # the run config's init_images
     inits: dict[str, Path] = {}
     if suite_arg:

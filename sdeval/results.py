@@ -19,6 +19,7 @@ from sdeval.errors import SdevalError
 from sdeval.state import FORMAT as STATE_FORMAT
 from sdeval.state import FORMAT_VERSION as STATE_VERSION
 from sdeval.state import save_state, state_path
+from sdeval.textfiles import read_user_text
 
 if TYPE_CHECKING:
     from sdeval.score import ScoreRun
@@ -189,16 +190,7 @@ def validate_results(doc: Any, name: str = "results.json") -> None:
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a results file; every way it can be wrong is one SdevalError that names the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SdevalError(f"{path}: no such results file") from None
-    except IsADirectoryError:
-        raise SdevalError(f"{path}: is a folder, not a results file") from None
-    except UnicodeDecodeError as err:
-        raise SdevalError(f"{path}: not a results file (not UTF-8 text: byte {err.start})") from None
-    except OSError as err:
-        raise SdevalError(f"{path}: cannot read ({err.strerror or err})") from None
+    text = read_user_text(path, "results")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:

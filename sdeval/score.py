@@ -8,7 +8,9 @@ each image's prompt and cell, and computes each requested metric per cell.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from sdeval.judging import faithfulness_columns, judge_images, load_spec_source
 from sdeval.metrics import registry
 from sdeval.metrics.builtin import kid_subset_size
 from sdeval.metrics.fid import FrechetState
-from sdeval.metrics.registry import CellData, JudgedData, MetricSpec, Need, PromptData, ReferenceData, ScoreParams
+from sdeval.metrics.registry import CellData, MetricSpec, Need, PromptData, ReferenceData, ScoreParams
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.provenance import now, provenance
@@ -89,10 +91,18 @@ class ScoreOptions:
 
 @dataclass
 class ScoreRun:
-    """A results document and the feature state of its per-image rows (see sdeval/state.py)."""
+    """A results document and the feature state of its per-image rows (see sdeval/state.py).
+
+    The state copies every feature row, so it is gathered only when asked for (a results file, --ci), not for
+    a run that prints a table.
+    """
 
     document: dict[str, Any]
-    state: dict[str, np.ndarray] = field(default_factory=dict)
+    make_state: Callable[[], dict[str, np.ndarray]] = dict
+
+    @cached_property
+    def state(self) -> dict[str, np.ndarray]:
+        return self.make_state()
 
     @property
     def cell_ids(self) -> list[str]:
@@ -312,16 +322,7 @@ def score_run(options: ScoreOptions) -> ScoreRun:
         if faithful is not None:
             data.faithfulness = {name: [values[i] for i in members] for name, values in faithful[0].items()}
         if judged is not None:
-            data.judged = JudgedData(
-                judgements=[judged.judgements[i] for i in members],
-                categories=[judged.categories[i] for i in members],
-                prompt_ids=[judged.prompt_ids[i] for i in members],
-                specs=[judged.specs[i] for i in members],
-                missing=[
-                    {"path": generated.paths[i], "reason": judged.missing[i]} for i in members if i in judged.missing
-                ],
-                protocol=judge_protocol or {},
-            )
+            data.judged = judged.for_cell(members, generated.paths, judge_protocol or {})
         entry = _score_cell(metric_specs, data, cell.to_json(), members, generated, grouping, prompts, texts)
         entry["protocol"] = _protocol(options, metric_specs, models, texts, reference, grouping, len(members), ref_data)
         if judge_protocol is not None:
@@ -357,7 +358,7 @@ def score_run(options: ScoreOptions) -> ScoreRun:
     }
     if prompts is not None:
         document["prompts"] = {**prompts.summary(), "n_text_computed": texts.n_computed if texts else 0}
-    return ScoreRun(document, _state_arrays(state_rows, generated, models, grouping, reference))
+    return ScoreRun(document, lambda: _state_arrays(state_rows, generated, models, grouping, reference))
 
 
 def _layout_prompts(layout: list[Any], paths: list[str], warnings: list[str]) -> ImagePrompts:

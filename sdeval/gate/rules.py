@@ -5,7 +5,6 @@ A malformed file is one ConfigError `FILE:LINE: rule N: KEY: reason`, never a tr
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ import yaml
 from sdeval.errors import ConfigError
 from sdeval.metrics import registry
 from sdeval.metrics.registry import Direction
+from sdeval.suggest import did_you_mean
+from sdeval.textfiles import read_user_text
 
 RULE_KEYS = ("metric", "min", "max", "max_increase", "max_decrease", "cell", "require_interval")
 TOP_KEYS = ("rules", "pairs")
@@ -119,11 +120,6 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Lined:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _number(value: Any) -> float | None:
     """A finite float from a YAML number (or a number written as text, `1e-3`: YAML 1.1 reads that as text)."""
     if isinstance(value, bool):
@@ -170,7 +166,7 @@ def parse_rules(text: str, source: str = "rules.yaml") -> Rules:
     for key in doc:
         if key not in TOP_KEYS:
             raise ConfigError(
-                f"{source}:{doc.key_lines[key]}: unknown key {key!r}{_did_you_mean(key, TOP_KEYS)}; "
+                f"{source}:{doc.key_lines[key]}: unknown key {key!r}{did_you_mean(key, TOP_KEYS)}; "
                 f"known: {', '.join(TOP_KEYS)}"
             )
     if "rules" not in doc:
@@ -197,7 +193,7 @@ def _parse_rule(item: Any, index: int, source: str, rules_line: int) -> Rule:
     for key in item:
         if key not in RULE_KEYS:
             raise ConfigError(
-                f"{source}:{item.key_lines[key]}: rule {index}: unknown key {key!r}{_did_you_mean(key, RULE_KEYS)}; "
+                f"{source}:{item.key_lines[key]}: rule {index}: unknown key {key!r}{did_you_mean(key, RULE_KEYS)}; "
                 f"known: {', '.join(RULE_KEYS)}"
             )
     if "metric" not in item:
@@ -211,7 +207,7 @@ def _parse_rule(item: Any, index: int, source: str, rules_line: int) -> Rule:
         known = _known_metrics()
         raise fail(
             "metric",
-            f"unknown metric {metric!r}{_did_you_mean(metric, known)}; known: {', '.join(known)}, adherence.CATEGORY",
+            f"unknown metric {metric!r}{did_you_mean(metric, known)}; known: {', '.join(known)}, adherence.CATEGORY",
         )
     values: dict[str, float] = {}
     for key in (*BOUNDS, *REGRESSIONS):
@@ -267,14 +263,4 @@ def _parse_pairs(doc: _Lined, source: str) -> tuple[dict[str, str], int | None]:
 def load_rules(path: str | Path) -> Rules:
     """Read and parse a rules file (a missing or unreadable file is a ConfigError naming it)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such rules file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a rules file") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a rules file (not UTF-8 text: byte {err.start})") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
-    return parse_rules(text, str(path))
+    return parse_rules(read_user_text(path, "rules", ConfigError), str(path))

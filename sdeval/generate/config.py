@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.util
 import itertools
@@ -17,6 +16,7 @@ from sdeval.calibration.world import SHAPES_NAME, ShapesOptions, parse_options
 from sdeval.errors import ConfigError
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
 from sdeval.generate.tiny import TINY_NAME
+from sdeval.suggest import check_keys, did_you_mean
 from sdeval.suites.builtin import resolve_suite_path
 
 PIPELINES = ("text2image", "image2image")
@@ -205,7 +205,7 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
     """Validate a parsed config mapping; every error names the key it is about."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping of keys, got {_show(data)}")
-    _check_keys(data, TOP_KEYS, "")
+    check_keys(data, TOP_KEYS, "")
     for key in ("checkpoints", "suite", "output_dir"):
         if key not in data:
             raise ConfigError(f"{key}: required key is missing")
@@ -317,7 +317,7 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
         where = f"checkpoints[{i}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(f"{where}: expected a mapping with name and path, got {_show(entry)}")
-        _check_keys(entry, CHECKPOINT_KEYS, where + ".")
+        check_keys(entry, CHECKPOINT_KEYS, where + ".")
         for key in ("name", "path"):
             if key not in entry:
                 raise ConfigError(f"{where}.{key}: required key is missing")
@@ -407,7 +407,7 @@ def _resolve_checkpoint(path: str, where: str, base_dir: Path) -> tuple[str, str
 
 
 def _parse_settings(raw: Mapping[str, Any], pipeline: str) -> dict[str, tuple[Any, ...]]:
-    _check_keys(raw, SETTING_KEYS, "settings.")
+    check_keys(raw, SETTING_KEYS, "settings.")
     axes: dict[str, tuple[Any, ...]] = {}
     for key in SETTING_KEYS:
         where = f"settings.{key}"
@@ -454,10 +454,9 @@ def _setting_value(key: str, value: Any, where: str, in_list: bool) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a scheduler name{plural}, got {_show(value)}")
         if value != DEFAULT_SCHEDULER and value not in SCHEDULERS:
-            close = difflib.get_close_matches(value, SCHEDULERS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{where}: unknown scheduler {value!r}{hint}; known: {DEFAULT_SCHEDULER}, {', '.join(SCHEDULERS)}"
+                f"{where}: unknown scheduler {value!r}{did_you_mean(value, SCHEDULERS)}; "
+                f"known: {DEFAULT_SCHEDULER}, {', '.join(SCHEDULERS)}"
             )
         if (missing := missing_dependency(value)) is not None:
             raise ConfigError(f"{where}: scheduler {value!r} needs the '{missing}' package (pip install {missing})")
@@ -482,14 +481,6 @@ def _setting_value(key: str, value: Any, where: str, in_list: bool) -> Any:
             raise ConfigError(f"{where}: expected one of {', '.join(DTYPES)}{plural}, got {_show(value)}")
         return name
     raise AssertionError(key)
-
-
-def _check_keys(data: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
 
 
 def _path(value: Any, where: str, base_dir: Path) -> Path:

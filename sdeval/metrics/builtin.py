@@ -301,13 +301,11 @@ def _judged_rows(cell: CellData) -> tuple[JudgedData, list[int]]:
 
 def _adherence(cell: CellData) -> MetricOutput:
     judged, rows = _judged_rows(cell)
-    prompt_ids = judged.prompt_ids
+    keys = [judged.prompt_key(i, cell.paths[i]) for i in rows]
     result = adherence(
-        [judged.categories[i] or "uncategorised" for i in rows],
-        [judged.judgements[i].passed for i in rows],
-        [prompt_ids[i] or cell.paths[i] for i in rows],
+        [judged.categories[i] or "uncategorised" for i in rows], [judged.judgements[i].passed for i in rows], keys
     )
-    spec_of = {prompt_ids[i] or cell.paths[i]: judged.specs[i] for i in rows}
+    spec_of = {key: judged.specs[i] for key, i in zip(keys, rows, strict=True)}
     prompts = [{**row, "spec": spec_of.get(row["prompt_id"])} for row in result.prompts]
     entry = {**result.to_entry(), "prompts": prompts, "images_skipped": judged.missing}
     per_image = {
@@ -345,7 +343,7 @@ def _robustness(cell: CellData) -> MetricOutput:
     judged, rows = _judged_rows(cell)
     clip = _per_image_clip_scores(cell)
     result = robustness(
-        [judged.prompt_ids[i] or cell.paths[i] for i in rows],
+        [judged.prompt_key(i, cell.paths[i]) for i in rows],
         [judged.categories[i] for i in rows],
         [judged.judgements[i].passed for i in rows],
         [clip[i] for i in rows] if clip is not None else None,

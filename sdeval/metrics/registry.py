@@ -94,6 +94,11 @@ class JudgedData:
     categories: list[str | None]
     prompt_ids: list[str | None]
     specs: list[dict[str, Any] | None]  # each image's spec as GenEval metadata (None: none)
+
+    def prompt_key(self, i: int, path: str) -> str:
+        """What groups image i's seeds: its prompt id, else its path (one image, one group)."""
+        return self.prompt_ids[i] or path
+
     missing: list[dict[str, str]]
     protocol: dict[str, Any]
 

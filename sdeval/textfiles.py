@@ -1,0 +1,23 @@
+"""Reading a text file a user handed in (results, rules): every way it can fail is one error naming the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sdeval.errors import SdevalError
+
+
+def read_user_text(path: str | os.PathLike[str], kind: str, error: type[SdevalError] = SdevalError) -> str:
+    """The UTF-8 text of `path`; `kind` names what it should be ("results", "rules") in the messages."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such {kind} file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {kind} file") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not a {kind} file (not UTF-8 text: byte {err.start})") from None
+    except OSError as err:
+        raise error(f"{path}: cannot read ({err.strerror or err})") from None

@@ -320,7 +320,11 @@ def score_run(options: ScoreOptions) -> ScoreRun:
         members = grouping.members(c)
         data = _cell_data(members, generated, models, prompts, texts, ref_data, options.params)
         if faithful is not None:
-            data.faithfulness = {name: [values[i] for i in members] for name, values in faithful[0].items()}
+            columns, missing = faithful
+            data.faithfulness = {name: [values[i] for i in members] for name, values in columns.items()}
+            data.faithfulness_missing = [
+                {"path": generated.paths[i], "reason": missing[i]} for i in members if i in missing
+            ]
         if judged is not None:
             data.judged = judged.for_cell(members, generated.paths, judge_protocol or {})
         entry = _score_cell(metric_specs, data, cell.to_json(), members, generated, grouping, prompts, texts)

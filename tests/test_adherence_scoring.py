@@ -142,3 +142,16 @@ def test_geneval_results_without_adherence_is_a_clear_error(tmp_path, geneval_fo
     result = _run("score", root, "--metrics", "pr", "-r", root, "--inception-weights", inception_weights,
                   "--no-cache", "--workers", 0, "--geneval-results", tmp_path / "g.jsonl")  # fmt: skip
     assert result.exit_code == 2 and "no image was judged" in result.output
+
+
+def test_faithfulness_lists_the_images_without_an_init_image():
+    from sdeval.metrics.builtin import _faithfulness
+    from sdeval.metrics.registry import CellData, ScoreParams
+
+    cell = CellData(paths=["a.png", "b.png"], params=ScoreParams())
+    cell.faithfulness = {"init_edge_ssim": [0.5, None], "init_clip_cosine": [0.9, None]}
+    cell.faithfulness_missing = [{"path": "b.png", "reason": "no init image: ..."}]
+    entries = _faithfulness(cell).entries
+    assert entries["faithfulness_edge"]["value"] == 0.5 and entries["faithfulness_edge"]["n"] == 1
+    assert entries["faithfulness_edge"]["images_skipped"] == [{"path": "b.png", "reason": "no init image: ..."}]
+    assert entries["faithfulness_clip"]["images_skipped"] == entries["faithfulness_edge"]["images_skipped"]

@@ -370,9 +370,14 @@ def _faithfulness(cell: CellData) -> MetricOutput:
     if not edge:
         raise MetricSkip("no scored image has an init image (image-to-image suite rows joined by prompt id)")
     cosine = [v for v in columns["init_clip_cosine"] if v is not None]
+    skipped = cell.faithfulness_missing
     entries = {
-        "faithfulness_edge": {"value": float(np.mean(edge)), "n": len(edge)},
-        "faithfulness_clip": {"value": float(np.mean(cosine)) if cosine else None, "n": len(cosine)},
+        "faithfulness_edge": {"value": float(np.mean(edge)), "n": len(edge), "images_skipped": skipped},
+        "faithfulness_clip": {
+            "value": float(np.mean(cosine)) if cosine else None,
+            "n": len(cosine),
+            "images_skipped": skipped,
+        },
     }
     if not cosine:
         entries["faithfulness_clip"]["skipped"] = "no CLIP model was loaded"

@@ -117,6 +117,7 @@ class CellData:
     reference: ReferenceData | None = None
     judged: JudgedData | None = None
     faithfulness: dict[str, list[float | None]] | None = None  # per image: edge_ssim, clip_cosine (None: no init)
+    faithfulness_missing: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}: no init image
 
     @property
     def n(self) -> int:

@@ -36,7 +36,8 @@ from PIL import Image
 
 from sdeval.demo import make_image_set
 from sdeval.features.random_weights import save_random_inception_weights
-from sdeval.score import FeatureOptions, ScoreOptions, build_reference_file, score
+from sdeval.reference.build import build_reference_file
+from sdeval.score import FeatureOptions, ScoreOptions, score
 
 
 def busy_cores(seconds: float = 2.0) -> float:

@@ -63,13 +63,13 @@ def fsync_folder(folder: str | os.PathLike[str]) -> None:
 def _is_special(target: Path) -> bool:
     """True for a path that exists and is not a regular file (FIFO, device, socket), or that names one of the
     process's streams (/dev/stdout, /proc/self/fd/N: a shell redirect or `>>` must keep its file): never
-    rename over it."""
-    if str(target).startswith(("/dev/", "/proc/")):
-        return True
+    rename over it. A /dev or /proc path that does not exist is no stream: nothing can be written there."""
     try:
         mode = os.stat(target).st_mode
     except OSError:
         return False
+    if str(target).startswith(("/dev/", "/proc/")):
+        return True
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
@@ -124,8 +124,9 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
     """Fail before any work when `path` could not be written at the end (SdevalError naming the path).
 
-    `-`, FIFOs and devices pass; otherwise the path must not be a folder and its nearest existing
-    ancestor must be a writable folder (the missing ones are created when the file is written).
+    `-`, FIFOs, devices and the process's streams pass; otherwise the path must not be a folder, and a temp file
+    must really be creatable beside it (or, where its folder does not exist yet, a folder in the nearest existing
+    ancestor). Nothing is left behind.
     """
     if str(path) == STDOUT:
         return
@@ -134,18 +135,21 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Non
     target = Path(os.path.realpath(path))
     if target.is_dir():
         raise SdevalError(f"{what} {path}: is a folder, expected a file path")
-    _check_parent(target.parent, f"{what} {path}")
+    _check_can_create(target.parent, f"{what} {path}")
 
 
 def check_output_folder(path: str | os.PathLike[str], what: str = "output folder") -> None:
-    """Fail before any work when `path` could not be used as an output folder (exists as a file, unwritable)."""
+    """Fail before any work when `path` could not be used as an output folder (exists as a file, or nothing can
+    really be created in it or, where it does not exist yet, in its nearest existing ancestor)."""
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_dir():
         raise SdevalError(f"{what} {path}: exists and is not a folder")
-    _check_parent(target if target.exists() else target.parent, f"{what} {path}")
+    _check_can_create(target, f"{what} {path}")
 
 
-def _check_parent(folder: Path, what: str) -> None:
+def _check_can_create(folder: Path, what: str) -> None:
+    """Create and remove a temp file in `folder`, or a temp folder in its nearest existing ancestor when it does
+    not exist yet. os.access is not enough: root passes it on /proc, read-only mounts and immutable folders."""
     ancestor = folder
     while not ancestor.exists():
         if ancestor.parent == ancestor:
@@ -153,5 +157,15 @@ def _check_parent(folder: Path, what: str) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise SdevalError(f"{what}: cannot be created: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise SdevalError(f"{what}: cannot be written: no write permission in {ancestor}")
+    try:
+        if ancestor == folder:
+            fd, probe = tempfile.mkstemp(prefix=".sdeval-check-", suffix=".tmp", dir=ancestor)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".sdeval-check-", dir=ancestor))
+    except OSError as err:
+        kind = "file" if ancestor == folder else "folder"
+        raise SdevalError(
+            f"{what}: cannot be written: cannot create a {kind} in {ancestor} ({err.strerror or err})"
+        ) from None

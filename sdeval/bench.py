@@ -26,43 +26,24 @@ from sdeval.suggest import check_keys, did_you_mean
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/examples/.
 EXAMPLE_PREFIX = "builtin:"
 BENCH_KEYS = ("reference", "metrics", "score", "report", "gate", "about")
-SCORE_KEYS = (
-    "judge",
-    "suite",
-    "detector_model",
-    "clip_model",
-    "clip_pretrained",
-    "cmmd_model",
-    "cmmd_pretrained",
-    "seed",
-    "ci",
-    "ci_replicates",
-    "preprocess",
-    "inception_weights",
-    "batch_size",
-    "workers",
-    "device",
-)
 REPORT_KEYS = ("output", "title")
 GATE_KEYS = ("rules", "pairs", "baseline", "strict")
 BASELINE_KEYS = ("checkpoint", "cell")
-#: Two-set metrics: they compare with the reference set.
-REFERENCE_METRICS = ("fid", "kid", "pr", "cmmd")
 STAMP_FILE = "bench.json"
 
 
 @dataclass(frozen=True)
 class ScoreSection:
-    """What the score stage is asked for: metrics, reference and sdeval.score options."""
+    """What the score stage is asked for: the options of `sdeval score` (read by the one shared reader)."""
 
-    metrics: tuple[str, ...]
-    reference: Path | None = None
-    options: tuple[tuple[str, Any], ...] = ()  # ScoreOptions / FeatureOptions fields, as given
-    ci: float | None = None
-    ci_replicates: int = 200
+    options: Any  # sdeval.score.ScoreOptions, images = the run's output folder
 
-    def option(self, key: str, default: Any = None) -> Any:
-        return dict(self.options).get(key, default)
+    def stamp(self) -> dict[str, Any]:
+        """Everything that moves the results, as JSON (where the cache lives and progress bars do not)."""
+        options = dataclasses.asdict(self.options)
+        for key in ("cache_dir", "progress"):
+            options["features"].pop(key)
+        return json.loads(json.dumps(options))  # as read back from bench.json (tuples become lists)
 
 
 @dataclass(frozen=True)
@@ -73,9 +54,11 @@ class ReportSection:
 
 @dataclass(frozen=True)
 class GateSection:
-    """Rules (inline or a file), pairs, and the baseline: a results file, or cells of this run."""
+    """Rules (parsed when the config is read; from inline rules or a file), pairs, and the baseline: a results
+    file, or cells of this run."""
 
-    rules: tuple[Any, ...] | Path
+    rules: Any  # sdeval.gate.Rules
+    rules_file: Path | None = None
     pairs: tuple[tuple[str, str], ...] = ()
     baseline_file: Path | None = None
     baseline_checkpoint: str | None = None
@@ -165,29 +148,35 @@ def load_bench_config(source: str) -> BenchConfig:
     bench = {key: data.pop(key) for key in BENCH_KEYS if key in data}
     generate = parse_config(data, base_dir=base_dir)
     stem = Path(source[len(EXAMPLE_PREFIX) :] if source.startswith(EXAMPLE_PREFIX) else source).stem
+    score = _parse_score(bench, base_dir, generate)
     about = bench.get("about")
     if about is not None and not isinstance(about, str):
         raise ConfigError(f"about: expected text, got {about!r}")
     return BenchConfig(
         source=source,
         generate=generate,
-        score=_parse_score(bench, base_dir),
+        score=score,
         report=_parse_report(bench.get("report", {}), base_dir, stem),
-        gate=_parse_gate(bench.get("gate"), base_dir),
+        gate=_parse_gate(bench.get("gate"), base_dir, Path(source).name, generate, score.options.requested),
         about=about.strip() if about else None,
         sections_json=json.dumps(bench, sort_keys=True, default=str),
     )
 
 
-def _check_keys(data: Any, known: tuple[str, ...], where: str) -> Mapping[str, Any]:
+def _mapping(data: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    check_keys(data, known, f"{where}.")
     return data
 
 
-def _parse_score(bench: Mapping[str, Any], base_dir: Path) -> ScoreSection:
+def _check_keys(data: Any, known: tuple[str, ...], where: str) -> Mapping[str, Any]:
+    check_keys(_mapping(data, where), known, f"{where}.")
+    return data
+
+
+def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any) -> ScoreSection:
     from sdeval.metrics import registry
+    from sdeval.score import options_from_mapping
 
     raw = bench.get("metrics", "adherence")
     names = [m.strip().lower() for m in raw.split(",")] if isinstance(raw, str) else raw
@@ -206,36 +195,17 @@ def _parse_score(bench: Mapping[str, Any], base_dir: Path) -> ScoreSection:
             raise ConfigError(
                 f"reference: no such file or folder: {reference} (build one with `sdeval reference build`)"
             )
-    needing = [m for m in names if m in REFERENCE_METRICS]
+    needing = [m for m in names if registry.get(m).needs_reference]
     if needing and reference is None:
         raise ConfigError(f"reference: required by metrics {', '.join(needing)}")
-    section = dict(_check_keys(bench.get("score") or {}, SCORE_KEYS, "score"))
-    ci = section.pop("ci", None)
-    if ci is True:
-        ci = 0.95
-    if ci is not None and (isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0.5 <= ci <= 0.999):
-        raise ConfigError(f"score.ci: expected true or a level in [0.5, 0.999], got {ci!r}")
-    replicates = section.pop("ci_replicates", 200)
-    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 20:
-        raise ConfigError(f"score.ci_replicates: expected an integer >= 20, got {replicates!r}")
-    if "judge" in section and section["judge"] not in ("detector", "clip", "shapes"):
-        raise ConfigError(f"score.judge: expected detector, clip or shapes, got {section['judge']!r}")
-    if "suite" in section:
-        from sdeval.suites.builtin import resolve_suite_path
-
-        section["suite"] = str(resolve_suite_path(section["suite"], base_dir))
-    for key in ("inception_weights", "clip_pretrained", "cmmd_pretrained", "detector_model"):
-        # A local file or folder is taken from the config's folder; anything else is a tag or hub id.
-        value = section.get(key)
-        if isinstance(value, str) and (base_dir / value).exists():
-            section[key] = str((base_dir / value).resolve())
-    return ScoreSection(
+    options = options_from_mapping(
+        _mapping(bench.get("score") or {}, "score"),
+        images=str(generate.output_dir),
+        reference=None if reference is None else str(reference),
         metrics=tuple(dict.fromkeys(names)),
-        reference=reference,
-        options=tuple(sorted(section.items())),
-        ci=None if ci is None else float(ci),
-        ci_replicates=replicates,
+        base_dir=base_dir,
     )
+    return ScoreSection(options)
 
 
 def _parse_report(raw: Any, base_dir: Path, stem: str) -> ReportSection | None:
@@ -251,28 +221,79 @@ def _parse_report(raw: Any, base_dir: Path, stem: str) -> ReportSection | None:
     return ReportSection(output=base_dir / output, title=title)
 
 
-def _parse_gate(raw: Any, base_dir: Path) -> GateSection | None:
+def planned_cells(generate: Any) -> list[str]:
+    """The cell ids the run will be scored in (CHECKPOINT/SETTING_ID), known before anything is generated."""
+    from sdeval.devices import resolve_device
+    from sdeval.generate.plan import resolve_dtype, setting_id
+
+    device = resolve_device(generate.device)
+
+    def dtype(setting: Any) -> str:
+        try:
+            return resolve_dtype(setting.dtype, device)
+        except ConfigError:  # fp16 on a CPU: the generate stage says so; the names are checked as configured
+            return setting.dtype
+
+    settings = [setting_id(dataclasses.replace(s, dtype=dtype(s))) for s in generate.settings]
+    return [f"{checkpoint.name}/{sid}" for checkpoint in generate.checkpoints for sid in settings]
+
+
+def _cell(value: Any, cells: list[str], where: str) -> str:
+    if not isinstance(value, str) or value not in cells:
+        hint = did_you_mean(value, cells)
+        raise ConfigError(f"{where}: no cell {value!r} in this run{hint} (cells: {', '.join(cells)})")
+    return value
+
+
+def _parse_gate(
+    raw: Any, base_dir: Path, config_name: str, generate: Any, metrics: tuple[str, ...]
+) -> GateSection | None:
+    """The gate section, checked before anything runs: rules parsed (every key, "did you mean"), each rule's
+    metric among the run's `metrics`, and every cell and checkpoint the rules, pairs and baseline name checked
+    against the run's plan."""
+    import yaml
+
+    from sdeval.gate import load_rules, parse_rules
+    from sdeval.metrics.keys import lookup
+    from sdeval.metrics.registry import spec_of_key
+
     if raw is None:
         return None
     section = _check_keys(raw, GATE_KEYS, "gate")
     if "rules" not in section:
         raise ConfigError("gate.rules: required key is missing (a list of rules, or a rules file)")
-    rules: tuple[Any, ...] | Path
+    rules_file = None
     if isinstance(section["rules"], str):
-        rules = base_dir / section["rules"]
-        if not rules.is_file():
-            raise ConfigError(f"gate.rules: no such file: {rules}")
+        rules_file = base_dir / section["rules"]
+        if not rules_file.is_file():
+            raise ConfigError(f"gate.rules: no such file: {rules_file}")
+        rules = load_rules(rules_file)
     elif isinstance(section["rules"], list) and section["rules"]:
-        rules = tuple(section["rules"])
+        text = yaml.safe_dump({"rules": list(section["rules"])}, sort_keys=False)
+        rules = parse_rules(text, source=f"{config_name} gate.rules")
     else:
         raise ConfigError(f"gate.rules: expected a non-empty list of rules or a file, got {section['rules']!r}")
+    cells = planned_cells(generate)
+    for rule in rules.rules:
+        ref = lookup(rule.metric)
+        spec = spec_of_key(ref.result.key) if ref is not None else None
+        if spec is not None and spec.name not in metrics:
+            raise ConfigError(
+                f"gate.rules: rule {rule.index} ({rule.name}): {rule.metric} is filled by metric {spec.name!r}, "
+                f"which this run does not compute (metrics: {', '.join(metrics)}): add it to `metrics`"
+            )
+        if rule.cell is not None:
+            _cell(rule.cell, cells, f"gate.rules: rule {rule.index} ({rule.name}): cell")
     pairs = section.get("pairs") or {}
     if not isinstance(pairs, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
         raise ConfigError(f"gate.pairs: expected a mapping of candidate cell id: baseline cell id, got {pairs!r}")
+    for candidate, base in {**rules.pairs, **pairs}.items():
+        _cell(candidate, cells, "gate.pairs")
+        _cell(base, cells, f"gate.pairs: {candidate}")
     strict = section.get("strict", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"gate.strict: expected true or false, got {strict!r}")
-    gate = GateSection(rules=rules, pairs=tuple(pairs.items()), strict=strict)
+    gate = GateSection(rules=rules, rules_file=rules_file, pairs=tuple(pairs.items()), strict=strict)
     baseline = section.get("baseline")
     if baseline is None:
         return gate
@@ -286,6 +307,15 @@ def _parse_gate(raw: Any, base_dir: Path) -> GateSection | None:
         raise ConfigError(
             f"gate.baseline: expected one of {{checkpoint: NAME}} or {{cell: ID}}, got {dict(baseline)!r}"
         )
+    if "cell" in baseline:
+        _cell(baseline["cell"], cells, "gate.baseline.cell")
+    else:
+        names = [checkpoint.name for checkpoint in generate.checkpoints]
+        if baseline["checkpoint"] not in names:
+            raise ConfigError(
+                f"gate.baseline.checkpoint: no checkpoint {baseline['checkpoint']!r} in this run"
+                f"{did_you_mean(baseline['checkpoint'], names)} (checkpoints: {', '.join(names)})"
+            )
     return dataclasses.replace(gate, baseline_checkpoint=baseline.get("checkpoint"), baseline_cell=baseline.get("cell"))
 
 
@@ -360,57 +390,23 @@ def stage_generate(config: BenchConfig, progress: bool) -> tuple[StageLine, Any]
 def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
     """Score the run into OUT/results.json, unless its stamp (images, options, reference) still matches.
     Returns the line and whether some metric could not be computed."""
-    from sdeval.paths import cache_root
     from sdeval.results import incomplete_metrics, load_results, write_outputs
-    from sdeval.score import FeatureOptions, ScoreOptions, score_run
+    from sdeval.score import score_run
 
-    section = config.score
+    options = config.score.options
     stamp = {
         "images": images_fingerprint(config.out),
-        "score": {
-            "metrics": list(section.metrics),
-            "options": dict(section.options),
-            "ci": section.ci,
-            "ci_replicates": section.ci_replicates,
-        },
-        "reference": _file_sha(section.reference),
+        "score": config.score.stamp(),
+        "reference": _file_sha(None if options.reference is None else Path(options.reference)),
     }
     path = config.results_path
     if path.is_file() and _read_stamps(config.out).get("score") == stamp:
         results = load_results(path)
         return StageLine("score", True, _score_detail(results, path)), bool(incomplete_metrics(results))
-    opt = section.option
-    features = FeatureOptions(
-        preprocess=opt("preprocess", "legacy"),
-        inception_weights=opt("inception_weights"),
-        batch_size=opt("batch_size", 32),
-        workers=opt("workers", 1),
-        device=opt("device", "auto"),
-        cache_dir=str(cache_root()),
-        progress=progress,
-    )
-    options = ScoreOptions(
-        images=str(config.out),
-        reference=None if section.reference is None else str(section.reference),
-        metrics=section.metrics,
-        seed=opt("seed", 2020),
-        features=features,
-        clip_model=opt("clip_model"),
-        clip_pretrained=opt("clip_pretrained"),
-        cmmd_model=opt("cmmd_model"),
-        cmmd_pretrained=opt("cmmd_pretrained"),
-        suite=opt("suite"),
-        judge=opt("judge", "detector"),
-        detector_model=opt("detector_model"),
-    )
+    options = dataclasses.replace(options, features=dataclasses.replace(options.features, progress=progress))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the results carry their own warnings
         run = score_run(options)
-    if section.ci is not None:
-        from sdeval.stats import annotate_intervals, states_from_arrays
-
-        states = states_from_arrays(run.state, run.cell_ids)
-        annotate_intervals(run.document, states, level=section.ci, replicates=section.ci_replicates, seed=options.seed)
     write_outputs(path, run)
     _write_stamp(config.out, "score", stamp)  # after the results: a kill in between only means scoring again
     return StageLine("score", False, _score_detail(run.document, path)), bool(incomplete_metrics(run.document))
@@ -421,31 +417,17 @@ def _score_detail(results: dict[str, Any], path: Path) -> str:
 
 
 def _rules(config: BenchConfig, cell_ids: list[str]) -> Any:
-    """The gate's Rules with this config's pairs, and `baseline: {checkpoint|cell}` turned into pairs."""
-    import yaml
-
-    from sdeval.gate import load_rules, parse_rules
-
+    """The gate's Rules with this config's pairs, and `baseline: {checkpoint|cell}` turned into pairs (the names
+    were checked against the plan when the config was read)."""
     gate = config.gate
     assert gate is not None
-    if isinstance(gate.rules, Path):
-        rules = load_rules(gate.rules)
-    else:
-        name = Path(config.source).name
-        rules = parse_rules(yaml.safe_dump({"rules": list(gate.rules)}, sort_keys=False), source=f"{name} gate.rules")
+    rules = gate.rules
     pairs = {**rules.pairs, **dict(gate.pairs)}
     if gate.baseline_cell is not None:
-        if gate.baseline_cell not in cell_ids:
-            raise ConfigError(f"gate.baseline.cell: no cell {gate.baseline_cell!r} (cells: {', '.join(cell_ids)})")
         pairs = {cell: pairs.get(cell, gate.baseline_cell) for cell in cell_ids}
     elif gate.baseline_checkpoint is not None:
-        name = gate.baseline_checkpoint
-        if not any(cell.split("/", 1)[0] == name for cell in cell_ids):
-            raise ConfigError(
-                f"gate.baseline.checkpoint: no cell of checkpoint {name!r} (cells: {', '.join(cell_ids)})"
-            )
         for cell in cell_ids:
-            twin = f"{name}/{cell.split('/', 1)[-1]}"  # the same setting, on the baseline checkpoint
+            twin = f"{gate.baseline_checkpoint}/{cell.split('/', 1)[-1]}"  # the same setting, on the baseline
             if cell not in pairs and twin in cell_ids:
                 pairs[cell] = twin
     return dataclasses.replace(rules, pairs=pairs)
@@ -474,7 +456,7 @@ def stage_gate(config: BenchConfig) -> tuple[StageLine, int, str | None]:
     stamp = {
         "results": _file_sha(config.results_path),
         "sections": config.sections_json,
-        "rules_file": _file_sha(gate.rules) if isinstance(gate.rules, Path) else None,
+        "rules_file": _file_sha(gate.rules_file),
         "baseline_file": _file_sha(gate.baseline_file),
     }
     if config.gate_path.is_file() and _read_stamps(config.out).get("gate") == stamp:

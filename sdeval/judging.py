@@ -20,6 +20,13 @@ from sdeval.images import ImageDecodeError, load_rgb
 from sdeval.metrics.registry import JudgedData
 from sdeval.prompts.record import PromptRecord
 
+#: Why an image has no spec when nothing supplies specs (no --suite, no suite recorded by a run, no GenEval layout):
+#: the reason names the fix.
+NO_SPEC_SOURCE = (
+    "no spec: no suite gives this folder's prompts their specs; pass --suite NAME|FILE (e.g. builtin:shapes; "
+    "`sdeval suites list` shows them)"
+)
+
 
 @dataclass
 class SpecSource:
@@ -103,7 +110,7 @@ def judge_images(
         record = records[i] if records is not None else None
         pid = prompt_ids[i] if prompt_ids[i] is not None else (record.id if record is not None else None)
         if specs is None:
-            missing[i] = "no spec: pass --suite NAME|FILE with the prompts' specs"
+            missing[i] = NO_SPEC_SOURCE
         elif pid is not None and pid in specs.by_id:
             found[i] = specs.by_id[pid]
         elif record is not None and record.prompt in specs.by_text:

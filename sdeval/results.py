@@ -24,7 +24,7 @@ from sdeval.textfiles import read_user_text
 if TYPE_CHECKING:
     from sdeval.score import ScoreRun
 
-#: Kept equal to sdeval.score.FORMAT / FORMAT_VERSION (not imported: reading results must not load torch).
+#: Kept equal to sdeval.score.assemble.FORMAT / FORMAT_VERSION (not imported: reading results must not load torch).
 RESULTS_FORMAT = "sdeval.results"
 RESULTS_VERSION = 1
 _SCHEMA_FILE = "results-v1.schema.json"

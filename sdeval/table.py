@@ -13,6 +13,7 @@ def _label(key: str) -> str:
 
 
 def format_value(key: str, entry: dict[str, Any]) -> str:
+    """A metric entry as one line: value, spread, interval (and its note), then the key's declared detail."""
     if entry.get("value") is None:
         return f"skipped: {entry.get('skipped', 'no value')}"
     text = f"{entry['value']:.6g}"
@@ -21,13 +22,9 @@ def format_value(key: str, entry: dict[str, Any]) -> str:
     if entry.get("interval"):
         interval = entry["interval"]
         text += f"  [{interval['low']:.4g}, {interval['high']:.4g}] ({interval['level']:.0%})"
-    if key == "rprecision":
-        text += f"  (R={entry['r']}, chance {entry['chance']:.3g}, {entry['n']} images)"
-    elif key == "diversity":
-        text += f"  ({entry['n_prompts']} prompts with 2+ images)"
-    elif key in ("clip", "cmmd") and "n" in entry:
-        text += f"  ({entry['n']} images)"
-    return text
+    declared = registry.result_key(key)
+    detail = declared.describe(entry) if declared is not None else ""
+    return f"{text}  {detail}" if detail else text
 
 
 def _listed(lines: list[str], items: list[str], max_listed: int | None) -> None:

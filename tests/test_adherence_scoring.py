@@ -86,11 +86,55 @@ def test_a_plain_folder_joins_specs_by_prompt_id_then_by_text_and_lists_the_rest
 
 def test_without_a_suite_adherence_is_a_listed_skip(tmp_path):
     _draw(tmp_path / "images", "a.png", "red", 1)
+    _draw(tmp_path / "images", "b.png", "two", 2)
     out = tmp_path / "r.json"
-    result = _run("score", tmp_path / "images", "--metrics", "adherence", "--judge", "shapes", "-o", out)
+    result = _run("score", tmp_path / "images", "--metrics", "adherence,robustness", "--judge", "shapes", "-o", out)
+    assert result.exit_code == 3, result.output
+    metrics = json.loads(out.read_text())["cells"][0]["metrics"]
+    for key in ("adherence", "robustness"):
+        entry = metrics[key]
+        # No spec source at all: the reason names the fix, and every image is listed with its own reason.
+        assert entry["value"] is None and "no scored image has a prompt with a spec" in entry["skipped"]
+        assert "pass --suite NAME|FILE" in entry["skipped"] and "sdeval suites list" in entry["skipped"]
+        assert [s["path"] for s in entry["images_skipped"]] == ["a.png", "b.png"]
+        assert all("--suite NAME|FILE" in s["reason"] for s in entry["images_skipped"])
+    assert "pass --suite NAME|FILE (e.g. builtin:shapes" in result.output  # the table says it too
+
+
+def test_a_generation_run_without_its_record_names_the_fix_too(tmp_path):
+    # A run stopped before its end has images and a manifest but no run.json, so no suite is recorded.
+    suite = _suite(tmp_path / "s.jsonl")
+    (tmp_path / "c.yaml").write_text(
+        f"checkpoints: [{{name: shapes, path: shapes}}]\nsuite: {suite}\nsettings: {{width: 128, height: 128}}\n"
+        "output_dir: out\ndevice: cpu\n"
+    )
+    assert _run("generate", tmp_path / "c.yaml", "--quiet").exit_code == 0
+    (tmp_path / "out" / "run.json").unlink()
+    out = tmp_path / "r.json"
+    result = _run("score", tmp_path / "out", "--metrics", "adherence", "--judge", "shapes", "-o", out)
+    assert result.exit_code == 3, result.output
+    (cell,) = json.loads(out.read_text())["cells"]
+    entry = cell["metrics"]["adherence"]
+    assert "pass --suite NAME|FILE (e.g. builtin:shapes" in entry["skipped"] and len(entry["images_skipped"]) == 3
+    with_suite = _run("score", tmp_path / "out", "--metrics", "adherence", "--judge", "shapes", "--suite", suite)
+    assert with_suite.exit_code == 0, with_suite.output
+
+
+def test_specs_missing_for_different_reasons_point_to_the_list(tmp_path):
+    images = tmp_path / "images"
+    _draw(images, "a.png", "red", 1)
+    _draw(images, "b.png", "two", 2)
+    manifest = tmp_path / "prompts.jsonl"
+    manifest.write_text(json.dumps({"file": "a.png", "prompt": "a cat", "id": "nope"}) + "\n")
+    out = tmp_path / "r.json"
+    suite = _suite(tmp_path / "s.jsonl")
+    result = _run("score", images, "--metrics", "adherence", "--judge", "shapes", "--suite", suite,
+                  "--prompts", manifest, "-o", out)  # fmt: skip
     assert result.exit_code == 3, result.output
     entry = json.loads(out.read_text())["cells"][0]["metrics"]["adherence"]
-    assert entry["value"] is None and "no scored image has a prompt with a spec" in entry["skipped"]
+    assert "each image's reason is listed under `images_skipped`" in entry["skipped"]
+    reasons = {s["path"]: s["reason"] for s in entry["images_skipped"]}
+    assert "prompt id 'nope' is not in the suite" in reasons["a.png"] and "no prompt text" in reasons["b.png"]
 
 
 @pytest.fixture

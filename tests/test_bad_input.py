@@ -85,11 +85,11 @@ class World:
     def score_prompts(self, manifest: Path) -> tuple[int, str]:
         return self.score(self.good, "--prompts", manifest, *self.clip, metrics="clip")
 
-    def generate(self, config: str) -> tuple[int, str]:
+    def generate(self, config: str, suite: str = '{"id": "p1", "prompt": "a red cube"}\n') -> tuple[int, str]:
         self.n += 1
         folder = self.root / f"gen{self.n}"
         folder.mkdir()
-        (folder / "prompts.jsonl").write_text('{"id": "p1", "prompt": "a red cube"}\n')
+        (folder / "prompts.jsonl").write_text(suite)
         (folder / "a_file").write_text("")
         (folder / "run.yaml").write_text(config)
         return self.run("generate", folder / "run.yaml")
@@ -144,6 +144,10 @@ CASES: dict[str, Callable[[World], tuple[int, str]]] = {
     "too-few-for-is": lambda w: w.score(w.good, metrics="is"),
     "kid-subset-too-large": lambda w: w.score(w.good, "-r", w.good, "--kid-subset-size", 50),
     "output-under-a-file": lambda w: w.run("score", w.good, "--metrics", "is", "-o", w.weights + "/r.json"),
+    "output-unwritable": lambda w: w.run("score", w.good, "--metrics", "is", "-o", "/proc/sdeval/r.json"),
+    "no-such-folder": lambda w: w.run("score", "/no/such/folder"),
+    "bad-choice": lambda w: w.run("score", w.good, "--judge", "oracle"),
+    "adherence-no-suite": lambda w: w.score(w.good, "--judge", "shapes", metrics="adherence"),
     # prompt manifests
     "manifest-missing": lambda w: w.score_prompts(w.root / "no-such-manifest.jsonl"),
     "manifest-utf16": lambda w: w.score_prompts(
@@ -154,6 +158,18 @@ CASES: dict[str, Callable[[World], tuple[int, str]]] = {
         w.manifest("prompts.jsonl", b'{"file": "img_000.png", "prompt": "a red cube"}\nnot json\n')
     ),
     "manifest-empty": lambda w: w.score_prompts(w.manifest("empty.jsonl", b"")),
+    # prompt suites
+    "suite-unknown-tag": lambda w: w.run(
+        "suites",
+        "validate",
+        w.manifest(
+            "vocab.jsonl", b'{"id": "a", "prompt": "x", "spec": {"tag": "colours", "include": [{"class": "cat"}]}}\n'
+        ),
+    ),
+    "suite-unknown-colour": lambda w: w.generate(
+        "checkpoints: [{name: s, path: shapes}]\nsuite: prompts.jsonl\noutput_dir: out\ndevice: cpu\n",
+        '{"id": "a", "prompt": "x", "spec": {"tag": "colors", "include": [{"class": "cat", "color": "turquoise"}]}}\n',
+    ),
     # references
     "reference-garbage": lambda w: w.score(w.good, "-r", w.manifest("garbage.npz", b"not a zip file")),
     "reference-other-protocol": lambda w: w.score(w.good, "-r", w.reference("clean", "--preprocess", "clean")),

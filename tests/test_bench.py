@@ -87,7 +87,7 @@ def test_examples_are_shipped_and_valid(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "refs").mkdir()
     (tmp_path / "refs" / "coco-val2017.npz").write_bytes(b"")  # the placeholder the real example names
     real = load_bench_config("builtin:sd15-sdxl")
-    assert real.score.metrics == ("fid", "kid", "clip", "adherence") and real.score.ci == 0.95
+    assert real.score.options.metrics == ("fid", "kid", "clip", "adherence") and real.score.options.ci == 0.95
 
 
 def test_end_to_end_report_results_and_failing_verdict(uninterrupted: dict[str, Any]) -> None:
@@ -170,7 +170,19 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         "baseline": ({"gate": {"rules": [{"metric": "adherence", "min": 0.5}], "baseline": {"ckpt": "x"}}},
                      "gate.baseline.ckpt: unknown key"),
         "fid": ({"metrics": "fid,adherence"}, "reference: required by metrics fid"),
-        "score": ({"score": {"judge": "eyes"}}, "score.judge: expected detector"),
+        "score": ({"score": {"judge": "eyes"}}, "score.judge: expected one of detector"),
+        "option": ({"score": {"kid_subset": 10}}, "score.kid_subset: unknown key (did you mean 'kid_subsets'?)"),
+        # Gate mistakes are found before anything is generated or scored (issue 15):
+        "rule key": ({"gate": {"rules": [{"metric": "adherence", "max_decreese": 0.1}],
+                               "baseline": {"checkpoint": "clean"}}},
+                     "unknown key 'max_decreese' (did you mean 'max_decrease'?)"),
+        "checkpoint": ({"gate": {"rules": [{"metric": "adherence", "max_decrease": 0.1}],
+                                 "baseline": {"checkpoint": "claen"}}},
+                       "gate.baseline.checkpoint: no checkpoint 'claen' in this run (did you mean 'clean'?)"),
+        "cell": ({"gate": {"rules": [{"metric": "adherence", "min": 0.5, "cell": "clean/nope"}]}},
+                 "rule 1 (adherence min 0.5 (cell clean/nope)): cell: no cell 'clean/nope' in this run"),
+        "uncomputed": ({"gate": {"rules": [{"metric": "clip", "min": 30}]}},
+                       "clip is filled by metric 'clip', which this run does not compute"),
     }  # fmt: skip
     for name, (change, message) in cases.items():
         path = tmp_path / f"{name}.yaml"
@@ -178,6 +190,7 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["bench", str(path)])
         assert result.exit_code == 2, (name, result.output)
         assert message in result.output, (name, result.output)
+        assert "generate:" not in result.output and not (tmp_path / "out").exists(), name  # nothing ran
     result = CliRunner().invoke(main, ["bench", "builtin:nope"])
     assert result.exit_code == 2 and "no built-in example 'nope'" in result.output
 

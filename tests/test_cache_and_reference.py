@@ -12,7 +12,8 @@ import pytest
 from sdeval.errors import ProtocolMismatchError, SdevalError
 from sdeval.features.cache import FeatureCache
 from sdeval.reference import load_reference, merge_references, save_reference
-from sdeval.score import FeatureOptions, ScoreOptions, build_reference_file, score
+from sdeval.reference.build import build_reference_file
+from sdeval.score import FeatureOptions, ScoreOptions, score
 
 
 def _features(weights, cache_dir=None, **kwargs):

@@ -35,7 +35,7 @@ from sdeval.cli import main
 from sdeval.errors import ConfigError
 from sdeval.judges.rules import relative_position
 from sdeval.judges.shapes import ShapesJudge
-from sdeval.suites.spec import CATEGORIES, RELATIONS, Spec, parse_spec
+from sdeval.suites.spec import CATEGORIES, RELATIONS, Include, Spec, parse_spec
 
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 
@@ -171,8 +171,8 @@ def test_raising_a_rate_only_adds_mistakes() -> None:
 def test_render_refuses_what_it_cannot_draw() -> None:
     with pytest.raises(RenderError, match="no class 'car'"):
         render(parse_spec({"tag": "single_object", "include": [{"class": "car"}]}), 0, 128)
-    with pytest.raises(RenderError, match="no colour 'teal'"):
-        render(parse_spec({"tag": "colors", "include": [{"class": "circle", "color": "teal"}]}), 0, 128)
+    with pytest.raises(RenderError, match="no colour 'teal'"):  # parse_spec refuses it too: built by hand
+        render(Spec("colors", (Include("circle", color="teal"),)), 0, 128)
     with pytest.raises(RenderError, match="too small"):
         render(parse_spec({"tag": "single_object", "include": [{"class": "circle"}]}), 0, 8)
 

@@ -62,6 +62,36 @@ def test_errors_are_one_line_and_exit_code_2(args, message, image_sets, inceptio
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message", "command"),
+    [
+        (["score", "/no/such"], "Invalid value for 'IMAGES': Directory '/no/such' does not exist.", "sdeval score"),
+        (["score", ".", "--judge", "oracle"], "Invalid value for '--judge': 'oracle' is not one of", "sdeval score"),
+        (["score", ".", "--batch-size", "0"], "Invalid value for '--batch-size': 0 is not in", "sdeval score"),
+        (["reference", "merge", "pyproject.toml"], "Missing option '--out' / '-o'.", "sdeval reference merge"),
+        (["gate"], "Missing argument 'RESULTS'.", "sdeval gate"),
+        (["score", ".", "--bogus"], "No such option '--bogus'.", "sdeval score"),
+        (["suites", "bogus"], "No such command 'bogus'.", "sdeval suites"),
+        (["bogus"], "No such command 'bogus'.", "sdeval"),
+        (["--bogus"], "No such option '--bogus'.", "sdeval"),
+    ],
+)
+def test_usage_errors_are_one_line_on_stderr_and_exit_code_2(args, message, command):
+    # Click's message, said once as `error: ...` with where its --help is, not click's usage block.
+    result = CliRunner().invoke(main, args, prog_name="sdeval")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert result.stderr.rstrip().endswith(f" Try '{command} --help' for help."), result.stderr
+
+
+def test_help_still_works():
+    for args in (["--help"], ["score", "--help"], ["suites", "validate", "--help"]):
+        result = CliRunner().invoke(main, args, prog_name="sdeval")
+        assert result.exit_code == 0 and result.stdout.startswith("Usage: sdeval"), result.output
+    assert CliRunner().invoke(main, ["--version"]).stdout.startswith("sdeval, version ")
+
+
 def test_empty_folder_is_a_clear_error(tmp_path, inception_weights):
     (tmp_path / "readme.txt").write_text("no images here")
     result = CliRunner().invoke(main, ["score", str(tmp_path), "--metrics", "is", "--no-cache",

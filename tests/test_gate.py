@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,38 @@ def test_more_images_scale_with_the_square_of_the_half_width() -> None:
     # Half-width 0.5, 0.25 from the limit: the half-width must halve, so 4x the images, 3x more.
     assert more_images_to_decide(0.0, -0.5, 0.5, 0.25, 100) == 300
     assert more_images_to_decide(0.25, -0.25, 0.75, 0.25, 100) is None  # on the limit: nothing decides it
+
+
+def _category_cell(cell_id: str, seed: int) -> dict[str, Any]:
+    """10 `colors` images (7 pass) and 190 `counting` ones: categories of very different sizes."""
+    rows, categories = [], {}
+    for category, n, passing in (("colors", 10, 7), ("counting", 190, 150)):
+        order = random.Random(seed).sample(range(n), n)
+        for i in range(n):
+            passed = order[i] < passing
+            rows.append({"item": f"{category}-{i}#0", "path": f"{category}-{i}.png", "sha256": "0" * 64,
+                         "prompt_id": f"{category}-{i}", "category": category, "adherence_passed": passed})  # fmt: skip
+        categories[category] = {"accuracy": passing / n, "n": n, "passed": passing}
+    value = sum(c["accuracy"] for c in categories.values()) / 2
+    return {
+        "id": cell_id,
+        "n_images": len(rows),
+        "metrics": {"adherence": {"value": value, "categories": categories}},
+        "per_image": rows,
+        "protocol": {"device": "cpu"},
+    }
+
+
+def test_a_category_rule_counts_that_categorys_images_to_decide() -> None:
+    rules = parse_rules("rules:\n  - {metric: adherence.colors, max_decrease: 0.2}\n")
+    cand, base = _side(_category_cell("a", 1)), _side(_category_cell("a", 2))
+    (verdict,) = run_gate(rules, cand, base).verdicts
+    assert verdict.status == INCONCLUSIVE, verdict.reason
+    e = verdict.evidence
+    # The interval is that of the 10 colours images, so they are what must grow, not the cell's 200.
+    assert e is not None and e.paired and e.n == 10
+    assert verdict.more_images == more_images_to_decide((e.low + e.high) / 2, e.low, e.high, -0.2, 10)
+    assert f"about {verdict.more_images} more colors images per cell would decide it" in verdict.reason
 
 
 # -- the gate on documents built by hand ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from click.testing import CliRunner
 from sdeval import atomic
 from sdeval.cli import main
 from sdeval.demo import make_image_set
+from sdeval.errors import SdevalError
 
 ROOT = Path(__file__).parents[1]
 
@@ -126,12 +128,12 @@ def test_dev_null_stays_a_device(tmp_path):
 @pytest.fixture
 def no_work(monkeypatch):
     """Fails the test if any image is decoded: the command must stop before the work."""
-    import sdeval.score
+    import sdeval.score.prepare
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the output path was checked")
 
-    monkeypatch.setattr(sdeval.score, "extract", refuse)
+    monkeypatch.setattr(sdeval.score.prepare, "extract", refuse)
 
 
 def test_an_unwritable_results_path_fails_before_any_work(tmp_path, few, inception_weights, cache, no_work):
@@ -148,6 +150,72 @@ def test_reference_build_checks_its_output_before_work(tmp_path, few, inception_
     result = CliRunner().invoke(main, ["reference", "build", few, "-o", str(tmp_path / "a_file" / "ref.npz"),
                                        "--inception-weights", inception_weights, "--no-cache"])  # fmt: skip
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
+
+
+@pytest.mark.parametrize("target", ["/proc/sdeval-results.json", "/proc/sdeval/deeper/r.json"])
+def test_a_path_under_proc_fails_before_any_work(target, few, inception_weights, cache, no_work):
+    # root passes os.access on /proc, yet nothing can be created there: the check must try.
+    result = CliRunner().invoke(main, _score_args(few, inception_weights, cache, "-o", target))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: --out {target}: cannot be written") and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nothing can be created in: mode 0555, made immutable where root ignores the mode."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.access(folder, os.W_OK):  # root: the mode does not stop it
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        if not immutable:
+            folder.chmod(0o755)
+            pytest.skip("running as root without chattr: no folder here is read-only")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def test_output_checks_really_try_to_create(read_only, tmp_path):
+    for check, path in [
+        (atomic.check_output_file, "/proc/x.json"),
+        (atomic.check_output_file, "/proc/a/b/x.json"),
+        (atomic.check_output_folder, "/proc/sdeval-out"),
+        (atomic.check_output_folder, "/proc/self"),
+        (atomic.check_output_file, read_only / "r.json"),
+        (atomic.check_output_file, read_only / "new" / "r.json"),
+        (atomic.check_output_folder, read_only),
+        (atomic.check_output_folder, read_only / "new" / "deeper"),
+    ]:
+        with pytest.raises(
+            SdevalError, match=rf"^--out {re.escape(str(path))}: cannot be written: cannot create a (file|folder) in "
+        ):
+            check(path, "--out")
+    # What can be written passes, and the checks leave nothing behind.
+    writable = tmp_path / "writable"
+    writable.mkdir()
+    atomic.check_output_file(writable / "r.json", "--out")
+    atomic.check_output_file(writable / "a" / "b" / "r.json", "--out")
+    atomic.check_output_folder(writable, "--out")
+    atomic.check_output_folder(writable / "c" / "d", "--out")
+    assert list(writable.iterdir()) == []
+    for stream in ("-", "/dev/stdout", "/dev/null"):
+        atomic.check_output_file(stream, "--out")  # streams are written through
+
+
+def test_generate_output_dir_in_a_read_only_folder_fails_before_loading(read_only, tmp_path):
+    config = tmp_path / "run.yaml"
+    (tmp_path / "prompts.jsonl").write_text('{"id": "p1", "prompt": "a cube"}\n')
+    config.write_text(
+        f"checkpoints: [{{name: tiny, path: tiny-random}}]\nsuite: prompts.jsonl\noutput_dir: {read_only / 'out'}\n"
+    )
+    result = CliRunner().invoke(main, ["generate", str(config)])
+    assert result.exit_code == 2, result.output
+    expected = f"error: output_dir {read_only / 'out'}: cannot be written: cannot create a folder in {read_only} ("
+    assert result.stderr.startswith(expected) and len(result.stderr.splitlines()) == 1
 
 
 def test_a_failed_final_write_keeps_the_results_and_names_where(tmp_path, few, inception_weights, cache, monkeypatch):
@@ -195,12 +263,12 @@ def test_some_metric_null_exits_3(tmp_path, few, inception_weights, cache):
 
 
 def test_an_unexpected_error_is_one_line_exit_70_and_a_saved_traceback(few, inception_weights, cache, monkeypatch):
-    import sdeval.score
+    import sdeval.score.prepare
 
     def bug(*args, **kwargs):
         raise RuntimeError("something that should never happen\nsecond line")
 
-    monkeypatch.setattr(sdeval.score, "extract", bug)
+    monkeypatch.setattr(sdeval.score.prepare, "extract", bug)
     result = CliRunner().invoke(main, _score_args(few, inception_weights, cache))
     assert result.exit_code == 70
     assert len(result.output.strip().splitlines()) == 1
@@ -214,7 +282,7 @@ def test_an_unexpected_error_is_one_line_exit_70_and_a_saved_traceback(few, ince
 
 @pytest.mark.parametrize(("raised", "code"), [("KeyboardInterrupt", 130), ("Terminated", 143)])
 def test_interrupt_and_terminate_exit_codes(tmp_path, few, inception_weights, cache, monkeypatch, raised, code):
-    import sdeval.score
+    import sdeval.score.prepare
     from sdeval.errors import Terminated
 
     exc = {"KeyboardInterrupt": KeyboardInterrupt, "Terminated": Terminated}[raised]
@@ -222,7 +290,7 @@ def test_interrupt_and_terminate_exit_codes(tmp_path, few, inception_weights, ca
     def stop(*args, **kwargs):
         raise exc()
 
-    monkeypatch.setattr(sdeval.score, "extract", stop)
+    monkeypatch.setattr(sdeval.score.prepare, "extract", stop)
     result = CliRunner().invoke(main, _score_args(few, inception_weights, cache))
     assert result.exit_code == code and "Traceback" not in result.output
 

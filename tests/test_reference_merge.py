@@ -16,7 +16,8 @@ from sdeval.errors import ProtocolMismatchError, SdevalError
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.kid import kid
 from sdeval.reference import Reference, images_hash, load_reference, merge_references, save_reference
-from sdeval.score import FeatureOptions, build_reference_file
+from sdeval.reference.build import build_reference_file
+from sdeval.score import FeatureOptions
 
 SPLIT = 17  # images in the first shard; the other 23 go to the second
 

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from sdeval import refsets
 from sdeval.cli import main
 from sdeval.reference import load_reference
+from sdeval.reference import sets as refsets
 from sdeval.suites.load import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -153,7 +153,7 @@ def test_banner_when_protocols_differ_and_gate_verdict(shapes_results: Path, tmp
 
     changed = _variant(shapes_results, tmp_path, "later.json", other_suite)
     gate = tmp_path / "gate.json"
-    gate.write_text(json.dumps({"verdict": "fail", "checks": [{"metric": "adherence", "status": XSS}]}))
+    gate.write_text(json.dumps(_gate_document("pass", "fail")))
     out = tmp_path / "r"
     result = CliRunner().invoke(
         main, ["report", str(shapes_results), str(changed), "-o", str(out), "--gate", str(gate), "--quiet"]
@@ -163,9 +163,9 @@ def test_banner_when_protocols_differ_and_gate_verdict(shapes_results: Path, tmp
     assert 'id="not-comparable"' in html and "<code>suite.version</code>" in html
     assert "results: clean/" in html and "later: clean/" in html  # the same cell ids, named by their file
     assert "[0.1, 0.2]" in html  # an interval the document carries is shown as it is
-    assert 'id="gate"' in html and "verdict fail" in html and XSS not in html
+    assert 'id="gate"' in html and "<strong>FAIL</strong>" in html and XSS not in html
     summary = (out / "summary.md").read_text(encoding="utf-8")
-    assert "**Not comparable:**" in summary and "Gate:** verdict fail" in summary
+    assert "**Not comparable:**" in summary and "**Gate: FAIL**" in summary and "<script" not in summary
 
 
 def test_no_interval_without_feature_state(shapes_results: Path, tmp_path: Path) -> None:
@@ -293,3 +293,261 @@ def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     outside = [url for url in requests if not url.startswith((folder + "/", "data:"))]
     assert not outside, outside
     assert any(url.endswith(".jpg") for url in requests)  # the watch did see the page's own loads
+
+
+# -- issue 15: run labels, gate files, output folders, sweeps per run and group, images without prompt ids ---------
+
+
+def _copy_run(results: Path, folder: Path, change: Any = None) -> Path:
+    """`folder/results.json` (and its feature state), as each bench writes it; `change` edits the document."""
+    folder.mkdir(parents=True, exist_ok=True)
+    document = json.loads(results.read_text(encoding="utf-8"))
+    state = (document.get("state") or {}).get("path")
+    if state:
+        shutil.copy(results.parent / state, folder / state)
+    if change is not None:
+        change(document)
+    out = folder / "results.json"
+    out.write_text(json.dumps(document), encoding="utf-8")
+    return out
+
+
+def test_runs_with_the_same_file_name_are_labelled_by_their_folder(shapes_results: Path, tmp_path: Path) -> None:
+    a, b = _copy_run(shapes_results, tmp_path / "a"), _copy_run(shapes_results, tmp_path / "b")
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["report", str(a), str(b), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    for run in ("a", "b"):
+        assert f"<td>{run}: clean/" in html and f"<th>{run}: colours/" in html  # summary table and grid
+        assert f"| {run}: clean/" in summary
+    # --label names the runs instead, one per file, in order.
+    labelled = tmp_path / "labelled"
+    args = ["report", str(a), str(b), "--label", "before", "--label", "after", "-o", str(labelled), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    html = (labelled / "index.html").read_text(encoding="utf-8")
+    assert "<td>before: clean/" in html and "<td>after: clean/" in html
+    # One --label for two files, and the same file twice, are refused in one line.
+    result = CliRunner().invoke(main, ["report", str(a), str(b), "--label", "x", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--label" in result.output and len(result.output.strip().splitlines()) == 1
+    twice = ["report", str(a), str(tmp_path / "a" / ".." / "a" / "results.json"), "-o", str(tmp_path / "y")]
+    result = CliRunner().invoke(main, twice)
+    assert result.exit_code == 2 and "same results file" in result.output
+
+
+def test_run_labels_use_only_the_path_parts_they_need(tmp_path: Path) -> None:
+    from sdeval.report.build import run_labels
+
+    def paths(*names: str) -> list[Path]:
+        return [tmp_path / name for name in names]
+
+    assert run_labels(paths("x/base.json", "x/later.json")) == ["base", "later"]
+    assert run_labels(paths("a/results.json", "b/results.json")) == ["a", "b"]
+    assert run_labels(paths("x/a/results.json", "y/a/results.json", "y/b/results.json")) == ["x/a", "y/a", "y/b"]
+    assert run_labels(paths("a/results.json", "b/results.json", "b/other.json")) == [
+        "a/results",
+        "b/results",
+        "b/other",
+    ]
+
+
+def _gate_document(*statuses: str) -> dict[str, Any]:
+    """A verdict file as `sdeval gate --json` writes it, one verdict per status."""
+    verdicts = []
+    for index, status in enumerate(statuses, start=1):
+        name = f"adherence max_decrease 0.05 #{index}"
+        rule = {"index": index, "line": index + 1, "metric": "adherence", "name": name}
+        verdicts.append(
+            {
+                "rule": rule,
+                "cell": "clean/default",
+                "status": status,
+                "reason": f"{XSS} reason {index}",
+                "value": 0.123456789 if status != "error" else None,
+                "baseline_cell": "clean/default",
+                "difference": -0.0123456789,
+                "interval": {"low": -0.0456789123, "high": 0.0212345678, "level": 0.95, "method": "bootstrap"},
+                "n": 40,
+                "paired": True,
+            }
+        )
+    counts = {s: statuses.count(s) for s in ("pass", "fail", "inconclusive", "error")}
+    return {"format": "sdeval.gate", "format_version": 1, "summary": counts, "verdicts": verdicts, "warnings": []}
+
+
+def test_gate_verdict_follows_the_gate(tmp_path: Path) -> None:
+    from sdeval.report.build import read_gate
+
+    expected = {
+        ("pass", "fail", "error", "inconclusive"): "ERROR",  # as GateResult.exit_code: an error outranks a fail
+        ("pass", "fail", "inconclusive"): "FAIL",
+        ("pass", "inconclusive"): "INCONCLUSIVE",
+        ("pass", "pass"): "PASS",
+    }
+    for statuses, verdict in expected.items():
+        path = tmp_path / "gate.json"
+        path.write_text(json.dumps(_gate_document(*statuses)), encoding="utf-8")
+        gate = read_gate(path)
+        assert gate["verdict"] == verdict, statuses
+        row = gate["rows"][0]
+        assert row["verdict"] == "PASS" and row["rule"] == "adherence max_decrease 0.05 #1"
+        assert row["value"] == "0.1235" and row["evidence"] == "-0.01235 [-0.04568, 0.02123]"
+
+
+def test_gate_section_reads_a_gate_json_file(shapes_results: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - {metric: adherence, min: 0.95}\n  - {metric: adherence, max_decrease: 0.05}\n", encoding="utf-8"
+    )
+    gate = tmp_path / "gate.json"
+    args = ["gate", str(shapes_results), "--rules", str(rules), "--baseline", str(shapes_results), "--json", str(gate)]
+    gated = CliRunner().invoke(main, args)
+    assert gated.exit_code in (0, 1), gated.output
+    document = json.loads(gate.read_text(encoding="utf-8"))
+    word = "FAIL" if document["summary"]["fail"] else "PASS"
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["report", str(shapes_results), "-o", str(out), "--gate", str(gate), "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    section = html[html.index('id="gate"') : html.index('id="overlay"')]
+    assert f"<strong>{word}</strong>" in section and "unknown" not in section
+    assert "null" not in section and "{" not in section  # no raw JSON
+    assert "adherence min 0.95" in section and "adherence max_decrease 0.05" in section
+    numbers = re.findall(r"\d+\.\d+", re.sub(r"<[^>]+>", " ", section))
+    assert numbers and all(len(n.replace(".", "").lstrip("0")) <= 4 for n in numbers), numbers
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert f"**Gate: {word}**" in summary and "| adherence min 0.95 |" in summary and "null" not in summary
+    # A file that is not a gate verdict: one line naming it.
+    result = CliRunner().invoke(main, ["report", str(shapes_results), "-o", str(out), "--gate", str(shapes_results)])
+    assert result.exit_code == 2 and str(shapes_results) in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_unusable_output_folder_is_one_line_before_any_work(shapes_results: Path) -> None:
+    result = CliRunner().invoke(main, ["report", str(shapes_results), "-o", "/proc/sdeval-report", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "--out" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_failed_report_leaves_no_folders(shapes_results: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    import sdeval.report.build as build
+
+    out = tmp_path / "new" / "deeper" / "r"
+    bad_gate = tmp_path / "gate.json"
+    bad_gate.write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(main, ["report", str(shapes_results), "-o", str(out), "--gate", str(bad_gate)])
+    assert result.exit_code == 2 and not (tmp_path / "new").exists()
+
+    def broken(name: str) -> str:
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr(build, "_static", broken)  # fails after the thumbnails are made
+    with pytest.raises(RuntimeError):
+        build_report([shapes_results], out, ReportOptions(quiet=True))
+    assert not (tmp_path / "new").exists()
+
+
+def test_pages_are_replaced_not_written_into(shapes_results: Path, tmp_path: Path) -> None:
+    """index.html and summary.md are written to a temp file and renamed over the old ones: a reader (here a hard
+    link to the old page) never sees a half-written page."""
+    out = tmp_path / "r"
+    out.mkdir()
+    for name in ("index.html", "summary.md"):
+        (out / name).write_text("old", encoding="utf-8")
+        (tmp_path / f"{name}.link").hardlink_to(out / name)
+    build_report([shapes_results], out, ReportOptions(quiet=True))
+    for name in ("index.html", "summary.md"):
+        assert (tmp_path / f"{name}.link").read_text(encoding="utf-8") == "old"
+        assert (out / name).read_text(encoding="utf-8") != "old"
+
+
+def _swept(document: dict[str, Any]) -> None:
+    """Give each cell a guidance scale and FID / CLIP values, so the report draws a sweep."""
+    for index, cell in enumerate(document["cells"]):
+        cell["setting"] = {"id": f"g{3 + 4 * index}", "values": {"guidance_scale": 3.0 + 4 * index}}
+        cell["metrics"]["fid"] = {"value": 20.0 - index, "n": 10, "n_reference": 10}
+        cell["metrics"]["clip"] = {"value": 25.0 + index, "n": 10}
+
+
+def test_sweep_plots_are_split_by_run_and_protocol_group(shapes_results: Path, tmp_path: Path) -> None:
+    def later(document: dict[str, Any]) -> None:
+        _swept(document)
+        for cell in document["cells"]:
+            cell["protocol"]["suite"]["version"] = "2"
+
+    a = _copy_run(shapes_results, tmp_path / "a", _swept)
+    b = _copy_run(shapes_results, tmp_path / "b", later)
+    c = _copy_run(shapes_results, tmp_path / "c", _swept)
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["report", str(a), str(b), str(c), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    titles = re.findall(r"<h2>((?:Trade-off|Metrics) over [^<]*)</h2>", html)
+    assert sorted(titles) == sorted(
+        f"{kind} over guidance_scale (run {run}, protocol group {group})"
+        for kind in ("Trade-off", "Metrics")
+        for run, group in (("a", 1), ("b", 2), ("c", 1))
+    ), titles
+
+
+def test_images_are_shown_without_prompt_ids(shapes_results: Path, tmp_path: Path) -> None:
+    def no_prompt_ids(document: dict[str, Any]) -> None:
+        document["state"] = {"path": None, "reason": "removed"}
+        for cell in document["cells"]:
+            for row in cell["per_image"]:
+                row["prompt_id"], row["item"] = None, f"path:{row['path']}"
+
+    changed = _variant(shapes_results, tmp_path, "noids.json", no_prompt_ids)
+    out = tmp_path / "r"
+    build_report([changed], out, ReportOptions(quiet=True))
+    html = (out / "index.html").read_text(encoding="utf-8")
+    grid = html[html.index('id="grid"') : html.index('id="worst"')]
+    worst = html[html.index('id="worst"') : html.index('id="protocol"')]
+    assert grid.count('class="thumb"') >= 2 and worst.count('class="thumb"') >= 1
+    assert "&lt;script&gt;" in worst  # grouped by prompt text: the failing `colors` prompts are named
+
+
+def test_grid_prefers_prompts_where_the_cells_differ(shapes_results: Path) -> None:
+    from sdeval.report.build import image_grid, load_cells
+
+    cells, _ = load_cells([shapes_results], ReportOptions(quiet=True))
+    firsts: dict[str, dict[str, bool]] = {}
+    for cell in cells:
+        for row in cell.data["per_image"]:
+            if row["seed_index"] == 0:
+                firsts.setdefault(row["prompt_id"], {})[cell.label] = row["adherence_passed"]
+    differing = {pid for pid, passes in firsts.items() if len(set(passes.values())) > 1}
+    grid = image_grid(cells)
+    assert len(differing) >= len(grid) > 0
+    assert all(row["prompt_id"] in differing for row in grid)
+
+
+def test_worst_prompts_list_only_prompts_that_failed(shapes_results: Path, tmp_path: Path) -> None:
+    from sdeval.report.build import load_cells, worst_prompts
+
+    cells, _ = load_cells([shapes_results], ReportOptions(quiet=True))
+    blocks = worst_prompts(cells)
+    assert blocks and all(float(p["score"]) < 1 for block in blocks for p in block["prompts"])
+
+    def all_pass(document: dict[str, Any]) -> None:
+        for cell in document["cells"]:
+            for row in cell["per_image"]:
+                row["adherence_passed"], row["adherence_failed"] = True, []
+
+    changed = _variant(shapes_results, tmp_path, "allpass.json", all_pass)
+    out = tmp_path / "r"
+    build_report([changed], out, ReportOptions(quiet=True))
+    html = (out / "index.html").read_text(encoding="utf-8")
+    worst = html[html.index('id="worst"') : html.index('id="protocol"')]
+    assert "No prompt failed" in worst and 'class="thumb"' not in worst
+
+
+def test_report_command_lives_in_its_package() -> None:
+    from sdeval.report.command import report_command
+
+    assert main.commands["report"] is report_command
+    source = importlib.resources.files("sdeval").joinpath("cli.py").read_text(encoding="utf-8")
+    assert "def report_command" not in source

@@ -82,7 +82,7 @@ def _write(tmp_path: Path, doc: Any, name: str = "results.json") -> Path:
 
 
 def test_the_schema_is_valid_draft_2020_12_and_ships_with_the_package():
-    from sdeval import score
+    from sdeval.score import assemble as score
 
     jsonschema.Draft202012Validator.check_schema(RESULTS_SCHEMA)
     assert RESULTS_SCHEMA["$schema"].endswith("/draft/2020-12/schema")
@@ -327,9 +327,9 @@ def test_write_results_refuses_an_invalid_document_and_keeps_it_aside(tmp_path, 
 
 
 def test_an_invalid_document_is_an_internal_error_in_the_cli(tmp_path, inception_weights, monkeypatch):
-    import sdeval.score
+    import sdeval.score.compute
 
-    monkeypatch.setattr(sdeval.score, "DECODE_RULE", 8)  # a bug in the producer: a number where text belongs
+    monkeypatch.setattr(sdeval.score.compute, "DECODE_RULE", 8)  # a bug in the producer: a number where text belongs
     make_image_set(tmp_path / "images", 12, seed=0)
     out = tmp_path / "r.json"
     result = _score(tmp_path / "images", "--metrics", "kid", "-r", tmp_path / "images", "--kid-subset-size", 6,

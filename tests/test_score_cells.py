@@ -14,7 +14,7 @@ import sdeval.features.extract as extract_module
 from sdeval.cli import main
 from sdeval.demo import make_image_set
 from sdeval.metrics import registry
-from sdeval.metrics.registry import CellData, Direction, MetricOutput, MetricSpec, Need, ResultKey
+from sdeval.metrics.registry import CellData, Direction, MetricOutput, MetricSkip, MetricSpec, Need, ResultKey
 from sdeval.state import load_state
 
 PROMPTS = [{"id": f"p{i}", "prompt": text} for i, text in enumerate(["a red cube", "a cat", "a blue sphere", "a dog"])]
@@ -174,24 +174,33 @@ def test_a_metric_registered_in_a_test_module_is_validated_computed_written_list
     assert unknown.exit_code == 2 and "unknown metric(s) poolnorms" in unknown.output
 
 
-def test_a_failing_metric_is_a_listed_skip_not_a_traceback(tmp_path, inception_weights):
-    def broken(cell: CellData) -> MetricOutput:
-        raise ValueError("embeddings contain NaN")
+def test_a_metric_that_cannot_be_computed_is_a_listed_skip_and_a_bug_is_an_internal_error(tmp_path, inception_weights):
+    def degenerate(cell: CellData) -> MetricOutput:
+        raise MetricSkip("embeddings contain NaN")
 
-    registry.register(MetricSpec("broken", "fails", (ResultKey("broken", "Broken", Direction.HIGHER),),
-                                 frozenset({Need.INCEPTION_POOL}), broken))  # fmt: skip
-    try:
-        make_image_set(tmp_path / "images", 4, seed=1, size=32)
-        out = tmp_path / "r.json"
-        result = _run("score", tmp_path / "images", "--metrics", "broken", "--inception-weights", inception_weights,
-                      "--no-cache", "--workers", 0, "-o", out)  # fmt: skip
-    finally:
-        registry.unregister("broken")
-    assert result.exit_code == 3 and "Traceback" not in result.output
-    assert json.loads(out.read_text())["cells"][0]["metrics"]["broken"] == {
+    def buggy(cell: CellData) -> MetricOutput:
+        raise ValueError("index out of range")  # a bug: it must not pass for a skipped metric
+
+    make_image_set(tmp_path / "images", 4, seed=1, size=32)
+    results = {}
+    for name, compute in (("degenerate", degenerate), ("buggy", buggy)):
+        registry.register(MetricSpec(name, "fails", (ResultKey(name, name, Direction.HIGHER),),
+                                     frozenset({Need.INCEPTION_POOL}), compute))  # fmt: skip
+        try:
+            out = tmp_path / f"{name}.json"
+            results[name] = (_run("score", tmp_path / "images", "--metrics", name, "--inception-weights",
+                                  inception_weights, "--no-cache", "--workers", 0, "-o", out), out)  # fmt: skip
+        finally:
+            registry.unregister(name)
+    skipped, out = results["degenerate"]
+    assert skipped.exit_code == 3 and "Traceback" not in skipped.output
+    assert json.loads(out.read_text())["cells"][0]["metrics"]["degenerate"] == {
         "value": None,
         "skipped": "embeddings contain NaN",
     }
+    bug, out = results["buggy"]
+    assert bug.exit_code == 70 and "internal error: ValueError: index out of range" in bug.output
+    assert not out.exists()
 
 
 def test_every_builtin_metric_declares_direction_and_needs():

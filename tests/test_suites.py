@@ -300,6 +300,49 @@ def test_validate_names_the_line_and_reason_of_every_problem(tmp_path: Path) -> 
         load_suite(path)
 
 
+VOCABULARY = [
+    ('{"id": "a", "prompt": "x", "spec": {"tag": "colours", "include": [{"class": "cat", "color": "red"}]}}',
+     ["spec.tag: must be one of GenEval's tags (single_object, two_object, counting, colors, position, color_attr), "
+      "got 'colours' (did you mean 'colors'?)"]),
+    ('{"id": "b", "prompt": "x", "spec": {"tag": "colors", "include": [{"class": "cat", "color": "turquoise"}]}}',
+     ["spec.include[0].color: must be one of GenEval's colours (red, orange, yellow, green, blue, purple, pink, "
+      "brown, black, white), got 'turquoise'"]),
+    ('{"id": "c", "prompt": "x", "tag": "colorss", "include": [{"class": "cat"}, {"class": "dog", "color": "Red"}]}',
+     ["tag: must be one of GenEval's tags", "(did you mean 'colors'?)",
+      "include[1].color: must be one of GenEval's colours", "got 'Red' (did you mean 'red'?)"]),
+    ('{"id": "d", "prompt": "x", "spec": {"tag": "position", "include": [{"class": "cat"}, '
+     '{"class": "dog", "position": ["left", 0]}]}}',
+     ["spec.include[1].position: relation must be one of left of, right of, above, below, got 'left' "
+      "(did you mean 'left of'?)"]),
+]  # fmt: skip
+
+
+def test_tags_colours_and_relations_are_genevals_vocabulary(tmp_path: Path) -> None:
+    path = tmp_path / "vocab.jsonl"
+    path.write_text("".join(line + "\n" for line, _ in VOCABULARY))
+    result = CliRunner().invoke(main, ["suites", "validate", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()
+    # Row 3 has two problems (its tag and a colour): both are said, each naming file, line and field.
+    expected = [(n, part) for n, (_, parts) in enumerate(VOCABULARY, start=1) for part in parts]
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:{n}" for n in (1, 2, 3, 3, 4)]
+    for n, part in expected:
+        assert any(line.startswith(f"{path}:{n}: ") and part in line for line in lines), (n, part, lines)
+    assert result.stderr.strip() == f"error: {path}: 5 problem(s)"
+    # Loading (generate, score --suite) refuses it too, on the first problem, in one line.
+    with pytest.raises(ConfigError, match=r"^suite: vocab\.jsonl:1: spec\.tag: .*got 'colours' \(did you mean"):
+        load_suite(path)
+    config = write_config(tmp_path / "gen", suite=str(path))
+    generated = CliRunner().invoke(main, ["generate", str(config), "--dry-run"])
+    assert generated.exit_code == 2 and generated.stderr.startswith("error: suite: vocab.jsonl:1: spec.tag: ")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "a.png")
+    scored = CliRunner().invoke(main, ["score", str(tmp_path), "--metrics", "adherence", "--judge", "shapes",
+                                       "--suite", str(path), "--no-cache"])  # fmt: skip
+    assert scored.exit_code == 2 and scored.stderr.startswith("error: suite: vocab.jsonl:1: spec.tag: ")
+
+
 def test_validate_accepts_a_good_file_and_says_what_it_holds(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "evaluation_metadata.jsonl", GENEVAL_ROWS)
     result = CliRunner().invoke(main, ["suites", "validate", str(path)])

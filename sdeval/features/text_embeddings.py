@@ -1,19 +1,22 @@
-"""CLIP text embeddings of prompts: each distinct prompt embedded once, cached by the sha256 of its text."""
+"""Text embeddings of prompts (CLIP's, or a preference scorer's): each distinct prompt embedded once, cached by the
+sha256 of its text."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 
 from sdeval.features.cache import FeatureCache
-from sdeval.features.clip import TEXT_FEATURE_NAME, ClipEmbedder
+from sdeval.features.clip import TEXT_FEATURE_NAME
 
 
-def embed_prompts(embedder: ClipEmbedder, prompts: list[str], cache_dir: str | None) -> tuple[np.ndarray, int]:
+def embed_prompts(embedder: Any, prompts: list[str], cache_dir: str | None) -> tuple[np.ndarray, int]:
     """Text embeddings of distinct `prompts` (rows in order) and how many were computed, not cached.
 
-    Cached by (sha256 of the prompt's UTF-8 text, the embedder's text cache key), like image features.
+    Cached by (sha256 of the prompt's UTF-8 text, the embedder's text cache key), like image features. `embedder`
+    has `embed_texts(prompts)` and `text_cache_key` (a ClipEmbedder, or a preference scorer's text side).
     """
     keys = [hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest() for prompt in prompts]
     cache = FeatureCache(cache_dir) if cache_dir else None
@@ -31,5 +34,5 @@ def embed_prompts(embedder: ClipEmbedder, prompts: list[str], cache_dir: str | N
         if cache is not None:
             cache.close()
     if not prompts:
-        return np.zeros((0, embedder.embed_dim), dtype=np.float32), 0
+        return np.asarray(embedder.embed_texts([]), dtype=np.float32), 0
     return np.stack([rows[key] for key in keys]), len(todo)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from sdeval.errors import SdevalError
-from sdeval.gate.evaluate import Side, compare, metric_value
+from sdeval.gate.evaluate import Side, compare
 from sdeval.gate.verdicts import Evidence, fmt, signed, span
+from sdeval.metrics.keys import value_of, with_parts
 from sdeval.protocol import describe, differences
 
 
@@ -29,20 +30,6 @@ def cell_pairs(a: Side, b: Side, cell: str | None = None) -> list[tuple[str, str
     )
 
 
-def _keys(cell_a: dict[str, Any], cell_b: dict[str, Any]) -> list[str]:
-    keys = list(dict.fromkeys([*cell_a["metrics"], *cell_b["metrics"]]))
-    out = []
-    for key in keys:
-        out.append(key)
-        if key == "adherence":
-            cats = {
-                **(cell_a["metrics"].get(key) or {}).get("categories", {}),
-                **(cell_b["metrics"].get(key) or {}).get("categories", {}),
-            }
-            out += [f"adherence.{c}" for c in sorted(cats)]
-    return out
-
-
 def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
     """The differences as a JSON-able dict: per cell pair, protocol (binding, informative) and metrics."""
     out = []
@@ -51,9 +38,9 @@ def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
         pa, pb = cell_a["protocol"], cell_b["protocol"]
         binding, informative = differences(pa, pb)
         metrics = []
-        for key in _keys(cell_a, cell_b):
-            va, _ = metric_value(cell_a, key)
-            vb, _ = metric_value(cell_b, key)
+        for key in with_parts([cell_a, cell_b]):
+            va, _ = value_of(cell_a, key)
+            vb, _ = value_of(cell_b, key)
             row: dict[str, Any] = {"key": key, "a": va, "b": vb}
             if va is not None and vb is not None:
                 row["difference"] = vb - va

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.errors import ConfigError, ExitCode, ProtocolMismatchError, SdevalError
-from sdeval.gate import binary
 from sdeval.gate.rules import Rule, Rules
 from sdeval.gate.verdicts import (
     ERROR,
@@ -21,6 +20,9 @@ from sdeval.gate.verdicts import (
     bound_verdict,
     regression_verdict,
 )
+from sdeval.metrics import registry
+from sdeval.metrics.keys import part_view, value_of
+from sdeval.metrics.registry import Jackknife
 from sdeval.protocol import describe, differences
 from sdeval.results import load_results
 
@@ -82,10 +84,8 @@ def load_side(path: str | Path) -> Side:
 
 
 def _load_states(path: str | Path, document: dict[str, Any]) -> dict[str, Any]:
-    try:
-        from sdeval.stats import load_cell_states
-    except ImportError:
-        return {}
+    from sdeval.stats import load_cell_states  # scipy and torch load when a gate runs, not with the CLI
+
     try:
         return dict(load_cell_states(path, document))
     except SdevalError:
@@ -96,125 +96,44 @@ def _load_states(path: str | Path, document: dict[str, Any]) -> dict[str, Any]:
 # -- reading a cell ---------------------------------------------------------------------------------------------
 
 
-def metric_value(cell: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
-    """(the value a rule reads in a cell, None) or (None, why there is none)."""
-    metrics = cell["metrics"]
-    if metric.startswith("adherence."):
-        category = metric.split(".", 1)[1]
-        entry = metrics.get("adherence")
-        if entry is None:
-            return None, f"{metric}: no adherence in cell {cell['id']} (metrics: {', '.join(metrics) or 'none'})"
-        if entry.get("value") is None:
-            return None, f"{metric}: adherence was not computed in cell {cell['id']}: {entry.get('skipped')}"
-        categories = entry.get("categories") or {}
-        if category not in categories:
-            return None, (
-                f"{metric}: no category {category!r} in cell {cell['id']} "
-                f"(categories: {', '.join(categories) or 'none'})"
-            )
-        return float(categories[category]["accuracy"]), None
-    entry = metrics.get(metric)
-    if entry is None:
-        return None, f"{metric} is not in the results of cell {cell['id']} (metrics: {', '.join(metrics) or 'none'})"
-    if entry.get("value") is None:
-        return None, f"{metric} was not computed in cell {cell['id']}: {entry.get('skipped', 'no value')}"
-    return float(entry["value"]), None
-
-
-def _category_cell(cell: dict[str, Any], metric: str) -> tuple[dict[str, Any], str]:
-    """(the cell as sdeval.stats should see it, the key to ask for): `adherence.CAT` becomes a cell of that
-    category's images whose adherence is the category's accuracy, so the statistics resample it the same way."""
-    if not metric.startswith("adherence."):
-        return cell, metric
-    category = metric.split(".", 1)[1]
-    rows = [r for r in cell.get("per_image", []) if (r.get("category") or "uncategorised") == category]
-    value, _ = metric_value(cell, metric)
-    return {**cell, "per_image": rows, "metrics": {"adherence": {"value": value}}}, "adherence"
-
-
-def _binary_passed(cell: dict[str, Any], metric: str) -> binary.Passed | None:
-    if metric != "adherence" and not metric.startswith("adherence."):
-        return None
-    return binary.passed_by_item(cell, metric.split(".", 1)[1] if "." in metric else None)
-
-
 def value_interval(cell: dict[str, Any], state: Any, metric: str) -> Evidence | str:
-    """A cell's value with its interval (sdeval.stats; for adherence without it, from pass/fail rows), or why
-    there is none."""
-    value, _ = metric_value(cell, metric)
-    problem = "sdeval.stats is not available"
-    try:
-        from sdeval.stats import cell_intervals
-    except ImportError:
-        cell_intervals = None
-    if cell_intervals is not None:
-        view, key = _category_cell(cell, metric)
-        try:
-            found = cell_intervals(view, state, level=LEVEL).get(key)
-        except (SdevalError, KeyError, ValueError) as err:
-            found, problem = None, str(err)
-        if found is not None:
-            return Evidence(
-                float(value or 0.0),
-                found.low,
-                found.high,
-                found.level,
-                len(view.get("per_image", [])),
-                method=found.method,
-            )
-        if state is None:
-            problem = "its results have no feature state file"
-    passed = _binary_passed(cell, metric)
-    if passed is not None:
-        found_binary = binary.proportion(passed, LEVEL)
-        if found_binary is not None:
-            return found_binary
-    return f"{metric}: no interval for cell {cell['id']}: {problem}"
+    """A cell's value with its interval (sdeval.stats, by the method the registry declares for the key; a KEY.PART
+    as a cell of the part's images), or why there is none."""
+    from sdeval.stats import cell_intervals
+
+    value, _ = value_of(cell, metric)
+    view, key = part_view(cell, metric)
+    found = cell_intervals(view, state, level=LEVEL).get(key)
+    if found is None:
+        return f"{metric}: no interval for cell {cell['id']}: {_why_none(key, state)}"
+    return Evidence(float(value or 0.0), found.low, found.high, found.level, len(view.get("per_image", [])),
+                    method=found.method)  # fmt: skip
 
 
 def compare(
     base_cell: dict[str, Any], base_state: Any, cell: dict[str, Any], state: Any, metric: str
 ) -> Evidence | str:
     """The candidate-minus-baseline difference of `metric` with its interval (paired by item where the cells
-    share items), or why there is none. sdeval.stats decides (`adherence.CAT` as a cell of that category's
-    images); without it, adherence falls back to per-image pass/fail rows, which need no feature state."""
-    problem = "sdeval.stats is not available"
-    try:
-        from sdeval.stats import compare_cells
-    except ImportError:
-        compare_cells = None
-    if compare_cells is not None:
-        (base_view, key), (view, _) = _category_cell(base_cell, metric), _category_cell(cell, metric)
-        try:
-            found = compare_cells(base_view, base_state, view, state, keys=[key], level=LEVEL).get(key)
-        except (SdevalError, KeyError, ValueError) as err:
-            found, problem = None, str(err)
-        if found is not None:
-            n = (
-                found.n_shared
-                if found.paired
-                else min(len(base_view.get("per_image", [])), len(view.get("per_image", [])))
-            )
-            return Evidence(
-                found.difference,
-                found.interval.low,
-                found.interval.high,
-                found.interval.level,
-                n,
-                found.paired,
-                found.method,
-            )
-        if state is None or base_state is None:
-            problem = "no feature state file beside the results (or the baseline)"
-        else:
-            problem = "no statistic for this metric"
-    passed_base, passed = _binary_passed(base_cell, metric), _binary_passed(cell, metric)
-    if passed_base is not None and passed is not None:
-        evidence = binary.difference(passed_base, passed, LEVEL)
-        if evidence is not None:
-            return evidence
-        return f"{metric}: no judged images to compare in cell {cell['id']} and baseline cell {base_cell['id']}"
-    return f"{metric}: no interval for the difference: {problem}"
+    share items; a KEY.PART as cells of the part's images), or why there is none."""
+    from sdeval.stats import compare_cells
+
+    (base_view, key), (view, _) = part_view(base_cell, metric), part_view(cell, metric)
+    found = compare_cells(base_view, base_state, view, state, keys=[key], level=LEVEL).get(key)
+    if found is None:
+        why = _why_none(key, state if base_state is not None else None)
+        return f"{metric}: no interval for the difference: {why}"
+    n = found.n_shared if found.paired else min(len(base_view.get("per_image", [])), len(view.get("per_image", [])))
+    return Evidence(found.difference, found.interval.low, found.interval.high, found.interval.level, n, found.paired,
+                    found.method)  # fmt: skip
+
+
+def _why_none(key: str, state: Any) -> str:
+    declared = registry.result_key(key)
+    if declared is None or declared.interval is None:
+        return f"{key} declares no interval method"
+    if isinstance(declared.interval, Jackknife) and state is None:
+        return "no feature state file beside the results (NAME.state.npz): its features are needed"
+    return "its inputs are missing (per-image values, feature state rows or at least 2 prompts)"
 
 
 # -- pairing and protocols --------------------------------------------------------------------------------------
@@ -327,7 +246,7 @@ def _judge(
             ERROR,
             f"{where}: no cell {cell_id!r} in {candidate.path} (cells: {', '.join(candidate.cells)})",
         )
-    value, problem = metric_value(cell, rule.metric)
+    value, problem = value_of(cell, rule.metric)
     if value is None:
         return Verdict(rule, cell_id, ERROR, f"{where}: {problem}")
     statuses: list[tuple[str, str, Evidence | None, int | None]] = []
@@ -345,7 +264,7 @@ def _judge(
         assert baseline is not None  # run_gate refuses regression rules without one
         base_id = pairs[cell_id]
         base_cell = baseline.cells[base_id]
-        _, base_problem = metric_value(base_cell, rule.metric)
+        _, base_problem = value_of(base_cell, rule.metric)
         if base_problem is not None:
             return Verdict(
                 rule,

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from sdeval.errors import ConfigError
-from sdeval.metrics import registry
+from sdeval.metrics.keys import known_names, lookup
 from sdeval.metrics.registry import Direction
 from sdeval.suggest import did_you_mean
 from sdeval.textfiles import read_user_text
@@ -22,8 +22,6 @@ RULE_KEYS = ("metric", "min", "max", "max_increase", "max_decrease", "cell", "re
 TOP_KEYS = ("rules", "pairs")
 BOUNDS = ("min", "max")
 REGRESSIONS = ("max_increase", "max_decrease")
-#: `adherence.CATEGORY` names one category's accuracy (cells[].metrics.adherence.categories.CATEGORY.accuracy).
-CATEGORY_PREFIX = "adherence."
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class Rule:
 
     index: int  # 1-based position in `rules:`
     line: int  # 1-based line of its mapping in the file
-    metric: str  # a result key, or adherence.CATEGORY
+    metric: str  # a result key, or KEY.PART of a key with parts (adherence.CATEGORY)
     direction: Direction
     min: float | None = None
     max: float | None = None
@@ -44,11 +42,6 @@ class Rule:
     @property
     def is_regression(self) -> bool:
         return self.max_increase is not None or self.max_decrease is not None
-
-    @property
-    def category(self) -> str | None:
-        """The adherence category a rule names (`adherence.counting` -> `counting`), else None."""
-        return self.metric[len(CATEGORY_PREFIX) :] if self.metric.startswith(CATEGORY_PREFIX) else None
 
     @property
     def name(self) -> str:
@@ -136,17 +129,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _direction(metric: str) -> Direction | None:
-    if metric.startswith(CATEGORY_PREFIX) and len(metric) > len(CATEGORY_PREFIX):
-        return Direction.HIGHER  # a category's accuracy, like adherence itself
-    declared = registry.result_key(metric)
-    return declared.direction if declared is not None else None
-
-
-def _known_metrics() -> list[str]:
-    return [key.key for spec in registry.metrics() for key in spec.results]
-
-
 def parse_rules(text: str, source: str = "rules.yaml") -> Rules:
     """Parse a rules file's text; every problem is a ConfigError naming `source:LINE` and the rule."""
     try:
@@ -197,18 +179,16 @@ def _parse_rule(item: Any, index: int, source: str, rules_line: int) -> Rule:
                 f"known: {', '.join(RULE_KEYS)}"
             )
     if "metric" not in item:
-        raise ConfigError(f"{where}: no `metric` (a result key such as fid, or adherence.CATEGORY)")
+        raise ConfigError(f"{where}: no `metric` (a result key such as fid, or KEY.PART such as adherence.counting)")
     metric = item["metric"]
     if not isinstance(metric, str) or not metric.strip():
         raise fail("metric", f"expected a metric name, got {metric!r}")
     metric = metric.strip()
-    direction = _direction(metric)
-    if direction is None:
-        known = _known_metrics()
-        raise fail(
-            "metric",
-            f"unknown metric {metric!r}{did_you_mean(metric, known)}; known: {', '.join(known)}, adherence.CATEGORY",
-        )
+    ref = lookup(metric)
+    if ref is None:
+        known = known_names()
+        raise fail("metric", f"unknown metric {metric!r}{did_you_mean(metric, known)}; known: {', '.join(known)}")
+    direction = ref.direction
     values: dict[str, float] = {}
     for key in (*BOUNDS, *REGRESSIONS):
         if key in item:

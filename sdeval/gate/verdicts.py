@@ -23,7 +23,7 @@ class Evidence:
     low: float
     high: float
     level: float = 0.95
-    n: int | None = None  # images behind the interval (shared items when paired)
+    n: int | None = None  # images behind the interval (shared items when paired; for KEY.PART, the part's only)
     paired: bool = False
     method: str = ""
 
@@ -144,7 +144,7 @@ def regression_verdict(rule: Rule, evidence: Evidence) -> tuple[str, str, int | 
             more = more_images_to_decide((low + high) / 2, low, high, edge, evidence.n)
             needed.append(more)
             hint = (
-                f"about {more} more images per cell would decide it"
+                f"about {more} more {_counted(rule.metric)} per cell would decide it"
                 if more is not None
                 else "no sample size would decide it (the estimate sits on the tolerance)"
             )
@@ -153,6 +153,13 @@ def regression_verdict(rule: Rule, evidence: Evidence) -> tuple[str, str, int | 
     status, reason = _combine(statuses, reasons)
     known = [n for n in needed if n is not None]
     return status, reason, (max(known) if status == INCONCLUSIVE and known else None)
+
+
+def _counted(metric: str) -> str:
+    """What the estimate counts: a KEY.PART (adherence.counting) is decided by the part's images alone (Evidence n),
+    so more images per cell means more of those, not of the whole cell."""
+    _, dot, part = metric.partition(".")
+    return f"{part} images" if dot else "images"
 
 
 def _combine(statuses: list[str], reasons: list[str]) -> tuple[str, str]:

@@ -69,6 +69,12 @@ class RunResult:
     record: dict[str, Any] | None = None  # the run record, on the process that wrote it
 
     @property
+    def kept(self) -> int:
+        """Images of this process's share on disk: done before, plus written now (all of them once the writer
+        has closed, as it has when a run stops)."""
+        return self.skipped + self.generated
+
+    @property
     def images_per_s(self) -> float | None:
         return self.generated / self.generate_s if self.generated and self.generate_s > 0 else None
 
@@ -83,6 +89,12 @@ def prepare(config: GenerateConfig, shard: tuple[int, int] | None = None) -> tup
     suite = load_suite(config.suite, need_init_images=config.pipeline == "image2image", init_images=config.init_images)
     identities = {c.name: checkpoint_identity(c) for c in config.checkpoints}
     return build_plan(config, suite, device, identities), ctx
+
+
+def stopped_run(err: BaseException) -> RunResult | None:
+    """What a run that `err` stopped (Ctrl-C, SIGTERM, a failure) had done, once run_generate has kept its images
+    and merged its manifest; None when it stopped before its plan was made."""
+    return getattr(err, "sdeval_run", None)
 
 
 def run_generate(
@@ -129,7 +141,7 @@ def run_generate(
         t0 = time.perf_counter()
         writer.close()  # the last images reach the disk: part of the throughput
         result.generate_s += time.perf_counter() - t0
-    except BaseException:
+    except BaseException as err:
         # Interrupted or failed: keep what was finished and leave a usable manifest before re-raising.
         try:
             writer.close()
@@ -138,6 +150,7 @@ def run_generate(
             if created and ctx.world_size == 1 and result.generated == 0 and result.skipped == 0:
                 # A run that failed before its first image leaves nothing behind: the folder is ours, made now.
                 shutil.rmtree(out, ignore_errors=True)
+        err.sdeval_run = result  # type: ignore[attr-defined]  # for the command to say what was kept
         raise
     _finish(plan, ctx, result, started, config_path)
     return result
@@ -218,6 +231,7 @@ def _generate(
         torch.cuda.reset_peak_memory_stats(plan.device)
     bar = tqdm(
         total=len(pending),
+        desc="generate",
         unit="img",
         file=sys.stderr,
         disable=not show_progress or not pending,
@@ -230,7 +244,7 @@ def _generate(
             result.load_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             for batch in batches(items, cfg.batch_size, per_call):
-                bar.set_postfix_str(f"{batch[0].checkpoint.name}/{batch[0].setting_id}", refresh=False)
+                bar.set_description_str(f"generate ({batch[0].checkpoint.name}/{batch[0].setting_id})", refresh=False)
                 init = None
                 if cfg.pipeline == "image2image":
                     size = _size(batch[0], loaded)

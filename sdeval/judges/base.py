@@ -11,10 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sdeval.suites.spec import COLORS as COLORS  # GenEval's colours: declared once, with the spec's vocabulary
 from sdeval.suites.spec import Spec
-
-#: GenEval's colour vocabulary (evaluate_images.py `COLORS`): what colour facts may name and detectors classify into.
-COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,13 @@
-"""`build_judge(name, **options)`: the one place that turns a judge name (detector, clip, shapes) into a judge."""
+"""`build_judge(name, **options)`: the one place that turns a judge name (detector, clip, shapes, vqa) into a judge."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sdeval.errors import SdevalError
 from sdeval.judges.base import Judge
 
-#: The judges, by the name `--judge` takes.
-JUDGES = ("detector", "clip", "shapes")
 #: Options build_judge understands; each judge reads those it needs and ignores the rest (None means "default").
 OPTIONS = (
     "detector_model",  # detector: hub id or local folder (default: detector.DEFAULT_DETECTOR)
@@ -17,29 +16,28 @@ OPTIONS = (
     "clip",  # clip: the ClipEmbedder to use; detector: its colour model (default: loaded from clip_model)
     "clip_model",  # open_clip name when `clip` is not given (default ViT-L-14)
     "clip_pretrained",  # pretrained tag or local weights file when `clip` is not given (default openai)
+    "vqa_model",  # vqa: hub id or local folder (default: vqa.DEFAULT_VQA_MODEL)
+    "vqa_template",  # vqa: prompt of an image-text-to-text model, with {question} (default: its chat template)
+    "vqa_threshold",  # vqa: a yes/no question is answered yes when P(yes) >= this (default 0.5)
+    "vqa_dtype",  # vqa: float32, bfloat16 or float16 (default float32)
+    "questions",  # vqa: a TIFA or DSG question file (path) or a loaded questions.QuestionSet (default: the spec's)
     "device",  # cpu, cuda[:N], mps or auto
 )
 
 
-def build_judge(name: str, **options: Any) -> Judge:
-    """A ready judge. Models load here (transformers and open_clip are imported only when needed)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise TypeError(f"build_judge: unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
-    if name not in JUDGES:
-        raise SdevalError(f"--judge must be one of {', '.join(JUDGES)}, got {name!r}")
-    device = _device(options.get("device"))
-    if name == "shapes":
-        from sdeval.judges.shapes import ShapesJudge  # the calibration world's exact detector: no models
+def _shapes(options: dict[str, Any], device: str) -> Judge:
+    from sdeval.judges.shapes import ShapesJudge  # the calibration world's exact detector: no models
 
-        return ShapesJudge()
-    embedder = options.get("clip")
-    if name == "clip":
-        if embedder is None:
-            embedder = _load_clip(options, device)
-        from sdeval.judges.clip_contrast import ClipContrastJudge
+    return ShapesJudge()
 
-        return ClipContrastJudge(embedder)
+
+def _clip(options: dict[str, Any], device: str) -> Judge:
+    from sdeval.judges.clip_contrast import ClipContrastJudge
+
+    return ClipContrastJudge(options.get("clip") or _load_clip(options, device))
+
+
+def _detector(options: dict[str, Any], device: str) -> Judge:
     from sdeval.judges.detector import DEFAULT_COLOR_MODEL, DEFAULT_DETECTOR, DetectorJudge
 
     return DetectorJudge.load(
@@ -48,9 +46,43 @@ def build_judge(name: str, **options: Any) -> Judge:
         thresholds=options.get("thresholds"),
         color_model=options.get("clip_model") or DEFAULT_COLOR_MODEL[0],
         color_pretrained=options.get("clip_pretrained") or DEFAULT_COLOR_MODEL[1],
-        color_embedder=embedder,
+        color_embedder=options.get("clip"),
         device=device,
     )
+
+
+def _vqa(options: dict[str, Any], device: str) -> Judge:
+    from sdeval.judges.vqa import DEFAULT_THRESHOLD, DEFAULT_VQA_MODEL, VqaJudge
+
+    threshold = options.get("vqa_threshold")
+    return VqaJudge.load(
+        options.get("vqa_model") or DEFAULT_VQA_MODEL,
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        template=options.get("vqa_template"),
+        questions=options.get("questions"),
+        device=device,
+        dtype=options.get("vqa_dtype") or "float32",
+    )
+
+
+#: Each judge's builder, by the name `--judge` takes (each imports its models' libraries only when called).
+_BUILDERS: dict[str, Callable[[dict[str, Any], str], Judge]] = {
+    "detector": _detector,
+    "clip": _clip,
+    "shapes": _shapes,
+    "vqa": _vqa,
+}
+JUDGES = tuple(_BUILDERS)
+
+
+def build_judge(name: str, **options: Any) -> Judge:
+    """A ready judge. Models load here (transformers and open_clip are imported only when needed)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"build_judge: unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
+    if name not in _BUILDERS:
+        raise SdevalError(f"--judge must be one of {', '.join(JUDGES)}, got {name!r}")
+    return _BUILDERS[name](options, _device(options.get("device")))
 
 
 def _device(requested: str | None) -> str:

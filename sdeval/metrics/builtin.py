@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,16 @@ from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
 from sdeval.metrics.precision_recall import precision_recall
 from sdeval.metrics.registry import (
+    Bootstrap,
     CellData,
     Direction,
+    Jackknife,
     JudgedData,
     MetricOutput,
     MetricSkip,
     MetricSpec,
     Need,
+    Parts,
     PromptData,
     ResultKey,
     ScoreParams,
@@ -34,6 +38,44 @@ IS_SPLITS = 10
 PR_NEIGHBOURHOOD = 3
 #: The paper's estimator (see metrics/cmmd.py).
 CMMD_ESTIMATOR = "biased"
+
+
+# -- jackknife sides (sdeval.stats loads only when an interval is asked for) -----------------------------------
+
+
+def _fid_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.stats.corpus import FidSide
+
+    return FidSide(x, reference, blocks, k, seed)
+
+
+def _kid_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.stats.corpus import kid_side
+
+    return kid_side(x, reference, blocks, k, seed)
+
+
+def _cmmd_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.stats.corpus import cmmd_side
+
+    return cmmd_side(x, reference, blocks, k, seed)
+
+
+def _recall_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.stats.corpus import RecallSide
+
+    return RecallSide(x, reference, blocks, k, seed, PR_NEIGHBOURHOOD)
+
+
+def _precision_hits(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Each image's precision hit: with the reference fixed, it depends on that image alone (a per-image value)."""
+    from sdeval.stats.corpus import precision_hits
+
+    return precision_hits(inputs["pool"], inputs["reference_pool"], PR_NEIGHBOURHOOD)
+
+
+_POOL = ("pool", "reference_pool")
+_CMMD = ("cmmd_image", "reference_cmmd_image")
 
 
 def _require(value: Any, what: str) -> Any:
@@ -101,14 +143,15 @@ def _pr(cell: CellData) -> MetricOutput:
     return MetricOutput({"precision": {"value": precision}, "recall": {"value": recall}})
 
 
-def _kid_protocol(params: ScoreParams) -> dict[str, Any]:
-    return {"kid": {"subsets": params.kid_subsets, "subset_size": params.kid_subset_size or "min(1000, n, n_ref)"}}
+def _kid_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
+    n_ref = len(cell.reference.pool) if cell.reference is not None and cell.reference.pool is not None else None
+    return {"kid": {"subsets": params.kid_subsets, "subset_size": kid_subset_size(params, cell.n, n_ref)}}
 
 
 register(MetricSpec(
     name="fid",
     description="Fréchet distance of Inception pool3 features to the reference (torch-fidelity's, exactly).",
-    results=(ResultKey("fid", "FID", Direction.LOWER, (0.0, None)),),
+    results=(ResultKey("fid", "FID", Direction.LOWER, (0.0, None), Jackknife(_POOL, _fid_side)),),
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_fid,
     default=True,
@@ -116,7 +159,7 @@ register(MetricSpec(
 register(MetricSpec(
     name="kid",
     description="Kernel Inception Distance: unbiased MMD² with the cubic kernel over random subsets.",
-    results=(ResultKey("kid", "KID", Direction.LOWER),),
+    results=(ResultKey("kid", "KID", Direction.LOWER, interval=Jackknife(_POOL, _kid_side)),),
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_kid,
     default=True,
@@ -129,19 +172,20 @@ register(MetricSpec(
     needs=frozenset({Need.INCEPTION_LOGITS}),
     compute=_is,
     default=True,
-    protocol=lambda params: {"is": {"splits": IS_SPLITS}},
+    protocol=lambda params, cell: {"is": {"splits": IS_SPLITS}},
 ))  # fmt: skip
 register(MetricSpec(
     name="pr",
     description="Improved precision and recall (Kynkäänniemi et al. 2019), k = 3, on pool3 features.",
     results=(
-        ResultKey("precision", "Precision (k=3)", Direction.HIGHER, (0.0, 1.0)),
-        ResultKey("recall", "Recall (k=3)", Direction.HIGHER, (0.0, 1.0)),
+        ResultKey("precision", "Precision (k=3)", Direction.HIGHER, (0.0, 1.0),
+                  Bootstrap(from_state=_precision_hits, state_inputs=_POOL)),
+        ResultKey("recall", "Recall (k=3)", Direction.HIGHER, (0.0, 1.0), Jackknife(_POOL, _recall_side)),
     ),
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_pr,
     default=True,
-    protocol=lambda params: {"pr": {"k": PR_NEIGHBOURHOOD}},
+    protocol=lambda params, cell: {"pr": {"k": PR_NEIGHBOURHOOD}},
 ))  # fmt: skip
 
 
@@ -248,7 +292,7 @@ def _cmmd(cell: CellData) -> MetricOutput:
     return MetricOutput({"cmmd": {"value": value, "n": len(mine), "n_reference": len(theirs)}})
 
 
-def _rprecision_protocol(params: ScoreParams) -> dict[str, Any]:
+def _rprecision_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
     r = params.rprecision_r if params.rprecision_r is not None else f"min({DEFAULT_MAX_R}, distinct prompts)"
     return {"rprecision": {"r": r, "seed": params.seed, "ties": "miss", "candidates": "distinct prompts of the cell"}}
 
@@ -256,7 +300,8 @@ def _rprecision_protocol(params: ScoreParams) -> dict[str, Any]:
 register(MetricSpec(
     name="clip",
     description="CLIP score: mean of 100·max(cos(image, its prompt), 0) (torchmetrics' scale).",
-    results=(ResultKey("clip", "CLIP score", Direction.HIGHER, (0.0, 100.0)),),
+    results=(ResultKey("clip", "CLIP score", Direction.HIGHER, (0.0, 100.0), Bootstrap("clip_score"),
+                       detail="({n} images)"),),
     needs=frozenset({Need.CLIP_IMAGE, Need.CLIP_TEXT, Need.PROMPTS}),
     compute=_clip,
     per_image=("clip_score", "clip_cosine"),
@@ -264,7 +309,8 @@ register(MetricSpec(
 register(MetricSpec(
     name="rprecision",
     description="CLIP R-precision: fraction of images whose own prompt ranks first among R distinct prompts.",
-    results=(ResultKey("rprecision", "CLIP R-precision", Direction.HIGHER, (0.0, 1.0)),),
+    results=(ResultKey("rprecision", "CLIP R-precision", Direction.HIGHER, (0.0, 1.0), Bootstrap("rprecision_hit"),
+                       detail="(R={r}, chance {chance:.3g}, {n} images)"),),
     needs=frozenset({Need.CLIP_IMAGE, Need.CLIP_TEXT, Need.PROMPTS}),
     compute=_rprecision,
     per_image=("rprecision_hit",),
@@ -273,18 +319,22 @@ register(MetricSpec(
 register(MetricSpec(
     name="cmmd",
     description="CMMD (Jayasumana et al. 2024): RBF MMD² (σ = 10, ×1000) of CLIP image embeddings.",
-    results=(ResultKey("cmmd", "CMMD", Direction.LOWER, (0.0, None)),),
+    results=(ResultKey("cmmd", "CMMD", Direction.LOWER, (0.0, None), Jackknife(_CMMD, _cmmd_side),
+                       detail="({n} images)"),),
     needs=frozenset({Need.CMMD_IMAGE, Need.REFERENCE}),
     compute=_cmmd,
-    protocol=lambda params: {"cmmd": {"sigma": SIGMA, "scale": SCALE, "estimator": CMMD_ESTIMATOR}},
+    protocol=lambda params, cell: {"cmmd": {"sigma": SIGMA, "scale": SCALE, "estimator": CMMD_ESTIMATOR}},
 ))  # fmt: skip
 register(MetricSpec(
     name="diversity",
     description="Per prompt with 2+ images (seeds): mean pairwise cosine distance of CLIP image embeddings.",
-    results=(ResultKey("diversity", "Diversity", Direction.HIGHER, (0.0, 2.0)),),
+    results=(ResultKey("diversity", "Diversity", Direction.HIGHER, (0.0, 2.0),
+                       detail="({n_prompts} prompts with 2+ images)"),),
     needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
     compute=_diversity,
-    protocol=lambda params: {"diversity": {"distance": "1 - cosine", "group_by": "prompt", "mean": "over prompts"}},
+    protocol=lambda params, cell: {
+        "diversity": {"distance": "1 - cosine", "group_by": "prompt", "mean": "over prompts"}
+    },
 ))  # fmt: skip
 
 
@@ -293,14 +343,26 @@ register(MetricSpec(
 
 def _judged_rows(cell: CellData) -> tuple[JudgedData, list[int]]:
     judged = _require(cell.judged, "judgements (--judge, and a suite whose prompts have specs)")
-    rows = [i for i, judgement in enumerate(judged.judgements) if judgement is not None]
-    if not rows:
-        raise MetricSkip("no scored image has a prompt with a spec (see `images_skipped` for each reason)")
-    return judged, rows
+    return judged, [i for i, judgement in enumerate(judged.judgements) if judgement is not None]
+
+
+def _unjudged(key: str, judged: JudgedData) -> MetricOutput:
+    """No image could be judged: value null with the reason, and every image listed with its own (a MetricSkip
+    would drop the list). A reason every image shares (no suite at all) is the fix itself, so it is said here."""
+    reasons = {m["reason"] for m in judged.missing}
+    why = (
+        ": " + reasons.pop().removeprefix("no spec: ")
+        if len(reasons) == 1
+        else " (each image's reason is listed under `images_skipped`)"
+    )
+    skipped = f"no scored image has a prompt with a spec{why}"
+    return MetricOutput({key: {"value": None, "skipped": skipped, "images_skipped": judged.missing}})
 
 
 def _adherence(cell: CellData) -> MetricOutput:
     judged, rows = _judged_rows(cell)
+    if not rows:
+        return _unjudged("adherence", judged)
     keys = [judged.prompt_key(i, cell.paths[i]) for i in rows]
     result = adherence(
         [judged.categories[i] or "uncategorised" for i in rows], [judged.judgements[i].passed for i in rows], keys
@@ -321,7 +383,9 @@ register(MetricSpec(
     name="adherence",
     description="Prompt adherence (GenEval's rules): share of images whose every spec fact holds, per category; "
     "overall = mean over categories.",
-    results=(ResultKey("adherence", "Adherence", Direction.HIGHER, (0.0, 1.0)),),
+    results=(ResultKey("adherence", "Adherence", Direction.HIGHER, (0.0, 1.0),
+                       Bootstrap("adherence_passed", by="category"),
+                       parts=Parts(field="categories", value="accuracy", column="category")),),
     needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
     compute=_adherence,
     per_image=("category", "adherence_passed", "adherence_failed"),
@@ -341,6 +405,8 @@ def _per_image_clip_scores(cell: CellData) -> list[float | None] | None:
 
 def _robustness(cell: CellData) -> MetricOutput:
     judged, rows = _judged_rows(cell)
+    if not rows:
+        return _unjudged("robustness", judged)
     clip = _per_image_clip_scores(cell)
     result = robustness(
         [judged.prompt_key(i, cell.paths[i]) for i in rows],
@@ -351,16 +417,20 @@ def _robustness(cell: CellData) -> MetricOutput:
     summary = result.to_json()
     # The headline: the chance that one seed passes, averaged over prompts (pass@1 = mean pass rate).
     entry = {"value": result.overall.pass_rate, **summary}
-    return MetricOutput({"robustness": entry})
+    passed = [j.passed if j is not None else None for j in judged.judgements]  # what its interval resamples
+    return MetricOutput({"robustness": entry}, per_image={"adherence_passed": passed})
 
 
 register(MetricSpec(
     name="robustness",
     description="Seed robustness: per prompt the pass rate, unbiased pass@k (k = 1, 4, 10 where n >= k), CLIP "
     "score spread across seeds and expected seeds to the first pass; per category and overall.",
-    results=(ResultKey("robustness", "Seed robustness (pass@1)", Direction.HIGHER, (0.0, 1.0)),),
+    # pass@1 is the mean over prompts of each prompt's pass rate over its seeds: each prompt counts once.
+    results=(ResultKey("robustness", "Seed robustness (pass@1)", Direction.HIGHER, (0.0, 1.0),
+                       Bootstrap("adherence_passed", weight="prompt")),),
     needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
     compute=_robustness,
+    per_image=("adherence_passed",),
 ))  # fmt: skip
 
 
@@ -395,3 +465,80 @@ register(MetricSpec(
     compute=_faithfulness,
     per_image=("init_edge_ssim", "init_clip_cosine"),
 ))  # fmt: skip
+
+
+# -- DINOv2 ---------------------------------------------------------------------------------------------------
+
+
+def _fd_dinov2(cell: CellData) -> MetricOutput:
+    from sdeval.metrics.fd_dinov2 import fd_dinov2, small_set_warning
+
+    ref = _require(cell.reference, "a reference")
+    features = _require(cell.dinov2, "DINOv2 features")
+    ref_features = _require(ref.dinov2, "the reference's DINOv2 features (`sdeval reference build --dinov2`)")
+    value = fd_dinov2(features, ref_features)
+    warning = small_set_warning(min(len(features), len(ref_features)), features.shape[1])
+    entry = {"value": value, "n": len(features), "n_reference": len(ref_features)}
+    return MetricOutput({"fd_dinov2": entry}, warnings=[warning] if warning else [])
+
+
+register(MetricSpec(
+    name="fd_dinov2",
+    description="FD_DINOv2 (Stein et al. 2023): Fréchet distance of DINOv2 ViT-L/14 CLS features to the reference.",
+    results=(ResultKey("fd_dinov2", "FD_DINOv2", Direction.LOWER, (0.0, None),
+                       Jackknife(("dinov2", "reference_dinov2"), _fid_side)),),
+    needs=frozenset({Need.DINOV2, Need.REFERENCE}),
+    compute=_fd_dinov2,
+))  # fmt: skip
+
+
+# -- human-preference scorers (sdeval.preference): one score per image, prompt-relative where the model is --------
+
+
+def _preference_metric(name: str) -> Callable[[CellData], MetricOutput]:
+    def compute(cell: CellData) -> MetricOutput:
+        scores = _require(cell.preference.get(name), f"{name} scores")
+        rows = np.flatnonzero(~np.isnan(scores))
+        skipped = cell.preference_missing.get(name, [])
+        if len(rows) == 0:
+            raise MetricSkip(f"no scored image could be given a {name} score (see the reasons in `images_skipped`)"
+                             if skipped else f"no image to score with {name}")  # fmt: skip
+        values = scores[rows]
+        entry: dict[str, Any] = {"value": float(values.mean()), "n": len(rows), "sd": float(values.std()),
+                                 "images_skipped": skipped}  # fmt: skip
+        if cell.prompts is not None:  # scores of different prompts are not comparable: each prompt's own mean
+            entry["per_prompt"] = _per_prompt_means(cell.prompts, rows, values)
+        column = [None if np.isnan(v) else float(v) for v in scores]
+        return MetricOutput({name: entry}, per_image={name: column})
+
+    return compute
+
+
+def _per_prompt_means(prompts: PromptData, rows: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
+    index = prompts.index[rows]
+    out = []
+    for j in np.unique(index[index >= 0]):
+        mine = values[index == j]
+        out.append({"prompt": prompts.distinct[int(j)], "n_images": len(mine), "mean": float(mine.mean())})
+    return out
+
+
+def _register_preference() -> None:
+    from sdeval.preference import SCORERS
+
+    for name, scorer in SCORERS.items():
+        needs = {Need.PREFERENCE} | ({Need.PROMPTS} if scorer.prompt_relative else set())
+        relative = " against its prompt, compared between cells prompt by prompt" if scorer.prompt_relative else ""
+        register(MetricSpec(
+            name=name,
+            description=f"{scorer.label}: a human-preference score per image{relative} (mean over images).",
+            results=(ResultKey(name, scorer.label, Direction(scorer.direction), tuple(scorer.range),
+                               Bootstrap(name, pair_by="prompt" if scorer.prompt_relative else "item"),
+                               detail="({n} images)"),),
+            needs=frozenset(needs),
+            compute=_preference_metric(name),
+            per_image=(name,),
+        ))  # fmt: skip
+
+
+_register_preference()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdeval.errors import SdevalError
+from sdeval.metrics.embeddings import NotEnoughDataError
 
 
 @dataclass
@@ -149,7 +150,7 @@ def fid_from_features(
     x = _rows(features, reference.dim, "features")
     state = FrechetState.from_features(x)
     if state.n < 2 or reference.n < 2:
-        raise SdevalError(f"FID needs at least 2 images per set, got {state.n} and {reference.n}")
+        raise NotEnoughDataError(f"FID needs at least 2 images per set, got {state.n} and {reference.n}")
     small_reference = reference_features is not None and reference.n < reference.dim
     if small_reference:  # checked only where used: a large reference's rows are never read here
         reference_features = np.asarray(_rows(reference_features, reference.dim, "reference features"), np.float64)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax
 
-from sdeval.errors import SdevalError
+from sdeval.metrics.embeddings import NotEnoughDataError
 
 
 def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
     n = len(logits)
     if n < splits:
-        raise SdevalError(f"Inception Score with {splits} splits needs at least {splits} images, got {n}")
+        raise NotEnoughDataError(f"Inception Score with {splits} splits needs at least {splits} images, got {n}")
     order = np.random.RandomState(seed).permutation(n)
     log_p = log_softmax(np.asarray(logits, np.float64)[order], axis=1)
     p = np.exp(log_p)

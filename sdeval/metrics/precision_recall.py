@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sdeval.errors import SdevalError
+from sdeval.metrics.embeddings import NotEnoughDataError
 
 _CHUNK = 2048
 
@@ -34,7 +34,7 @@ def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
 def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = 3) -> tuple[float, float]:
     """(precision, recall) of generated features against real features."""
     if min(len(generated), len(real)) <= k:
-        raise SdevalError(
+        raise NotEnoughDataError(
             f"precision/recall with k={k} needs more than {k} images per set, got {len(generated)} and {len(real)}"
         )
     gen = torch.from_numpy(np.asarray(generated, np.float64))

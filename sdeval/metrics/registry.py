@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,19 +36,115 @@ class Need(str, Enum):
     REFERENCE = "reference"  # a reference set (its features of the same kinds)
     JUDGEMENTS = "judgements"  # each image judged against its prompt's spec (--judge; needs a suite)
     INIT_IMAGES = "init_images"  # image-to-image: each output's init image, compared with the output
+    DINOV2 = "dinov2"  # DINOv2 ViT CLS features (--dinov2-model)
+    PREFERENCE = "preference"  # the metric's own human-preference scorer, one score per image (sdeval.preference)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Interval by a bootstrap over prompts of a per-image statistic: all seeds of a prompt move together.
+
+    Each image's value is its per-image row's `column`, or `from_state` of the feature state's rows (the arrays
+    named in `state_inputs`, reference arrays whole). The metric is the mean of those values: pooled over images
+    (`weight="image"`) or over prompts, each prompt's own mean counting once (`weight="prompt"`); with `by`, the
+    mean over the groups of that row column (GenEval's categories) of those means.
+    """
+
+    column: str | None = None
+    from_state: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None
+    state_inputs: tuple[str, ...] = ()
+    by: str | None = None
+    by_default: str = "uncategorised"  # the group of a row whose `by` column is empty
+    weight: str = "image"  # image | prompt
+    #: What two cells are paired on when compared: the same `item` (prompt and seed), or the same prompt (its
+    #: images' mean on each side), for scores that are only comparable within a prompt (preference models).
+    pair_by: str = "item"
+    #: Below this many prompts the percentile bootstrap is not checked (it under-covers): a warning says so.
+    min_prompts: int = 30
+    name: str = "bootstrap over prompts"
+
+
+class CorpusSide(Protocol):
+    """One side's rows of a corpus statistic under the jackknife: its value on all rows, and with each block out."""
+
+    leave_outs: np.ndarray
+
+    def value(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Jackknife:
+    """Interval by a delete-a-group jackknife over blocks of prompts, the reference fixed: for corpus statistics
+    (FID, KID, ...) that a bootstrap would bias by duplicating images.
+
+    `inputs` names the state arrays of the generated rows and of the reference; `side(x, reference, blocks, k,
+    seed)` builds the statistic's CorpusSide over the rows `x` dealt into `k` blocks.
+    """
+
+    inputs: tuple[str, str]
+    side: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], CorpusSide]
+    #: Below this many prompts the jackknife's coverage was not checked (few, noisy blocks): a warning says so.
+    min_prompts: int = 50
+    name: str = "jackknife over prompt blocks"
+
+
+IntervalMethod = Bootstrap | Jackknife
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Named parts of a result that are values of their own, e.g. adherence per category (`adherence.counting`):
+    each part's value is `entry[field][PART][value]`, and its images are the per-image rows whose `column` is PART
+    (`default` where the column is empty)."""
+
+    field: str
+    value: str
+    column: str
+    default: str = "uncategorised"
 
 
 @dataclass(frozen=True)
 class ResultKey:
-    """One number a metric writes under `metrics.<key>`."""
+    """One number a metric writes under `metrics.<key>`, and everything the table, report, gate and statistics
+    need to know about it."""
 
     key: str
     label: str
     direction: Direction
-    range: tuple[float | None, float | None] = (None, None)  # (min, max) where known
+    range: tuple[float | None, float | None] = (None, None)  # (min, max) where known; intervals are clipped to it
+    interval: IntervalMethod | None = None  # how `--ci`, the report and the gate get its interval (None: none)
+    detail: str | None = None  # shown after the value in tables: a format string over the entry's fields
+    parts: Parts | None = None  # named parts that rules and reports may address as KEY.PART
+
+    def describe(self, entry: dict[str, Any]) -> str:
+        """The `detail` line of an entry ("" when it has none or the entry lacks one of its fields)."""
+        if self.detail is None:
+            return ""
+        try:
+            return self.detail.format_map(entry)
+        except (KeyError, TypeError, ValueError):
+            return ""
+
+    def clip(self, low: float, high: float) -> tuple[float, float]:
+        """An interval cut to the key's declared range."""
+        floor, ceiling = self.range
+        if floor is not None:
+            low, high = max(low, floor), max(high, floor)
+        if ceiling is not None:
+            low, high = min(low, ceiling), min(high, ceiling)
+        return low, high
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "label": self.label, "direction": self.direction.value, "range": list(self.range)}
+        out: dict[str, Any] = {
+            "key": self.key,
+            "label": self.label,
+            "direction": self.direction.value,
+            "range": list(self.range),
+            "interval": None if self.interval is None else self.interval.name,
+        }
+        if self.parts is not None:
+            out["parts"] = f"{self.key}.{self.parts.column.upper()}"
+        return out
 
 
 @dataclass
@@ -83,6 +179,7 @@ class ReferenceData:
     pool: np.ndarray | None = None
     fid_state: Any = None  # FrechetState
     cmmd_image: np.ndarray | None = None
+    dinov2: np.ndarray | None = None
     n: int = 0
 
 
@@ -118,6 +215,11 @@ class CellData:
     judged: JudgedData | None = None
     faithfulness: dict[str, list[float | None]] | None = None  # per image: edge_ssim, clip_cosine (None: no init)
     faithfulness_missing: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}: no init image
+    dinov2: np.ndarray | None = None
+    #: Preference scores by metric name: one float per image, NaN where the image was not scored (listed in
+    #: `preference_missing` with the reason), and the scorer's protocol.
+    preference: dict[str, np.ndarray] = field(default_factory=dict)
+    preference_missing: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -149,7 +251,8 @@ class MetricSpec:
     compute: Callable[[CellData], MetricOutput]
     per_image: tuple[str, ...] = ()  # per-image columns it fills
     default: bool = False  # in the default --metrics
-    protocol: Callable[[ScoreParams], dict[str, Any]] | None = None  # its parameters, for the protocol record
+    #: Its parameters for the protocol record, from the run's parameters and the cell (sizes that depend on n).
+    protocol: Callable[[ScoreParams, CellData], dict[str, Any]] | None = None
 
     @property
     def needs_reference(self) -> bool:
@@ -228,6 +331,16 @@ def result_key(key: str) -> ResultKey | None:
             if result.key == key:
                 return result
     return None
+
+
+def result_keys() -> list[ResultKey]:
+    """Every declared result key, in registration order."""
+    return [result for spec in metrics() for result in spec.results]
+
+
+def spec_of_key(key: str) -> MetricSpec | None:
+    """The metric that fills result key `key`."""
+    return next((spec for spec in metrics() if any(r.key == key for r in spec.results)), None)
 
 
 def check_names(requested: tuple[str, ...]) -> list[MetricSpec]:

@@ -1,1 +1,1 @@
-"""Reference set definitions (JSON, read by sdeval.refsets); a package so that wheels ship them."""
+"""Reference set definitions (JSON, read by sdeval.reference.sets); a package so that wheels ship them."""

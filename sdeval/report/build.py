@@ -9,18 +9,23 @@ import importlib.resources
 import json
 import math
 import os
+import shutil
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdeval import stats
+from sdeval.atomic import check_output_folder, write_text
 from sdeval.errors import SdevalError
 from sdeval.metrics import registry
+from sdeval.metrics.registry import Bootstrap, ResultKey
 from sdeval.protocol import differences, flatten, is_informative
 from sdeval.report.images import make_thumbnails
 from sdeval.report.plots import sweep_plots
 from sdeval.results import load_results
+from sdeval.textfiles import read_user_text
 
 N_GRID_PROMPTS = 6  # prompts in the side-by-side grid
 N_WORST = 5  # worst prompts shown per checkpoint
@@ -37,14 +42,16 @@ class ReportOptions:
     replicates: int = 200
     seed: int = 0
     quiet: bool = False
+    labels: tuple[str, ...] = ()  # one run label per results file, in order; empty: derived from the paths
 
 
 @dataclass
 class Cell:
     """One cell of one results file, as the report shows it."""
 
-    label: str  # unique across the report
-    source: str  # the results file it came from
+    label: str  # unique across the report: the cell id, prefixed by its run's label when there are several runs
+    run: str  # the label of the results file it came from (unique across the report)
+    source: str  # that results file
     data: dict[str, Any]
     state: Any  # sdeval.stats.CellState, or None: no feature state
     checkpoint: str
@@ -69,19 +76,10 @@ class Mark:
     text: str
     low: float | None = None
     high: float | None = None
-    interval_note: str | None = None  # why there is no interval
+    interval_note: str | None = None  # why there is no interval, or how to read the one there is
     status: str = ""  # best, tie (not significantly different from the best), worse, ncmp, or ""
     p_adjusted: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _stats() -> Any:
-    """sdeval.stats, or None where it cannot be imported (the report then shows values without statistics)."""
-    try:
-        from sdeval import stats
-    except ImportError:
-        return None
-    return stats
 
 
 def _fmt(value: float | None) -> str:
@@ -96,18 +94,62 @@ def _resolve_root(root: str, results_path: Path) -> Path | None:
     return next((c for c in candidates if c.is_dir()), None)
 
 
+def run_labels(paths: list[Path]) -> list[str]:
+    """A short, unique label per results file: its name without suffix; where those clash, the folders above it
+    (as few as make every label unique), alone when every file has the same name (`a/results.json`,
+    `b/results.json`: `a`, `b`). The same file given twice is an error."""
+    first: dict[str, Path] = {}
+    for given in paths:
+        real = os.path.realpath(given)
+        if real in first:
+            raise SdevalError(f"report: the same results file was given twice: {first[real]} and {given}")
+        first[real] = given
+    # Labels come from the paths as given (made absolute), not from where a link points: `latest/` stays `latest`.
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    stems = [p.stem for p in absolute]
+    if len(set(stems)) == len(stems):
+        return stems
+    same_name = len(set(stems)) == 1  # every bench writes results.json: the folders alone tell them apart
+    for depth in range(1, max(len(p.parts) for p in absolute)):
+        labels = []
+        for path in absolute:
+            folders = list(path.parent.parts[1:][-depth:])  # without the root
+            labels.append("/".join(folders if same_name and folders else [*folders, path.stem]))
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(p) for p in absolute]  # names that differ only in their suffix
+
+
+def _given_labels(labels: tuple[str, ...], n_files: int) -> list[str]:
+    """--label, checked: one per results file, non-empty, no two the same."""
+    if len(labels) != n_files:
+        raise SdevalError(
+            f"--label: {len(labels)} given for {n_files} results file{'s' if n_files != 1 else ''} "
+            "(give one per results file, in order, or none)"
+        )
+    for label in labels:
+        if not label.strip():
+            raise SdevalError("--label: a label is empty")
+    repeated = [label for label, n in Counter(labels).items() if n > 1]
+    if repeated:
+        raise SdevalError(f"--label: {repeated[0]!r} is given twice (each run needs its own label)")
+    return list(labels)
+
+
 def load_cells(paths: list[Path], options: ReportOptions) -> tuple[list[Cell], list[dict[str, Any]]]:
     """Every cell of every results file, labelled uniquely, with its feature state where there is one."""
-    stats = _stats()
+    runs = run_labels(paths)  # refuses the same file twice, with or without --label
+    if options.labels:
+        runs = _given_labels(options.labels, len(paths))
     documents, cells = [], []
-    for path in paths:
+    for path, run in zip(paths, runs, strict=True):
         document = load_results(path)
-        documents.append({"path": str(path), "name": path.name, "document": document})
+        documents.append({"path": str(path), "name": path.name, "label": run, "document": document})
         states: dict[str, Any] = {}
-        if stats is not None and (document.get("state") or {}).get("path"):
+        if (document.get("state") or {}).get("path"):
             try:
                 states = stats.load_cell_states(path, document)
-            except (SdevalError, OSError, ValueError, KeyError) as err:
+            except (SdevalError, OSError) as err:
                 print(f"report: {path.name}: feature state not used ({err})", file=sys.stderr)
         root = _resolve_root(document["images"]["root"], path)
         for cell in document["cells"]:
@@ -115,8 +157,10 @@ def load_cells(paths: list[Path], options: ReportOptions) -> tuple[list[Cell], l
             setting = cell.get("setting") or {}
             cells.append(
                 Cell(
-                    label=cell["id"],
-                    source=path.name,
+                    # With several runs every cell names its run, so a label reads the same in every section.
+                    label=f"{run}: {cell['id']}" if len(paths) > 1 else cell["id"],
+                    run=run,
+                    source=str(path),
                     data=cell,
                     state=states.get(cell["id"]),
                     checkpoint=checkpoint or cell["id"],
@@ -125,15 +169,10 @@ def load_cells(paths: list[Path], options: ReportOptions) -> tuple[list[Cell], l
                     images_root=root,
                 )
             )
-    counts: dict[str, int] = defaultdict(int)
-    for cell in cells:
-        counts[cell.label] += 1
-    for cell in cells:
-        if counts[cell.label] > 1:  # the same cell in several runs: name the run
-            cell.label = f"{Path(cell.source).stem}: {cell.label}"
-    labels = [cell.label for cell in cells]
-    if len(set(labels)) < len(labels):
-        raise SdevalError("report: the same results file was given twice")
+    repeated = [label for label, n in Counter(c.label for c in cells).items() if n > 1]
+    if repeated:
+        source = next(c.source for c in cells if c.label == repeated[0])
+        raise SdevalError(f"report: {source}: cell {repeated[0]!r} appears twice")
     return cells, documents
 
 
@@ -199,22 +238,21 @@ def metric_columns(cells: list[Cell]) -> list[Column]:
 
 def _intervals(cells: list[Cell], options: ReportOptions) -> dict[str, dict[str, Any]]:
     """{cell label: {result key: interval dict}}: the document's own intervals, else computed from the state."""
-    stats = _stats()
     out: dict[str, dict[str, Any]] = {}
     for cell in cells:
         found = {k: e["interval"] for k, e in cell.data["metrics"].items() if isinstance(e.get("interval"), dict)}
         missing = [k for k, e in cell.data["metrics"].items() if k not in found and e.get("value") is not None]
-        if missing and stats is not None:
+        if missing:
             try:
                 computed = stats.cell_intervals(
                     cell.data, cell.state, level=options.level, replicates=options.replicates, seed=options.seed
                 )
-            except (SdevalError, ValueError, KeyError) as err:
+            except SdevalError as err:
                 print(f"report: {cell.label}: no intervals ({err})", file=sys.stderr)
                 computed = {}
             for key, interval in computed.items():
-                if key not in found and interval is not None:
-                    found[key] = interval.to_json() if hasattr(interval, "to_json") else interval
+                if key not in found:
+                    found[key] = interval.to_json()
         out[cell.label] = found
     return out
 
@@ -232,7 +270,6 @@ def _mark_column(
 ) -> dict[str, tuple[str, float | None]]:
     """{cell label: (status, Holm-adjusted p)} for one column: per protocol group, the best cell, and each other
     cell against it; Holm over the comparisons of the column. `p_value(best, other)` is a p-value or None."""
-    stats = _stats()
     out: dict[str, tuple[str, float | None]] = {}
     if direction is None:
         return out
@@ -258,20 +295,10 @@ def _mark_column(
             else:
                 tests.append((cell.label, float(p)))
     if tests:
-        adjusted = stats.holm([p for _, p in tests]) if stats is not None else _holm([p for _, p in tests])
+        adjusted = stats.holm([p for _, p in tests])
         for (label, _), p in zip(tests, adjusted, strict=True):
             out[label] = ("worse" if p < alpha else "tie", float(p))
     return out
-
-
-def _holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjustment (used only where sdeval.stats is not importable)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * len(p_values), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def summary_table(
@@ -279,7 +306,6 @@ def summary_table(
 ) -> tuple[dict[str, dict[str, Mark]], list[str]]:
     """({cell label: {result key: Mark}} with intervals and the significance marks of each column, the test
     methods used)."""
-    stats = _stats()
     intervals = _intervals(cells, options)
     alpha = 1.0 - options.level
     comparisons: dict[tuple[str, str], dict[str, Any]] = {}
@@ -287,8 +313,6 @@ def summary_table(
 
     def p_value(key: str) -> Any:
         def compute(best: Cell, other: Cell) -> float | None:
-            if stats is None:
-                return None
             pair = (best.label, other.label)
             if pair not in comparisons:
                 try:
@@ -297,7 +321,7 @@ def summary_table(
                         keys=[c.key for c in columns], level=options.level,
                         replicates=options.replicates, seed=options.seed,
                     )  # fmt: skip
-                except (SdevalError, ValueError, KeyError) as err:
+                except SdevalError as err:
                     print(f"report: {best.label} vs {other.label}: not compared ({err})", file=sys.stderr)
                     comparisons[pair] = {}
             found = comparisons[pair].get(key)
@@ -326,6 +350,7 @@ def summary_table(
             mark = Mark(float(value), _fmt(value), status=status, p_adjusted=p)
             if interval:
                 mark.low, mark.high = interval.get("low"), interval.get("high")
+                mark.interval_note = interval.get("note")  # cut to the range, or fewer prompts than checked
             else:
                 mark.interval_note = "no interval: no feature state" if cell.state is None else "no interval"
             table[cell.label][column.key] = mark
@@ -335,16 +360,21 @@ def summary_table(
 # -- adherence per category, seed robustness ----------------------------------------------------------------------
 
 
-def _category_p(best: Cell, other: Cell, category: str) -> float | None:
-    """Exact two-sided test that two cells pass one category's prompts equally often: McNemar's on the images
-    both cells have (paired by item), else Fisher's on the counts."""
+def _part_p(best: Cell, other: Cell, declared: ResultKey, part: str) -> float | None:
+    """Exact two-sided test that two cells pass one part's images equally often (the key's per-image 0/1 column):
+    McNemar's on the images both cells have (paired by item), else Fisher's on the counts."""
     from scipy.stats import binomtest, fisher_exact
+
+    parts, method = declared.parts, declared.interval
+    if parts is None or not isinstance(method, Bootstrap) or method.column is None:
+        return None
+    column = method.column
 
     def rows(cell: Cell) -> dict[str, bool]:
         return {
-            r["item"]: bool(r["adherence_passed"])
+            r["item"]: bool(r[column])
             for r in cell.data["per_image"]
-            if r.get("category") == category and r.get("adherence_passed") is not None
+            if (r.get(parts.column) or parts.default) == part and r.get(column) is not None
         }
 
     a, b = rows(best), rows(other)
@@ -362,29 +392,44 @@ def _category_p(best: Cell, other: Cell, category: str) -> float | None:
 
 
 def category_table(cells: list[Cell], options: ReportOptions) -> dict[str, Any] | None:
-    """Adherence accuracy per category per cell, with the same marks as the summary table."""
-    entries = {c.label: (c.data["metrics"].get("adherence") or {}) for c in cells}
-    categories = sorted({k for e in entries.values() for k in (e.get("categories") or {})})
-    if not categories:
-        return None
+    """Each part of the first result key that declares parts (adherence per category) per cell, with the same
+    marks as the summary table."""
+    for declared in registry.result_keys():
+        parts = declared.parts
+        if parts is None:
+            continue
+        entries = {c.label: (c.data["metrics"].get(declared.key) or {}) for c in cells}
+        names = sorted({k for e in entries.values() for k in (e.get(parts.field) or {})})
+        if names:
+            return _parts_rows(cells, declared, entries, names, options)
+    return None
+
+
+def _parts_rows(
+    cells: list[Cell], declared: ResultKey, entries: dict[str, Any], names: list[str], options: ReportOptions
+) -> dict[str, Any]:
+    parts = declared.parts
+    assert parts is not None
     alpha = 1.0 - options.level
     rows: dict[str, dict[str, Mark]] = {c.label: {} for c in cells}
-    for category in categories:
-        values = {label: (e.get("categories") or {}).get(category, {}).get("accuracy") for label, e in entries.items()}
+    for name in names:
+        values = {label: (e.get(parts.field) or {}).get(name, {}).get(parts.value) for label, e in entries.items()}
 
-        def p_value(best: Cell, other: Cell, category: str = category) -> float | None:
-            return _category_p(best, other, category)
+        def p_value(best: Cell, other: Cell, name: str = name) -> float | None:
+            return _part_p(best, other, declared, name)
 
-        marks = _mark_column(cells, values, "higher", p_value, alpha)
+        marks = _mark_column(cells, values, declared.direction.value, p_value, alpha)
         for cell in cells:
-            found = (entries[cell.label].get("categories") or {}).get(category)
+            found = (entries[cell.label].get(parts.field) or {}).get(name)
             if not found:
-                rows[cell.label][category] = Mark(None, "")
+                rows[cell.label][name] = Mark(None, "")
                 continue
             status, p = marks.get(cell.label, ("", None))
-            text = f"{_fmt(found['accuracy'])} ({found['passed']}/{found['n']})"
-            rows[cell.label][category] = Mark(found["accuracy"], text, status=status, p_adjusted=p)
-    return {"categories": categories, "rows": rows}
+            text = _fmt(found[parts.value])
+            if "passed" in found and "n" in found:
+                text += f" ({found['passed']}/{found['n']})"
+            rows[cell.label][name] = Mark(found[parts.value], text, status=status, p_adjusted=p)
+    return {"key": declared.key, "label": declared.label, "categories": names, "rows": rows}
 
 
 def robustness_table(cells: list[Cell]) -> dict[str, Any] | None:
@@ -423,27 +468,61 @@ def _stable(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _prompt_key(row: dict[str, Any]) -> str:
+    """What gathers the images of one prompt: its prompt id, else its prompt text (a manifest without ids), else
+    the image's own path (nothing is known of its prompt)."""
+    if row.get("prompt_id") is not None:
+        return f"id:{row['prompt_id']}"
+    if row.get("prompt"):
+        return f"text:{row['prompt']}"
+    return f"path:{row.get('path') or row['item']}"
+
+
+def _prompt_view(row: dict[str, Any]) -> dict[str, Any]:
+    """How a prompt is named on the page: its id (or, with neither id nor text, the image path) and its text."""
+    named = row.get("prompt_id")
+    if named is None and not row.get("prompt"):
+        named = row.get("path") or row["item"]
+    return {"prompt_id": named, "prompt": row.get("prompt") or ""}
+
+
+def _seed_order(row: dict[str, Any]) -> tuple[float, float, str]:
+    """Sort key putting a prompt's first seed first."""
+    index, seed = row.get("seed_index"), row.get("seed")
+    return (index if index is not None else math.inf, seed if seed is not None else math.inf, row["item"])
+
+
+def _contrast(rows: list[dict[str, Any]]) -> tuple[int, float]:
+    """How much the cells differ on one prompt's shown images: (1 when adherence passes in some and fails in
+    others, else 0; the spread of their CLIP scores)."""
+    passes = {bool(r["adherence_passed"]) for r in rows if r.get("adherence_passed") is not None}
+    clips = [float(r["clip_score"]) for r in rows if isinstance(r.get("clip_score"), int | float)]
+    return int(len(passes) > 1), (max(clips) - min(clips)) if len(clips) > 1 else 0.0
+
+
 def image_grid(cells: list[Cell]) -> list[dict[str, Any]]:
-    """A few prompts (chosen by a hash of their id, so the same each time) at one seed, across every cell."""
-    by_prompt: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # prompt id -> cell -> row
+    """A few prompts at their first seed, across every cell: prompts every cell has, then those where the cells
+    differ most (adherence passes in some and not others, then the widest CLIP score spread), then by a hash of
+    the prompt, so the same prompts are chosen each time."""
+    by_prompt: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # prompt key -> cell -> row
     for cell in cells:
         for row in cell.data["per_image"]:
-            pid = row.get("prompt_id")
-            if pid is None:
-                continue
-            seen = by_prompt[pid].get(cell.label)
-            if seen is None or (row.get("seed_index") or 0) < (seen.get("seed_index") or 0):
-                by_prompt[pid][cell.label] = row
-    # Prompts every cell has come first.
-    ordered = sorted(by_prompt, key=lambda pid: (-len(by_prompt[pid]), _stable(pid)))[:N_GRID_PROMPTS]
+            key = _prompt_key(row)
+            seen = by_prompt[key].get(cell.label)
+            if seen is None or _seed_order(row) < _seed_order(seen):
+                by_prompt[key][cell.label] = row
+
+    def rank(key: str) -> tuple[int, int, float, str]:
+        differs, spread = _contrast(list(by_prompt[key].values()))
+        return (-len(by_prompt[key]), -differs, -spread, _stable(key))
+
     grid = []
-    for pid in sorted(ordered, key=_stable):
-        members = by_prompt[pid]
+    for key in sorted(by_prompt, key=rank)[:N_GRID_PROMPTS]:
+        members = by_prompt[key]
         first = next(iter(members.values()))
         grid.append(
             {
-                "prompt_id": pid,
-                "prompt": first.get("prompt") or "",
+                **_prompt_view(first),
                 "images": [_image(c, members[c.label]) if c.label in members else None for c in cells],
             }
         )
@@ -451,75 +530,148 @@ def image_grid(cells: list[Cell]) -> list[dict[str, Any]]:
 
 
 def worst_prompts(cells: list[Cell]) -> list[dict[str, Any]]:
-    """Per checkpoint, the prompts with the lowest adherence pass rate (else CLIP score), with their images."""
+    """Per checkpoint (of each run), the prompts with the lowest adherence pass rate (else mean CLIP score), with
+    their images. A prompt whose every image passed is no failure and is not listed."""
     out = []
-    checkpoints = list(dict.fromkeys(c.checkpoint for c in cells))
-    for checkpoint in checkpoints:
-        members = [c for c in cells if c.checkpoint == checkpoint]
+    several_runs = len({c.run for c in cells}) > 1
+    for run, checkpoint in dict.fromkeys((c.run, c.checkpoint) for c in cells):
+        members = [c for c in cells if c.run == run and c.checkpoint == checkpoint]
         scores: dict[str, list[float]] = defaultdict(list)
         images: dict[str, list[tuple[Cell, dict[str, Any]]]] = defaultdict(list)
         adherence = any(r.get("adherence_passed") is not None for c in members for r in c.data["per_image"])
         column, label = ("adherence_passed", "pass rate") if adherence else ("clip_score", "mean CLIP score")
         for cell in members:
             for row in cell.data["per_image"]:
-                pid, value = row.get("prompt_id"), row.get(column)
-                if pid is None or value is None:
+                value = row.get(column)
+                if value is None:
                     continue
-                scores[pid].append(float(value))
-                images[pid].append((cell, row))
+                key = _prompt_key(row)
+                scores[key].append(float(value))
+                images[key].append((cell, row))
         if not scores:
             continue
-        ranked = sorted(scores, key=lambda pid: (sum(scores[pid]) / len(scores[pid]), _stable(pid)))[:N_WORST]
+        mean = {key: sum(found) / len(found) for key, found in scores.items()}
+        candidates = [key for key in scores if not adherence or mean[key] < 1.0]
+        ranked = sorted(candidates, key=lambda key: (mean[key], _stable(key)))[:N_WORST]
         prompts = []
-        for pid in ranked:
-            shown = sorted(images[pid], key=lambda pair: (pair[1].get(column) or 0, pair[1]["item"]))[:N_WORST_IMAGES]
-            first = shown[0][1]
-            failed = sorted({f for _, r in images[pid] for f in (r.get("adherence_failed") or [])})
+        for key in ranked:
+            shown = sorted(images[key], key=lambda pair: (pair[1].get(column) or 0, pair[1]["item"]))[:N_WORST_IMAGES]
+            failed = sorted({f for _, r in images[key] for f in (r.get("adherence_failed") or [])})
             prompts.append(
                 {
-                    "prompt_id": pid,
-                    "prompt": first.get("prompt") or "",
-                    "score": _fmt(sum(scores[pid]) / len(scores[pid])),
-                    "n": len(scores[pid]),
+                    **_prompt_view(shown[0][1]),
+                    "score": _fmt(mean[key]),
+                    "n": len(scores[key]),
                     "failed": failed[:6],
                     "images": [_image(cell, row) for cell, row in shown],
                 }
             )
-        out.append({"checkpoint": checkpoint, "measure": label, "prompts": prompts})
+        out.append(
+            {
+                "checkpoint": f"{run}: {checkpoint}" if several_runs else checkpoint,
+                "measure": label,
+                "prompts": prompts,
+                "n_prompts": len(scores),
+            }
+        )
     return out
 
 
 # -- gate -------------------------------------------------------------------------------------------------------
 
 
+GATE_FORMAT = "sdeval.gate"  # what `sdeval gate --json` writes (GateResult.to_json)
+GATE_VERSION = 1
+_GATE_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
+
+
+def gate_verdict(counts: Counter[str]) -> str:
+    """The verdict of a gate run from its counts, in the gate's own order (GateResult.exit_code): any error makes
+    it ERROR, else any failure FAIL, else anything inconclusive INCONCLUSIVE, else PASS."""
+    for status in ("error", "fail", "inconclusive"):
+        if counts[status]:
+            return _GATE_WORDS[status]
+    return "PASS"
+
+
 def read_gate(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The verdict of `sdeval gate --json`, shown as it is: scalar fields, then each list of rows as a table."""
+    """The verdict file of `sdeval gate --json`: its overall verdict, counts, one readable row per (rule, cell)
+    and its warnings. Anything else is an SdevalError naming the file."""
+    where = f"--gate {path}"
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise SdevalError(f"--gate {path}: cannot read the gate verdict ({err})") from None
-    if not isinstance(document, dict):
-        raise SdevalError(f"--gate {path}: not a gate verdict (a JSON object was expected)")
-    fields = [(k, v) for k, v in document.items() if not isinstance(v, dict | list)]
-    tables = []
-    for key, value in document.items():
-        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-            headers = list(dict.fromkeys(h for r in value for h in r))
-            tables.append(
-                {
-                    "name": key,
-                    "headers": headers,
-                    "rows": [[_gate_value(r.get(h)) for h in headers] for r in value],
-                }
-            )
-    verdict = document.get("verdict", document.get("passed", document.get("ok")))
-    return {"name": Path(path).name, "verdict": verdict, "fields": fields, "tables": tables}
+        text = read_user_text(path, "gate verdict")
+    except SdevalError as err:
+        raise SdevalError(f"--gate {err}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SdevalError(f"{where}: not a gate verdict (not valid JSON: {err.msg} at line {err.lineno})") from None
+    if not isinstance(document, dict) or document.get("format") != GATE_FORMAT:
+        has_format = isinstance(document, dict) and "format" in document
+        found = f"format {document['format']!r}" if has_format else "no `format` field"
+        raise SdevalError(f"{where}: not a gate verdict of `sdeval gate --json` ({found}; expected {GATE_FORMAT!r})")
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > GATE_VERSION:
+        raise SdevalError(f"{where}: gate verdict format_version {version!r}: this sdeval reads {GATE_VERSION}")
+    verdicts = document.get("verdicts")
+    if not isinstance(verdicts, list) or not all(
+        isinstance(v, dict) and v.get("status") in _GATE_WORDS for v in verdicts
+    ):
+        raise SdevalError(f"{where}: not a gate verdict (`verdicts` must be a list of verdicts with a status)")
+    counts = Counter(v["status"] for v in verdicts)
+    levels = {
+        v["interval"].get("level")
+        for v in verdicts
+        if isinstance(v.get("interval"), dict) and isinstance(v["interval"].get("level"), int | float)
+    }
+    warnings = document.get("warnings")
+    return {
+        "name": Path(path).name,
+        "verdict": gate_verdict(counts),
+        "counts": {status: counts[status] for status in _GATE_WORDS},
+        "rows": [_gate_row(v) for v in verdicts],
+        "levels": sorted(levels),
+        "warnings": [str(w) for w in warnings] if isinstance(warnings, list) else [],
+    }
 
 
-def _gate_value(value: Any) -> str:
-    if isinstance(value, float):
-        return _fmt(value)
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+def _text(value: Any) -> str:
+    """A string field of a verdict as shown: "–" when it is missing."""
+    return value if isinstance(value, str) and value else "–"
+
+
+def _gate_row(verdict: dict[str, Any]) -> dict[str, str]:
+    """One verdict as table text: numbers to 4 significant digits, a missing value as "–", never raw JSON."""
+    rule = verdict.get("rule")
+    name = (rule.get("name") or rule.get("metric")) if isinstance(rule, dict) else rule
+    cell, baseline = _text(verdict.get("cell")), verdict.get("baseline_cell")
+    if isinstance(baseline, str) and baseline and baseline != cell:
+        cell = f"{cell} (baseline {baseline})"
+    evidence = "–"
+    difference, estimate = _number(verdict.get("difference")), _number(verdict.get("estimate"))
+    if difference is not None:
+        evidence = f"{difference:+.4g}"  # a regression's difference keeps its sign, as the gate writes it
+    elif estimate is not None:
+        evidence = _fmt(estimate)
+    interval = verdict.get("interval")
+    if isinstance(interval, dict):
+        low, high = _number(interval.get("low")), _number(interval.get("high"))
+        if low is not None and high is not None:
+            span = f"[{_fmt(low)}, {_fmt(high)}]"
+            evidence = span if evidence == "–" else f"{evidence} {span}"
+    return {
+        "status": verdict["status"],
+        "verdict": _GATE_WORDS[verdict["status"]],
+        "cell": cell,
+        "rule": _text(name),
+        "value": _fmt(_number(verdict.get("value"))),
+        "evidence": evidence,
+        "reason": _text(verdict.get("reason")),
+    }
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 # -- rendering --------------------------------------------------------------------------------------------------
@@ -546,11 +698,44 @@ def _static(name: str) -> str:
     return importlib.resources.files("sdeval.report").joinpath("static", name).read_text(encoding="utf-8")
 
 
+def _make_folders(folder: Path, what: str) -> list[Path]:
+    """Create `folder` and its missing parents; returns those this call created, outermost first. A folder that
+    cannot be created is an SdevalError naming `what` (the folders made so far are removed again)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    created: list[Path] = []
+    for candidate in reversed(missing):
+        try:
+            candidate.mkdir()
+        except FileExistsError:  # made meanwhile by someone else: not ours to remove
+            continue
+        except OSError as err:
+            _remove_folders(created)
+            raise SdevalError(f"{what} {folder}: cannot be created: {err.strerror or err}") from None
+        created.append(candidate)
+    return created
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Undo _make_folders after a failed report. These folders did not exist when the report started, so all
+    they hold (thumbnails) is this report's own: remove them whole."""
+    for folder in created:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def build_report(
-    results: list[str | os.PathLike[str]], out: str | os.PathLike[str], options: ReportOptions | None = None
+    results: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    options: ReportOptions | None = None,
+    *,
+    out_name: str = "report folder",
 ) -> dict[str, Any]:
     """Write `OUT/index.html`, `OUT/summary.md` and `OUT/thumbs/`; returns what was written and how long each
-    step took (seconds)."""
+    step took (seconds). `out_name` names OUT in errors (the CLI passes `--out`). A report that fails removes the
+    folders it made."""
     import time
 
     from markupsafe import Markup
@@ -559,52 +744,60 @@ def build_report(
     if not results:
         raise SdevalError("report: give at least one results file")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    cells, documents = load_cells([Path(p) for p in results], options)
-    if not cells:
-        raise SdevalError("report: the results files have no cells")
-    protocol = protocol_card(cells)
-    columns = metric_columns(cells)
-    table, methods = summary_table(cells, columns, options)
-    categories = category_table(cells, options)
-    robustness = robustness_table(cells)
-    grid = image_grid(cells)
-    worst = worst_prompts(cells)
-    plots = sweep_plots(cells, columns, table)
-    gate = read_gate(options.gate) if options.gate is not None else None
-    prepared = time.perf_counter()
-    images = [img for row in grid for img in row["images"] if img] + [
-        img for block in worst for prompt in block["prompts"] for img in prompt["images"]
-    ]
-    thumbs = make_thumbnails(images, out / "thumbs", quiet=options.quiet)
-    thumbnailed = time.perf_counter()
-    context = {
-        "title": options.title,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "documents": documents,
-        "cells": cells,
-        "columns": columns,
-        "table": table,
-        "categories": categories,
-        "robustness": robustness,
-        "grid": grid,
-        "worst": worst,
-        "plots": plots,
-        "protocol": protocol,
-        "gate": gate,
-        "level": options.level,
-        "alpha": 1.0 - options.level,
-        "n_comparisons": sum(1 for row in table.values() for m in row.values() if m.p_adjusted is not None),
-        "statistics": _stats() is not None,
-        "methods": methods,
-    }
-    html_env, md_env = _templates()
-    html = html_env.get_template("report.html.j2").render(
-        **context, css=Markup(_static("report.css")), js=Markup(_static("report.js"))
-    )
-    (out / "index.html").write_text(html, encoding="utf-8")
-    (out / "summary.md").write_text(md_env.get_template("summary.md.j2").render(**context), encoding="utf-8")
+    check_output_folder(out, out_name)  # before any work
+    # Made before the work too: a folder that cannot be made (where the check above cannot tell) fails at once.
+    created = _make_folders(out / "thumbs", out_name)
+    try:
+        started = time.perf_counter()
+        cells, documents = load_cells([Path(p) for p in results], options)
+        if not cells:
+            raise SdevalError("report: the results files have no cells")
+        protocol = protocol_card(cells)
+        columns = metric_columns(cells)
+        table, methods = summary_table(cells, columns, options)
+        categories = category_table(cells, options)
+        robustness = robustness_table(cells)
+        grid = image_grid(cells)
+        worst = worst_prompts(cells)
+        plots = sweep_plots(cells, columns, table)
+        gate = read_gate(options.gate) if options.gate is not None else None
+        prepared = time.perf_counter()
+        images = [img for row in grid for img in row["images"] if img] + [
+            img for block in worst for prompt in block["prompts"] for img in prompt["images"]
+        ]
+        thumbs = make_thumbnails(images, out / "thumbs", quiet=options.quiet)
+        thumbnailed = time.perf_counter()
+        context = {
+            "title": options.title,
+            "created_at": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "documents": documents,
+            "cells": cells,
+            "columns": columns,
+            "table": table,
+            "categories": categories,
+            "robustness": robustness,
+            "grid": grid,
+            "worst": worst,
+            "plots": plots,
+            "protocol": protocol,
+            "gate": gate,
+            "level": options.level,
+            "alpha": 1.0 - options.level,
+            "n_comparisons": sum(1 for row in table.values() for m in row.values() if m.p_adjusted is not None),
+            "methods": methods,
+            "several_runs": len(documents) > 1,
+        }
+        html_env, md_env = _templates()
+        html = html_env.get_template("report.html.j2").render(
+            **context, css=Markup(_static("report.css")), js=Markup(_static("report.js"))
+        )
+        summary = md_env.get_template("summary.md.j2").render(**context)
+        # Both rendered before either is written; each replaces the old file whole (temp file + rename).
+        write_text(out / "index.html", html)
+        write_text(out / "summary.md", summary)
+    except BaseException:
+        _remove_folders(created)
+        raise
     finished = time.perf_counter()
     return {
         "index": out / "index.html",

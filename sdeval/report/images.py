@@ -30,16 +30,18 @@ def make_thumbnails(images: list[dict[str, Any]], folder: Path, *, quiet: bool =
         if source is None:
             failed[sha256] = "the scored images' folder was not found"
             continue
+        target = folder / f"{sha256}.jpg"
+        partial = target.with_suffix(".part")
         try:
             with Image.open(source) as im:
                 im = im.convert("RGB")
                 im.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                target = folder / f"{sha256}.jpg"
-                partial = target.with_suffix(".part")
                 im.save(partial, "JPEG", quality=QUALITY)
                 partial.replace(target)  # a run cut short leaves no half-written thumbnail under the final name
         except OSError as err:
             failed[sha256] = f"cannot read {Path(source).name} ({err.__class__.__name__})"
+        finally:
+            partial.unlink(missing_ok=True)  # nothing of a thumbnail that was not finished stays behind
     for image in images:
         if image["thumb"] is None:
             if image["sha256"] in failed:

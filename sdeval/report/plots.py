@@ -59,8 +59,26 @@ def _varying(cells: list[Cell]) -> set[str]:
 
 
 def sweep_plots(cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[dict[str, Any]]:
-    """Per swept setting: the trade-off of a lower-is-better and a higher-is-better metric (FID against CLIP
-    score where both exist), one line per checkpoint; and each metric against the setting, with intervals."""
+    """The plots of swept settings, drawn separately for each run and each protocol group: cells of different
+    groups are not comparable, and cells of different runs (even of the same checkpoint) are never one line."""
+    parts: dict[tuple[str, int], list[Cell]] = defaultdict(list)
+    for cell in cells:
+        parts[(cell.run, cell.group)].append(cell)
+    several_runs = len({run for run, _ in parts}) > 1
+    several_groups = len({group for _, group in parts}) > 1
+    plots = []
+    for (run, group), members in parts.items():
+        where = ([f"run {run}"] if several_runs else []) + ([f"protocol group {group + 1}"] if several_groups else [])
+        plots += _part_plots(members, columns, table, f" ({', '.join(where)})" if where else "")
+    return plots
+
+
+def _part_plots(
+    cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]], suffix: str
+) -> list[dict[str, Any]]:
+    """Per swept setting of comparable cells of one run: the trade-off of a lower-is-better and a higher-is-better
+    metric (FID against CLIP score where both exist), one line per checkpoint; and each metric against the
+    setting, with intervals. `suffix` names the run and group in the titles."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,6 +86,7 @@ def sweep_plots(cells: list[Cell], columns: list[Column], table: dict[str, dict[
 
     plots = []
     by_key = {c.key: c for c in columns}
+    labels = [c.label for c in cells]
     for key in swept_keys(cells):
         lines = _lines(cells, key)
         lower = by_key.get("fid") or next((c for c in columns if c.direction == "lower"), None)
@@ -88,11 +107,12 @@ def sweep_plots(cells: list[Cell], columns: list[Column], table: dict[str, dict[
                     axes.annotate(f"{value:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             axes.set_xlabel(f"{higher.label} (higher is better)")
             axes.set_ylabel(f"{lower.label} (lower is better)")
-            axes.set_title(f"{lower.label} against {higher.label} over {key}")
+            axes.set_title(f"{lower.label} against {higher.label} over {key}{suffix}")
             axes.grid(alpha=0.3)
             if axes.lines:
                 axes.legend(fontsize=8)
-                plots.append({"key": key, "title": f"Trade-off over {key}", "src": _png(figure)})
+                title = f"Trade-off over {key}{suffix}"
+                plots.append({"key": key, "title": title, "cells": labels, "src": _png(figure)})
             else:
                 plt.close(figure)
         panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value
@@ -118,11 +138,11 @@ def sweep_plots(cells: list[Cell], columns: list[Column], table: dict[str, dict[
             axes.grid(alpha=0.3)
         for axes in list(grid.flat)[len(panels) :]:
             axes.set_visible(False)
-        handles, labels = grid.flat[0].get_legend_handles_labels()
+        handles, names = grid.flat[0].get_legend_handles_labels()
         if handles:
-            figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                          bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 4)))  # fmt: skip
+            figure.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8,
+                          bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 4)))  # fmt: skip
         figure.tight_layout(rect=(0, 0.06, 1, 1))
-        title = "Image-to-image strength sweep" if key == "strength" else f"Metrics over {key}"
-        plots.append({"key": key, "title": title, "src": _png(figure)})
+        title = ("Image-to-image strength sweep" if key == "strength" else f"Metrics over {key}") + suffix
+        plots.append({"key": key, "title": title, "cells": labels, "src": _png(figure)})
     return plots

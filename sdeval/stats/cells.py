@@ -1,22 +1,26 @@
 """Intervals for every metric of a results cell, and comparisons of two cells, from the cell's per-image rows
-and its rows of the feature state (see docs/statistics.md for the methods and their checks)."""
+and its rows of the feature state (see docs/statistics.md for the methods and their checks).
+
+Which method a metric gets, and from which per-image column or state arrays, is declared with its result key in
+the metric registry (`ResultKey.interval`): nothing here names a metric.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
 
 from sdeval.errors import SdevalError
-from sdeval.metrics.precision_recall import precision_recall
+from sdeval.metrics import registry
+from sdeval.metrics.registry import Bootstrap, Jackknife, ResultKey
 from sdeval.state import load_state
 from sdeval.stats.core import (
-    BOOTSTRAP,
     DEFAULT_BLOCKS,
-    JACKKNIFE,
     Comparison,
     Interval,
     blocks_of,
@@ -27,35 +31,44 @@ from sdeval.stats.core import (
     jackknife_p,
     jackknife_se,
     percentile_interval,
+    prompt_of,
     t_quantile,
-    weighted_ratio,
-)
-from sdeval.stats.corpus import (
-    FidProjection,
-    KernelBlocks,
-    ReferenceRoot,
-    kernel_reference,
-    kernel_reference_term,
-    precision_hits,
-    recall_leave_block_out,
 )
 
-PER_IMAGE_KEYS = ("clip", "rprecision", "adherence", "precision")
-CORPUS_KEYS = ("fid", "kid", "cmmd", "recall")
-PR_NEIGHBOURHOOD = 3
+#: State arrays that are not per-row features.
+_ROW_KEYS = ("cell", "item", "sha256")
+REFERENCE_PREFIX = "reference_"
 
 
-@dataclass
 class CellState:
-    """One cell's rows of a state file (in the order of its per-image rows) and the reference's features."""
+    """One cell's rows of a state file (in the order of its per-image rows) and the reference's features.
 
-    items: list[str]
-    pool: np.ndarray | None = None
-    logits: np.ndarray | None = None
-    clip_image: np.ndarray | None = None
-    cmmd_image: np.ndarray | None = None
-    reference_pool: np.ndarray | None = None
-    reference_cmmd_image: np.ndarray | None = None
+    `arrays` holds each per-row feature (`pool`, `clip_image`, ...) and each reference array (`reference_pool`,
+    ...); features can also be given by name: CellState(items, pool=..., reference_pool=...).
+    """
+
+    def __init__(self, items: list[str], arrays: dict[str, np.ndarray] | None = None, **named: Any) -> None:
+        self.items = list(items)
+        self.arrays = {k: v for k, v in {**(arrays or {}), **named}.items() if v is not None}
+
+    def __getattr__(self, name: str) -> np.ndarray | None:
+        """A feature by name (`state.pool`), None when the state has none of it."""
+        if name.startswith("_") or name in ("items", "arrays"):
+            raise AttributeError(name)
+        return self.__dict__.get("arrays", {}).get(name)
+
+    def __repr__(self) -> str:
+        return f"CellState({len(self.items)} items, arrays: {', '.join(self.arrays) or 'none'})"
+
+    def inputs(self, names: Iterable[str], rows: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The named arrays, per-row ones at `rows` and reference ones whole (None when one is missing)."""
+        out = {}
+        for name in names:
+            values = self.arrays.get(name)
+            if values is None:
+                return None
+            out[name] = values if name.startswith(REFERENCE_PREFIX) else values[rows]
+        return out
 
 
 def load_cell_states(results_path: str | Path, document: dict | None = None) -> dict[str, CellState]:
@@ -78,22 +91,17 @@ def load_cell_states(results_path: str | Path, document: dict | None = None) -> 
 def states_from_arrays(arrays: dict[str, np.ndarray], cell_ids: list[str]) -> dict[str, CellState]:
     """Each cell's CellState from state arrays (as sdeval/state.py writes them, or as a scoring run holds them)."""
     positions = np.asarray(arrays["cell"])
+    reference = {name: values for name, values in arrays.items() if name.startswith(REFERENCE_PREFIX)}
+    features = [name for name in arrays if name not in _ROW_KEYS and not name.startswith(REFERENCE_PREFIX)]
     states = {}
     for position, cell_id in enumerate(cell_ids):
         rows = positions == position
-        features = {
-            name: arrays[name][rows] for name in ("pool", "logits", "clip_image", "cmmd_image") if name in arrays
-        }
-        states[cell_id] = CellState(
-            items=[str(item) for item in arrays["item"][rows]],
-            reference_pool=arrays.get("reference_pool"),
-            reference_cmmd_image=arrays.get("reference_cmmd_image"),
-            **features,
-        )
+        per_row = {name: arrays[name][rows] for name in features}
+        states[cell_id] = CellState([str(item) for item in arrays["item"][rows]], {**per_row, **reference})
     return states
 
 
-# -- per-image statistics: numerators and denominators per (prompt, category) ---------------------------------
+# -- per-image statistics: numerators and denominators per (prompt, group) ------------------------------------
 
 
 def _value(cell: dict, key: str) -> float | None:
@@ -112,25 +120,26 @@ def _state_rows(state: CellState | None, items: list[str]) -> np.ndarray | None:
     return np.array([where[item] for item in items], dtype=np.int64)
 
 
-def _per_image_columns(key: str, rows: list[dict], state: CellState | None) -> tuple[np.ndarray, list[str]] | None:
-    """(value per row, NaN where none; category per row) of a per-image statistic, or None when unavailable."""
-    if key == "precision":
+def _per_image_columns(
+    method: Bootstrap, rows: list[dict], state: CellState | None
+) -> tuple[np.ndarray, list[str]] | None:
+    """(value per row, NaN where none; group per row) of a per-image statistic, or None when unavailable."""
+    if method.column is not None:
+        values = np.array([np.nan if row.get(method.column) is None else float(row[method.column]) for row in rows])
+    else:
         state_rows = _state_rows(state, [row["item"] for row in rows])
-        if state_rows is None or state.pool is None or state.reference_pool is None:
+        inputs = None if state is None or state_rows is None else state.inputs(method.state_inputs, state_rows)
+        if inputs is None or method.from_state is None:
             return None
-        hits = precision_hits(state.pool[state_rows], state.reference_pool, PR_NEIGHBOURHOOD)
-        return hits.astype(np.float64), [""] * len(rows)
-    column = {"clip": "clip_score", "rprecision": "rprecision_hit", "adherence": "adherence_passed"}[key]
-    values = np.array([np.nan if row.get(column) is None else float(row[column]) for row in rows])
-    if np.all(np.isnan(values)):
+        values = np.asarray(method.from_state(inputs), dtype=np.float64)
+    if len(values) == 0 or np.all(np.isnan(values)):
         return None
-    # GenEval's overall adherence is the mean over categories; the other statistics have one category.
-    categories = [(row.get("category") or "uncategorised") if key == "adherence" else "" for row in rows]
-    return values, categories
+    groups = [(row.get(method.by) or method.by_default) if method.by else "" for row in rows]
+    return values, groups
 
 
 def _tables(values: np.ndarray, categories: list[str], groups: np.ndarray, n_groups: int, labels: list[str]):
-    """[groups, categories] sums of values and counts of rows that have one."""
+    """[prompts, groups] sums of values and counts of rows that have one."""
     column = {label: j for j, label in enumerate(labels)}
     num = np.zeros((n_groups, len(labels)))
     den = np.zeros((n_groups, len(labels)))
@@ -141,66 +150,46 @@ def _tables(values: np.ndarray, categories: list[str], groups: np.ndarray, n_gro
     return num, den
 
 
-def _replicate_values(counts: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    per_category = np.stack([weighted_ratio(counts, num[:, j], den[:, j]) for j in range(num.shape[1])], axis=-1)
+def _replicate_values(counts: np.ndarray, num: np.ndarray, den: np.ndarray, weight: str = "image") -> np.ndarray:
+    """Per replicate (row of `counts`, prompt multiplicities): the mean over groups of each group's mean, pooled
+    over images (`image`) or over prompts with each prompt's own mean counting once (`prompt`)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if weight == "prompt":
+            has = den > 0
+            per_prompt = np.where(has, num / np.where(has, den, 1.0), 0.0)
+            per_group = (counts @ per_prompt) / (counts @ has.astype(np.float64))
+        else:
+            per_group = (counts @ num) / (counts @ den)
     with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
         sup.filter(RuntimeWarning)
-        return np.nanmean(per_category, axis=-1)
+        return np.nanmean(per_group, axis=-1)
 
 
-def _point(num: np.ndarray, den: np.ndarray) -> float:
-    return float(_replicate_values(np.ones((1, num.shape[0])), num, den)[0])
+def _point(num: np.ndarray, den: np.ndarray, weight: str) -> float:
+    return float(_replicate_values(np.ones((1, num.shape[0])), num, den, weight)[0])
 
 
-# -- corpus statistics: leave-one-block-out values ----------------------------------------------------------
+def _declared(key: str) -> ResultKey | None:
+    declared = registry.result_key(key)
+    return declared if declared is not None and declared.interval is not None else None
 
 
-_ROOTS: dict[tuple, ReferenceRoot] = {}
-
-
-def _root(reference: np.ndarray) -> ReferenceRoot:
-    """The reference's eigen-decomposition, kept for the next call on the same reference (cells share one)."""
-    ref = np.asarray(reference)
-    key = (ref.shape, float(np.asarray(ref, np.float64).sum()), ref[:2].tobytes(), ref[-2:].tobytes())
-    if key not in _ROOTS:
-        _ROOTS.clear()  # one reference at a time: a d = 2048 root is 32 MB
-        _ROOTS[key] = ReferenceRoot.from_features(ref)
-    return _ROOTS[key]
-
-
-def _corpus_inputs(key: str, state: CellState | None) -> tuple[np.ndarray, np.ndarray] | None:
-    if state is None:
-        return None
-    if key in ("fid", "kid", "recall"):
-        pair = state.pool, state.reference_pool
-    else:
-        pair = state.cmmd_image, state.reference_cmmd_image
-    return None if pair[0] is None or pair[1] is None else pair  # type: ignore[return-value]
-
-
-class _Corpus:
-    """One side's rows of a corpus statistic: its value on all the rows, and with each block left out."""
-
-    def __init__(self, key: str, x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int):
-        self.key, self.x, self.reference, self.blocks, self.k = key, x, reference, blocks, k
-        if key == "fid":
-            self.projection = FidProjection(x, _root(reference))
-            self.leave_outs = self.projection.leave_block_out(blocks, k)
-        elif key in ("kid", "cmmd"):
-            self.ref_rows = kernel_reference(reference, seed)
-            self.kernel = KernelBlocks(key, x, blocks, k, self.ref_rows)
-            self.leave_outs = self.kernel.leave_block_out()
-        else:
-            self.leave_outs = recall_leave_block_out(x, reference, blocks, k, PR_NEIGHBOURHOOD)
-
-    def value(self) -> float:
-        """The statistic on all these rows, recomputed (a cell's subset-based KID is not this)."""
-        if self.key == "fid":
-            return self.projection.fid()
-        if self.key in ("kid", "cmmd"):
-            ref_term = kernel_reference_term(self.key, self.ref_rows)
-            return self.kernel.value(np.ones(self.k, dtype=bool), ref_term)
-        return precision_recall(self.x, self.reference, PR_NEIGHBOURHOOD)[1]
+def _checked(declared: ResultKey, interval: Interval, n_prompts: int) -> Interval:
+    """The interval cut to the key's range, with a note where it was cut or where there are too few prompts for the
+    method's checked coverage."""
+    notes = []
+    method = declared.interval
+    assert method is not None
+    if n_prompts < method.min_prompts:
+        notes.append(
+            f"{n_prompts} prompts: the {method.name} was checked from {method.min_prompts} prompts up; "
+            "treat this interval as indicative"
+        )
+    low, high = declared.clip(interval.low, interval.high)
+    if (low, high) != (interval.low, interval.high):
+        floor, ceiling = ("" if b is None else f"{b:g}" for b in declared.range)
+        notes.append(f"cut to the range of {declared.key} [{floor}, {ceiling}]")
+    return Interval(low, high, interval.level, interval.method, "; ".join(notes) or None)
 
 
 # -- public entry points ------------------------------------------------------------------------------------
@@ -215,43 +204,51 @@ def cell_intervals(
     seed: int = 0,
     blocks: int = DEFAULT_BLOCKS,
 ) -> dict[str, Interval]:
-    """An interval for every metric of the cell that has a value and whose inputs are at hand.
-
-    Per-image metrics (clip, rprecision, adherence, precision): percentile bootstrap over prompts. FID, KID,
-    CMMD, recall: delete-a-group jackknife over `blocks` blocks of prompts, value ± t·se, the reference fixed.
-    """
+    """An interval for every metric of the cell that has a value, declares an interval method, and whose inputs
+    are at hand: a percentile bootstrap over prompts for per-image statistics, a delete-a-group jackknife over
+    `blocks` blocks of prompts (value ± t·se, the reference fixed) for corpus statistics. Each is cut to the key's
+    declared range; `note` says so, and says when there are fewer prompts than the method was checked with."""
     rows = cell.get("per_image") or []
     items = [row["item"] for row in rows]
     groups, prompts = group_index(items)
     out: dict[str, Interval] = {}
     counts = None
-    for key in PER_IMAGE_KEYS:
-        if _value(cell, key) is None:
-            continue
-        columns = _per_image_columns(key, rows, state)
-        if columns is None:
-            continue
-        values, categories = columns
-        num, den = _tables(values, categories, groups, len(prompts), sorted(set(categories)))
-        if counts is None:
-            counts = bootstrap_counts(len(prompts), replicates, seed)
-        out[key] = percentile_interval(_replicate_values(counts, num, den), level)
     state_rows = _state_rows(state, items)
-    for key in CORPUS_KEYS:
-        value = _value(cell, key)
-        inputs = _corpus_inputs(key, state)
-        if value is None or inputs is None or state_rows is None or len(prompts) < 2:
+    for key in cell.get("metrics", {}):
+        declared, value = _declared(key), _value(cell, key)
+        if declared is None or value is None:
             continue
-        block = blocks_of(groups, len(prompts), blocks, seed)
-        k = int(block.max()) + 1
-        corpus = _Corpus(key, inputs[0][state_rows], inputs[1], block, k, seed)
-        out[key] = jackknife_interval(value, corpus.leave_outs, level)
+        method = declared.interval
+        found = None
+        if isinstance(method, Bootstrap):
+            columns = _per_image_columns(method, rows, state)
+            if columns is None:
+                continue
+            values, categories = columns
+            num, den = _tables(values, categories, groups, len(prompts), sorted(set(categories)))
+            if counts is None:
+                counts = bootstrap_counts(len(prompts), replicates, seed)
+            found = percentile_interval(_replicate_values(counts, num, den, method.weight), level, method.name)
+        elif isinstance(method, Jackknife):
+            inputs = None if state is None or state_rows is None else state.inputs(method.inputs, state_rows)
+            if inputs is None or len(prompts) < 2:
+                continue
+            block = blocks_of(groups, len(prompts), blocks, seed)
+            k = int(block.max()) + 1
+            side = method.side(inputs[method.inputs[0]], inputs[method.inputs[1]], block, k, seed)
+            found = jackknife_interval(value, side.leave_outs, level, method.name)
+        if found is not None:
+            out[key] = _checked(declared, found, len(prompts))
     return out
 
 
 def _comparable_keys(a_cell: dict, b_cell: dict, keys: Iterable[str] | None) -> list[str]:
-    wanted = list(keys) if keys is not None else [*PER_IMAGE_KEYS, *CORPUS_KEYS]
-    return [key for key in wanted if _value(a_cell, key) is not None and _value(b_cell, key) is not None]
+    wanted = list(keys) if keys is not None else list(dict.fromkeys([*a_cell["metrics"], *b_cell["metrics"]]))
+    return [
+        key
+        for key in wanted
+        if _declared(key) is not None and _value(a_cell, key) is not None and _value(b_cell, key) is not None
+    ]
 
 
 def compare_cells(
@@ -273,6 +270,11 @@ def compare_cells(
     (the cells' own values when every item is shared), else the cells' values.
     """
     a_rows, b_rows = a_cell.get("per_image") or [], b_cell.get("per_image") or []
+    by_prompt = {
+        key: _by_prompt(key, a_rows, a_state, b_rows, b_state, level, replicates, seed)
+        for key in _comparable_keys(a_cell, b_cell, keys)
+        if getattr(registry.result_key(key).interval, "pair_by", "item") == "prompt"  # type: ignore[union-attr]
+    }
     a_items, b_items = [r["item"] for r in a_rows], [r["item"] for r in b_rows]
     b_set = set(b_items)
     shared = list(dict.fromkeys(item for item in a_items if item in b_set))
@@ -288,64 +290,129 @@ def compare_cells(
         a_items = b_items = shared
     a_groups, a_prompts = (shared_groups, shared_prompts) if paired else group_index(a_items)
     b_groups, b_prompts = (shared_groups, shared_prompts) if paired else group_index(b_items)
+    sides = _Sides(a_cell, b_cell, a_groups, a_prompts, b_groups, b_prompts, paired, everything)
     for key in _comparable_keys(a_cell, b_cell, keys):
-        if key in PER_IMAGE_KEYS:
-            a_cols = _per_image_columns(key, a_rows, a_state)
-            b_cols = _per_image_columns(key, b_rows, b_state)
-            if a_cols is None or b_cols is None:
-                continue
-            labels = sorted(set(a_cols[1]) | set(b_cols[1]))
-            a_num, a_den = _tables(*a_cols, a_groups, len(a_prompts), labels)
-            b_num, b_den = _tables(*b_cols, b_groups, len(b_prompts), labels)
-            a_counts = bootstrap_counts(len(a_prompts), replicates, seed)
-            b_counts = a_counts if paired else bootstrap_counts(len(b_prompts), replicates, seed + 1)
-            diffs = _replicate_values(b_counts, b_num, b_den) - _replicate_values(a_counts, a_num, a_den)
-            a_value, b_value = _point(a_num, a_den), _point(b_num, b_den)
-            difference = b_value - a_value
-            how = f"{BOOTSTRAP}, {'paired on shared items' if paired else 'unpaired (independent resampling)'}"
-            out[key] = Comparison(
-                key, a_value, b_value, difference, percentile_interval(diffs, level, how),
-                bootstrap_p(difference, diffs), paired, len(shared), how,
-            )  # fmt: skip
+        method = registry.result_key(key).interval  # type: ignore[union-attr]  (_comparable_keys checked it)
+        if by_prompt.get(key) is not None:
+            out[key] = by_prompt[key]  # type: ignore[assignment]
             continue
-        a_inputs, b_inputs = _corpus_inputs(key, a_state), _corpus_inputs(key, b_state)
+        if isinstance(method, Bootstrap):
+            found = sides.bootstrap(key, method, a_rows, a_state, b_rows, b_state, level, replicates, seed)
+        else:
+            found = sides.jackknife(key, method, a_state, a_items, b_state, b_items, level, blocks, seed)
+        if found is not None:
+            out[key] = Comparison(key, *found[:5], paired, len(shared), found[5])  # type: ignore[arg-type]
+    return out
+
+
+def _by_prompt(key, a_rows, a_state, b_rows, b_state, level, replicates, seed) -> Comparison | None:
+    """b - a of a per-image statistic paired on the prompts both cells have (each side's images of a prompt, however
+    many seeds): the same resampled prompts on both sides. None when they share fewer than 2 prompts (then the
+    comparison is unpaired, as for any other statistic)."""
+    method = registry.result_key(key).interval  # type: ignore[union-attr]
+    assert isinstance(method, Bootstrap)
+    b_prompts = {prompt_of(r["item"]) for r in b_rows}
+    shared = list(dict.fromkeys(p for p in (prompt_of(r["item"]) for r in a_rows) if p in b_prompts))
+    if len(shared) < 2:
+        return None
+    position = {p: i for i, p in enumerate(shared)}
+    a_rows = [r for r in a_rows if prompt_of(r["item"]) in position]
+    b_rows = [r for r in b_rows if prompt_of(r["item"]) in position]
+    a_cols, b_cols = _per_image_columns(method, a_rows, a_state), _per_image_columns(method, b_rows, b_state)
+    if a_cols is None or b_cols is None:
+        return None
+    labels = sorted(set(a_cols[1]) | set(b_cols[1]))
+    a_groups = np.array([position[prompt_of(r["item"])] for r in a_rows], dtype=np.int64)
+    b_groups = np.array([position[prompt_of(r["item"])] for r in b_rows], dtype=np.int64)
+    a_num, a_den = _tables(*a_cols, a_groups, len(shared), labels)
+    b_num, b_den = _tables(*b_cols, b_groups, len(shared), labels)
+    counts = bootstrap_counts(len(shared), replicates, seed)
+    w = method.weight
+    diffs = _replicate_values(counts, b_num, b_den, w) - _replicate_values(counts, a_num, a_den, w)
+    a_value, b_value = _point(a_num, a_den, w), _point(b_num, b_den, w)
+    difference = b_value - a_value
+    how = f"{method.name}, paired on shared prompts"
+    interval = percentile_interval(diffs, level, how)
+    n = min(len(a_rows), len(b_rows))
+    return Comparison(key, a_value, b_value, difference, interval, bootstrap_p(difference, diffs), True, n, how)
+
+
+@dataclass
+class _Sides:
+    """The two cells of a comparison, grouped into prompts (shared ones when paired)."""
+
+    a_cell: dict
+    b_cell: dict
+    a_groups: np.ndarray
+    a_prompts: list[str]
+    b_groups: np.ndarray
+    b_prompts: list[str]
+    paired: bool
+    everything: bool
+
+    def _how(self, name: str, unpaired: str) -> str:
+        return f"{name}, {'paired on shared items' if self.paired else unpaired}"
+
+    def bootstrap(self, key, method: Bootstrap, a_rows, a_state, b_rows, b_state, level, replicates, seed):
+        """(a, b, difference, interval, p, how) of a per-image statistic, or None without its inputs."""
+        a_cols = _per_image_columns(method, a_rows, a_state)
+        b_cols = _per_image_columns(method, b_rows, b_state)
+        if a_cols is None or b_cols is None:
+            return None
+        labels = sorted(set(a_cols[1]) | set(b_cols[1]))
+        a_num, a_den = _tables(*a_cols, self.a_groups, len(self.a_prompts), labels)
+        b_num, b_den = _tables(*b_cols, self.b_groups, len(self.b_prompts), labels)
+        a_counts = bootstrap_counts(len(self.a_prompts), replicates, seed)
+        b_counts = a_counts if self.paired else bootstrap_counts(len(self.b_prompts), replicates, seed + 1)
+        weight = method.weight
+        diffs = _replicate_values(b_counts, b_num, b_den, weight) - _replicate_values(a_counts, a_num, a_den, weight)
+        a_value, b_value = _point(a_num, a_den, weight), _point(b_num, b_den, weight)
+        difference = b_value - a_value
+        how = self._how(method.name, "unpaired (independent resampling)")
+        interval = percentile_interval(diffs, level, how)
+        return (a_value, b_value, difference, interval, bootstrap_p(difference, diffs), how)
+
+    def jackknife(self, key, method: Jackknife, a_state, a_items, b_state, b_items, level, blocks, seed):
+        """(a, b, difference, interval, p, how) of a corpus statistic, or None without its inputs."""
         a_state_rows, b_state_rows = _state_rows(a_state, a_items), _state_rows(b_state, b_items)
-        if a_inputs is None or b_inputs is None or a_state_rows is None or b_state_rows is None:
-            continue
-        if min(len(a_prompts), len(b_prompts)) < 2:
-            continue
-        a_block = blocks_of(a_groups, len(a_prompts), blocks, seed)
-        b_block = a_block if paired else blocks_of(b_groups, len(b_prompts), blocks, seed + 1)
+        a_in = None if a_state_rows is None else a_state.inputs(method.inputs, a_state_rows)
+        b_in = None if b_state_rows is None else b_state.inputs(method.inputs, b_state_rows)
+        if a_in is None or b_in is None or min(len(self.a_prompts), len(self.b_prompts)) < 2:
+            return None
+        x, ref = method.inputs
+        a_block = blocks_of(self.a_groups, len(self.a_prompts), blocks, seed)
+        b_block = a_block if self.paired else blocks_of(self.b_groups, len(self.b_prompts), blocks, seed + 1)
         ka, kb = int(a_block.max()) + 1, int(b_block.max()) + 1
-        a_side = _Corpus(key, a_inputs[0][a_state_rows], a_inputs[1], a_block, ka, seed)
-        b_side = _Corpus(key, b_inputs[0][b_state_rows], b_inputs[1], b_block, kb, seed)
-        if everything or not paired:
-            a_value, b_value = _value(a_cell, key), _value(b_cell, key)
+        a_side = method.side(a_in[x], a_in[ref], a_block, ka, seed)
+        b_side = method.side(b_in[x], b_in[ref], b_block, kb, seed)
+        if self.everything or not self.paired:
+            a_value, b_value = _value(self.a_cell, key), _value(self.b_cell, key)
         else:
             a_value, b_value = a_side.value(), b_side.value()
-        difference = float(b_value - a_value)
-        if paired:
-            how = f"{JACKKNIFE}, paired on shared items"
+        difference = float(b_value - a_value)  # type: ignore[operator]
+        if self.paired:
+            how = self._how(method.name, "")
             leave = b_side.leave_outs - a_side.leave_outs
-            interval = jackknife_interval(difference, leave, level, how)
-            p_value = jackknife_p(difference, leave)
-        else:
-            how = f"{JACKKNIFE}, unpaired (independent blocks)"
-            se = float(np.hypot(jackknife_se(a_side.leave_outs), jackknife_se(b_side.leave_outs)))
-            df = min(ka, kb) - 1
-            half = t_quantile(level, df) * se
-            interval = Interval(difference - half, difference + half, level, f"{how} (K={ka}, {kb})")
-            p_value = float(2.0 * scipy_stats.t.sf(abs(difference) / se, df)) if se > 0 else float(difference == 0)
-        out[key] = Comparison(key, a_value, b_value, difference, interval, p_value, paired, len(shared), how)
-    return out
+            return (a_value, b_value, difference, jackknife_interval(difference, leave, level, how),
+                    jackknife_p(difference, leave), how)  # fmt: skip
+        how = f"{method.name}, unpaired (independent blocks)"
+        se = float(np.hypot(jackknife_se(a_side.leave_outs), jackknife_se(b_side.leave_outs)))
+        df = min(ka, kb) - 1
+        half = t_quantile(level, df) * se
+        interval = Interval(difference - half, difference + half, level, f"{how} (K={ka}, {kb})")
+        p_value = float(2.0 * scipy_stats.t.sf(abs(difference) / se, df)) if se > 0 else float(difference == 0)
+        return (a_value, b_value, difference, interval, p_value, how)
 
 
 def annotate_intervals(
     document: dict, states: dict[str, CellState], *, level: float = 0.95, replicates: int = 200, seed: int = 0
 ) -> None:
-    """Write each metric's interval into its entry (`interval`: low, high, level, method), cell by cell; metrics
-    whose inputs are missing get none."""
+    """Write each metric's interval into its entry (`interval`: low, high, level, method, and `note` where it was
+    cut to the metric's range or rests on few prompts), cell by cell; metrics whose inputs are missing get none.
+    Each note also goes into the cell's warnings."""
     for cell in document["cells"]:
-        for key, interval in cell_intervals(cell, states.get(cell["id"]), level=level, replicates=replicates,
-                                            seed=seed).items():  # fmt: skip
+        found = cell_intervals(cell, states.get(cell["id"]), level=level, replicates=replicates, seed=seed)
+        for key, interval in found.items():
             cell["metrics"][key]["interval"] = interval.to_json()
+            if interval.note:
+                cell.setdefault("warnings", []).append(f"{key} interval: {interval.note}")

@@ -25,9 +25,13 @@ class Interval:
     high: float
     level: float
     method: str
+    note: str | None = None  # why to read it with care: cut to the metric's range, fewer prompts than checked
 
     def to_json(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "level": self.level, "method": self.method}
+        out: dict[str, Any] = {"low": self.low, "high": self.high, "level": self.level, "method": self.method}
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True)

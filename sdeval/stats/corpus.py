@@ -264,3 +264,63 @@ def fid_against_n(
     half = t_quantile(level, df) * se
     method = "least squares of FID against 1/n over subsample draws (reference fixed)"
     return FidCurve(points, float(coef[0]), Interval(coef[0] - half, coef[0] + half, level, method), float(coef[1]))
+
+
+# -- jackknife sides: one per corpus statistic, each built from (rows, reference, blocks, K, seed) -------------
+
+
+_ROOTS: dict[tuple, ReferenceRoot] = {}
+
+
+def reference_root(reference: np.ndarray) -> ReferenceRoot:
+    """The reference's eigen-decomposition, kept for the next call on the same reference (cells share one)."""
+    ref = np.asarray(reference)
+    key = (ref.shape, float(np.asarray(ref, np.float64).sum()), ref[:2].tobytes(), ref[-2:].tobytes())
+    if key not in _ROOTS:
+        _ROOTS.clear()  # one reference at a time: a d = 2048 root is 32 MB
+        _ROOTS[key] = ReferenceRoot.from_features(ref)
+    return _ROOTS[key]
+
+
+class FidSide:
+    """FID of rows against a fixed reference, and with each block of rows left out."""
+
+    def __init__(self, x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> None:
+        self.projection = FidProjection(x, reference_root(reference))
+        self.leave_outs = self.projection.leave_block_out(blocks, k)
+
+    def value(self) -> float:
+        return self.projection.fid()
+
+
+class KernelSide:
+    """KID (unbiased, cubic kernel) or CMMD (biased, RBF) of rows against a fixed reference, and block leave-outs."""
+
+    def __init__(self, kind: str, x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int):
+        self.kind, self.k = kind, k
+        self.ref_rows = kernel_reference(reference, seed)
+        self.kernel = KernelBlocks(kind, x, blocks, k, self.ref_rows)
+        self.leave_outs = self.kernel.leave_block_out()
+
+    def value(self) -> float:
+        """The statistic on all the rows, recomputed (a cell's subset-based KID is not this)."""
+        return self.kernel.value(np.ones(self.k, dtype=bool), kernel_reference_term(self.kind, self.ref_rows))
+
+
+def kid_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> KernelSide:
+    return KernelSide("kid", x, reference, blocks, k, seed)
+
+
+def cmmd_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> KernelSide:
+    return KernelSide("cmmd", x, reference, blocks, k, seed)
+
+
+class RecallSide:
+    """Improved recall of rows against a fixed reference, recomputed with each block out (its radii change)."""
+
+    def __init__(self, x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int, neighbourhood: int):
+        self.x, self.reference, self.neighbourhood = x, reference, neighbourhood
+        self.leave_outs = recall_leave_block_out(x, reference, blocks, k, neighbourhood)
+
+    def value(self) -> float:
+        return precision_recall(self.x, self.reference, self.neighbourhood)[1]

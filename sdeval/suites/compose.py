@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdeval.suites.spec import RELATIONS, Exclude, Include, Spec
+from sdeval.suites.spec import COLORS, RELATIONS, Exclude, Include, Spec
 
 #: COCO's 80 classes, named as GenEval names them (its `object_names.txt`), in COCO's order.
 COCO_CLASSES = (
@@ -44,7 +44,7 @@ COCO_SUPERCATEGORIES: dict[str, str] = {
     **dict.fromkeys(COCO_CLASSES[73:80], "indoor"),
 }
 #: GenEval's ten colours.
-GENEVAL_COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
+GENEVAL_COLORS = COLORS
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 #: Nouns whose one-object phrase is not the class name itself (the spec keeps the class name).
 SINGULAR_PHRASES = {"skis": "pair of skis", "scissors": "pair of scissors", "broccoli": "head of broccoli"}

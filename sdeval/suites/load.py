@@ -333,8 +333,8 @@ def _spec(obj: dict[str, Any], bad: Any) -> Spec | None:
         if obj.get("spec") is not None:
             return parse_spec(obj["spec"], where="spec")
     except SpecError as err:
-        message = str(err)
-        bad(message.removeprefix("spec.") if top else message)
+        for message in err.problems:
+            bad(message.removeprefix("spec.") if top else message)
     return None
 
 

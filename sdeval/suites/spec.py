@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdeval.suggest import did_you_mean
+
 #: GenEval's category tags (the keys reports and rules use); the English names are labels only.
 CATEGORIES: dict[str, str] = {
     "single_object": "single object",
@@ -30,10 +32,22 @@ CATEGORIES: dict[str, str] = {
 }
 #: GenEval's relations.
 RELATIONS = ("left of", "right of", "above", "below")
+#: GenEval's colour vocabulary (evaluate_images.py `COLORS`): what colour facts may name and detectors classify into.
+COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 
 
 class SpecError(ValueError):
-    """A spec that does not follow GenEval's schema; the message names the field."""
+    """A spec that does not follow GenEval's schema; the message names the field. `problems` holds every problem
+    found (the message is the first), so a suite check can list them all."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(problems[0])
+        self.problems = list(problems)
+
+
+def _unknown(where: str, what: str, value: str, choices: tuple[str, ...] | dict[str, str]) -> str:
+    """`WHERE: must be one of WHAT (a, b, ...), got 'x' (did you mean 'y'?)`: GenEval's judges know no other word."""
+    return f"{where}: must be one of {what} ({', '.join(choices)}), got {value!r}{did_you_mean(value, choices)}"
 
 
 @dataclass(frozen=True)
@@ -96,10 +110,27 @@ def _text(value: Any, where: str) -> str:
 
 
 def parse_spec(obj: Any, where: str = "spec") -> Spec:
-    """A Spec from GenEval's metadata dict (extra keys such as `prompt` are ignored); SpecError names the field."""
+    """A Spec from GenEval's metadata dict (extra keys such as `prompt` are ignored); SpecError names the field.
+
+    Tags, colours and relations must be GenEval's words: a judge would silently fail (or pass) a fact it cannot
+    read. Those problems are all collected; a malformed structure stops at the first.
+    """
     if not isinstance(obj, dict):
         raise SpecError(f"{where}: expected an object, got {type(obj).__name__}")
+    words: list[str] = []  # tags, colours, relations outside GenEval's vocabulary
+    try:
+        spec = _parse_spec(obj, where, words)
+    except SpecError as err:
+        raise SpecError(*words, *err.problems) from None
+    if words:
+        raise SpecError(*words)
+    return spec
+
+
+def _parse_spec(obj: dict[str, Any], where: str, words: list[str]) -> Spec:
     tag = _text(obj.get("tag"), f"{where}.tag")
+    if tag not in CATEGORIES:
+        words.append(_unknown(f"{where}.tag", "GenEval's tags", tag, CATEGORIES))
     raw_include = obj.get("include")
     if not isinstance(raw_include, list) or not raw_include:
         raise SpecError(f"{where}.include: expected a non-empty list")
@@ -115,19 +146,17 @@ def parse_spec(obj: Any, where: str = "spec") -> Spec:
                 raise SpecError(f"{at}.position: expected [relation, index], got {pos!r}")
             relation, index = pos
             if relation not in RELATIONS:
-                raise SpecError(f"{at}.position: relation must be one of {', '.join(RELATIONS)}, got {relation!r}")
+                hint = did_you_mean(relation, RELATIONS)
+                words.append(f"{at}.position: relation must be one of {', '.join(RELATIONS)}, got {relation!r}{hint}")
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(raw_include) or index == i:
                 raise SpecError(f"{at}.position: index must name another include entry, got {index!r}")
             position = (relation, index)
-        color = item.get("color")
-        include.append(
-            Include(
-                cls=_text(item.get("class"), f"{at}.class"),
-                count=_count(item.get("count", 1), at),
-                color=None if color is None else _text(color, f"{at}.color"),
-                position=position,
-            )
-        )
+        cls, count, color = _text(item.get("class"), f"{at}.class"), _count(item.get("count", 1), at), item.get("color")
+        if color is not None:
+            color = _text(color, f"{at}.color")
+            if color not in COLORS:
+                words.append(_unknown(f"{at}.color", "GenEval's colours", color, COLORS))
+        include.append(Include(cls=cls, count=count, color=color, position=position))
     exclude: list[Exclude] = []
     raw_exclude = obj.get("exclude") or []
     if not isinstance(raw_exclude, list):

@@ -24,7 +24,7 @@ import numpy as np
 
 from sdeval.errors import ConfigError, SdevalError
 from sdeval.images import find_images
-from sdeval.reference import images_hash
+from sdeval.reference.files import images_hash
 
 FORMAT = "sdeval.reference-set"
 FORMAT_VERSION = 1
@@ -367,14 +367,16 @@ class SetBuild:
     out: Path
 
 
-def build_set_reference(check: CopyCheck, out: str | os.PathLike[str], options: Any, cmmd: Any = None) -> SetBuild:
+def build_set_reference(
+    check: CopyCheck, out: str | os.PathLike[str], options: Any, cmmd: Any = None, dinov2: str | None = None
+) -> SetBuild:
     """Build the reference of a checked copy through the normal `reference build` path; its source is `refset:ID`.
 
     A copy holding the whole pool (e.g. all of val2014 for the 30k set) is built from a temporary folder of links
     to the set's files, so the reference's paths and hash are those of the set alone.
     """
-    from sdeval.reference import save_reference
-    from sdeval.score import build_reference_file
+    from sdeval.reference.build import build_reference_file
+    from sdeval.reference.files import save_reference
 
     problems = check.problems()
     if problems:
@@ -387,7 +389,7 @@ def build_set_reference(check: CopyCheck, out: str | os.PathLike[str], options: 
             for name in check.names:
                 (folder / name).symlink_to((check.folder / name).resolve())
         # Written to a temporary file first: `out` must only ever hold a verified set.
-        reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, cmmd=cmmd)
+        reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, cmmd=cmmd, dinov2=dinov2)
     if reference.images_hash != check.file_list_sha256:
         # A file that could not be decoded is skipped by extraction: the reference would not be the set.
         raise SdevalError(

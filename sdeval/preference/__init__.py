@@ -1,0 +1,76 @@
+"""Human-preference scorers: ImageReward, HPS v2/v2.1, PickScore and the LAION aesthetic predictor v2.
+
+Each is a per-image metric (higher is better) built from the real model classes, loaded strictly from a hub id
+or a local path; local paths never touch the network, and pickle checkpoints load only with allow_pickle=True.
+`scorer_class(name)` gives a scorer's metadata (direction, range, prompt_relative, default_model) without loading
+anything; `load_scorer(name, model, ...)` builds it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from sdeval.errors import SdevalError
+from sdeval.preference.aesthetic import AestheticScorer
+from sdeval.preference.base import EmbeddingScorer, PreferenceScorer
+from sdeval.preference.hps import HpsScorer
+from sdeval.preference.imagereward import ImageRewardScorer
+from sdeval.preference.pickscore import PickScoreScorer
+
+__all__ = [
+    "SCORERS",
+    "AestheticScorer",
+    "EmbeddingScorer",
+    "HpsScorer",
+    "ImageRewardScorer",
+    "PickScoreScorer",
+    "PreferenceScorer",
+    "load_scorer",
+    "scorer_class",
+    "scorer_options",
+]
+
+#: Every preference scorer by its metric name.
+SCORERS: dict[str, type[Any]] = {
+    cls.name: cls for cls in (ImageRewardScorer, HpsScorer, PickScoreScorer, AestheticScorer)
+}
+_COMMON = ("model", "device", "allow_pickle", "batch_size")
+
+
+def scorer_class(name: str) -> type[Any]:
+    """The class of a scorer (its metadata is on the class: no model is loaded)."""
+    try:
+        return SCORERS[name]
+    except KeyError:
+        raise SdevalError(f"unknown preference scorer {name!r}; known: {', '.join(SCORERS)}") from None
+
+
+def scorer_options(name: str) -> tuple[str, ...]:
+    """The scorer-specific keyword options of `load_scorer(name, ...)` (e.g. `tokenizer` for imagereward)."""
+    parameters = inspect.signature(scorer_class(name).load).parameters
+    return tuple(p for p in parameters if p not in _COMMON and p != "cls")
+
+
+def load_scorer(
+    name: str,
+    model: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+    batch_size: int = 32,
+    **options: Any,
+) -> PreferenceScorer:
+    """Build scorer `name` from `model` (a hub id, version, URL or local path; None: the scorer's default).
+
+    `options` are the scorer's own (see `scorer_options`): imagereward `tokenizer`; hps `arch`; pickscore
+    `processor`; aesthetic `clip_model`, `clip_pretrained`, `embedder`.
+    """
+    cls = scorer_class(name)
+    unknown = sorted(set(options) - set(scorer_options(name)))
+    if unknown:
+        known = ", ".join(scorer_options(name)) or "none"
+        raise SdevalError(f"preference scorer {name!r} has no option(s) {', '.join(unknown)} (its options: {known})")
+    return cls.load(model, device=device, allow_pickle=allow_pickle, batch_size=batch_size, **options)

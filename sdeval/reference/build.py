@@ -1,0 +1,72 @@
+"""A reference from images: features extracted in one decode pass (a folder now, or a file built before)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sdeval.devices import resolve_device
+from sdeval.features.clip import ClipEmbedder, ClipModelSpec
+from sdeval.features.inception import POOL, InceptionExtractor
+from sdeval.features.options import FeatureOptions, build_inception, extract
+from sdeval.metrics.fid import FrechetState
+from sdeval.reference.files import Reference, images_hash, load_reference, require_features, save_reference
+
+
+def reference_from_folder(folder: str, extractors: list, options: FeatureOptions) -> Reference:
+    """A reference made now from a folder, holding the features of each of `extractors`."""
+    feats = extract(folder, extractors, options, "reference")
+    features: dict[str, dict[str, np.ndarray]] = {}
+    fid_state = None
+    for extractor in extractors:
+        arrays = feats.features[extractor.cache_key]
+        if isinstance(extractor, InceptionExtractor):
+            arrays = {POOL: arrays[POOL]}  # the logits serve IS only, which needs no reference
+            fid_state = FrechetState.from_features(arrays[POOL])
+        features[extractor.cache_key] = arrays
+    return Reference(
+        protocols={e.cache_key: e.protocol() for e in extractors},
+        features=features,
+        fid_state=fid_state,
+        n=feats.n,
+        images_hash=images_hash(feats.paths, feats.hashes),
+        source=str(Path(folder)),
+        image_hashes=list(feats.hashes),
+        image_paths=list(feats.paths),
+    )
+
+
+def build_reference_file(
+    images: str, out: str, options: FeatureOptions, cmmd: ClipModelSpec | None = None, dinov2: str | None = None
+) -> Reference:
+    """`sdeval reference build`: Inception features and Fréchet state of a folder (plus, with `cmmd`, the CLIP
+    image embeddings CMMD needs; with `dinov2`, a hub id or folder, the DINOv2 features FD_DINOv2 needs), extracted
+    in one pass and written to `out`."""
+    extractors: list = [build_inception(options)]
+    device = torch.device(resolve_device(options.device))
+    if cmmd is not None:
+        extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
+    if dinov2 is not None:
+        from sdeval.features.dinov2 import Dinov2Extractor
+
+        extractors.append(Dinov2Extractor.load(dinov2, device=device))
+    reference = reference_from_folder(images, extractors, options)
+    save_reference(out, reference)
+    return reference
+
+
+def load_any_reference(source: str, needs: list[tuple[Any, str]], options: FeatureOptions) -> Reference:
+    """A reference from a folder (features extracted now) or a file (each extractor's protocol checked).
+
+    `needs` pairs each extractor whose features the metrics need with the hint shown when a reference
+    file holds none of that kind.
+    """
+    if Path(source).is_dir():
+        return reference_from_folder(source, [extractor for extractor, _ in needs], options)
+    reference = load_reference(source)
+    for extractor, hint in needs:
+        require_features(reference, extractor.protocol(), extractor.cache_key, hint)
+    return reference

@@ -1,0 +1,160 @@
+"""`sdeval score` and `sdeval demo`: parse options, score, print the table, write the results, exit with the
+documented code."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from sdeval.clioptions import DEFAULTS, MetricsHelp, clip_options, feature_options, feature_values, parse_metrics
+from sdeval.errors import ExitCode
+from sdeval.judges.registry import JUDGES
+
+#: The command-line options that are ScoreOptions fields (the rest say what to write where).
+_SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
+               "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
+               "cmmd_pretrained", "dinov2_model", "imagereward_model", "hps_model", "pickscore_model",
+               "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
+               "questions")  # fmt: skip
+
+
+def _model_options(func):
+    """The models of FD_DINOv2, the preference scorers and the VQA judge: hub ids or local paths."""
+    options = [
+        click.option("--dinov2-model", default=None, metavar="ID|PATH",
+                     help="DINOv2 for fd_dinov2 [default: facebook/dinov2-large]."),
+        click.option("--imagereward-model", default=None, metavar="ID|PATH",
+                     help="ImageReward checkpoint (ImageReward.pt/.safetensors, or a folder with it, med_config.json "
+                     "and vocab.txt) [default: THUDM/ImageReward]."),
+        click.option("--hps-model", default=None, metavar="v2|v2.1|PATH",
+                     help="HPS checkpoint (open_clip ViT-H-14 weights) [default: v2.1 from xswu/HPSv2]."),
+        click.option("--pickscore-model", default=None, metavar="ID|PATH",
+                     help="PickScore CLIPModel folder (with its processor files) "
+                     "[default: yuvalkirstain/PickScore_v1]."),
+        click.option("--aesthetic-model", default=None, metavar="PATH|URL",
+                     help="LAION aesthetic v2 head (.pth or .safetensors); it reads the --clip-* model's embeddings "
+                     "[default: sac+logos+ava1-l14-linearMSE.pth, with OpenAI ViT-L/14]."),
+        click.option("--allow-pickle", is_flag=True,
+                     help="load .pt/.pth/.bin checkpoints (pickles, read with torch.load(weights_only=True)); "
+                     "without it only .safetensors load."),
+        click.option("--vqa-model", default=None, metavar="ID|PATH",
+                     help="--judge vqa: BLIP VQA or an image-text-to-text model [default: Salesforce/blip-vqa-base]."),
+        click.option("--vqa-template", default=None, metavar="TEXT",
+                     help="--judge vqa: prompt with {question} for an image-text-to-text model [default: its chat "
+                     "template]."),
+        click.option("--vqa-threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                     help="--judge vqa: a question holds when P(yes) >= this [default: 0.5]."),
+        click.option("--questions", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+                     help="--judge vqa: TIFA or DSG questions per prompt (joined by prompt id, else text) instead of "
+                     "questions from the suite's specs."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command()
+@click.argument("images", type=click.Path(exists=True, file_okay=False))
+@click.option("--reference", "-r", default=None, help="reference folder, or a file from `sdeval reference build`.")
+@click.option("--metrics", cls=MetricsHelp, default=None, help="comma-separated metrics [default: fid,kid,is,pr].")
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="prompt manifest (JSONL or CSV, `file` and `prompt` columns, `file` relative to the manifest's "
+              "folder); without it, or for images it does not list, prompts come from the images' metadata or "
+              "NAME.txt captions. A generation run's own manifest is used by default.")  # fmt: skip
+@click.option("--group-by", default=None, metavar="folder|COLUMN",
+              help="score a plain folder in cells: by first sub-folder (`folder`) or by a prompt column "
+              "(`checkpoint`, `category`, or a settings key). A generation run is scored per checkpoint x "
+              "setting without it.")  # fmt: skip
+@click.option("--suite", default=None, metavar="NAME|FILE",
+              help="prompt suite with specs for adherence (a built-in name or a file); joined to images by prompt "
+              "id, else by prompt text [default: the suite a generation run was made from].")  # fmt: skip
+@click.option("--judge", type=click.Choice(JUDGES), default=DEFAULTS["judge"], show_default=True,
+              help="adherence judge: an open-vocabulary detector, CLIP contrast, or the calibration world's "
+              "exact shapes detector (docs/adherence.md).")  # fmt: skip
+@click.option("--detector-model", default=None, metavar="ID|PATH",
+              help="the detector judge's model: a hub id or a local folder (OWLv2 or Grounding DINO) "
+              "[default: google/owlv2-base-patch16-ensemble].")  # fmt: skip
+@click.option("--geneval-results", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="also write the adherence verdicts as GenEval's results.jsonl (read by its "
+              "summary_scores.py).")  # fmt: skip
+@clip_options
+@click.option("--rprecision-r", type=click.IntRange(min=2), default=None,
+              help="prompts ranked per image for rprecision [default: min(100, distinct prompts)].")  # fmt: skip
+@click.option("--per-image", is_flag=True, hidden=True, help="kept for compatibility: per-image rows are always there.")
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
+@click.option("--kid-subsets", type=click.IntRange(min=1), default=DEFAULTS["kid_subsets"], show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True,
+              help="KID subsets, IS splits, R-precision draws, interval resampling.")  # fmt: skip
+@click.option("--ci", type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
+              metavar="LEVEL", help="add an interval to every metric (bootstrap over prompts; block jackknife for "
+              "FID, KID, CMMD, recall; docs/statistics.md) at LEVEL [flag alone: 0.95].")  # fmt: skip
+@click.option("--ci-replicates", type=click.IntRange(min=20), default=DEFAULTS["ci_replicates"], show_default=True,
+              help="bootstrap replicates for --ci.")  # fmt: skip
+@_model_options
+@feature_options
+@click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="write the results JSON here, and the feature state beside it (NAME.state.npz); "
+              "`-`: JSON to standard output, the table to stderr, no state.")  # fmt: skip
+def score(images, reference, metrics, geneval_results, per_image, out, **values) -> None:
+    """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity;
+    prompt adherence, seed robustness, faithfulness (`sdeval metrics` lists them all).
+
+    Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
+    written, each missing metric with its reason), 2 for a usage or input error.
+    """
+    from sdeval.atomic import STDOUT, check_output_file
+    from sdeval.results import incomplete_metrics, write_outputs
+    from sdeval.score import options_from_mapping, score_run
+    from sdeval.table import render_table
+
+    if out:
+        check_output_file(out, "--out")  # before any work: an unwritable path must not cost the whole run
+    if geneval_results:
+        check_output_file(geneval_results, "--geneval-results")
+    chosen = {**feature_values(values), **{key: values.pop(key) for key in _SCORE_KEYS}}
+    options = options_from_mapping(
+        chosen, images=images, reference=reference, metrics=parse_metrics(metrics) if metrics else None, where="option"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
+        run = score_run(options)
+    to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
+    if out:
+        write_outputs(out, run)
+    else:
+        run.document["state"] = {"path": None, "reason": "no --out: no results file, so no feature state was kept"}
+    results = run.document
+    click.echo(render_table(results, max_listed=20 if out else None), err=to_stdout)  # the JSON lists everything
+    if out and not to_stdout:
+        click.echo(f"\nresults: {out}")
+    if geneval_results:
+        from sdeval.geneval import write_results_jsonl
+
+        rows = write_results_jsonl(geneval_results, results)
+        click.echo(f"GenEval results: {geneval_results} ({rows} images)", err=to_stdout)
+    missing = incomplete_metrics(results)
+    if missing:
+        click.echo(f"incomplete: {', '.join(missing)} could not be computed (reasons above)", err=True)
+        sys.exit(ExitCode.INCOMPLETE)
+
+
+@click.command()
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="reports/demo", show_default=True)
+@click.option("--images", "n", type=click.IntRange(min=12), default=48, show_default=True, help="images per set.")
+def demo(out, n) -> None:
+    """Score a small synthetic folder offline on the CPU, with random Inception weights."""
+    from sdeval.atomic import check_output_folder
+    from sdeval.demo import run_demo
+    from sdeval.table import render_table
+
+    check_output_folder(out, "--out")
+    click.echo("demo: synthetic images and RANDOM Inception weights; the numbers show the pipeline works, "
+               "not image quality.", err=True)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        results = run_demo(Path(out), n)
+    click.echo(render_table(results))
+    click.echo(f"\nresults: {Path(out) / 'results.json'}")

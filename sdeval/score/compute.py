@@ -1,0 +1,177 @@
+"""The second stage of a scoring run: each cell's metrics, per-image rows and protocol, from the prepared inputs.
+
+A metric that cannot be computed on its input (too few images, no prompts: MetricSkip, or a singular matrix) is
+listed with its reason and the other metrics still run; any other exception is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
+from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
+from sdeval.features.inception import LOGITS, POOL
+from sdeval.metrics.registry import CellData, MetricSkip, MetricSpec, PromptData
+from sdeval.reference.files import images_hash
+from sdeval.score.prepare import Prepared
+
+#: What a metric may raise for a degenerate input; each becomes a listed skip with its reason.
+METRIC_SKIPS = (MetricSkip, np.linalg.LinAlgError)
+#: How each image is decoded before any model sees it (part of every cell's protocol).
+DECODE_RULE = "8-bit RGB, first frame, no EXIF rotation, alpha dropped, 16-bit scaled by 1/257"
+
+
+def score_cells(prep: Prepared) -> tuple[list[dict[str, Any]], list[int]]:
+    """Each cell's results entry, and the images' positions in the order of the cells' per-image rows."""
+    cells, state_rows = [], []
+    for c, cell in enumerate(prep.grouping.cells):
+        members = prep.grouping.members(c)
+        data = cell_data(prep, members)
+        entry = _score_cell(prep, data, cell.to_json(), members)
+        entry["protocol"] = _protocol(prep, data)
+        cells.append(entry)
+        state_rows.extend(members)
+    return cells, state_rows
+
+
+def cell_data(prep: Prepared, members: list[int]) -> CellData:
+    """What a metric may read about the cell of images `members`."""
+    generated, models = prep.generated, prep.models
+    rows = np.asarray(members, dtype=np.int64)
+    data = CellData(
+        paths=[generated.paths[i] for i in members], params=prep.options.params, reference=prep.reference_data
+    )
+    if models.inception is not None:
+        arrays = generated.features[models.inception.cache_key]
+        data.pool, data.logits = arrays[POOL][rows], arrays[LOGITS][rows]
+    if models.clip is not None and models.clip.prompt is not None:
+        data.clip_image = generated.features[models.clip.prompt.cache_key][CLIP_FEATURE][rows]
+    if models.clip is not None and models.clip.cmmd is not None:
+        data.cmmd_image = generated.features[models.clip.cmmd.cache_key][CLIP_FEATURE][rows]
+    if prep.prompts is not None:
+        data.prompts = _prompt_data(prep, members, set(data.paths))
+    if prep.faithful is not None:
+        columns, missing = prep.faithful
+        data.faithfulness = {name: [values[i] for i in members] for name, values in columns.items()}
+        data.faithfulness_missing = [
+            {"path": generated.paths[i], "reason": missing[i]} for i in members if i in missing
+        ]
+    if prep.judged is not None:
+        data.judged = prep.judged.for_cell(members, generated.paths, prep.judge_protocol or {})
+    if models.dinov2 is not None:
+        data.dinov2 = generated.features[models.dinov2.cache_key][DINOV2_FEATURE][rows]
+    if prep.preference is not None:
+        for name, scores in prep.preference.scores.items():
+            missing = prep.preference.missing[name]
+            data.preference[name] = scores[rows]
+            data.preference_missing[name] = [
+                {"path": generated.paths[i], "reason": missing[i]} for i in members if i in missing
+            ]
+    return data
+
+
+def _prompt_data(prep: Prepared, members: list[int], member_paths: set[str]) -> PromptData:
+    assert prep.prompts is not None
+    records = [prep.prompts.records[i] for i in members]
+    texts = prep.texts
+    if texts is not None:
+        distinct, position = texts.distinct, texts.position
+    else:  # prompts without a text model (diversity): group by the prompt text
+        distinct = list(dict.fromkeys(r.prompt for r in records if r is not None))
+        position = {text: j for j, text in enumerate(distinct)}
+    return PromptData(
+        index=np.array([position[r.prompt] if r is not None else -1 for r in records], dtype=np.int64),
+        texts=texts.embeddings if texts is not None else None,
+        distinct=distinct,
+        truncated=texts.truncated if texts is not None else None,
+        missing=[m for m in prep.prompts.missing if m["path"] in member_paths],
+    )
+
+
+def compute_metrics(
+    specs: list[MetricSpec], data: CellData
+) -> tuple[dict[str, Any], dict[str, list[Any]], list[str], list[dict[str, Any]] | None]:
+    """(metric entries, per-image columns, warnings, per-prompt rows) of one cell."""
+    metrics: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = {}
+    warnings: list[str] = []
+    per_prompt = None
+    for spec in specs:
+        try:
+            output = spec.compute(data)
+        except METRIC_SKIPS as err:  # too few images, no prompts, a degenerate input: listed, not fatal
+            for result in spec.results:
+                metrics[result.key] = {"value": None, "skipped": str(err) or type(err).__name__}
+            continue
+        metrics.update(output.entries)
+        columns.update(output.per_image)
+        warnings.extend(output.warnings)
+        if output.per_prompt is not None:
+            per_prompt = output.per_prompt
+    return metrics, columns, warnings, per_prompt
+
+
+def _score_cell(prep: Prepared, data: CellData, cell: dict[str, Any], members: list[int]) -> dict[str, Any]:
+    metrics, columns, warnings, per_prompt = compute_metrics(prep.specs, data)
+    rows = [_per_image_row(prep, i, j, columns) for j, i in enumerate(members)]
+    entry = {**cell, "n_images": len(members), "images_sha256": images_hash(data.paths, [r["sha256"] for r in rows])}
+    entry.update(metrics=metrics, per_image=rows, warnings=warnings)
+    if per_prompt is not None:
+        entry["per_prompt"] = per_prompt
+    return entry
+
+
+def _per_image_row(prep: Prepared, i: int, j: int, columns: dict[str, list[Any]]) -> dict[str, Any]:
+    info = prep.grouping.infos[i]
+    record = prep.prompts.records[i] if prep.prompts is not None else None
+    row: dict[str, Any] = {
+        "item": prep.grouping.items[i],
+        "path": prep.generated.paths[i],
+        "sha256": prep.generated.hashes[i],
+        "prompt": record.prompt if record else (info.row or {}).get("prompt"),
+        "prompt_id": info.prompt_id if info.prompt_id is not None else (record.id if record else None),
+        "seed": info.seed if info.seed is not None else (record.seed if record else None),
+        "seed_index": info.seed_index,
+        "prompt_source": record.source if record else None,
+    }
+    texts = prep.texts
+    if record is not None and texts is not None and texts.truncated is not None:
+        row["prompt_truncated"] = texts.truncated[texts.position[record.prompt]]
+    for name, values in columns.items():
+        row[name] = values[j]
+    return row
+
+
+def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
+    options, models = prep.options, prep.models
+    protocol: dict[str, Any] = {
+        "metrics": [spec.name for spec in prep.specs],
+        "inception": models.inception.protocol() if models.inception is not None else None,
+        "reference": prep.reference.identity() if prep.reference is not None else None,
+        "suite": (prep.grouping.source.get("run") or {}).get("suite"),
+        "seed": options.seed,
+        "decode": DECODE_RULE,
+    }
+    for spec in prep.specs:
+        if spec.protocol is not None:
+            protocol.update(spec.protocol(options.params, data))
+    if models.clip is not None and models.clip.prompt is not None:
+        protocol["clip"] = models.clip.prompt.protocol()
+        protocol["prompts"] = {
+            "manifest": options.prompts,
+            "sources": "manifest, then sdeval/A1111/ComfyUI metadata in the image, then NAME.txt caption",
+            "text_truncation": "tokenizer context length (77 tokens for CLIP)",
+        }
+    if models.clip is not None and models.clip.cmmd is not None and "cmmd" in protocol:
+        protocol["cmmd"]["clip"] = models.clip.cmmd.protocol()
+    if models.dinov2 is not None:
+        protocol["dinov2"] = models.dinov2.protocol()
+    for name, scorer in models.preference.items():
+        protocol[name] = scorer.protocol()
+    if prep.judge_protocol is not None:
+        protocol["judge"] = prep.judge_protocol
+        if protocol["suite"] is None and isinstance(prep.judge_protocol["specs"], dict):
+            protocol["suite"] = prep.judge_protocol["specs"]  # --suite on a plain folder
+    return protocol

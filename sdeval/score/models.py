@@ -1,0 +1,127 @@
+"""The models a scoring run needs, and nothing else, and each distinct prompt's text embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from sdeval.features.clip import ClipModelSpec
+from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_rebuild_hint, load_clip_models
+from sdeval.features.inception import InceptionExtractor
+from sdeval.features.options import build_inception
+from sdeval.features.text_embeddings import embed_prompts
+from sdeval.metrics.registry import Need
+from sdeval.prompts.lookup import ImagePrompts
+from sdeval.score.options import ScoreOptions
+
+
+@dataclass
+class RunModels:
+    """Inception only for metrics that read it, CLIP only for those that read embeddings (one CLIP model when the
+    prompt metrics and CMMD use the same one)."""
+
+    inception: InceptionExtractor | None
+    clip: ClipModels | None
+    cmmd_spec: ClipModelSpec | None
+    warnings: list[str]
+    dinov2: Any = None  # sdeval.features.dinov2.Dinov2Extractor
+    preference: dict[str, Any] = field(default_factory=dict)  # metric name -> sdeval.preference scorer
+
+    @classmethod
+    def build(
+        cls, needs: set[Need], options: ScoreOptions, device: torch.device, preference: tuple[str, ...] = ()
+    ) -> RunModels:
+        """The models `needs` call for, and the preference scorers of the metrics named in `preference`."""
+        inception = None
+        if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs:
+            inception = build_inception(options.features)
+        wants_prompt_model = bool({Need.CLIP_IMAGE, Need.CLIP_TEXT} & needs)
+        wants_cmmd_model = Need.CMMD_IMAGE in needs
+        clip = choice = None
+        if wants_prompt_model or wants_cmmd_model:
+            choice = choose_clip_models(
+                wants_prompt_model, wants_cmmd_model,
+                options.clip_model, options.clip_pretrained, options.cmmd_model, options.cmmd_pretrained,
+            )  # fmt: skip
+            clip = load_clip_models(choice, device, options.features.batch_size)
+        models = cls(inception, clip, choice.cmmd if choice else None, list(choice.warnings) if choice else [])
+        if Need.DINOV2 in needs:
+            from sdeval.features.dinov2 import DEFAULT_MODEL, Dinov2Extractor
+
+            models.dinov2 = Dinov2Extractor.load(options.dinov2_model or DEFAULT_MODEL, device=device)
+        for name in preference:
+            models.preference[name] = _load_scorer(name, options, device, clip)
+        return models
+
+    @property
+    def extractors(self) -> list:
+        """Every model the decode pass feeds (one cache key runs once: the aesthetic head reads CLIP's features)."""
+        out: list[Any] = [self.inception] if self.inception else []
+        out += self.clip.extractors if self.clip else []
+        out += [self.dinov2] if self.dinov2 is not None else []
+        from sdeval.score.preference import is_embedding
+
+        return out + [scorer for scorer in self.preference.values() if is_embedding(scorer)]
+
+    def reference_needs(self, needs: set[Need], source: str) -> list[tuple[Any, str]]:
+        """(extractor, hint if a reference file lacks its features) for each model a reference must feed."""
+        out: list[tuple[Any, str]] = []
+        if self.inception is not None and Need.INCEPTION_POOL in needs:
+            out.append((self.inception, "build it with `sdeval reference build`"))
+        if self.clip is not None and self.clip.cmmd is not None and self.cmmd_spec is not None:
+            out.append((self.clip.cmmd, cmmd_rebuild_hint(self.cmmd_spec, source)))
+        if self.dinov2 is not None:
+            hint = f"rebuild it with `sdeval reference build REFERENCE_IMAGES -o {source} --dinov2`"
+            out.append((self.dinov2, hint))
+        return out
+
+
+def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: ClipModels | None) -> Any:
+    """A preference scorer by its metric name, from the run's options (the model, --allow-pickle)."""
+    from sdeval.preference import load_scorer
+
+    extra: dict[str, Any] = {}
+    if name == "aesthetic":
+        # The head reads CLIP ViT-L/14 image embeddings: the --clip-* model's when one was given (its size is
+        # checked against the head), so CLIP runs once for the CLIP metrics and the aesthetic score.
+        if clip is not None and clip.prompt is not None:
+            extra["embedder"] = clip.prompt
+        elif options.clip_model is not None or options.clip_pretrained is not None:
+            extra.update(clip_model=options.clip_model or "ViT-L-14", clip_pretrained=options.clip_pretrained)
+    model = getattr(options, f"{name}_model", None)
+    return load_scorer(name, model, device=device, allow_pickle=options.allow_pickle,
+                       batch_size=options.features.batch_size, **extra)  # fmt: skip
+
+
+@dataclass
+class PromptTexts:
+    """Each distinct prompt of the run embedded once (by the --clip-* model), for every cell."""
+
+    position: dict[str, int]
+    distinct: list[str]
+    embeddings: np.ndarray
+    truncated: list[bool] | None
+    n_computed: int
+    warning: str | None
+
+    @classmethod
+    def build(cls, models: RunModels, prompts: ImagePrompts | None, cache_dir: str | None) -> PromptTexts | None:
+        if prompts is None or models.clip is None or models.clip.prompt is None:
+            return None
+        embedder = models.clip.prompt
+        distinct = list(dict.fromkeys(record.prompt for record in prompts.records if record is not None))
+        embeddings, computed = embed_prompts(embedder, distinct, cache_dir)
+        truncated = embedder.truncated(distinct) if distinct else None
+        warning = None
+        if truncated and any(truncated):
+            context = getattr(embedder.tokenizer, "context_length", "?")
+            warning = (
+                f"{sum(truncated)} of {len(distinct)} distinct prompts are longer than the CLIP text context "
+                f"({context} tokens) and were truncated: prompt metrics see only their beginning "
+                "(`prompt_truncated` in the per-image rows)"
+            )
+        position = {text: j for j, text in enumerate(distinct)}
+        return cls(position, distinct, embeddings, truncated, computed, warning)

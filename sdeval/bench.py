@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Mapping
@@ -372,11 +373,11 @@ class StageLine:
         return f"{self.stage + ':':<10}{'skipped (already done)' if self.skipped else 'done'}: {self.detail}"
 
 
-def stage_generate(config: BenchConfig, progress: bool) -> tuple[StageLine, Any]:
+def stage_generate(config: BenchConfig, progress: bool, shard: tuple[int, int] | None = None) -> tuple[StageLine, Any]:
     from sdeval.generate.runner import run_generate
 
     path = None if config.source.startswith(EXAMPLE_PREFIX) else Path(config.source).resolve()
-    result = run_generate(config.generate, progress=progress, config_path=path)
+    result = run_generate(config.generate, progress=progress, config_path=path, shard=shard)
     if result.group and result.record is not None:
         generated, skipped, planned = (
             result.record[k] for k in ("images_generated", "images_skipped", "images_planned")
@@ -387,11 +388,60 @@ def stage_generate(config: BenchConfig, progress: bool) -> tuple[StageLine, Any]
     return StageLine("generate", generated == 0, detail), result
 
 
+def parts_folder(config: BenchConfig) -> Path:
+    """Where `sdeval bench CONFIG --shard I/N` leaves each shard's scoring part for the final merge."""
+    return config.out / ".sdeval" / "score-parts"
+
+
+def stage_score_shard(config: BenchConfig, result: Any, shard: tuple[int, int], progress: bool) -> StageLine:
+    """Score this array job's own images (the share of the plan it generated) into a part for the final merge."""
+    from sdeval.score.prepare import prepare_part
+
+    options = dataclasses.replace(
+        config.score.options, features=dataclasses.replace(config.score.options.features, progress=progress)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        part = prepare_part(options, shard, files=result.files, n_total=result.planned)
+    path = parts_folder(config) / f"part-{shard[0]:05d}-of-{shard[1]:05d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part.save(path)
+    return StageLine("score", False, f"shard {shard[0]}/{shard[1]}: {part.n} images -> {path}")
+
+
+def _merged_parts(config: BenchConfig) -> Any:
+    """The shards' parts merged (None when no shard left one); refused when they do not make up this run."""
+    from sdeval.score.part import ImagePart, merge_parts
+    from sdeval.score.prepare import options_record
+
+    found = sorted(parts_folder(config).glob("part-*.json")) if parts_folder(config).is_dir() else []
+    if not found:
+        return None
+    parts = [ImagePart.load(p) for p in found]
+    merged = merge_parts(parts, names=[p.name for p in found])
+    if merged.options != options_record(config.score.options):
+        raise ConfigError(
+            f"score: the parts in {parts_folder(config)} were scored with other score options than this config's: "
+            "run each `sdeval bench CONFIG --shard I/N` again, or delete that folder to score here"
+        )
+    manifest = config.out / "manifest.jsonl"
+    files = sorted(json.loads(line)["file"] for line in manifest.read_text(encoding="utf-8").splitlines() if line)
+    scored = sorted([*merged.paths, *(s["path"] for s in merged.skipped)])
+    if scored != files:
+        raise ConfigError(
+            f"score: the parts in {parts_folder(config)} hold {len(scored)} images, the run has {len(files)}: run each "
+            "shard again (`sdeval bench CONFIG --shard I/N`), or delete that folder to score here"
+        )
+    return merged
+
+
 def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
-    """Score the run into OUT/results.json, unless its stamp (images, options, reference) still matches.
-    Returns the line and whether some metric could not be computed."""
+    """Score the run into OUT/results.json, unless its stamp (images, options, reference) still matches: from the
+    shards' parts when array jobs left them, else here (each rank its share under a launcher). Returns the line and
+    whether some metric could not be computed (a rank other than the main one writes nothing)."""
     from sdeval.results import incomplete_metrics, load_results, write_outputs
     from sdeval.score import score_run
+    from sdeval.score.run import score_part
 
     options = config.score.options
     stamp = {
@@ -404,12 +454,20 @@ def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
         results = load_results(path)
         return StageLine("score", True, _score_detail(results, path)), bool(incomplete_metrics(results))
     options = dataclasses.replace(options, features=dataclasses.replace(options.features, progress=progress))
+    merged = _merged_parts(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the results carry their own warnings
-        run = score_run(options)
+        run = score_part(options, merged) if merged is not None else score_run(options)
+    if run is None:
+        return StageLine("score", False, "this rank's share was gathered by the main process"), False
     write_outputs(path, run)
     _write_stamp(config.out, "score", stamp)  # after the results: a kill in between only means scoring again
-    return StageLine("score", False, _score_detail(run.document, path)), bool(incomplete_metrics(run.document))
+    how = ""
+    if merged is not None:  # merged into the results: a later run with other options must not find them
+        n_parts = len(list(parts_folder(config).glob("part-*.json")))
+        shutil.rmtree(parts_folder(config))
+        how = f" (merged from the {n_parts} shards' parts)"
+    return StageLine("score", False, _score_detail(run.document, path) + how), bool(incomplete_metrics(run.document))
 
 
 def _score_detail(results: dict[str, Any], path: Path) -> str:
@@ -516,23 +574,32 @@ def _verdict_word(code: int) -> str:
     }.get(code, str(code))
 
 
-def run_bench(source: str, progress: bool = True, echo: Any = click.echo) -> int:
-    """Run every stage of the bench config `source` (a file or builtin:NAME); returns the exit code."""
+def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard: tuple[int, int] | None = None) -> int:
+    """Run every stage of the bench config `source` (a file or builtin:NAME); returns the exit code.
+
+    With `shard=(I, N)` (array jobs) generate and score only share I of N, leaving a part for the final run,
+    which merges the parts, gates and reports."""
     from sdeval.atomic import check_output_folder
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" not in os.environ:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" not in os.environ and shard is None:
         # Independent shards cannot wait for each other: the main one would score a partial run.
         raise ConfigError(
-            "bench: RANK/WORLD_SIZE without a launcher (no MASTER_ADDR): run `sdeval generate CONFIG --shard I/N` "
-            "per job, then `sdeval bench CONFIG` once, or launch with accelerate launch / torchrun"
+            "bench: RANK/WORLD_SIZE without a launcher (no MASTER_ADDR): run `sdeval bench CONFIG --shard I/N` per "
+            "job, then `sdeval bench CONFIG` once to merge, gate and report; or launch with accelerate or torchrun"
         )
     config = load_bench_config(source)
     check_output_folder(config.out, "output_dir")  # before any model loads
     if config.report is not None:
         check_output_folder(config.report.output, "report.output")
-    line, result = stage_generate(config, progress)
+    line, result = stage_generate(config, progress, shard)
+    if shard is not None:
+        echo(str(line))
+        echo(str(stage_score_shard(config, result, shard, progress)))
+        echo(f"when every shard of {shard[1]} is done: sdeval bench {source}   (merges the parts, gates, reports)")
+        return ExitCode.OK
     if result.world_size > 1 and result.rank != 0:
-        return ExitCode.OK  # scoring, gate and report run on the main process only
+        stage_score(config, progress)  # this rank scores its share; the main process gathers and writes
+        return ExitCode.OK  # gate and report run on the main process only
     echo(str(line))
     score_line, incomplete = stage_score(config, progress)
     echo(str(score_line))
@@ -568,12 +635,17 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo) -> int
 @click.command("bench")
 @click.argument("config", metavar="CONFIG|builtin:NAME")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def bench_command(config: str, quiet: bool) -> None:
+@click.option("--shard", default=None, metavar="I/N",
+              help="array jobs: generate and score share I of N (0-based) only; then run `sdeval bench CONFIG` "
+              "once to merge the shares, gate and report.")  # fmt: skip
+def bench_command(config: str, quiet: bool, shard: str | None) -> None:
     """Generate, score, gate and report from one CONFIG (resumable: each stage skips what is already done).
 
     builtin:calibration runs offline on the CPU in about a minute (docs/bench.md). Exit code: the gate's
     (0 pass, 1 fail, 4 inconclusive with gate.strict), 0 without a gate (3 if a metric could not be computed).
     """
-    code = run_bench(config, progress=not quiet)
+    from sdeval.distributed import parse_shard
+
+    code = run_bench(config, progress=not quiet, shard=parse_shard(shard) if shard else None)
     if code:
         sys.exit(code)

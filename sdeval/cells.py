@@ -85,8 +85,9 @@ def _run_rows(root: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _run_source(root: Path) -> dict[str, Any]:
+def run_source(root: str | Path) -> dict[str, Any]:
     """The `source` block of a generation run: its config and suite identity, seeds and checkpoints."""
+    root = Path(root)
     record: dict[str, Any] = {}
     path = root / RUN_RECORD
     if path.is_file():
@@ -115,19 +116,36 @@ def _run_source(root: Path) -> dict[str, Any]:
 def group_generation_run(root: str | Path, paths: list[str]) -> Grouping:
     """Cells of a `sdeval generate` output: one per (checkpoint, setting id), from its index rows, else from
     each PNG's own `sdeval` metadata chunk."""
+    return group_generation_rows(root, paths, generation_rows(root, paths), run_source(root))
+
+
+def generation_rows(root: str | Path, paths: list[str]) -> list[dict[str, Any] | None]:
+    """Each image's row of a generation run: its index row, else one made from the PNG's `sdeval` metadata."""
     from sdeval.generate.writer import read_metadata, row_from_metadata
 
     root = Path(root)
     rows = _run_rows(root)
-    cells: dict[str, Cell] = {}
-    assignment: list[int] = []
-    infos: list[ImageInfo] = []
-    unassigned = 0
+    out: list[dict[str, Any] | None] = []
     for rel in paths:
         row = rows.get(rel)
         if row is None:
             meta = read_metadata(root / rel)
             row = row_from_metadata(meta, rel) if meta is not None else None
+        out.append(row)
+    return out
+
+
+def group_generation_rows(
+    root: str | Path, paths: list[str], rows: list[dict[str, Any] | None], source: dict[str, Any]
+) -> Grouping:
+    """Cells of a generation run from each image's row (`generation_rows`): cells in the order their first image
+    comes in `paths`."""
+    root = Path(root)
+    cells: dict[str, Cell] = {}
+    assignment: list[int] = []
+    infos: list[ImageInfo] = []
+    unassigned = 0
+    for row in rows:
         if row is None or row.get("checkpoint") is None or row.get("setting_id") is None:
             unassigned += 1
             cell = Cell(UNASSIGNED)
@@ -156,7 +174,7 @@ def group_generation_run(root: str | Path, paths: list[str]) -> Grouping:
             item_key(info.prompt_id, info.seed_index, info.seed, rel) for info, rel in zip(infos, paths, strict=True)
         ],
         infos=infos,
-        source=_run_source(root),
+        source=source,
         manifest=manifest if manifest.is_file() else None,
         warnings=warnings,
     )

@@ -110,9 +110,10 @@ def main() -> None:
     """sdeval: generate, score, compare and gate text-to-image models."""
 
 
-from sdeval.score.command import demo, score  # noqa: E402
+from sdeval.score.command import demo, merge, score  # noqa: E402
 
 main.add_command(score)
+main.add_command(merge)
 main.add_command(demo)
 
 from sdeval.metrics.command import metrics_command  # noqa: E402

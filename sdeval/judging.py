@@ -103,6 +103,7 @@ def judge_images(
     n = len(paths)
     found: list[Any] = [None] * n
     missing: dict[int, str] = {}
+    questions = getattr(judge, "questions", None)  # a VQA judge's TIFA/DSG questions: they win over the spec
     for i in range(n):
         if preset is not None and preset[i] is not None:
             found[i] = preset[i]
@@ -119,6 +120,10 @@ def judge_images(
             what = f"prompt id {pid!r}" if pid is not None else "no prompt id"
             text = "no prompt text" if record is None else "its prompt text matches no suite prompt"
             missing[i] = f"no spec: {what} is not in the suite, and {text}"
+        asked = questions.lookup(pid, record.prompt if record is not None else None) if questions else None
+        if asked is not None:
+            found[i] = (asked, found[i][1] if found[i] is not None else questions.format)
+            missing.pop(i, None)
     judgements: list[Any] = [None] * n
     todo = [i for i in range(n) if found[i] is not None]
     bar = tqdm(todo, desc="judging", unit="img", file=sys.stderr, disable=not progress or not todo, leave=False)
@@ -129,7 +134,8 @@ def judge_images(
             missing[i] = f"cannot be read for judging: {err}"
             found[i] = None
             continue
-        judgements[i] = judge.judge(image, found[i][0])
+        what = found[i][0]
+        judgements[i] = judge.judge_questions(image, what) if isinstance(what, tuple) else judge.judge(image, what)
     bar.close()
     if not todo and specs is not None and not specs.by_id:
         raise SdevalError("the suite has no prompt with a spec: adherence needs specs (see docs/adherence.md)")
@@ -140,7 +146,7 @@ def judge_images(
             prompt_ids[i] if prompt_ids[i] is not None else (records[i].id if records and records[i] else None)
             for i in range(n)
         ],
-        specs=[f[0].to_json() if f is not None else None for f in found],
+        specs=[f[0].to_json() if f is not None and not isinstance(f[0], tuple) else None for f in found],
         missing=missing,
     )
 

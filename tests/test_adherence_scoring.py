@@ -199,3 +199,38 @@ def test_faithfulness_lists_the_images_without_an_init_image():
     assert entries["faithfulness_edge"]["value"] == 0.5 and entries["faithfulness_edge"]["n"] == 1
     assert entries["faithfulness_edge"]["images_skipped"] == [{"path": "b.png", "reason": "no init image: ..."}]
     assert entries["faithfulness_clip"]["images_skipped"] == entries["faithfulness_edge"]["images_skipped"]
+
+
+def test_vqa_judge_through_score_with_spec_questions_and_a_dsg_file(tmp_path):
+    """`--judge vqa` with a tiny random BLIP VQA model loaded by path: spec questions for prompts of the suite,
+    a DSG file's questions where it has the prompt (they win), the VQA score per image, the model in the protocol."""
+    from test_vqa_judge import _save_blip
+
+    model = _save_blip(tmp_path)
+    images = tmp_path / "images"
+    _draw(images, "a.png", "red", 1)
+    _draw(images, "b.png", "two", 2)
+    manifest = tmp_path / "prompts.jsonl"
+    rows = [
+        {"file": "a.png", "prompt": TEXT["red"], "id": "red"},
+        {"file": "b.png", "prompt": TEXT["two"], "id": "two"},
+    ]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dsg = tmp_path / "dsg.csv"
+    header = "item_id,text,proposition_id,dependency,category_broad,tuple,question_natural_language"
+    dsg.write_text(f"{header}\ntwo,x,1,0,entity,entity - whole (x),Is there a dog?\n"
+                   "two,x,2,1,count,other - count (x),Are there two dogs?\n")  # fmt: skip
+    out = tmp_path / "r.json"
+    suite = _suite(tmp_path / "s.jsonl")
+    result = _run("score", images, "--metrics", "adherence", "--judge", "vqa", "--vqa-model", model,
+                  "--questions", dsg, "--suite", suite, "--prompts", manifest, "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (cell,) = json.loads(out.read_text())["cells"]
+    rows = {row["path"]: row for row in cell["per_image"]}
+    assert rows["a.png"]["category"] == "colors" and rows["b.png"]["category"] == "counting"
+    assert all(0.0 <= rows[p]["adherence_score"] <= 1.0 for p in rows)
+    # b.png was asked the DSG file's questions (labelled by their tuples), a.png its spec's.
+    assert {f.split(":")[0] for f in rows["b.png"]["adherence_failed"]} <= {"entity - whole (x)", "other - count (x)"}
+    judge = cell["protocol"]["judge"]
+    assert judge["judge"] == "vqa" and judge["questions"]["format"] == "dsg"
+    assert judge["model"]["weights_sha256"]

@@ -146,6 +146,27 @@ def test_sigkill_during_generation_then_rerun_equals_uninterrupted(
     assert _verdicts(out / "gate.json") == _verdicts(whole / "gate.json")
 
 
+def test_array_job_shards_then_one_merge_equal_the_uninterrupted_run(
+    uninterrupted: dict[str, Any], tmp_path: Path, cache: Path
+) -> None:
+    """`sdeval bench CONFIG --shard I/N` per array job (each generates and scores its share), then `sdeval bench
+    CONFIG` once: the parts are merged (not scored again), and results and verdicts equal one uninterrupted run."""
+    config = small_example(tmp_path)
+    for index in (1, 0):
+        job = CliRunner().invoke(main, ["bench", str(config), "--quiet", "--shard", f"{index}/2"])
+        assert job.exit_code == 0, job.output
+        assert f"shard {index}/2:" in job.output and "when every shard of 2 is done" in job.output
+    out = tmp_path / "out" / "calibration"
+    assert len(list((out / ".sdeval" / "score-parts").glob("part-*.json"))) == 2 and not (out / "results.json").exists()
+    final = CliRunner().invoke(main, ["bench", str(config), "--quiet"])
+    assert final.exit_code == 1, final.output
+    assert "merged from the 2 shards' parts" in final.output and "verdict: FAIL (exit code 1" in final.output
+    whole = uninterrupted["folder"] / "out" / "calibration"
+    assert _metrics(out / "results.json") == _metrics(whole / "results.json")
+    assert _verdicts(out / "gate.json") == _verdicts(whole / "gate.json")
+    assert not (out / ".sdeval" / "score-parts").exists()  # merged into the results
+
+
 def test_changed_images_are_scored_again(uninterrupted: dict[str, Any], cache: Path) -> None:
     from sdeval.bench import stage_score
 

@@ -103,8 +103,9 @@ def test_preference_scores_equal_the_scorers_on_the_same_images(prompted, models
 
 def test_pickle_checkpoints_need_the_flag(prompted, models, tiny_name, tmp_path):
     torch.save(_head_state(32, seed=7), tmp_path / "head.pth")
-    result = _run("score", prompted, "--metrics", "aesthetic", "--aesthetic-model", tmp_path / "head.pth", "--clip-model",
-                  tiny_name, "--clip-pretrained", models["clip"], "--no-cache", "--workers", 0)  # fmt: skip
+    head = tmp_path / "head.pth"
+    result = _run("score", prompted, "--metrics", "aesthetic", "--aesthetic-model", head, "--clip-model", tiny_name,
+                  "--clip-pretrained", models["clip"], "--no-cache", "--workers", 0)  # fmt: skip
     assert result.exit_code == 2 and "--allow-pickle" in result.output and "Traceback" not in result.output
 
 

@@ -34,6 +34,7 @@ class FolderFeatures:
     features: dict[str, dict[str, np.ndarray]]  # extractor cache key -> feature name -> [n, d]
     skipped: list[Skipped] = field(default_factory=list)
     n_computed: int = 0  # images that went through a model (cache misses)
+    n_listed: int = 0  # image files found under root, in every shard (this one's are `paths` and `skipped`)
 
     @property
     def n(self) -> int:
@@ -84,8 +85,15 @@ def extract_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
     label: str = "images",
+    shard: tuple[int, int] | None = None,
+    files: list[str] | None = None,
 ) -> FolderFeatures:
-    """Features of every image under `root` for each extractor; unreadable files are listed in `skipped`."""
+    """Features of every image under `root` for each extractor; unreadable files are listed in `skipped`.
+
+    With `shard=(I, N)` only every N-th file of the sorted listing from the I-th on is read (a rank's or an array
+    job's share); with `files` (paths relative to root) only those of them that are listed. Such a share may be
+    empty, and an undecodable share is not an error on its own.
+    """
     root_path = Path(root)
     # Two extractors with one cache key produce the same features: run the model once.
     unique: dict[str, FeatureExtractor] = {}
@@ -93,6 +101,12 @@ def extract_folder(
         unique.setdefault(extractor.cache_key, extractor)
     extractors = list(unique.values())
     paths = require_images(root_path)
+    n_listed = len(paths)
+    if files is not None:
+        wanted = set(files)
+        paths = [p for p in paths if p.relative_to(root_path).as_posix() in wanted]
+    if shard is not None:
+        paths = paths[shard[0] :: shard[1]]
     rel = [p.relative_to(root_path).as_posix() for p in paths]
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large buffers
@@ -120,10 +134,12 @@ def extract_folder(
         )  # fmt: skip
 
     kept = [i for i in range(len(paths)) if i not in skipped]
-    if not kept:
+    if not kept and shard is None and files is None:
         raise NoImagesError(f"{root}: none of the {len(paths)} image files could be decoded (first: {skipped[0]})")
     features = {
         key: {name: np.stack([per_image[i][key][name] for i in kept]) for name in per_image[kept[0]][key]}
+        if kept
+        else {}
         for key in keys
     }
     return FolderFeatures(
@@ -133,6 +149,7 @@ def extract_folder(
         features=features,
         skipped=[Skipped(rel[i], skipped[i]) for i in sorted(skipped)],
         n_computed=len({i for i, _, _ in todo} - set(skipped)),
+        n_listed=n_listed,
     )
 
 

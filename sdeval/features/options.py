@@ -35,8 +35,15 @@ def build_inception(options: FeatureOptions) -> InceptionExtractor:
     )
 
 
-def extract(folder: str, extractors: list, options: FeatureOptions, label: str) -> FolderFeatures:
-    """Features of a folder for all `extractors` in one pass: each image is decoded once."""
+def extract(
+    folder: str,
+    extractors: list,
+    options: FeatureOptions,
+    label: str,
+    shard: tuple[int, int] | None = None,
+    files: list[str] | None = None,
+) -> FolderFeatures:
+    """Features of a folder (or of one shard of it) for all `extractors` in one pass: each image is decoded once."""
     from sdeval.features.cache import FeatureCache
     from sdeval.features.extract import extract_folder
 
@@ -50,6 +57,8 @@ def extract(folder: str, extractors: list, options: FeatureOptions, label: str) 
             cache=cache,
             progress=options.progress,
             label=label,
+            shard=shard,
+            files=files,
         )
     finally:
         if cache is not None:

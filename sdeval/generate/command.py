@@ -27,8 +27,8 @@ def generate(
 ) -> None:
     """Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable)."""
     from sdeval.atomic import check_output_folder
+    from sdeval.distributed import parse_shard
     from sdeval.generate.config import load_config
-    from sdeval.generate.dist import parse_shard
     from sdeval.generate.runner import prepare, run_generate, stopped_run
 
     config = load_config(config_path)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sdeval import __version__, atomic
+from sdeval import distributed as distmod
 from sdeval.atomic import check_output_folder
 from sdeval.errors import SdevalError
-from sdeval.generate import dist as distmod
 from sdeval.generate.config import GenerateConfig
 from sdeval.generate.pipelines import (
     Loaded,
@@ -67,6 +67,7 @@ class RunResult:
     world_size: int = 1
     group: bool = False  # part of a launch with a process group (accelerate launch / torchrun)
     record: dict[str, Any] | None = None  # the run record, on the process that wrote it
+    files: list[str] = field(default_factory=list)  # this process's share of the plan, relative to out_dir
 
     @property
     def kept(self) -> int:
@@ -123,6 +124,7 @@ def run_generate(
         rank=ctx.rank,
         world_size=ctx.world_size,
         group=ctx.group,
+        files=[item.file for item in mine],
     )
     if merge_only:
         if ctx.is_main:

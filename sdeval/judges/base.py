@@ -45,6 +45,7 @@ class Judgement:
     passed: bool
     facts: tuple[FactVerdict, ...]
     detections: tuple[Detection, ...] = field(default=())
+    score: float | None = None  # share of the facts or questions that hold, where the judge grades (VQA)
 
     @property
     def failed(self) -> list[FactVerdict]:

@@ -376,6 +376,10 @@ def _adherence(cell: CellData) -> MetricOutput:
         "adherence_failed": [[f.fact + ": " + f.reason for f in j.failed] if j is not None else None
                              for j in judged.judgements],
     }  # fmt: skip
+    if any(j is not None and j.score is not None for j in judged.judgements):  # a grading judge (VQA: TIFA, DSG)
+        per_image["adherence_score"] = [j.score if j is not None else None for j in judged.judgements]
+        scores = [judged.judgements[i].score for i in rows]
+        entry["score"] = float(np.mean(scores)) if None not in scores else None
     return MetricOutput({"adherence": entry}, per_image=per_image)
 
 
@@ -388,7 +392,7 @@ register(MetricSpec(
                        parts=Parts(field="categories", value="accuracy", column="category")),),
     needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
     compute=_adherence,
-    per_image=("category", "adherence_passed", "adherence_failed"),
+    per_image=("category", "adherence_passed", "adherence_failed", "adherence_score"),
 ))  # fmt: skip
 
 

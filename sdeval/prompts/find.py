@@ -34,8 +34,12 @@ def find_prompts(
     image_paths: Iterable[str | os.PathLike[str]],
     images_root: str | os.PathLike[str],
     manifest: ManifestResult | str | os.PathLike[str] | None = None,
+    scored_elsewhere: Iterable[str] = (),
 ) -> PromptSearch:
     """Look up each image's prompt in precedence order: manifest, embedded metadata, sidecar caption.
+
+    `scored_elsewhere` (paths relative to IMAGES) are images another share of the run scores: their manifest
+    entries are not reported as matching no image.
 
     A source that is present but unusable (bad JSON chunk, non-UTF-8 caption) does not stop the
     search; its reason becomes a warning if a later source succeeds, or part of the skip reason if none does.
@@ -46,7 +50,7 @@ def find_prompts(
     records: dict[Hashable, PromptRecord] = {}
     skipped: list[SkippedImage] = []
     warnings: list[str] = manifest.messages() if manifest is not None else []
-    used_manifest_keys: set[str] = set()
+    used_manifest_keys: set[str] = set(scored_elsewhere)
     abs_root = os.path.abspath(root)
 
     for image in image_paths:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,14 @@ class ImagePrompts:
         }
 
 
-def find_image_prompts(root: str | Path, paths: list[str], manifest: ManifestResult | None) -> ImagePrompts:
-    """Look up the prompt of every scored image (`paths` relative to `root`)."""
+def find_image_prompts(
+    root: str | Path, paths: list[str], manifest: ManifestResult | None, scored_elsewhere: Iterable[str] = ()
+) -> ImagePrompts:
+    """Look up the prompt of every scored image (`paths` relative to `root`; `scored_elsewhere`: the images other
+    shares of the run score)."""
     root = Path(root)
     absolute = [root / rel for rel in paths]
-    search = find_prompts(absolute, root, manifest)
+    search = find_prompts(absolute, root, manifest, scored_elsewhere)
     relative = {str(path): rel for path, rel in zip(absolute, paths, strict=True)}
     return ImagePrompts(
         records=[search.records.get(path) for path in absolute],

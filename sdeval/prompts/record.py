@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PromptSource = Literal["manifest", "a1111", "comfyui", "sdeval", "caption", "geneval"]
+PromptSource = Literal["manifest", "a1111", "comfyui", "sdeval", "caption", "geneval", "api"]
 
 #: Longest prompt accepted. CLIP reads 77 tokens; anything this long is a broken file, not a prompt.
 MAX_PROMPT_CHARS = 20_000

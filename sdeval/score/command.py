@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from sdeval.clioptions import DEFAULTS, MetricsHelp, clip_options, feature_options, feature_values, parse_metrics
-from sdeval.errors import ExitCode
+from sdeval.errors import ExitCode, SdevalError
 from sdeval.judges.registry import JUDGES
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
@@ -95,10 +95,13 @@ def _model_options(func):
               help="bootstrap replicates for --ci.")  # fmt: skip
 @_model_options
 @feature_options
+@click.option("--shard", default=None, metavar="I/N",
+              help="array jobs: do the per-image work of every N-th image from the I-th (0-based) and write it as a "
+              "part to --out; `sdeval merge` turns all N parts into the results of the whole.")  # fmt: skip
 @click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="write the results JSON here, and the feature state beside it (NAME.state.npz); "
               "`-`: JSON to standard output, the table to stderr, no state.")  # fmt: skip
-def score(images, reference, metrics, geneval_results, per_image, out, **values) -> None:
+def score(images, reference, metrics, geneval_results, per_image, shard, out, **values) -> None:
     """Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity;
     prompt adherence, seed robustness, faithfulness (`sdeval metrics` lists them all).
 
@@ -106,10 +109,10 @@ def score(images, reference, metrics, geneval_results, per_image, out, **values)
     written, each missing metric with its reason), 2 for a usage or input error.
     """
     from sdeval.atomic import STDOUT, check_output_file
-    from sdeval.results import incomplete_metrics, write_outputs
     from sdeval.score import options_from_mapping, score_run
-    from sdeval.table import render_table
 
+    if shard is not None and (not out or out == STDOUT):
+        raise SdevalError("--shard writes a part file: give -o part_I.json (then `sdeval merge part_*.json -o ...`)")
     if out:
         check_output_file(out, "--out")  # before any work: an unwritable path must not cost the whole run
     if geneval_results:
@@ -118,9 +121,23 @@ def score(images, reference, metrics, geneval_results, per_image, out, **values)
     options = options_from_mapping(
         chosen, images=images, reference=reference, metrics=parse_metrics(metrics) if metrics else None, where="option"
     )
+    if shard is not None:
+        _write_part(options, shard, out, geneval_results)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the table prints the results' own warnings
         run = score_run(options)
+    if run is None:
+        return  # a rank of a launch other than the main one: rank 0 writes the results
+    _finish(run, out, geneval_results)
+
+
+def _finish(run, out: str | None, geneval_results: str | None) -> None:
+    """Write the results (and the state), print the table, exit 0, or 3 when some metric could not be computed."""
+    from sdeval.atomic import STDOUT
+    from sdeval.results import incomplete_metrics, write_outputs
+    from sdeval.table import render_table
+
     to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
     if out:
         write_outputs(out, run)
@@ -139,6 +156,55 @@ def score(images, reference, metrics, geneval_results, per_image, out, **values)
     if missing:
         click.echo(f"incomplete: {', '.join(missing)} could not be computed (reasons above)", err=True)
         sys.exit(ExitCode.INCOMPLETE)
+
+
+def _write_part(options, shard: str, out: str, geneval_results: str | None) -> None:
+    from sdeval.distributed import detect, parse_shard
+    from sdeval.score.prepare import prepare_part
+
+    if geneval_results:
+        raise SdevalError("--geneval-results goes with `sdeval merge`, which has every image's verdict")
+    if detect().group:
+        raise SdevalError(
+            "--shard is for separate jobs; under torchrun or accelerate launch every rank takes its share"
+        )
+    index, count = parse_shard(shard)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        part = prepare_part(options, (index, count))
+    arrays = part.save(out)
+    done = f"part {index}/{count}: {part.n} images ({len(part.skipped)} skipped) of {part.n_listed} -> {out}"
+    click.echo(f"{done} (+ {arrays.name}); when all {count} parts are done: sdeval merge PARTS... -o results.json")
+
+
+@click.command("merge")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--ci", type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
+              metavar="LEVEL", help="add an interval to every metric at LEVEL [flag alone: 0.95].")  # fmt: skip
+@click.option("--ci-replicates", type=click.IntRange(min=20), default=DEFAULTS["ci_replicates"], show_default=True)
+@click.option("--geneval-results", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="also write the adherence verdicts as GenEval's results.jsonl.")  # fmt: skip
+@click.option("--out", "-o", type=click.Path(dir_okay=False, allow_dash=True), required=True,
+              help="the results JSON (and NAME.state.npz beside it); `-`: JSON to standard output.")  # fmt: skip
+def merge(parts, ci, ci_replicates, geneval_results, out) -> None:
+    """Merge the parts of `sdeval score --shard I/N` (one per shard, any order) into the results of the whole: the
+    same document as scoring every image in one process. Missing, repeated or overlapping shards, and parts made
+    with different options, models or references, are refused naming the part."""
+    from sdeval.atomic import check_output_file
+    from sdeval.score.options import options_from_record
+    from sdeval.score.part import ImagePart, merge_parts
+    from sdeval.score.run import score_part
+
+    check_output_file(out, "--out")
+    if geneval_results:
+        check_output_file(geneval_results, "--geneval-results")
+    merged = merge_parts([ImagePart.load(p) for p in parts], names=[str(p) for p in parts])
+    options = options_from_record(merged.options, merged.root, ci=ci, ci_replicates=ci_replicates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        run = score_part(options, merged)
+    run.document["provenance"]["parts"] = [str(p) for p in parts]
+    _finish(run, out, geneval_results)
 
 
 @click.command()

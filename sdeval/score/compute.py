@@ -10,9 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
-from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
-from sdeval.features.inception import LOGITS, POOL
 from sdeval.metrics.registry import CellData, MetricSkip, MetricSpec, PromptData
 from sdeval.reference.files import images_hash
 from sdeval.score.prepare import Prepared
@@ -38,36 +35,24 @@ def score_cells(prep: Prepared) -> tuple[list[dict[str, Any]], list[int]]:
 
 def cell_data(prep: Prepared, members: list[int]) -> CellData:
     """What a metric may read about the cell of images `members`."""
-    generated, models = prep.generated, prep.models
     rows = np.asarray(members, dtype=np.int64)
-    data = CellData(
-        paths=[generated.paths[i] for i in members], params=prep.options.params, reference=prep.reference_data
-    )
-    if models.inception is not None:
-        arrays = generated.features[models.inception.cache_key]
-        data.pool, data.logits = arrays[POOL][rows], arrays[LOGITS][rows]
-    if models.clip is not None and models.clip.prompt is not None:
-        data.clip_image = generated.features[models.clip.prompt.cache_key][CLIP_FEATURE][rows]
-    if models.clip is not None and models.clip.cmmd is not None:
-        data.cmmd_image = generated.features[models.clip.cmmd.cache_key][CLIP_FEATURE][rows]
+    data = CellData(paths=[prep.paths[i] for i in members], params=prep.options.params, reference=prep.reference_data)
+    for name, values in prep.features.items():  # pool, logits, clip_image, cmmd_image, dinov2
+        setattr(data, name, values[rows])
     if prep.prompts is not None:
         data.prompts = _prompt_data(prep, members, set(data.paths))
     if prep.faithful is not None:
         columns, missing = prep.faithful
         data.faithfulness = {name: [values[i] for i in members] for name, values in columns.items()}
-        data.faithfulness_missing = [
-            {"path": generated.paths[i], "reason": missing[i]} for i in members if i in missing
-        ]
+        data.faithfulness_missing = [{"path": prep.paths[i], "reason": missing[i]} for i in members if i in missing]
     if prep.judged is not None:
-        data.judged = prep.judged.for_cell(members, generated.paths, prep.judge_protocol or {})
-    if models.dinov2 is not None:
-        data.dinov2 = generated.features[models.dinov2.cache_key][DINOV2_FEATURE][rows]
+        data.judged = prep.judged.for_cell(members, prep.paths, prep.judge_protocol or {})
     if prep.preference is not None:
         for name, scores in prep.preference.scores.items():
             missing = prep.preference.missing[name]
             data.preference[name] = scores[rows]
             data.preference_missing[name] = [
-                {"path": generated.paths[i], "reason": missing[i]} for i in members if i in missing
+                {"path": prep.paths[i], "reason": missing[i]} for i in members if i in missing
             ]
     return data
 
@@ -128,8 +113,8 @@ def _per_image_row(prep: Prepared, i: int, j: int, columns: dict[str, list[Any]]
     record = prep.prompts.records[i] if prep.prompts is not None else None
     row: dict[str, Any] = {
         "item": prep.grouping.items[i],
-        "path": prep.generated.paths[i],
-        "sha256": prep.generated.hashes[i],
+        "path": prep.paths[i],
+        "sha256": prep.hashes[i],
         "prompt": record.prompt if record else (info.row or {}).get("prompt"),
         "prompt_id": info.prompt_id if info.prompt_id is not None else (record.id if record else None),
         "seed": info.seed if info.seed is not None else (record.seed if record else None),
@@ -148,8 +133,8 @@ def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
     options, models = prep.options, prep.models
     protocol: dict[str, Any] = {
         "metrics": [spec.name for spec in prep.specs],
-        "inception": models.inception.protocol() if models.inception is not None else None,
-        "reference": prep.reference.identity() if prep.reference is not None else None,
+        "inception": models.protocol("inception"),
+        "reference": prep.reference_identity,
         "suite": (prep.grouping.source.get("run") or {}).get("suite"),
         "seed": options.seed,
         "decode": DECODE_RULE,
@@ -157,19 +142,18 @@ def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
     for spec in prep.specs:
         if spec.protocol is not None:
             protocol.update(spec.protocol(options.params, data))
-    if models.clip is not None and models.clip.prompt is not None:
-        protocol["clip"] = models.clip.prompt.protocol()
+    if models.protocol("clip") is not None:
+        protocol["clip"] = models.protocol("clip")
         protocol["prompts"] = {
             "manifest": options.prompts,
             "sources": "manifest, then sdeval/A1111/ComfyUI metadata in the image, then NAME.txt caption",
             "text_truncation": "tokenizer context length (77 tokens for CLIP)",
         }
-    if models.clip is not None and models.clip.cmmd is not None and "cmmd" in protocol:
-        protocol["cmmd"]["clip"] = models.clip.cmmd.protocol()
-    if models.dinov2 is not None:
-        protocol["dinov2"] = models.dinov2.protocol()
-    for name, scorer in models.preference.items():
-        protocol[name] = scorer.protocol()
+    if models.protocol("cmmd") is not None and "cmmd" in protocol:
+        protocol["cmmd"]["clip"] = models.protocol("cmmd")
+    if models.protocol("dinov2") is not None:
+        protocol["dinov2"] = models.protocol("dinov2")
+    protocol.update(models.preference)
     if prep.judge_protocol is not None:
         protocol["judge"] = prep.judge_protocol
         if protocol["suite"] is None and isinstance(prep.judge_protocol["specs"], dict):

@@ -109,19 +109,32 @@ class PromptTexts:
 
     @classmethod
     def build(cls, models: RunModels, prompts: ImagePrompts | None, cache_dir: str | None) -> PromptTexts | None:
+        """Embed the distinct prompts of `prompts` (in the order they first come) with the --clip-* model."""
         if prompts is None or models.clip is None or models.clip.prompt is None:
             return None
         embedder = models.clip.prompt
         distinct = list(dict.fromkeys(record.prompt for record in prompts.records if record is not None))
         embeddings, computed = embed_prompts(embedder, distinct, cache_dir)
         truncated = embedder.truncated(distinct) if distinct else None
+        context = getattr(embedder.tokenizer, "context_length", "?")
+        return cls.describe(distinct, embeddings, truncated, computed, context)
+
+    @classmethod
+    def describe(
+        cls,
+        distinct: list[str],
+        embeddings: np.ndarray,
+        truncated: list[bool] | None,
+        n_computed: int,
+        context: Any = 77,
+    ) -> PromptTexts:
+        """The table of embedded prompts, and the warning when some were cut to the text context."""
         warning = None
         if truncated and any(truncated):
-            context = getattr(embedder.tokenizer, "context_length", "?")
             warning = (
                 f"{sum(truncated)} of {len(distinct)} distinct prompts are longer than the CLIP text context "
                 f"({context} tokens) and were truncated: prompt metrics see only their beginning "
                 "(`prompt_truncated` in the per-image rows)"
             )
         position = {text: j for j, text in enumerate(distinct)}
-        return cls(position, distinct, embeddings, truncated, computed, warning)
+        return cls(position, distinct, embeddings, truncated, n_computed, warning)

@@ -222,3 +222,15 @@ def options_from_mapping(
     features = FeatureOptions(**{k: v for k, v in chosen.items() if k in feature_keys}, progress=progress)
     score = {k: v for k, v in chosen.items() if k not in feature_keys}
     return ScoreOptions(images=images, reference=reference, metrics=metrics, features=features, **score)
+
+
+def options_from_record(record: dict[str, Any], images: str, **runtime: Any) -> ScoreOptions:
+    """The options a part was made with (`prepare.options_record`), with `runtime` ones set anew (ci, features'
+    device or progress): what `sdeval merge` scores the merged parts with."""
+    record = dict(record)
+    features = dict(record.pop("features"))
+    feature_runtime = {k: runtime.pop(k) for k in ("device", "progress") if k in runtime}
+    metrics = tuple(record.pop("metrics"))
+    return ScoreOptions(
+        images=images, metrics=metrics, features=FeatureOptions(**features, **feature_runtime), **record, **runtime
+    )

@@ -1,53 +1,73 @@
 """The first stage of a scoring run: everything the cells are scored from, gathered once.
 
-Which metrics were asked for and what they need; the models those needs call for (and no others); the reference;
-every image's features in one decode pass; each image's prompt, cell and item key; each distinct prompt's text
-embedding; judgements against specs and init-image comparisons where metrics need them.
+`prepare_part` does the expensive, per-image work for a share of the images (all of them by default): the models
+the requested metrics need (and no others), every image's features in one decode pass, its prompt, its judgement
+against its spec, its preference scores, its init-image comparison. `finish` turns the whole set's part (one, or
+several merged: ranks of torch.distributed, array jobs) into what the cells are scored from: cells and item keys,
+each distinct prompt's text embedding, the reference's features.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from sdeval.cells import Grouping, group_folder, group_generation_run, is_generation_run
+from sdeval.cells import Grouping, generation_rows, group_folder, group_generation_rows, is_generation_run, run_source
 from sdeval.devices import resolve_device
-from sdeval.errors import SdevalError
-from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
-from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
-from sdeval.features.extract import FolderFeatures
-from sdeval.features.inception import POOL
+from sdeval.errors import NoImagesError, SdevalError
 from sdeval.features.options import extract
 from sdeval.geneval import is_geneval_layout, read_layout
+from sdeval.images import find_images
 from sdeval.judging import Judged, faithfulness_columns, judge_images, load_spec_source
 from sdeval.metrics import registry
+from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.provenance import now
 from sdeval.reference.build import load_any_reference
-from sdeval.reference.files import Reference
 from sdeval.score.models import PromptTexts, RunModels
 from sdeval.score.options import ScoreOptions
+from sdeval.score.part import (
+    REFERENCE_ARRAYS,
+    ROLES,
+    ImagePart,
+    ModelKeys,
+    ReferencePart,
+    judgement_from_json,
+    judgement_json,
+)
 from sdeval.score.preference import PreferenceScores
+
+#: ScoreOptions fields that do not move results (where work runs, how fast, what is shown).
+_RUNTIME = ("images", "ci", "ci_replicates")
+_RUNTIME_FEATURES = ("batch_size", "workers", "device", "cache_dir", "progress")
 
 
 @dataclass
 class Prepared:
-    """What a run's cells are scored from."""
+    """What a run's cells are scored from: per image in sorted path order, and for the run."""
 
     options: ScoreOptions
     specs: list[MetricSpec]
     needs: set[Need]
-    device: torch.device
-    models: RunModels
-    reference: Reference | None
+    device: str
+    models: ModelKeys
+    reference_identity: dict[str, Any] | None
     reference_data: ReferenceData | None
-    generated: FolderFeatures
+    reference_arrays: dict[str, np.ndarray]  # state names, for the feature state
+    root: str
+    paths: list[str]
+    hashes: list[str]
+    skipped: list[dict[str, str]]
+    n_computed: int
+    features: dict[str, np.ndarray]  # state name -> [n, d]
     prompts: ImagePrompts | None
     grouping: Grouping
     texts: PromptTexts | None
@@ -59,6 +79,10 @@ class Prepared:
     started_at: str
     started: float
 
+    @property
+    def n(self) -> int:
+        return len(self.paths)
+
 
 def _needs_of(specs: list[MetricSpec], options: ScoreOptions) -> set[Need]:
     needs: set[Need] = set().union(*(spec.needs for spec in specs))
@@ -68,29 +92,49 @@ def _needs_of(specs: list[MetricSpec], options: ScoreOptions) -> set[Need]:
     return needs
 
 
-def prepare(options: ScoreOptions) -> Prepared:
-    """Everything the cells are scored from: each image read and decoded once, however many cells it is in."""
-    started_at, started = now(), time.time()
+def options_record(options: ScoreOptions) -> dict[str, Any]:
+    """The options that move results, as JSON: every part of one run must have the same."""
+    record = dataclasses.asdict(options)
+    for key in _RUNTIME:
+        record.pop(key)
+    for key in _RUNTIME_FEATURES:
+        record["features"].pop(key)
+    record["metrics"] = list(options.requested)
+    return record
+
+
+def prepare_part(
+    options: ScoreOptions,
+    shard: tuple[int, int] | None = None,
+    *,
+    files: list[str] | None = None,
+    n_total: int | None = None,
+    local_rank: int = 0,
+) -> ImagePart:
+    """The per-image work for share `shard` (I, N) of the sorted images (all of them when None), or for `files`
+    alone (paths relative to IMAGES; `n_total` is then how many images all shares hold). `local_rank` picks this
+    process's GPU in a multi-process launch."""
     specs = registry.check_names(options.requested)
     needs = _needs_of(specs, options)
-    device = torch.device(resolve_device(options.features.device))
-    warns: list[str] = []
+    world = shard[1] if shard is not None else 1
+    device = torch.device(resolve_device(options.features.device, local_rank, world))
     run = is_generation_run(options.images) and options.group_by is None
+    source = run_source(options.images) if run else None
     wants_prompts = Need.PROMPTS in needs or Need.CLIP_TEXT in needs
     manifest_path = options.prompts
     if manifest_path is None and run and (Path(options.images) / "manifest.jsonl").is_file():
         manifest_path = str(Path(options.images) / "manifest.jsonl")
-    looks_up_prompts = (
-        wants_prompts
-        or Need.PREFERENCE in needs
-        or options.prompts is not None
-        or options.group_by not in (None, "folder")
-    )
+    looks_up_prompts = wants_prompts or options.prompts is not None or options.group_by not in (None, "folder")
+    looks_up_prompts = looks_up_prompts or Need.PREFERENCE in needs  # the aesthetic score is reported per prompt
     wants_manifest = looks_up_prompts or Need.JUDGEMENTS in needs
     manifest = load_manifest(manifest_path, options.images) if manifest_path and wants_manifest else None
+    # A suite's specs are read (and checked) before any model loads: a bad suite must not cost a decode pass.
+    spec_source = None
+    if Need.JUDGEMENTS in needs and not (not run and is_geneval_layout(options.images)):
+        spec_source = load_spec_source(options.suite, source or {})
     preference = tuple(spec.name for spec in specs if Need.PREFERENCE in spec.needs)
     models = RunModels.build(needs, options, device, preference)
-    warns.extend(models.warnings)
+    warns = list(models.warnings)
 
     reference = None
     if options.reference and any(spec.needs_reference for spec in specs):
@@ -100,75 +144,203 @@ def prepare(options: ScoreOptions) -> Prepared:
     elif options.reference:
         warns.append("--reference is not used by the requested metrics")
 
-    generated = extract(options.images, models.extractors, options.features, "images")
+    # `files` is the share itself (an array job's own images); else the share is a slice of the sorted listing.
+    generated = extract(options.images, models.extractors, options.features, "images", None if files else shard, files)
     layout = None
     if not run and is_geneval_layout(options.images):
         layout, layout_warnings = read_layout(options.images, generated.paths)
         prompts = _layout_prompts(layout, generated.paths, layout_warnings)
     elif looks_up_prompts or Need.JUDGEMENTS in needs:
-        prompts = find_image_prompts(generated.root, generated.paths, manifest)
+        prompts = find_image_prompts(generated.root, generated.paths, manifest, _elsewhere(options.images, generated))
     else:
         prompts = None
     records = prompts.records if prompts is not None else None
+    rows = generation_rows(options.images, generated.paths) if run else None
+    # This share's own grouping: each image's prompt id and item do not depend on the other images.
     if run:
-        grouping = group_generation_run(options.images, generated.paths)
+        grouping = group_generation_rows(options.images, generated.paths, rows or [], source or {})
     else:
         grouping = group_folder(options.images, generated.paths, records, options.group_by)
-    warns.extend(grouping.warnings)
-    texts = PromptTexts.build(models, prompts, options.features.cache_dir) if Need.CLIP_TEXT in needs else None
-    if prompts is not None and texts is not None and texts.warning:
-        prompts.warnings.append(texts.warning)
-
-    judged = judge_protocol = None
     prompt_ids = [info.prompt_id for info in grouping.infos]
-    if Need.JUDGEMENTS in needs:
-        from sdeval.judges.registry import build_judge  # transformers and the detectors load only here
 
-        judge = build_judge(options.judge, detector_model=options.detector_model, device=str(device),
-                            clip=models.clip.prompt if models.clip is not None else None,
-                            clip_model=options.clip_model, clip_pretrained=options.clip_pretrained,
-                            vqa_model=options.vqa_model, vqa_template=options.vqa_template,
-                            vqa_threshold=options.vqa_threshold, questions=options.questions)  # fmt: skip
-        spec_source = None if layout is not None else load_spec_source(options.suite, grouping.source)
+    texts = _texts(models, prompts, options.features.cache_dir) if Need.CLIP_TEXT in needs else None
+
+    judged = None
+    if Need.JUDGEMENTS in needs:
         preset = None if layout is None else [(g.spec, g.spec.tag) if g is not None else None for g in layout]
-        judged = judge_images(generated.root, generated.paths, records, prompt_ids, spec_source, preset, judge,
-                              options.features.progress)  # fmt: skip
-        specs_from = spec_source.identity if spec_source is not None else "geneval layout"
-        judge_protocol = {**judge.protocol(), "specs": specs_from}
+        judged = _judge(options, models, device, generated, records, prompt_ids, spec_source, preset)
 
     faithful = None
     if Need.INIT_IMAGES in needs:
         embedder = models.clip.prompt if models.clip is not None else None
-        faithful = faithfulness_columns(generated.root, generated.paths, prompt_ids, options.suite, grouping.source,
-                                        embedder)  # fmt: skip
+        columns, missing = faithfulness_columns(generated.root, generated.paths, prompt_ids, options.suite,
+                                                grouping.source, embedder)  # fmt: skip
+        faithful = {"columns": columns, "missing": missing}
 
     scores = None
     if models.preference:
         from sdeval.score.preference import score_preferences
 
-        scores = score_preferences(models.preference, generated, prompts, options.features.cache_dir,
-                                   options.features.batch_size, options.features.progress)  # fmt: skip
+        found_scores = score_preferences(models.preference, generated, prompts, options.features.cache_dir,
+                                         options.features.batch_size, options.features.progress)  # fmt: skip
+        scores = {"scores": found_scores.scores, "missing": found_scores.missing}
 
+    return make_part(
+        options, models, reference, generated, grouping.source,
+        shard=shard, n_total=n_total, prompts=prompts, run_rows=rows, texts=texts, judged=judged,
+        faithful=faithful, preference=scores, warnings=warns,
+    )  # fmt: skip
+
+
+def _texts(models: RunModels, prompts: ImagePrompts | None, cache_dir: str | None) -> dict[str, Any] | None:
+    """The share's distinct prompts embedded by the --clip-* model (each once, cached)."""
+    found = PromptTexts.build(models, prompts, cache_dir)
+    if found is None:
+        return None
+    context = getattr(models.clip.prompt.tokenizer, "context_length", 77)  # type: ignore[union-attr]
+    return {"distinct": found.distinct, "embeddings": found.embeddings, "truncated": found.truncated,
+            "n_computed": found.n_computed, "context": context}  # fmt: skip
+
+
+def _judge(
+    options: ScoreOptions,
+    models: RunModels,
+    device: torch.device,
+    generated: Any,
+    records: list[Any] | None,
+    prompt_ids: list[str | None],
+    spec_source: Any,
+    preset: list[Any] | None,
+) -> dict[str, Any]:
+    """Each image of the share judged against its spec (or its TIFA/DSG questions), in JSON form."""
+    from sdeval.judges.registry import build_judge  # transformers and the detectors load only here
+
+    judge = build_judge(options.judge, detector_model=options.detector_model, device=str(device),
+                        clip=models.clip.prompt if models.clip is not None else None,
+                        clip_model=options.clip_model, clip_pretrained=options.clip_pretrained,
+                        vqa_model=options.vqa_model, vqa_template=options.vqa_template,
+                        vqa_threshold=options.vqa_threshold, questions=options.questions)  # fmt: skip
+    found = judge_images(generated.root, generated.paths, records, prompt_ids, spec_source, preset, judge,
+                         options.features.progress)  # fmt: skip
+    return {
+        "judgements": [judgement_json(j) for j in found.judgements],
+        "categories": found.categories,
+        "prompt_ids": found.prompt_ids,
+        "specs": found.specs,
+        "missing": {str(i): reason for i, reason in found.missing.items()},
+        "protocol": {
+            **judge.protocol(),
+            "specs": spec_source.identity if spec_source is not None else "geneval layout",
+        },
+    }
+
+
+def make_part(
+    options: ScoreOptions,
+    models: RunModels,
+    reference: Any,
+    generated: Any,
+    source: dict[str, Any],
+    *,
+    shard: tuple[int, int] | None = None,
+    n_total: int | None = None,
+    prompts: ImagePrompts | None = None,
+    run_rows: list[dict[str, Any] | None] | None = None,
+    texts: dict[str, Any] | None = None,
+    judged: dict[str, Any] | None = None,
+    faithful: dict[str, Any] | None = None,
+    preference: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
+) -> ImagePart:
+    """A share's part from what the per-image work made (`generated`: a FolderFeatures of the share's images)."""
+    return ImagePart(
+        root=generated.root,
+        shard=shard or (0, 1),
+        n_listed=generated.n_listed if n_total is None else n_total,
+        options=options_record(options),
+        source=source,
+        models=_model_keys(models),
+        reference=_reference_part(reference, models),
+        paths=generated.paths,
+        hashes=generated.hashes,
+        skipped=[s.to_json() for s in generated.skipped],
+        n_computed=generated.n_computed,
+        features=_state_features(generated, models),
+        prompts=None if prompts is None else _prompts_block(prompts),
+        run_rows=run_rows,
+        texts=texts,
+        judged=judged,
+        faithful=faithful,
+        preference=preference,
+        warnings=list(warnings or []),
+    )
+
+
+def finish(
+    options: ScoreOptions, part: ImagePart, started_at: str | None = None, started: float | None = None
+) -> Prepared:
+    """What the cells are scored from, out of the whole set's part (`part.shard == (0, 1)`)."""
+    if not part.paths:
+        first = part.skipped[0] if part.skipped else None
+        raise NoImagesError(
+            f"{part.root}: none of the {part.n_listed} image files could be decoded"
+            + (f" (first: {first['path']}: {first['reason']})" if first else "")
+        )
+    specs = registry.check_names(options.requested)
+    prompts = None
+    if part.prompts is not None:
+        prompts = ImagePrompts(part.prompts["records"], part.prompts["missing"], part.prompts["warnings"],
+                               part.prompts["manifest"])  # fmt: skip
+    if part.run_rows is not None:
+        grouping = group_generation_rows(part.root, part.paths, part.run_rows, part.source)
+    else:
+        records = prompts.records if prompts is not None else None
+        grouping = group_folder(part.root, part.paths, records, options.group_by)
+    texts = _prompt_texts(part, prompts)
+    if prompts is not None and texts is not None and texts.warning:
+        prompts.warnings.append(texts.warning)
+    judged = None
+    if part.judged is not None:
+        judged = Judged(
+            judgements=[judgement_from_json(j) for j in part.judged["judgements"]],
+            categories=part.judged["categories"],
+            prompt_ids=part.judged["prompt_ids"],
+            specs=part.judged["specs"],
+            missing={int(i): reason for i, reason in part.judged["missing"].items()},
+        )
+    faithful = None if part.faithful is None else (part.faithful["columns"], part.faithful["missing"])
+    preference = None
+    if part.preference is not None:
+        preference = PreferenceScores(part.preference["scores"], part.preference["missing"])
     return Prepared(
         options=options,
         specs=specs,
-        needs=needs,
-        device=device,
-        models=models,
-        reference=reference,
-        reference_data=_reference_data(reference, models),
-        generated=generated,
+        needs=_needs_of(specs, options),
+        device=str(torch.device(resolve_device(options.features.device))),
+        models=part.models,
+        reference_identity=part.reference.identity if part.reference is not None else None,
+        reference_data=_reference_data(part.reference),
+        reference_arrays={f"reference_{k}": v for k, v in (part.reference.arrays if part.reference else {}).items()},
+        root=part.root,
+        paths=part.paths,
+        hashes=part.hashes,
+        skipped=part.skipped,
+        n_computed=part.n_computed,
+        features=part.features,
         prompts=prompts,
         grouping=grouping,
         texts=texts,
         judged=judged,
-        judge_protocol=judge_protocol,
+        judge_protocol=part.judged["protocol"] if part.judged is not None else None,
         faithful=faithful,
-        preference=scores,
-        warnings=warns,
-        started_at=started_at,
-        started=started,
+        preference=preference,
+        warnings=[*part.warnings, *grouping.warnings],
+        started_at=started_at or now(),
+        started=started if started is not None else time.time(),
     )
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
 
 
 def _layout_prompts(layout: list[Any], paths: list[str], warnings: list[str]) -> ImagePrompts:
@@ -181,14 +353,82 @@ def _layout_prompts(layout: list[Any], paths: list[str], warnings: list[str]) ->
     return ImagePrompts([g.record if g is not None else None for g in layout], missing, warnings, None)
 
 
-def _reference_data(reference: Reference | None, models: RunModels) -> ReferenceData | None:
+def _elsewhere(root: str, generated: Any) -> list[str]:
+    """The images of the folder that other shares score (none when this share is the whole)."""
+    if generated.n_listed == generated.n + len(generated.skipped):
+        return []
+    mine = set(generated.paths) | {s.path for s in generated.skipped}
+    listed = (p.relative_to(root).as_posix() for p in find_images(root))
+    return [rel for rel in listed if rel not in mine]
+
+
+def _prompts_block(prompts: ImagePrompts) -> dict[str, Any]:
+    return {"records": prompts.records, "missing": prompts.missing, "warnings": prompts.warnings,
+            "manifest": prompts.manifest}  # fmt: skip
+
+
+def _roles(models: RunModels) -> dict[str, Any]:
+    """The run's feature models by role (see part.ROLES)."""
+    clip = models.clip
+    found = {
+        "inception": models.inception,
+        "clip": clip.prompt if clip is not None else None,
+        "cmmd": clip.cmmd if clip is not None else None,
+        "dinov2": models.dinov2,
+    }
+    return {role: model for role, model in found.items() if model is not None}
+
+
+def _model_keys(models: RunModels) -> ModelKeys:
+    roles = {role: (model.cache_key, model.protocol()) for role, model in _roles(models).items()}
+    return ModelKeys(roles, {name: scorer.protocol() for name, scorer in models.preference.items()})
+
+
+def _state_features(generated: Any, models: RunModels) -> dict[str, np.ndarray]:
+    """Each role's features under its state array name (empty shares hold none)."""
+    out = {}
+    for role, model in _roles(models).items():
+        arrays = generated.features.get(model.cache_key) or {}
+        for feature, name in ROLES[role].items():
+            if feature in arrays:
+                out[name] = arrays[feature]
+    return out
+
+
+def _reference_part(reference: Any, models: RunModels) -> ReferencePart | None:
+    if reference is None:
+        return None
+    arrays = {}
+    for role, model in _roles(models).items():
+        stored = reference.features.get(model.cache_key) or {}
+        for feature, name in ROLES[role].items():
+            if name in REFERENCE_ARRAYS and feature in stored:
+                arrays[name] = stored[feature]
+    return ReferencePart(reference.identity(), reference.n, arrays, reference.fid_state)
+
+
+def _reference_data(reference: ReferencePart | None) -> ReferenceData | None:
     if reference is None:
         return None
     data = ReferenceData(n=reference.n, fid_state=reference.fid_state)
-    if models.inception is not None:  # require_features checked that the cache keys match
-        data.pool = reference.features.get(models.inception.cache_key, {}).get(POOL)
-    if models.clip is not None and models.clip.cmmd is not None:
-        data.cmmd_image = reference.features.get(models.clip.cmmd.cache_key, {}).get(CLIP_FEATURE)
-    if models.dinov2 is not None:
-        data.dinov2 = reference.features.get(models.dinov2.cache_key, {}).get(DINOV2_FEATURE)
+    for name in REFERENCE_ARRAYS:
+        setattr(data, name, reference.arrays.get(name))
+    if data.fid_state is None and data.pool is not None:
+        data.fid_state = FrechetState.from_features(data.pool)
     return data
+
+
+def _prompt_texts(part: ImagePart, prompts: ImagePrompts | None) -> PromptTexts | None:
+    """Each distinct prompt's text embedding, in the order the prompts first come in the images (as one process
+    would embed them)."""
+    if part.texts is None or prompts is None:
+        return None
+    table = {p: j for j, p in enumerate(part.texts["distinct"])}
+    distinct = list(dict.fromkeys(r.prompt for r in prompts.records if r is not None))
+    rows = [table[p] for p in distinct]
+    width = part.texts["embeddings"].shape[-1] if part.texts["embeddings"].ndim == 2 else 0
+    embeddings = part.texts["embeddings"][rows] if rows else np.zeros((0, width), np.float32)
+    truncated = None if part.texts["truncated"] is None else [part.texts["truncated"][j] for j in rows]
+    return PromptTexts.describe(
+        distinct, embeddings, truncated, part.texts["n_computed"], part.texts.get("context", 77)
+    )

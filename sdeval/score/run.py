@@ -1,7 +1,9 @@
-"""A scoring run: prepare -> score the cells -> assemble the document (and, with `ci`, every metric's interval)."""
+"""A scoring run: prepare (in this process, or in every rank of a torch.distributed launch, each on its share of
+the images) -> score the cells -> assemble the document (and, with `ci`, every metric's interval)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -9,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from sdeval.distributed import DistContext, detect
+from sdeval.provenance import now
 from sdeval.score.assemble import assemble, state_arrays
 from sdeval.score.compute import score_cells
 from sdeval.score.options import ScoreOptions
-from sdeval.score.prepare import prepare
+from sdeval.score.part import ImagePart, merge_parts
+from sdeval.score.prepare import finish, prepare_part
 
 
 @dataclass
@@ -35,10 +40,33 @@ class ScoreRun:
         return [cell["id"] for cell in self.document["cells"]]
 
 
-def score_run(options: ScoreOptions) -> ScoreRun:
+def score_run(options: ScoreOptions, dist: DistContext | None = None) -> ScoreRun | None:
     """The results document and the feature state of its rows; with `options.ci`, an interval on every metric
-    whose method the registry declares (docs/statistics.md)."""
-    prep = prepare(options)
+    whose method the registry declares (docs/statistics.md).
+
+    Under `torchrun` or `accelerate launch` (a process group is up) every rank extracts, judges and scores its
+    share of the images; the shares are gathered exactly (no padding, no duplicates) on rank 0, which scores the
+    cells and returns the run; the other ranks return None.
+    """
+    started_at, started = now(), time.time()
+    ctx = dist if dist is not None else detect()
+    if ctx.group and ctx.world_size > 1:
+        part = prepare_part(options, (ctx.rank, ctx.world_size), local_rank=ctx.local_rank)
+        parts = ctx.gather(part)
+        if not ctx.is_main:
+            return None
+        assert parts is not None
+        part = merge_parts(parts)
+    else:
+        part = prepare_part(options)
+    return score_part(options, part, started_at, started)
+
+
+def score_part(
+    options: ScoreOptions, part: ImagePart, started_at: str | None = None, started: float | None = None
+) -> ScoreRun:
+    """Score the cells of a whole set's part (one process's, or merged shares) and assemble the document."""
+    prep = finish(options, part, started_at, started)
     cells, rows = score_cells(prep)
     run = ScoreRun(assemble(prep, cells), lambda: state_arrays(prep, rows))
     if options.ci is not None:
@@ -51,4 +79,6 @@ def score_run(options: ScoreOptions) -> ScoreRun:
 
 def score(options: ScoreOptions) -> dict[str, Any]:
     """Score a folder or a generation run; returns the results document (docs/formats.md, "Results")."""
-    return score_run(options).document
+    run = score_run(options)
+    assert run is not None  # only the main rank of a launch gets a run, and this is the single-process call
+    return run.document

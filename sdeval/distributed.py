@@ -1,10 +1,12 @@
-"""Which share of the plan this process owns: single process, accelerate launch/torchrun, or --shard I/N."""
+"""Which share of the work this process owns: single process, accelerate launch/torchrun, or --shard I/N; and the
+collectives that bring the shares together (generation and scoring both use them)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 # Ranks finish at different times (a resumed run can leave one rank nearly idle); the final barrier must
 # not time out and take the whole launch down with it.
@@ -29,6 +31,26 @@ class DistContext:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's `obj` in rank order on the main process (None elsewhere); variable sizes, no padding."""
+        if not self.group:
+            return [obj]
+        import torch.distributed as dist
+
+        found: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, found, dst=0)
+        return found
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's `obj` in rank order, on every rank."""
+        if not self.group:
+            return [obj]
+        import torch.distributed as dist
+
+        found: list[Any] = [None] * self.world_size
+        dist.all_gather_object(found, obj)
+        return found
 
     def close(self) -> None:
         if self.group:

@@ -1,0 +1,178 @@
+"""Scoring past one process: array-job shards (`score --shard I/N`, `merge`) and a torchrun launch each give the
+results of scoring every image in one process; missing, repeated, overlapping and mismatched shards are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import TINY_CLIP, TINY_CLIP_CONFIG
+
+from sdeval.cli import main
+from sdeval.demo import make_image_set
+
+PROMPTS = ["a red cube", "a cat", "a blue sphere", "a dog", "a green cone"]
+METRICS = "fid,kid,is,pr,clip,rprecision,cmmd,diversity"
+
+
+def _run(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """20 images with prompts (5 prompts x 4 seeds) in a manifest, and a 16-image reference; one broken file."""
+    root = tmp_path_factory.mktemp("shards")
+    paths = make_image_set(root / "images", 20, seed=5, size=40)
+    (root / "images" / "broken.png").write_bytes(b"not a png")
+    rows = [{"file": p.name, "prompt": PROMPTS[i % 5], "id": f"p{i % 5}", "seed": i // 5} for i, p in enumerate(paths)]
+    (root / "images" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    make_image_set(root / "ref", 16, seed=6, size=40, style="spots")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(folder, inception_weights, tiny_name, tiny_clip_weights) -> Path:
+    """The reference as a file, built once (Inception features and the CMMD model's embeddings)."""
+    out = folder / "ref.npz"
+    clip = tiny_clip_weights[0]
+    built = _run("reference", "build", folder / "ref", "-o", out, "--cmmd-model", tiny_name, "--cmmd-pretrained", clip,
+                 "--inception-weights", inception_weights, "--no-cache", "--workers", 0)  # fmt: skip
+    assert built.exit_code == 0, built.output
+    return out
+
+
+def _options(folder: Path, reference: Path, inception_weights: str, tiny_name: str, clip: str) -> list[object]:
+    """Batches of one: BLAS results can change in the last bit with a batch's composition, and the shares batch
+    their images and prompts differently from one process; one image (one prompt) at a time makes rows identical."""
+    manifest = folder / "images" / "manifest.jsonl"
+    return [folder / "images", "--metrics", METRICS, "-r", reference, "--prompts", manifest,
+            "--inception-weights", inception_weights, "--clip-model", tiny_name, "--clip-pretrained", clip,
+            "--cmmd-model", tiny_name, "--cmmd-pretrained", clip, "--kid-subset-size", 10, "--no-cache",
+            "--workers", 0, "--batch-size", 1]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def whole(folder, reference, inception_weights, tiny_name, tiny_clip_weights, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("whole") / "results.json"
+    result = _run("score", *_options(folder, reference, inception_weights, tiny_name, tiny_clip_weights[0]), "-o", out)
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def assert_same_results(a: dict, b: dict) -> None:
+    """The same cells, metrics (FID to 1e-9) and per-image rows; provenance and timing may differ, and so may how
+    many prompt embeddings were computed (each shard embeds the prompts of its own images)."""
+    assert a["images"] == b["images"] and a["reference"] == b["reference"]
+    assert {**a["prompts"], "n_text_computed": 0} == {**b["prompts"], "n_text_computed": 0}
+    assert [c["id"] for c in a["cells"]] == [c["id"] for c in b["cells"]]
+    for ca, cb in zip(a["cells"], b["cells"], strict=True):
+        assert ca["per_image"] == cb["per_image"]
+        assert ca["protocol"] == cb["protocol"] and ca["warnings"] == cb["warnings"]
+        assert set(ca["metrics"]) == set(cb["metrics"])
+        for key, ea in ca["metrics"].items():
+            eb = cb["metrics"][key]
+            assert set(ea) == set(eb), key
+            if ea["value"] is None:
+                assert ea == eb
+            else:
+                assert eb["value"] == pytest.approx(ea["value"], rel=1e-9, abs=1e-12), key
+                others = {k: v for k, v in ea.items() if k not in ("value", "std", "interval")}
+                assert others == {k: v for k, v in eb.items() if k not in ("value", "std", "interval")}, key
+
+
+def test_array_job_shards_merge_into_the_whole(
+    folder, reference, whole, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+):
+    options = _options(folder, reference, inception_weights, tiny_name, tiny_clip_weights[0])
+    parts = []
+    for index in (2, 0, 1):  # any order
+        part = tmp_path / f"part_{index}.json"
+        result = _run("score", *options, "--shard", f"{index}/3", "-o", part)
+        assert result.exit_code == 0, result.output
+        assert f"part {index}/3:" in result.output and "sdeval merge" in result.output
+        parts.append(part)
+    out = tmp_path / "merged.json"
+    merged = _run("merge", *parts, "-o", out)
+    assert merged.exit_code == 0, merged.output
+    document = json.loads(out.read_text())
+    assert_same_results(whole, document)
+    assert (tmp_path / "merged.state.npz").is_file()
+    assert [s["path"] for s in document["images"]["skipped"]] == ["broken.png"]
+
+    # Refusals, each naming the shard or the part.
+    p0, p1, p2 = (tmp_path / f"part_{i}.json" for i in range(3))
+    missing = _run("merge", p0, p2, "-o", tmp_path / "x.json")
+    assert missing.exit_code == 2 and "shard(s) 1/3 missing" in missing.output
+    twice = _run("merge", p0, p2, p1, p2, "-o", tmp_path / "x.json")
+    assert twice.exit_code == 2 and f"shard 2/3 is given twice ({p2} and {p2})" in twice.output
+    other_split = _edited(p1, tmp_path / "half.json", shard=[1, 2])
+    mixed = _run("merge", p0, other_split, "-o", tmp_path / "x.json")
+    assert mixed.exit_code == 2 and "different splits" in mixed.output
+    reseeded = _edited(p1, tmp_path / "reseeded.json", options={**json.loads(p1.read_text())["options"], "seed": 7})
+    mismatch = _run("merge", p0, reseeded, p2, "-o", tmp_path / "x.json")
+    assert mismatch.exit_code == 2 and "different options (seed)" in mismatch.output
+    assert not (tmp_path / "x.json").exists()
+    not_a_part = _run("merge", out, "-o", tmp_path / "x.json")
+    assert not_a_part.exit_code == 2 and "not a part of `sdeval score --shard`" in not_a_part.output
+    no_out = _run("score", *options, "--shard", "0/3")
+    assert no_out.exit_code == 2 and "give -o part_I.json" in no_out.output
+
+
+def _edited(part: Path, to: Path, **fields: object) -> Path:
+    """A copy of a part file with some fields changed (its arrays are the original's)."""
+    document = json.loads(part.read_text())
+    document.update(fields, arrays=str(part.with_suffix(".npz")))
+    to.write_text(json.dumps(document))
+    return to
+
+
+def test_merging_shards_with_intervals(
+    folder, reference, whole, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+):
+    options = _options(folder, reference, inception_weights, tiny_name, tiny_clip_weights[0])
+    parts = [tmp_path / f"p{i}.json" for i in range(2)]
+    for i, part in enumerate(parts):
+        assert _run("score", *options, "--shard", f"{i}/2", "-o", part).exit_code == 0
+    out = tmp_path / "ci.json"
+    assert _run("merge", *parts, "--ci", "-o", out).exit_code == 0
+    cell = json.loads(out.read_text())["cells"][0]
+    assert {"fid", "kid", "clip", "cmmd", "precision", "recall"} <= {
+        key for key, entry in cell["metrics"].items() if "interval" in entry
+    }
+
+
+def test_torchrun_two_processes_score_as_one(
+    folder, reference, whole, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+):
+    """A real launch (torchrun, 2 processes, gloo on CPU): each rank decodes and extracts its share, rank 0 writes
+    the results of the whole."""
+    out = tmp_path / "results.json"
+    args = [str(a) for a in _options(folder, reference, inception_weights, tiny_name, tiny_clip_weights[0])]
+    # The tiny open_clip config is registered by a test fixture; the launched processes register it too.
+    config_folder = tmp_path / "open_clip_configs"
+    config_folder.mkdir()
+    (config_folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    boot = (
+        "import sys, open_clip; open_clip.add_model_config(sys.argv.pop(1)); "
+        "from sdeval.cli import main; main(prog_name='sdeval')"
+    )
+    script = tmp_path / "launch.py"
+    script.write_text(boot.replace("; ", "\n"))
+    # Both runs in fresh processes with the same threads: BLAS results change in the last bits with the thread count
+    # (and a test process's earlier tests may have left other state behind).
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "2"}
+    single = tmp_path / "single.json"
+    one = [sys.executable, str(script), str(config_folder), "score", *args, "-o", str(single)]
+    proc = subprocess.run(one, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           str(config_folder), "score", *args, "-o", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_results(json.loads(single.read_text()), json.loads(out.read_text()))

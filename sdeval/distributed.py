@@ -90,9 +90,20 @@ def detect(shard: tuple[int, int] | None = None, cpu: bool = False) -> DistConte
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     if "MASTER_ADDR" not in os.environ:
         return DistContext(rank=rank, world_size=world, local_rank=local)
+    import torch
     from accelerate import PartialState
 
+    # Without an accelerator accelerate must be told it is a CPU launch, or it sets up no group at all and every
+    # rank would silently do the whole job.
+    cpu = cpu or not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available())
     state = PartialState(cpu=cpu, timeout=_BARRIER_TIMEOUT)
+    if state.num_processes != world:
+        from sdeval.errors import ConfigError
+
+        raise ConfigError(
+            f"launched as {world} processes (WORLD_SIZE) but accelerate set up {state.num_processes} "
+            f"({state.distributed_type}); every rank would do the whole job"
+        )
     return DistContext(
         rank=state.process_index,
         world_size=state.num_processes,

@@ -30,6 +30,15 @@ from sdeval.demo import make_image_set  # noqa: E402
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def _temporary_files_in_tmp_path(tmp_path, monkeypatch) -> None:
+    """Crash reports (exit 70 writes one to the temporary folder) and other temporary files stay in the test's
+    own folder instead of piling up in the machine's."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory) -> str:
     from sdeval.features.random_weights import save_random_inception_weights

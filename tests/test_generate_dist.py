@@ -80,3 +80,25 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path, single: Path, 
     assert sorted(p["rank"] for p in record["processes"]) == [0, 1]
     assert record["images_generated"] == len(load_images(single))
     assert not list((out / ".sdeval" / "shards").glob("*.jsonl"))  # merged and cleaned by the main process
+
+
+def test_a_launch_whose_group_does_not_come_up_is_refused(monkeypatch) -> None:
+    """Were accelerate to set up fewer processes than the launcher started, every rank would do the whole job and
+    all of them would write: refused, naming both counts."""
+    import accelerate
+
+    from sdeval import distributed
+    from sdeval.errors import ConfigError
+
+    class NoGroup:
+        num_processes, distributed_type = 1, "NO"
+
+        def __init__(self, cpu: bool, timeout) -> None:
+            pass
+
+    monkeypatch.setattr(accelerate, "PartialState", NoGroup)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "localhost")
+    with pytest.raises(ConfigError, match=r"launched as 2 processes \(WORLD_SIZE\) but accelerate set up 1"):
+        distributed.detect()

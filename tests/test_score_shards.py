@@ -175,4 +175,6 @@ def test_torchrun_two_processes_score_as_one(
            str(config_folder), "score", *args, "-o", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # A group really came up: only rank 0 writes (without one, both ranks would score everything and both write).
+    assert proc.stdout.count("results: ") == 1, proc.stdout
     assert_same_results(json.loads(single.read_text()), json.loads(out.read_text()))

@@ -49,7 +49,7 @@ def score_run(options: ScoreOptions, dist: DistContext | None = None) -> ScoreRu
     cells and returns the run; the other ranks return None.
     """
     started_at, started = now(), time.time()
-    ctx = dist if dist is not None else detect()
+    ctx = dist if dist is not None else detect(cpu=options.features.device == "cpu")
     if ctx.group and ctx.world_size > 1:
         part = prepare_part(options, (ctx.rank, ctx.world_size), local_rank=ctx.local_rank)
         parts = ctx.gather(part)

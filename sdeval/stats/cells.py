@@ -235,8 +235,8 @@ def cell_intervals(
                 continue
             block = blocks_of(groups, len(prompts), blocks, seed)
             k = int(block.max()) + 1
-            side = method.side(inputs[method.inputs[0]], inputs[method.inputs[1]], block, k, seed)
-            found = jackknife_interval(value, side.leave_outs, level, method.name)
+            leave_outs = method.side(inputs[method.inputs[0]], inputs[method.inputs[1]], block, k, seed).leave_outs
+            found = jackknife_interval(value, leave_outs, level, method.name)  # the side (GBs at 50k) is gone
         if found is not None:
             out[key] = _checked(declared, found, len(prompts))
     return out

@@ -18,7 +18,7 @@ import torch
 
 from sdeval.metrics.cmmd import SCALE, SIGMA
 from sdeval.metrics.fid import FrechetState
-from sdeval.metrics.precision_recall import _pairwise_distances, knn_radii, precision_recall
+from sdeval.metrics.precision_recall import inside_balls, knn_radii, recall_leave_outs
 from sdeval.stats.core import Interval, t_quantile
 
 _EPS = np.finfo(np.float64).eps
@@ -139,10 +139,13 @@ class KernelBlocks:
         self.xy = np.zeros(n_blocks)
         for start in range(0, len(x), _CHUNK):
             chunk, chunk_blocks = x[start : start + _CHUNK], blocks[start : start + _CHUNK]
-            k = kernel(chunk, x)
-            rows = np.arange(len(chunk))
-            np.add.at(self.xx_diag, chunk_blocks, k[rows, start + rows])
-            np.add.at(self.xx, chunk_blocks, k @ onehot)
+            sums = np.zeros((len(chunk), n_blocks))
+            for col in range(0, len(x), _CHUNK):  # square tiles: memory stays _CHUNK x _CHUNK whatever n
+                k = kernel(chunk, x[col : col + _CHUNK])
+                sums += k @ onehot[col : col + _CHUNK]
+                if col == start:  # the tile on the diagonal holds each row's kernel with itself
+                    np.add.at(self.xx_diag, chunk_blocks, np.diagonal(k).copy())
+            np.add.at(self.xx, chunk_blocks, sums)
             ref_sums = np.zeros(len(chunk))
             for ref_start in range(0, len(ref), _CHUNK):
                 ref_sums += kernel(chunk, ref[ref_start : ref_start + _CHUNK]).sum(axis=1)
@@ -195,13 +198,13 @@ def precision_hits(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> 
     reference fixed each image's hit depends on that image alone (a per-image statistic)."""
     ref = torch.from_numpy(np.asarray(reference, np.float64))
     gen = torch.from_numpy(np.asarray(generated, np.float64))
-    radii = knn_radii(ref, k)
-    return torch.cat([(_pairwise_distances(c, ref) <= radii).any(dim=1) for c in gen.split(_CHUNK)]).numpy()
+    return inside_balls(gen, ref, knn_radii(ref, k)).numpy()
 
 
 def recall_leave_block_out(generated: np.ndarray, reference: np.ndarray, blocks: np.ndarray, n_blocks: int, k: int = 3):
-    """Recall with each block left out (recomputed: generated k-NN radii change with the subset)."""
-    return np.array([precision_recall(generated[blocks != j], reference, k)[1] for j in range(n_blocks)])
+    """Recall with each block left out: the values of recomputing it per subset (its generated k-NN radii change),
+    from one pass over the distances (see metrics/precision_recall.py `recall_leave_outs`)."""
+    return recall_leave_outs(generated, reference, blocks, n_blocks, k)[1]
 
 
 @dataclass(frozen=True)
@@ -316,11 +319,13 @@ def cmmd_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, 
 
 
 class RecallSide:
-    """Improved recall of rows against a fixed reference, recomputed with each block out (its radii change)."""
+    """Improved recall of rows against a fixed reference, and with each block out (its radii change): both from one
+    pass over the distances, in row chunks (no n x n matrix)."""
 
     def __init__(self, x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int, neighbourhood: int):
-        self.x, self.reference, self.neighbourhood = x, reference, neighbourhood
-        self.leave_outs = recall_leave_block_out(x, reference, blocks, k, neighbourhood)
+        self.neighbourhood = neighbourhood
+        self.recall, self.leave_outs = recall_leave_outs(x, reference, blocks, k, neighbourhood)
 
     def value(self) -> float:
-        return precision_recall(self.x, self.reference, self.neighbourhood)[1]
+        """Recall of all the rows (equal to precision_recall(x, reference, neighbourhood)[1])."""
+        return self.recall

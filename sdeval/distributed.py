@@ -3,6 +3,7 @@ collectives that bring the shares together (generation and scoring both use them
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -52,12 +53,6 @@ class DistContext:
         dist.all_gather_object(found, obj)
         return found
 
-    def close(self) -> None:
-        if self.group:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -104,9 +99,20 @@ def detect(shard: tuple[int, int] | None = None, cpu: bool = False) -> DistConte
             f"launched as {world} processes (WORLD_SIZE) but accelerate set up {state.num_processes} "
             f"({state.distributed_type}); every rank would do the whole job"
         )
+    # The group lives as long as the process: generation and scoring in one `sdeval bench` share it (accelerate's
+    # state is a singleton, so a group destroyed after generating would not come back for scoring).
+    atexit.unregister(_destroy_group)
+    atexit.register(_destroy_group)
     return DistContext(
         rank=state.process_index,
         world_size=state.num_processes,
         local_rank=state.local_process_index,
         group=True,
     )
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -109,7 +109,7 @@ def test_the_evaluator_streams_to_the_commands_numbers(data, options, cli):
 def test_score_images_takes_arrays_pil_and_tensors(data, options, cli):
     rgbs, prompts = data["images"], data["prompts"]
     forms = [
-        torch.from_numpy(rgbs[i]).permute(2, 0, 1).float() / 255.0 if i % 3 == 0  # CHW float in [0, 1]
+        torch.from_numpy(rgbs[i].copy()).permute(2, 0, 1).float() / 255.0 if i % 3 == 0  # CHW float in [0, 1]
         else Image.fromarray(rgbs[i]) if i % 3 == 1
         else rgbs[i]
         for i in range(len(rgbs))

@@ -167,6 +167,24 @@ def test_array_job_shards_then_one_merge_equal_the_uninterrupted_run(
     assert not (out / ".sdeval" / "score-parts").exists()  # merged into the results
 
 
+def test_torchrun_two_processes_equal_the_uninterrupted_run(uninterrupted: dict[str, Any], tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m sdeval bench CONFIG` (gloo on CPU): both ranks generate and score their shares
+    in one process group that outlives generation; rank 0 alone gates, reports and prints; the same images, results
+    and verdicts as one process."""
+    config = small_example(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SDEVAL_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sdeval", "bench", str(config), "--quiet"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]  # the example's verdict is FAIL
+    assert proc.stdout.count("verdict: FAIL (exit code 1") == 1 and proc.stdout.count("score:    done") == 1
+    out, whole = tmp_path / "out" / "calibration", uninterrupted["folder"] / "out" / "calibration"
+    mine, theirs = _images(out), _images(whole)
+    assert mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    assert _metrics(out / "results.json") == _metrics(whole / "results.json")
+    assert _verdicts(out / "gate.json") == _verdicts(whole / "gate.json")
+
+
 def test_changed_images_are_scored_again(uninterrupted: dict[str, Any], cache: Path) -> None:
     from sdeval.bench import stage_score
 

@@ -130,7 +130,6 @@ def run_generate(
         if ctx.is_main:
             result.manifest = _final_merge(out, temp_min_age_s=600)
         ctx.barrier()
-        ctx.close()
         return result
 
     started = time.time()
@@ -351,7 +350,6 @@ def _finish(plan: Plan, ctx: distmod.DistContext, result: RunResult, started: fl
             per_rank = [json.loads(_stats_path(out, r, ctx.world_size).read_text()) for r in range(ctx.world_size)]
             result.record = _write_run_record(plan, ctx, per_rank, config_path)
         ctx.barrier()
-        ctx.close()
     else:
         # Independent shards (array jobs): each merges its own rows; the last one to finish completes it.
         result.manifest = merge_manifest(

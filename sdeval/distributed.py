@@ -54,7 +54,6 @@ class DistContext:
         return found
 
 
-
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0-based I) -> (I, N)."""
     from sdeval.errors import ConfigError

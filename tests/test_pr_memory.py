@@ -17,7 +17,7 @@ import sdeval.metrics.kid as kid_module
 import sdeval.metrics.precision_recall as pr
 from sdeval.errors import SdevalError
 from sdeval.stats.core import blocks_of
-from sdeval.stats.corpus import RecallSide, precision_hits, recall_leave_block_out
+from sdeval.stats.corpus import RecallSide, precision_hits
 
 K = 3
 
@@ -66,14 +66,35 @@ def test_every_path_is_independent_of_the_chunk_size(monkeypatch, rows, elements
     ref64 = torch.from_numpy(real.astype(np.float64))
     whole = (
         pr.precision_recall(gen, real, K), precision_hits(gen, real, K), pr.knn_radii(ref64, K),
-        recall_leave_block_out(gen, real, blocks, 25, K),
+        pr.recall_leave_outs(gen, real, blocks, 25, K)[1],
     )  # fmt: skip
     monkeypatch.setattr(pr, "_CHUNK", rows)
     monkeypatch.setattr(pr, "_CHUNK_ELEMENTS", elements)
+    pr._REFERENCE_RADII.clear()  # the reference's radii recomputed with these chunks too
     assert pr.precision_recall(gen, real, K) == whole[0]
     assert np.array_equal(precision_hits(gen, real, K), whole[1])
     np.testing.assert_allclose(pr.knn_radii(ref64, K), whole[2], rtol=1e-12)
-    assert np.array_equal(recall_leave_block_out(gen, real, blocks, 25, K), whole[3])
+    assert np.array_equal(pr.recall_leave_outs(gen, real, blocks, 25, K)[1], whole[3])
+
+
+def test_the_reference_radii_are_computed_once_per_reference(monkeypatch):
+    """Cells and the precision interval measure against one reference: its k-NN radii (the costliest pass) are
+    kept for the next call on the same features and k, and recomputed for other features or another k."""
+    gen, real, _ = _clustered(5)
+    calls: list[int] = []
+    knn = pr.knn_radii
+    monkeypatch.setattr(pr, "knn_radii", lambda x, k: calls.append(len(x)) or knn(x, k))
+    pr._REFERENCE_RADII.clear()
+    first = pr.precision_recall(gen, real, K)
+    assert calls == [len(real), len(gen)]
+    assert pr.precision_recall(gen[:90], real, K) == _reference(gen[:90], real, K)[:2]  # another cell: reused
+    assert np.array_equal(precision_hits(gen, real, K), _reference(gen, real, K)[2])  # the interval's hits: reused
+    assert calls == [len(real), len(gen), 90]
+    other = real.copy()
+    other[70] += 1  # a change in a middle row: not the same reference
+    pr.precision_recall(gen, other, K)
+    pr.precision_recall(gen, other, K + 1)
+    assert calls[3::2] == [len(real), len(real)] and pr.precision_recall(gen, real, K) == first
 
 
 @pytest.mark.parametrize("near", [pr._NEAR, 1])  # 1: every grown radius read from the whole row
@@ -84,7 +105,7 @@ def test_recall_leave_outs_equal_recomputing_from_scratch(monkeypatch, near):
         n_blocks = int(blocks.max()) + 2  # one block holds no rows: leaving it out changes nothing
         from_scratch = [pr.precision_recall(gen[blocks != j], real, K)[1] for j in range(n_blocks)]
         definition = [_reference(gen[blocks != j], real, K)[1] for j in range(n_blocks)]
-        leave_outs = recall_leave_block_out(gen, real, blocks, n_blocks, K)
+        leave_outs = pr.recall_leave_outs(gen, real, blocks, n_blocks, K)[1]
         assert list(leave_outs) == from_scratch == definition
         side = RecallSide(gen, real, blocks, n_blocks, seed, K)
         assert list(side.leave_outs) == from_scratch
@@ -97,7 +118,7 @@ def test_recall_leave_outs_of_too_few_rows_say_so_as_from_scratch():
     with pytest.raises(SdevalError, match=r"needs more than 3 images per set, got 2 and 150"):
         pr.precision_recall(gen[blocks != 0], real, K)
     with pytest.raises(SdevalError, match=r"needs more than 3 images per set, got 2 and 150"):
-        recall_leave_block_out(gen, real, blocks, 2, K)
+        pr.recall_leave_outs(gen, real, blocks, 2, K)[1]
 
 
 def test_no_distance_block_holds_more_than_the_chunk_budget(monkeypatch):
@@ -127,7 +148,7 @@ import resource, sys
 import numpy as np
 import torch
 import sdeval.metrics.precision_recall as pr
-from sdeval.stats.corpus import precision_hits, recall_leave_block_out
+from sdeval.stats.corpus import precision_hits
 
 torch.set_num_threads(1)  # memory does not depend on it, and two threads crawl on a busy 2-core machine
 pr._CHUNK_ELEMENTS = 1 << 18  # 2 MiB float64 blocks
@@ -139,7 +160,7 @@ pr.precision_recall(gen[:64], real[:64])  # warm torch's kernels before the base
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 pr.precision_recall(gen, real)
 precision_hits(gen, real)
-recall_leave_block_out(gen, real, blocks, 25)
+pr.recall_leave_outs(gen, real, blocks, 25)
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 """
 

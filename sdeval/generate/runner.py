@@ -82,10 +82,7 @@ class RunResult:
 
 def prepare(config: GenerateConfig, shard: tuple[int, int] | None = None) -> tuple[Plan, distmod.DistContext]:
     """Everything before any model loads: process share, device, suite, checkpoint hashes, plan."""
-    import torch
-
-    wants_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    ctx = distmod.detect(shard, cpu=wants_cpu)
+    ctx = distmod.detect(shard, cpu=config.device == "cpu")  # detect() also knows a machine without an accelerator
     device = resolve_device(config.device, ctx.local_rank, ctx.world_size)
     suite = load_suite(config.suite, need_init_images=config.pipeline == "image2image", init_images=config.init_images)
     identities = {c.name: checkpoint_identity(c) for c in config.checkpoints}

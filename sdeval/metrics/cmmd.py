@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from sdeval.metrics.embeddings import NotEnoughDataError, as_matrix
+from sdeval.metrics.embeddings import NotEnoughDataError, as_matrix, rows_per_block
 
 #: Bandwidth of the Gaussian RBF kernel, as in the paper and its reference code.
 SIGMA = 10.0
@@ -76,10 +76,10 @@ def kernel_sum(
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     b_sq = np.einsum("ij,ij->i", b, b)
-    rows_per_block = max(1, min(chunk_size, _MAX_BLOCK_ELEMENTS // max(len(b), 1)))
+    step = rows_per_block(len(b), chunk_size, _MAX_BLOCK_ELEMENTS)
     total = 0.0
-    for start in range(0, len(a), rows_per_block):
-        block = a[start : start + rows_per_block]
+    for start in range(0, len(a), step):
+        block = a[start : start + step]
         sq = np.einsum("ij,ij->i", block, block)[:, None] + b_sq[None, :] - 2.0 * (block @ b.T)
         kernel = np.exp(-gamma * np.maximum(sq, 0.0))
         if skip_diagonal:

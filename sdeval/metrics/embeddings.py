@@ -1,4 +1,5 @@
-"""Checks and normalization shared by the embedding metrics (CLIP score, R-precision, CMMD, diversity)."""
+"""Checks, normalization and blocking shared by the embedding metrics (CLIP score, R-precision, CMMD, diversity,
+precision/recall)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ def l2_normalize(values: Any, name: str) -> np.ndarray:
     if np.any(norms == 0):
         raise MetricSkip(f"{name} has {int(np.sum(norms == 0))} all-zero row(s); cosine is undefined")
     return array / norms
+
+
+def rows_per_block(cols: int, max_rows: int, max_elements: int) -> int:
+    """How many rows of a [rows, cols] block fit in `max_elements` (at least 1, at most `max_rows`)."""
+    return max(1, min(max_rows, max_elements // max(cols, 1)))
+
+
+def fingerprint(features: np.ndarray) -> tuple:
+    """A key telling one feature set from another for per-reference caches: shape, float64 sum and the first and
+    last rows (cheap next to any pass over distances)."""
+    array = np.asarray(features)
+    return (array.shape, array.dtype.str, float(array.sum(dtype=np.float64)), array[:2].tobytes(), array[-2:].tobytes())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sdeval.metrics.embeddings import NotEnoughDataError
+from sdeval.metrics.embeddings import NotEnoughDataError, fingerprint, rows_per_block
 
 _CHUNK = 2048  # most rows in one block of distances
 _CHUNK_ELEMENTS = 1 << 23  # most distances in one block (whole rows: at least one row)
@@ -28,7 +28,7 @@ _NEAR = 4
 def _row_chunks(rows: int, cols: int) -> list[slice]:
     """Row slices of about `_CHUNK_ELEMENTS` distances each against `cols` columns (at most `_CHUNK` rows; one
     empty slice when there are no rows)."""
-    step = min(_CHUNK, max(_CHUNK_ELEMENTS // max(cols, 1), 1))
+    step = rows_per_block(cols, _CHUNK, _CHUNK_ELEMENTS)
     if step > _ROW_ALIGN:
         step -= step % _ROW_ALIGN
     return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
@@ -72,6 +72,19 @@ def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     return radii
 
 
+_REFERENCE_RADII: dict[tuple, torch.Tensor] = {}
+
+
+def reference_radii(reference: torch.Tensor, k: int) -> torch.Tensor:
+    """`knn_radii` of a reference set, kept for the next call on the same set and k: every cell of a run and the
+    precision interval measure against one reference, and its radii are the costliest pass (n_ref² d)."""
+    key = (fingerprint(reference.numpy()), k)
+    if key not in _REFERENCE_RADII:
+        _REFERENCE_RADII.clear()  # one reference at a time (a run has one)
+        _REFERENCE_RADII[key] = knn_radii(reference, k)
+    return _REFERENCE_RADII[key]
+
+
 def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     """Per row, the k-th smallest value (k + 1 for the k-th neighbour: each point is its own nearest at 0).
     topk, not kthvalue: the same value, but kthvalue copies the block twice (values and int64 indices) and is
@@ -100,7 +113,7 @@ def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = 3) -> tup
         raise _not_enough(k, len(generated), len(real))
     gen = torch.from_numpy(np.asarray(generated, np.float64))
     ref = torch.from_numpy(np.asarray(real, np.float64))
-    ref_radii, gen_radii = knn_radii(ref, k), knn_radii(gen, k)
+    ref_radii, gen_radii = reference_radii(ref, k), knn_radii(gen, k)
     gen_sq, ref_sq = _squared_norms(gen), _squared_norms(ref)
     # One pass over the generated-to-real distances serves both directions.
     gen_inside = torch.empty(len(gen), dtype=torch.bool)
@@ -137,7 +150,8 @@ def recall_leave_outs(
     n = len(gen)
     width = min(n, _NEAR * (k + 1))
     held = torch.zeros(n_blocks, len(ref), dtype=torch.bool)  # held[b, r]: a ball of block b at full radius holds r
-    grown = torch.zeros(n_blocks, len(ref), dtype=torch.bool)  # grown[j, r]: a ball grown by leaving j out holds r
+    # grown[j, r]: a ball grown by leaving j out holds r; the extra last row collects the rows with no such ball.
+    grown = torch.zeros(n_blocks + 1, len(ref), dtype=torch.bool)
     for rows in _row_chunks(n, max(n, len(ref))):
         own = block_of[rows]
         distances = _pairwise_distances(gen[rows], gen, gen_sq, gen_sq[rows])
@@ -146,16 +160,12 @@ def recall_leave_outs(
         grown_radius, grown_block = _grown_radii(distances, near, block_of[near_index], own, block_of, k)
         del distances
         distances = _pairwise_distances(gen[rows], ref, ref_sq, gen_sq[rows])
-        # Few (generated, real) pairs lie within even the largest radius of the generated row: one dense pass
-        # finds them, and the full and grown radii are then tested on those pairs alone.
-        widest = torch.maximum(radius, grown_radius.nan_to_num(float("-inf")).amax(dim=1))
-        g, r = (distances <= widest[:, None]).nonzero(as_tuple=True)
-        pair = distances[g, r]
-        inside = pair <= radius[g]
-        held[own[g[inside]], r[inside]] = True
+        # OR each row's verdicts into its block's row (accumulating booleans is an OR); bool masks are an eighth of
+        # the distance block, so memory stays at one block.
+        held.index_put_((own,), distances <= radius[:, None], accumulate=True)
         for t in range(k + 1):
-            inside = pair <= grown_radius[g, t]  # NaN (no t-th grown radius) is never inside
-            grown[grown_block[g[inside], t], r[inside]] = True
+            inside = distances <= grown_radius[:, t, None]  # NaN (no t-th grown radius) is never inside
+            grown.index_put_((grown_block[:, t].where(grown_block[:, t] >= 0, n_blocks),), inside, accumulate=True)
     holders = held.sum(dim=0)
     recall = float((holders > 0).double().mean())
     leave_outs = [float(((holders - held[j].long() > 0) | grown[j]).double().mean()) for j in range(n_blocks)]

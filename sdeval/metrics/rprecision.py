@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdeval.metrics.embeddings import NotEnoughDataError, l2_normalize
+from sdeval.metrics.embeddings import NotEnoughDataError, l2_normalize, rows_per_block
 
 DEFAULT_MAX_R = 100
 # Rows of images per step, bounded so the [rows, P] key and similarity arrays stay near 128 MB.
@@ -68,7 +68,7 @@ def clip_r_precision(
     rng = np.random.default_rng(seed)
     hits = np.zeros(n, dtype=bool)
     # The Generator fills arrays in order, so the draws (and the result) do not depend on the chunking.
-    chunk = max(1, min(_ROW_CHUNK, _MAX_CHUNK_ELEMENTS // p))
+    chunk = rows_per_block(p, _ROW_CHUNK, _MAX_CHUNK_ELEMENTS)
     rows = np.arange(chunk)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)

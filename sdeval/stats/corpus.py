@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from sdeval.metrics.cmmd import SCALE, SIGMA
+from sdeval.metrics.embeddings import fingerprint
 from sdeval.metrics.fid import FrechetState
-from sdeval.metrics.precision_recall import inside_balls, knn_radii, recall_leave_outs
+from sdeval.metrics.precision_recall import inside_balls, recall_leave_outs, reference_radii
 from sdeval.stats.core import Interval, t_quantile
 
 _EPS = np.finfo(np.float64).eps
@@ -198,13 +199,7 @@ def precision_hits(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> 
     reference fixed each image's hit depends on that image alone (a per-image statistic)."""
     ref = torch.from_numpy(np.asarray(reference, np.float64))
     gen = torch.from_numpy(np.asarray(generated, np.float64))
-    return inside_balls(gen, ref, knn_radii(ref, k)).numpy()
-
-
-def recall_leave_block_out(generated: np.ndarray, reference: np.ndarray, blocks: np.ndarray, n_blocks: int, k: int = 3):
-    """Recall with each block left out: the values of recomputing it per subset (its generated k-NN radii change),
-    from one pass over the distances (see metrics/precision_recall.py `recall_leave_outs`)."""
-    return recall_leave_outs(generated, reference, blocks, n_blocks, k)[1]
+    return inside_balls(gen, ref, reference_radii(ref, k)).numpy()
 
 
 @dataclass(frozen=True)
@@ -278,7 +273,7 @@ _ROOTS: dict[tuple, ReferenceRoot] = {}
 def reference_root(reference: np.ndarray) -> ReferenceRoot:
     """The reference's eigen-decomposition, kept for the next call on the same reference (cells share one)."""
     ref = np.asarray(reference)
-    key = (ref.shape, float(np.asarray(ref, np.float64).sum()), ref[:2].tobytes(), ref[-2:].tobytes())
+    key = fingerprint(ref)
     if key not in _ROOTS:
         _ROOTS.clear()  # one reference at a time: a d = 2048 root is 32 MB
         _ROOTS[key] = ReferenceRoot.from_features(ref)

@@ -811,6 +811,15 @@ def test_hub_defaults_fail_fast_offline(name, what, hub_cache, no_network):
     assert no_network == []
 
 
+@pytest.mark.parametrize("version", ["v2", "v2.0"])
+def test_hps_v2_is_a_version(version, hub_cache, no_network):
+    """`--hps-model v2` (as the paper names it) is HPS v2.0, not an unknown version."""
+    with pytest.raises(SdevalError, match=r"HPS v2\.0 checkpoint.*not available offline"):
+        load_scorer("hps", version, allow_pickle=True)
+    with pytest.raises(SdevalError, match=r"HPS version 'v3' is unknown \(versions: v2\.0, v2\.1"):
+        load_scorer("hps", "v3", allow_pickle=True)
+
+
 def test_load_scorer_rejects_unknown_names_and_options():
     with pytest.raises(SdevalError, match="unknown preference scorer 'nope'"):
         load_scorer("nope")

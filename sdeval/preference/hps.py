@@ -10,9 +10,10 @@ no logit scale, i.e. the cosine of image and prompt embeddings, in [-1, 1]. HPSv
 (fp16); here it is float32.
 
 Preprocessing is HPSv2's evaluation transform (`light_augmentation=True` -> `ResizeMaxSize`): tensor, longest side
-resized to 224 (bicubic on the tensor, antialiased: torchvision's default), zero-padded to 224x224 (left/top get
-half of the padding, rounded down), CLIP normalisation. Unlike HPSv2, an image whose longest side is already 224 is
-padded too (HPSv2 leaves it non-square, which its ViT cannot take).
+resized to 224 (bicubic on the tensor, antialiased: torchvision's default since 0.17, which HPSv2 also gets today;
+with torchvision < 0.17, as for HPS v2.0's 2023 paper, it was not antialiased and scores differ slightly),
+zero-padded to 224x224 (left/top get half of the padding, rounded down), CLIP normalisation. Unlike HPSv2, an image
+whose longest side is already 224 is padded too (HPSv2 leaves it non-square, which its ViT cannot take).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from sdeval.preference.weights import first_line, hub_file, load_strict, read_st
 HPS_REPO = "xswu/HPSv2"
 #: HPS versions and their checkpoint in HPS_REPO (hpsv2/utils.py hps_version_map).
 HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
+#: What users write for a version (the paper says "HPS v2").
+HPS_ALIASES = {"v2": "v2.0"}
 HPS_ARCH = "ViT-H-14"
 FEATURE_NAME = "hps_image"
 TEXT_FEATURE_NAME = "hps_text"
@@ -140,7 +143,7 @@ class HpsScorer:
         allow_pickle: bool = False,
         batch_size: int = 32,
     ) -> HpsScorer:
-        """HPS from a version ("v2.0", "v2.1": xswu/HPSv2 on the hub), a local checkpoint, or OWNER/REPO/FILE.
+        """HPS from a version ("v2.0" or "v2", "v2.1": xswu/HPSv2 on the hub), a local checkpoint, or OWNER/REPO/FILE.
 
         `arch` is the open_clip architecture the checkpoint was trained from (ViT-H-14 for HPS v2/v2.1).
         """
@@ -248,6 +251,7 @@ class HpsScorer:
 def _locate(model: str, *, allow_pickle: bool) -> tuple[Path, str, str | None]:
     """(checkpoint path, label, HPS version or None) for a version, a local file or a hub file."""
     hint = "download HPS_v2.1_compressed.pt from xswu/HPSv2 once and pass its path as the model"
+    model = HPS_ALIASES.get(model, model)
     if model in HPS_FILES:
         what = f"HPS {model} checkpoint"
         path = hub_file(HPS_REPO, HPS_FILES[model], what=what, hint=hint, allow_pickle=allow_pickle)

@@ -29,7 +29,7 @@ def _model_options(func):
         click.option("--imagereward-model", default=None, metavar="ID|PATH",
                      help="ImageReward checkpoint (ImageReward.pt/.safetensors, or a folder with it, med_config.json "
                      "and vocab.txt) [default: THUDM/ImageReward]."),
-        click.option("--hps-model", default=None, metavar="v2|v2.1|PATH",
+        click.option("--hps-model", default=None, metavar="v2.0|v2.1|PATH",
                      help="HPS checkpoint (open_clip ViT-H-14 weights) [default: v2.1 from xswu/HPSv2]."),
         click.option("--pickscore-model", default=None, metavar="ID|PATH",
                      help="PickScore CLIPModel folder (with its processor files) "

@@ -48,7 +48,7 @@ class ScoreOptions:
     ci_replicates: int = 200
     dinov2_model: str | None = None  # hub id or local folder; None: facebook/dinov2-large (fd_dinov2)
     imagereward_model: str | None = None  # hub id, file or folder; None: THUDM/ImageReward
-    hps_model: str | None = None  # v2 | v2.1 | a file; None: v2.1
+    hps_model: str | None = None  # v2.0 (or v2) | v2.1 | a file; None: v2.1
     pickscore_model: str | None = None  # hub id or folder; None: yuvalkirstain/PickScore_v1
     aesthetic_model: str | None = None  # the LAION v2 head: file or URL; None: its published .pth
     allow_pickle: bool = False  # load .pt/.pth/.bin checkpoints (pickles; torch.load with weights_only=True)

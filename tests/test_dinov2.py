@@ -4,6 +4,7 @@ path), dgm-eval's preprocessing against torchvision, and the Fréchet distance a
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -114,13 +115,37 @@ def test_preprocessing_is_dgm_evals_torchvision_transform() -> None:
         preprocess_dgm_eval(np.zeros((8, 8), np.uint8))
 
 
+def _hub_position_embeddings(model: torch.nn.Module, size: int) -> torch.Tensor:
+    """facebookresearch/dinov2's DinoVisionTransformer.interpolate_pos_encoding (the torch.hub model dgm-eval
+    loads: interpolate_offset=0.1, interpolate_antialias=False), on transformers' parameter."""
+    pos_embed = model.embeddings.position_embeddings.float()
+    n = pos_embed.shape[1] - 1
+    m = int(math.sqrt(n))
+    w0 = h0 = size // 14
+    patch_pos_embed = torch.nn.functional.interpolate(
+        pos_embed[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2),
+        mode="bicubic",
+        antialias=False,
+        scale_factor=(float(w0 + 0.1) / m, float(h0 + 0.1) / m),
+    )
+    assert patch_pos_embed.shape[-2:] == (w0, h0)
+    patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, pos_embed.shape[-1])
+    return torch.cat((pos_embed[:, 0].unsqueeze(0), patch_pos_embed), dim=1)
+
+
 def test_extract_equals_a_direct_forward(folders: dict[int, Path], extractor: Dinov2Extractor) -> None:
+    """The features are the CLS token after the final norm of a forward pass whose position embeddings are resized
+    as the torch.hub model resizes them (transformers' own resize samples the grid elsewhere)."""
     from transformers import Dinov2Model
 
     images = _images(4, 2, "noise")
     batch = torch.stack([preprocess_dgm_eval(x) for x in images])
     model = Dinov2Model.from_pretrained(folders[0]).eval()
+    hub = _hub_position_embeddings(model, INPUT_SIZE)
     with torch.inference_mode():
+        tokens = torch.zeros(1, (INPUT_SIZE // 14) ** 2 + 1, DIM)
+        assert not torch.allclose(model.embeddings.interpolate_pos_encoding(tokens, INPUT_SIZE, INPUT_SIZE), hub)
+        model.embeddings.interpolate_pos_encoding = lambda embeddings, height, width: hub
         out = model(pixel_values=batch, output_hidden_states=True)
         # pooler_output is the CLS token after the final layer norm (dgm-eval's x_norm_clstoken).
         cls_after_norm = model.layernorm(out.hidden_states[-1])[:, 0]
@@ -173,13 +198,14 @@ def test_cache_key_and_protocol(folders: dict[int, Path], extractor: Dinov2Extra
     other = Dinov2Extractor.load(str(folders[1]))
     assert again.cache_key == extractor.cache_key
     assert other.cache_key != extractor.cache_key  # other weights
-    assert extractor.cache_key.startswith(f"{FEATURE_NAME}-v1-folder_dinov2-0-{extractor.weights_sha256}-")
+    assert extractor.cache_key.startswith(f"{FEATURE_NAME}-v2-folder_dinov2-0-{extractor.weights_sha256}-")
     protocol = extractor.protocol()
     json.dumps(protocol)
     assert protocol["model"] == "folder:dinov2-0"
     assert len(protocol["weights_sha256"]) == 64 and protocol["embed_dim"] == DIM
     assert protocol["input_size"] == 224 and protocol["preprocess"]["normalize"]["std"] == list(IMAGENET_STD)
     assert "pooler_output" in protocol["output"]
+    assert "+ 0.1" in protocol["position_embeddings"]  # the torch.hub model's resize
     assert DEFAULT_MODEL == "facebook/dinov2-large"
 
 

@@ -157,3 +157,20 @@ def test_fd_dinov2_from_a_reference_file_equals_the_direct_computation(tmp_path,
     refused = _run("score", image_sets["gen"], "--metrics", "fd_dinov2", "-r", no_dino, "--dinov2-model", model,
                    "--no-cache", "--workers", 0)  # fmt: skip
     assert refused.exit_code == 2 and "--dinov2" in refused.output
+
+
+def test_the_aesthetic_head_gets_weights_with_a_clip_name_alone(monkeypatch):
+    """`--clip-model ViT-L-14` alone means OpenAI's weights for the aesthetic head, as for the CLIP metrics; a
+    CLIP model without weights is refused (open_clip would score with random weights and only log it)."""
+    import sdeval.preference as preference
+    from sdeval.errors import SdevalError
+    from sdeval.features.clip import ClipEmbedder
+    from sdeval.score.models import _load_scorer
+    from sdeval.score.options import ScoreOptions
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(preference, "load_scorer", lambda name, model, **kw: seen.update(kw))
+    _load_scorer("aesthetic", ScoreOptions(images="x", clip_model="ViT-L-14"), torch.device("cpu"), None)
+    assert (seen["clip_model"], seen["clip_pretrained"]) == ("ViT-L-14", "openai")
+    with pytest.raises(SdevalError, match="CLIP model 'ViT-L-14' needs weights"):
+        ClipEmbedder.load("ViT-L-14", None)

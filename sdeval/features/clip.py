@@ -121,9 +121,11 @@ class ClipEmbedder:
         """
         import open_clip
 
-        is_file = pretrained is not None and os.path.isfile(pretrained)
+        if pretrained is None:  # open_clip would build random weights and only log it: every score meaningless
+            raise SdevalError(f"CLIP model {name!r} needs weights: a pretrained tag (e.g. 'openai') or a local file")
+        is_file = os.path.isfile(pretrained)
         tag_cfg: dict[str, Any] = {}
-        if pretrained is not None and not is_file:
+        if not is_file:
             tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
             if not tag_cfg:
                 known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"

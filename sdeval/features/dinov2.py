@@ -7,12 +7,17 @@ dgm-eval (layer6ai-labs/dgm-eval, `models/dinov2.py`, default `clean_resize=Fals
 after the final layer norm (`x_norm_clstoken`, its head being the identity). In transformers that is
 `Dinov2Model(...).pooler_output` (`layernorm(encoder output)[:, 0]`). ViT-L/14 (`facebook/dinov2-large`) gives
 1024-d float32 features.
+
+The position embeddings, trained on a 37 x 37 grid (518 px), are resized to the 16 x 16 grid of 224 px as the
+torch.hub model does (bicubic with scale factor (16 + 0.1) / 37, no antialias), not as recent transformers does
+(output size 16 x 16): the two sample the grid at different points, up to a fifth of a cell apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ PREPROCESS = {
     "reference": "dgm-eval DINOv2Encoder.transform, clean_resize=False",
 }
 # Bump when what extract() returns changes for the same weights: it is part of the cache key.
-_FEATURE_VERSION = 1
+_FEATURE_VERSION = 2  # 2: the torch.hub model's position-embedding resize
 # Config fields that do not move the features (they would make one model hash two ways).
 _VOLATILE_CONFIG = ("transformers_version", "_name_or_path", "dtype", "torch_dtype", "architectures")
 
@@ -71,6 +76,8 @@ class Dinov2Extractor:
         if getattr(config, "model_type", None) != "dinov2":
             raise SdevalError(f"{source}: a {getattr(config, 'model_type', None)!r} model, not DINOv2")
         self.model: torch.nn.Module | None = model.to(device=device, dtype=torch.float32).eval()
+        embeddings = model.embeddings
+        embeddings.interpolate_pos_encoding = _hub_interpolate_pos_encoding.__get__(embeddings)
         self.source = source
         self.weights_sha256 = weights_sha256
         self.device = torch.device(device)
@@ -136,8 +143,8 @@ class Dinov2Extractor:
             "patch_size": self.patch_size,
             "input_size": INPUT_SIZE,
             "position_embeddings": (
-                f"trained at {self.trained_size} px, interpolated bicubically to the {INPUT_SIZE // self.patch_size}"
-                "-patch grid by transformers (dgm-eval's torch.hub model scales with a 0.1 offset)"
+                f"trained at {self.trained_size} px, resized bicubically to the {INPUT_SIZE // self.patch_size}"
+                "-patch grid as the torch.hub model dgm-eval loads (scale factor (grid + 0.1) / trained grid)"
             ),
             "output": "CLS token after the final layer norm (Dinov2Model pooler_output)",
             "preprocess": PREPROCESS,
@@ -196,3 +203,21 @@ def _config_sha256(config: Any) -> str:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def _hub_interpolate_pos_encoding(self: Any, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`Dinov2Embeddings.interpolate_pos_encoding` as the torch.hub model computes it (facebookresearch/dinov2,
+    `DinoVisionTransformer.interpolate_pos_encoding` with `interpolate_offset=0.1`, `interpolate_antialias=False`):
+    the size is reached through a scale factor of (patches + 0.1) / trained patches, in float32."""
+    position = self.position_embeddings
+    n_patches, n_positions = embeddings.shape[1] - 1, position.shape[1] - 1
+    if n_patches == n_positions and height == width:
+        return position
+    patch_height, patch_width = self.patch_embeddings.patch_size
+    grid = int(math.sqrt(n_positions))
+    rows, cols = height // patch_height, width // patch_width
+    patch = position[:, 1:].float().reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+    scale = ((rows + 0.1) / grid, (cols + 0.1) / grid)
+    patch = torch.nn.functional.interpolate(patch, scale_factor=scale, mode="bicubic", antialias=False)
+    patch = patch.permute(0, 2, 3, 1).reshape(1, -1, position.shape[-1])
+    return torch.cat((position[:, :1].float(), patch), dim=1).to(position.dtype)

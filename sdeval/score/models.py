@@ -90,7 +90,9 @@ def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: C
         if clip is not None and clip.prompt is not None:
             extra["embedder"] = clip.prompt
         elif options.clip_model is not None or options.clip_pretrained is not None:
-            extra.update(clip_model=options.clip_model or "ViT-L-14", clip_pretrained=options.clip_pretrained)
+            # The same defaults as the CLIP metrics' (features/clip_models.py): a name alone means OpenAI's weights.
+            spec = choose_clip_models(True, False, options.clip_model, options.clip_pretrained).prompt
+            extra.update(clip_model=spec.name, clip_pretrained=spec.pretrained)
     model = getattr(options, f"{name}_model", None)
     return load_scorer(name, model, device=device, allow_pickle=options.allow_pickle,
                        batch_size=options.features.batch_size, **extra)  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sdeval.distributed import DistContext, from_group
 from sdeval.errors import SdevalError
 from sdeval.metrics.registry import Need
 from sdeval.score.options import ScoreOptions, options_from_mapping
@@ -110,9 +111,9 @@ class Evaluator:
             if need in self.needs:
                 names = ", ".join(spec.name for spec in specs if need in spec.needs)
                 raise SdevalError(f"Evaluator cannot score {names} ({why})")
-        rank, world = _rank_and_world()
-        local_rank = int(os.environ.get("LOCAL_RANK", rank))
-        self.device = torch.device(resolve_device(self.options.features.device, local_rank, world))
+        ctx = from_group()
+        local_rank = int(os.environ.get("LOCAL_RANK", ctx.rank))
+        self.device = torch.device(resolve_device(self.options.features.device, local_rank, ctx.world_size))
         preference = tuple(spec.name for spec in specs if Need.PREFERENCE in spec.needs)
         self.models = RunModels.build(self.needs, self.options, self.device, preference)
         self.reference = None
@@ -142,16 +143,17 @@ class Evaluator:
     ) -> None:
         """Add images: uint8 HxWx3 arrays (or HxW, RGBA), PIL images, or torch tensors (uint8, or float in [0, 1];
         CHW or HWC; a 4-d tensor is a batch), with their prompts (None: no prompt) and prompt ids (item keys)."""
+        from sdeval.features.extract import unique_extractors
         from sdeval.prompts.record import PromptRecord
 
-        rgbs = [as_rgb(image) for image in _items(images)]
+        rgbs = [as_rgb(image) for image in images]  # a 4-d tensor or array iterates over its images
         prompts = list(prompts) if prompts is not None else [None] * len(rgbs)
         ids = list(ids) if ids is not None else [None] * len(rgbs)
         if len(prompts) != len(rgbs) or len(ids) != len(rgbs):
             raise SdevalError(f"update: {len(rgbs)} images, {len(prompts)} prompts and {len(ids)} ids: one each")
         if not rgbs:
             return
-        for extractor in _unique(self.models.extractors):
+        for extractor in unique_extractors(self.models.extractors):
             batch = torch.stack([extractor.preprocess(rgb) for rgb in rgbs])
             out = extractor.extract(batch)
             store = self._features.setdefault(extractor.cache_key, {})
@@ -182,13 +184,13 @@ class Evaluator:
         from sdeval.score.part import merge_parts
         from sdeval.score.run import score_part
 
-        rank, world = _rank_and_world() if self.sync else (0, 1)
-        totals = _all_gather(self.n, world)
-        part = self._part(rank, world, sum(totals))
-        parts = _all_gather(part, world)
+        ctx = from_group() if self.sync else DistContext()
+        totals = ctx.all_gather(self.n)
+        part = self._part(ctx.rank, ctx.world_size, sum(totals))
+        parts = ctx.all_gather(part)
         if sum(totals) == 0:
             raise SdevalError("Evaluator.compute: no image was given to update()")
-        merged = merge_parts(parts) if world > 1 else part
+        merged = merge_parts(parts) if ctx.world_size > 1 else part
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return score_part(self.options, merged).document
@@ -197,9 +199,8 @@ class Evaluator:
         from sdeval.cells import group_folder
         from sdeval.features.extract import FolderFeatures
         from sdeval.prompts.lookup import ImagePrompts
-        from sdeval.score.models import PromptTexts
         from sdeval.score.preference import score_preferences
-        from sdeval.score.prepare import make_part
+        from sdeval.score.prepare import make_part, texts_block
 
         prefix = f"rank{rank:03d}-" if world > 1 else ""
         paths = [f"{prefix}{i:08d}" for i in range(self.n)]  # update order is sorted order
@@ -212,10 +213,7 @@ class Evaluator:
             prompts = ImagePrompts(list(self._records), missing, [], None)
         texts = None
         if Need.CLIP_TEXT in self.needs:
-            found = PromptTexts.build(self.models, prompts, self.options.features.cache_dir)
-            if found is not None:
-                texts = {"distinct": found.distinct, "embeddings": found.embeddings, "truncated": found.truncated,
-                         "n_computed": found.n_computed}  # fmt: skip
+            texts = texts_block(self.models, prompts, self.options.features.cache_dir)
         preference = None
         if self.models.preference:
             from sdeval.score.preference import is_embedding
@@ -265,29 +263,3 @@ def as_rgb(image: Any) -> np.ndarray:
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return np.ascontiguousarray(array[:, :, :3])
-
-
-def _items(images: Iterable[Any]) -> list[Any]:
-    """A batch tensor or array (4-d) as its images; any other iterable as it is."""
-    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
-        return list(images)
-    return list(images)
-
-
-def _unique(extractors: list[Any]) -> list[Any]:
-    """One extractor per cache key (the aesthetic head reads CLIP's features: CLIP runs once)."""
-    return list({extractor.cache_key: extractor for extractor in extractors}.values())
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _all_gather(obj: Any, world: int) -> list[Any]:
-    if world == 1:
-        return [obj]
-    found: list[Any] = [None] * world
-    torch.distributed.all_gather_object(found, obj)
-    return found

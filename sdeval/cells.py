@@ -113,12 +113,6 @@ def run_source(root: str | Path) -> dict[str, Any]:
     }
 
 
-def group_generation_run(root: str | Path, paths: list[str]) -> Grouping:
-    """Cells of a `sdeval generate` output: one per (checkpoint, setting id), from its index rows, else from
-    each PNG's own `sdeval` metadata chunk."""
-    return group_generation_rows(root, paths, generation_rows(root, paths), run_source(root))
-
-
 def generation_rows(root: str | Path, paths: list[str]) -> list[dict[str, Any] | None]:
     """Each image's row of a generation run: its index row, else one made from the PNG's `sdeval` metadata."""
     from sdeval.generate.writer import read_metadata, row_from_metadata

@@ -54,6 +54,15 @@ class DistContext:
         return found
 
 
+def from_group() -> DistContext:
+    """The caller's own torch.distributed group (a training loop's DDP), if one is up; else a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), group=True)
+    return DistContext()
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0-based I) -> (I, N)."""
     from sdeval.errors import ConfigError

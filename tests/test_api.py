@@ -120,7 +120,7 @@ def test_score_images_takes_arrays_pil_and_tensors(data, options, cli):
 
 def test_in_memory_images_are_decoded_as_files_are():
     rgb = _images(1, 3)[0]
-    assert np.array_equal(as_rgb(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0), rgb)
+    assert np.array_equal(as_rgb(torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0), rgb)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
     assert np.array_equal(as_rgb(rgba), rgb)
     assert np.array_equal(as_rgb(rgb[:, :, 0]), np.repeat(rgb[:, :, :1], 3, axis=2))

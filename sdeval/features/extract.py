@@ -75,6 +75,15 @@ def _identity(sample):
     return sample
 
 
+def unique_extractors(extractors: list[FeatureExtractor]) -> list[FeatureExtractor]:
+    """One extractor per cache key: two with one key produce the same features (the aesthetic head reads CLIP's),
+    so the model runs once."""
+    unique: dict[str, FeatureExtractor] = {}
+    for extractor in extractors:
+        unique.setdefault(extractor.cache_key, extractor)
+    return list(unique.values())
+
+
 def extract_folder(
     root: str | os.PathLike[str],
     extractors: Sequence[FeatureExtractor],
@@ -95,11 +104,7 @@ def extract_folder(
     empty, and an undecodable share is not an error on its own.
     """
     root_path = Path(root)
-    # Two extractors with one cache key produce the same features: run the model once.
-    unique: dict[str, FeatureExtractor] = {}
-    for extractor in extractors:
-        unique.setdefault(extractor.cache_key, extractor)
-    extractors = list(unique.values())
+    extractors = unique_extractors(extractors)
     paths = require_images(root_path)
     n_listed = len(paths)
     if files is not None:

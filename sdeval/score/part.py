@@ -123,7 +123,10 @@ class ImagePart:
 
     def _document(self, arrays_name: str) -> dict[str, Any]:
         texts = None if self.texts is None else {k: v for k, v in self.texts.items() if k != "embeddings"}
-        preference = None if self.preference is None else {"missing": _int_keys_out(self.preference["missing"])}
+        faithful = None if self.faithful is None else {**self.faithful, "missing": _str_keys(self.faithful["missing"])}
+        preference = None
+        if self.preference is not None:  # JSON keys are strings: image indices go out as text and come back as int
+            preference = {"missing": {name: _str_keys(r) for name, r in self.preference["missing"].items()}}
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -145,7 +148,7 @@ class ImagePart:
             "run_rows": self.run_rows,
             "texts": texts,
             "judged": self.judged,
-            "faithful": None if self.faithful is None else {**self.faithful, "missing": _int_keys(self.faithful)},
+            "faithful": faithful,
             "preference": preference,
             "warnings": self.warnings,
         }
@@ -196,10 +199,11 @@ class ImagePart:
         texts = None if doc["texts"] is None else {**doc["texts"], "embeddings": arrays["texts"]}
         preference = None
         if doc["preference"] is not None:
-            preference = {"scores": prefixed("preference__"), "missing": _int_keys_in(doc["preference"]["missing"])}
+            missing = {name: _int_keys(r) for name, r in doc["preference"]["missing"].items()}
+            preference = {"scores": prefixed("preference__"), "missing": missing}
         faithful = None
         if doc["faithful"] is not None:
-            faithful = {**doc["faithful"], "missing": {int(k): v for k, v in doc["faithful"]["missing"].items()}}
+            faithful = {**doc["faithful"], "missing": _int_keys(doc["faithful"]["missing"])}
         return cls(
             root=doc["root"],
             shard=(int(doc["shard"][0]), int(doc["shard"][1])),
@@ -238,6 +242,7 @@ def merge_parts(parts: list[ImagePart], names: list[str] | None = None) -> Image
     if len(parts) == 1:
         return parts[0]
     order = sorted((path, p, i) for p, part in enumerate(parts) for i, path in enumerate(part.paths))
+    position = {(p, i): j for j, (_, p, i) in enumerate(order)}  # (part, its index) -> index in the whole
     first = parts[0]
     merged = ImagePart(
         root=first.root,
@@ -255,9 +260,9 @@ def merge_parts(parts: list[ImagePart], names: list[str] | None = None) -> Image
         prompts=_merge_prompts(parts, order),
         run_rows=None if first.run_rows is None else [parts[p].run_rows[i] for _, p, i in order],  # type: ignore[index]
         texts=_merge_texts(parts),
-        judged=_merge_judged(parts, order),
-        faithful=_merge_indexed(parts, order, "faithful", ("columns",)),
-        preference=_merge_preference(parts, order),
+        judged=_merge_judged(parts, order, position),
+        faithful=_merge_faithful(parts, order, position),
+        preference=_merge_preference(parts, order, position),
         warnings=list(dict.fromkeys(w for part in parts for w in part.warnings)),
     )
     return merged
@@ -361,27 +366,25 @@ def _merge_texts(parts: list[ImagePart]) -> dict[str, Any] | None:
     }
 
 
-def _merge_indexed(
-    parts: list[ImagePart], order: list[tuple[str, int, int]], attr: str, listed: tuple[str, ...]
+def _merge_faithful(
+    parts: list[ImagePart], order: list[tuple[str, int, int]], position: dict[tuple[int, int], int]
 ) -> dict[str, Any] | None:
-    """Merge a per-image block: `listed` holds dicts of per-image lists; `missing` maps image index -> reason."""
-    blocks = [getattr(part, attr) for part in parts]
+    """`columns`: per-image lists by name; `missing`: image index -> reason."""
+    blocks = [part.faithful for part in parts]
     if blocks[0] is None:
         return None
-    out: dict[str, Any] = {}
-    for key in listed:
-        out[key] = {name: [blocks[p][key][name][i] for _, p, i in order] for name in blocks[0][key]}
-    position = {(p, i): j for j, (_, p, i) in enumerate(order)}
-    out["missing"] = {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"].items()}
-    return out
+    columns = {name: [blocks[p]["columns"][name][i] for _, p, i in order] for name in blocks[0]["columns"]}  # type: ignore[index]
+    missing = {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"].items()}  # type: ignore[union-attr]
+    return {"columns": columns, "missing": missing}
 
 
-def _merge_judged(parts: list[ImagePart], order: list[tuple[str, int, int]]) -> dict[str, Any] | None:
+def _merge_judged(
+    parts: list[ImagePart], order: list[tuple[str, int, int]], position: dict[tuple[int, int], int]
+) -> dict[str, Any] | None:
     blocks = [part.judged for part in parts]
     if blocks[0] is None:
         return None
     out = {key: [blocks[p][key][i] for _, p, i in order] for key in ("judgements", "categories", "prompt_ids", "specs")}  # type: ignore[index]
-    position = {(p, i): j for j, (_, p, i) in enumerate(order)}
     out["missing"] = {
         str(position[(p, int(i))]): r
         for p, block in enumerate(blocks)
@@ -391,11 +394,12 @@ def _merge_judged(parts: list[ImagePart], order: list[tuple[str, int, int]]) -> 
     return out
 
 
-def _merge_preference(parts: list[ImagePart], order: list[tuple[str, int, int]]) -> dict[str, Any] | None:
+def _merge_preference(
+    parts: list[ImagePart], order: list[tuple[str, int, int]], position: dict[tuple[int, int], int]
+) -> dict[str, Any] | None:
     blocks = [part.preference for part in parts]
     if blocks[0] is None:
         return None
-    position = {(p, i): j for j, (_, p, i) in enumerate(order)}
     scores = {name: np.array([blocks[p]["scores"][name][i] for _, p, i in order]) for name in blocks[0]["scores"]}  # type: ignore[index]
     missing = {
         name: {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"][name].items()}  # type: ignore[index]
@@ -434,13 +438,9 @@ def _prompts_in(prompts: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**prompts, "records": [PromptRecord(**r) if r is not None else None for r in prompts["records"]]}
 
 
-def _int_keys(block: dict[str, Any]) -> dict[str, str]:
-    return {str(k): v for k, v in block["missing"].items()}
+def _str_keys(reasons: dict[int, str]) -> dict[str, str]:
+    return {str(i): r for i, r in reasons.items()}
 
 
-def _int_keys_out(missing: dict[str, dict[int, str]]) -> dict[str, dict[str, str]]:
-    return {name: {str(i): r for i, r in reasons.items()} for name, reasons in missing.items()}
-
-
-def _int_keys_in(missing: dict[str, dict[str, str]]) -> dict[str, dict[int, str]]:
-    return {name: {int(i): r for i, r in reasons.items()} for name, reasons in missing.items()}
+def _int_keys(reasons: dict[str, str]) -> dict[int, str]:
+    return {int(i): r for i, r in reasons.items()}

@@ -163,7 +163,7 @@ def prepare_part(
         grouping = group_folder(options.images, generated.paths, records, options.group_by)
     prompt_ids = [info.prompt_id for info in grouping.infos]
 
-    texts = _texts(models, prompts, options.features.cache_dir) if Need.CLIP_TEXT in needs else None
+    texts = texts_block(models, prompts, options.features.cache_dir) if Need.CLIP_TEXT in needs else None
 
     judged = None
     if Need.JUDGEMENTS in needs:
@@ -192,8 +192,8 @@ def prepare_part(
     )  # fmt: skip
 
 
-def _texts(models: RunModels, prompts: ImagePrompts | None, cache_dir: str | None) -> dict[str, Any] | None:
-    """The share's distinct prompts embedded by the --clip-* model (each once, cached)."""
+def texts_block(models: RunModels, prompts: ImagePrompts | None, cache_dir: str | None) -> dict[str, Any] | None:
+    """A part's `texts`: the share's distinct prompts embedded by the --clip-* model (each once, cached)."""
     found = PromptTexts.build(models, prompts, cache_dir)
     if found is None:
         return None

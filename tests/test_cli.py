@@ -49,6 +49,7 @@ def test_reference_build_then_score_against_the_file(tmp_path, inception_weights
     [
         (["--metrics", "fid"], "--reference is required for fid"),
         (["--metrics", "fid,bogus", "-r", "."], "unknown metric(s) bogus"),
+        (["--metrics", "fid,kdi", "-r", "."], "unknown metric(s) kdi (did you mean 'kid'?); known: fid, kid,"),
         (["--metrics", "is", "--inception-weights", "/nonexistent.pth"], "no such file"),
         (["--metrics", "is", "--device", "tpu"], "--device must be"),
     ],

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sdeval.errors import SdevalError
+from sdeval.suggest import did_you_mean
 
 
 class Direction(str, Enum):
@@ -312,7 +313,9 @@ def get(name: str) -> MetricSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise SdevalError(f"unknown metric {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise SdevalError(
+            f"unknown metric {name!r}{did_you_mean(name, _REGISTRY)}; known: {', '.join(_REGISTRY)}"
+        ) from None
 
 
 def names() -> list[str]:
@@ -344,9 +347,9 @@ def spec_of_key(key: str) -> MetricSpec | None:
 
 
 def check_names(requested: tuple[str, ...]) -> list[MetricSpec]:
-    """The specs of `requested`, or SdevalError naming every unknown one."""
+    """The specs of `requested`, or SdevalError naming every unknown one (with the closest known name)."""
     known = names()
-    unknown = [name for name in requested if name not in known]
+    unknown = [f"{name}{did_you_mean(name, known)}" for name in requested if name not in known]
     if unknown:
         raise SdevalError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return [get(name) for name in dict.fromkeys(requested)]

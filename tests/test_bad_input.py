@@ -166,6 +166,15 @@ CASES: dict[str, Callable[[World], tuple[int, str]]] = {
             "vocab.jsonl", b'{"id": "a", "prompt": "x", "spec": {"tag": "colours", "include": [{"class": "cat"}]}}\n'
         ),
     ),
+    "suite-impossible-spec": lambda w: w.run(
+        "suites",
+        "validate",
+        w.manifest(
+            "impossible.jsonl",
+            b'{"id": "a", "prompt": "x", "tag": "counting", "include": [{"class": "clock", "count": 2}], '
+            b'"exclude": [{"class": "clock", "count": 2}]}\n',
+        ),
+    ),
     "suite-unknown-colour": lambda w: w.generate(
         "checkpoints: [{name: s, path: shapes}]\nsuite: prompts.jsonl\noutput_dir: out\ndevice: cpu\n",
         '{"id": "a", "prompt": "x", "spec": {"tag": "colors", "include": [{"class": "cat", "color": "turquoise"}]}}\n',

@@ -343,6 +343,62 @@ def test_tags_colours_and_relations_are_genevals_vocabulary(tmp_path: Path) -> N
     assert scored.exit_code == 2 and scored.stderr.startswith("error: suite: vocab.jsonl:1: spec.tag: ")
 
 
+# Specs no image can pass under GenEval's rules, each with the problem `suites validate` names (issue 21, item 11).
+IMPOSSIBLE = [
+    ('{"id": "a", "prompt": "x", "tag": "counting", "include": [{"class": "clock", "count": 2}], '
+     '"exclude": [{"class": "clock", "count": 2}]}',
+     ["exclude[0]: fewer than 2 clock contradicts include[0], which needs at least 2 clock: no image can hold both"]),
+    ('{"id": "b", "prompt": "x", "spec": {"tag": "colors", "include": [{"class": "car", "color": "red"}], '
+     '"exclude": [{"class": "car", "count": 1}]}}',
+     ["spec.exclude[0]: fewer than 1 car contradicts include[0], which needs at least 1 car (red)"]),
+    ('{"id": "c", "prompt": "x", "spec": {"tag": "position", "include": [{"class": "dog"}, '
+     '{"class": "cat", "position": ["left of", 0]}], "exclude": [{"class": "dog", "count": 1}]}}',
+     ["spec.exclude[0]: fewer than 1 dog contradicts include[0], which needs at least 1 dog: no image"]),
+    ('{"id": "d", "prompt": "x", "spec": {"tag": "color_attr", "include": [{"class": "car", "color": "red"}, '
+     '{"class": "car", "color": "blue"}]}}',
+     ["spec.include[1].color: 'blue' contradicts include[0].color 'red': both are judged on the best car"]),
+    ('{"id": "e", "prompt": "x", "spec": {"tag": "position", "include": [{"class": "dog"}, '
+     '{"class": "dog", "position": ["left of", 0]}]}}',
+     ["spec.include[1].position: dog left of dog (include[0]) compares the best dog with itself"]),
+    ('{"id": "f", "prompt": "x", "spec": {"tag": "position", "include": [{"class": "cat"}, '
+     '{"class": "dog", "position": ["left of", 0]}, {"class": "dog", "position": ["right of", 0]}]}}',
+     ["spec.include[2].position: include[1] (dog left of cat), include[2] (dog right of cat): no image can hold "
+      "them all (they order the objects from left to right in a circle)"]),
+    ('{"id": "g", "prompt": "x", "spec": {"tag": "position", "include": [{"class": "a", "position": ["above", 1]}, '
+     '{"class": "b", "position": ["above", 2]}, {"class": "c", "position": ["above", 0]}], '
+     '"exclude": [{"class": "c", "count": 1}]}}',
+     ["spec.exclude[0]: fewer than 1 c contradicts include[2]",
+      "spec.include[2].position: include[0] (a above b), include[1] (b above c), include[2] (c above a): no image "
+      "can hold them all (they order the objects from top to bottom in a circle)"]),
+]  # fmt: skip
+POSSIBLE = [  # the same shapes, possible: exactly two clocks; one red car; a dog above-left of a cat
+    '{"id": "h", "prompt": "x", "tag": "counting", "include": [{"class": "clock", "count": 2}], '
+    '"exclude": [{"class": "clock", "count": 3}]}',
+    '{"id": "i", "prompt": "x", "spec": {"tag": "colors", "include": [{"class": "car", "color": "red"}], '
+    '"exclude": [{"class": "car", "count": 2}]}}',
+    '{"id": "j", "prompt": "x", "spec": {"tag": "position", "include": [{"class": "cat"}, '
+    '{"class": "dog", "position": ["left of", 0]}, {"class": "dog", "color": "red", "position": ["above", 0]}]}}',
+]
+
+
+def test_validate_names_every_spec_no_image_can_pass(tmp_path: Path) -> None:
+    path = tmp_path / "impossible.jsonl"
+    path.write_text("".join(line + "\n" for line in [line for line, _ in IMPOSSIBLE] + POSSIBLE))
+    result = CliRunner().invoke(main, ["suites", "validate", str(path)])
+    assert result.exit_code == 2, result.output
+    expected = [(n, part) for n, (_, parts) in enumerate(IMPOSSIBLE, start=1) for part in parts]
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(expected), lines  # the possible rows (8-10) have none
+    for line, (n, part) in zip(lines, expected, strict=True):
+        assert line.startswith(f"{path}:{n}: {part}"), (line, n, part)
+    assert result.stderr.strip() == f"error: {path}: {len(expected)} problem(s)"
+    # Loading refuses it too (generate stops before any model loads); the possible rows load.
+    with pytest.raises(ConfigError, match=r"^suite: impossible\.jsonl:1: exclude\[0\]: fewer than 2 clock"):
+        load_suite(path)
+    (tmp_path / "possible.jsonl").write_text("".join(line + "\n" for line in POSSIBLE))
+    assert len(load_suite(tmp_path / "possible.jsonl").prompts) == 3
+
+
 def test_validate_accepts_a_good_file_and_says_what_it_holds(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "evaluation_metadata.jsonl", GENEVAL_ROWS)
     result = CliRunner().invoke(main, ["suites", "validate", str(path)])

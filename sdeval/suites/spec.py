@@ -113,7 +113,9 @@ def parse_spec(obj: Any, where: str = "spec") -> Spec:
     """A Spec from GenEval's metadata dict (extra keys such as `prompt` are ignored); SpecError names the field.
 
     Tags, colours and relations must be GenEval's words: a judge would silently fail (or pass) a fact it cannot
-    read. Those problems are all collected; a malformed structure stops at the first.
+    read; and the facts must be possible together (`contradictions`): no image passes an impossible spec, so it
+    would only lower every checkpoint's score. Those problems are all collected; a malformed structure stops at
+    the first.
     """
     if not isinstance(obj, dict):
         raise SpecError(f"{where}: expected an object, got {type(obj).__name__}")
@@ -122,6 +124,7 @@ def parse_spec(obj: Any, where: str = "spec") -> Spec:
         spec = _parse_spec(obj, where, words)
     except SpecError as err:
         raise SpecError(*words, *err.problems) from None
+    words += contradictions(spec, where)
     if words:
         raise SpecError(*words)
     return spec
@@ -167,3 +170,106 @@ def _parse_spec(obj: dict[str, Any], where: str, words: list[str]) -> Spec:
             raise SpecError(f"{at}: expected an object, got {type(item).__name__}")
         exclude.append(Exclude(cls=_text(item.get("class"), f"{at}.class"), count=_count(item.get("count"), at)))
     return Spec(tag=tag, include=tuple(include), exclude=tuple(exclude))
+
+
+# --- facts no image can hold together --------------------------------------------------------------------------
+#
+# Under GenEval's rules every include of a class looks at the best objects of that class, so the single best object
+# of a class is judged by all of them: two colours, or a position towards its own class, can never both hold on it.
+# A relation orders box centres strictly (left of: a smaller x; above: a smaller y, image coordinates), so
+# relations that go round in a circle on one axis cannot all hold either.
+
+#: relation -> (axis, whether the include's object is the smaller end of the order on that axis)
+_ORDER = {"left of": ("x", True), "right of": ("x", False), "above": ("y", True), "below": ("y", False)}
+
+
+def _needs(include: Include, spec: Spec) -> str:
+    """What an include asks for, in words: 'at least 1 car (red, left of dog)'."""
+    bits = [include.color] if include.color else []
+    if include.position is not None:
+        bits.append(f"{include.position[0]} {spec.include[include.position[1]].cls}")
+    return f"at least {include.count} {include.cls}" + (f" ({', '.join(bits)})" if bits else "")
+
+
+def contradictions(spec: Spec, where: str = "spec") -> list[str]:
+    """Every set of facts of `spec` that no image can hold together, one message each, naming the fields."""
+    return [*_count_conflicts(spec, where), *_colour_conflicts(spec, where), *_position_conflicts(spec, where)]
+
+
+def _count_conflicts(spec: Spec, where: str) -> list[str]:
+    # An include needs at least `count` objects of its class, an exclude fewer than its `count`.
+    out = []
+    for j, exclude in enumerate(spec.exclude):
+        for i, include in enumerate(spec.include):
+            if include.cls == exclude.cls and include.count >= exclude.count:
+                out.append(
+                    f"{where}.exclude[{j}]: fewer than {exclude.count} {exclude.cls} contradicts include[{i}], which "
+                    f"needs {_needs(include, spec)}: no image can hold both"
+                )
+    return out
+
+
+def _colour_conflicts(spec: Spec, where: str) -> list[str]:
+    out = []
+    first: dict[str, int] = {}  # class -> the first include that gives it a colour
+    for i, include in enumerate(spec.include):
+        if include.color is None:
+            continue
+        k = first.setdefault(include.cls, i)
+        if spec.include[k].color != include.color:
+            out.append(
+                f"{where}.include[{i}].color: {include.color!r} contradicts include[{k}].color "
+                f"{spec.include[k].color!r}: both are judged on the best {include.cls}, which has one colour"
+            )
+    return out
+
+
+def _position_conflicts(spec: Spec, where: str) -> list[str]:
+    out = []
+    edges: dict[str, list[tuple[str, str, int]]] = {"x": [], "y": []}  # axis -> (smaller class, larger class, i)
+    for i, include in enumerate(spec.include):
+        if include.position is None:
+            continue
+        relation, target = include.position
+        other = spec.include[target].cls
+        if other == include.cls:
+            out.append(
+                f"{where}.include[{i}].position: {include.cls} {relation} {other} (include[{target}]) compares the "
+                f"best {other} with itself: no image can hold it"
+            )
+            continue
+        if relation not in _ORDER:  # already a problem of its own
+            continue
+        axis, smaller = _ORDER[relation]
+        edges[axis].append((include.cls, other, i) if smaller else (other, include.cls, i))
+    for axis in ("x", "y"):
+        cycle = _cycle(edges[axis])
+        if cycle:
+            facts = ", ".join(
+                f"include[{i}] ({spec.include[i].cls} {spec.include[i].position[0]} "  # type: ignore[index]
+                f"{spec.include[spec.include[i].position[1]].cls})"  # type: ignore[index]
+                for i in cycle
+            )
+            order = "from left to right" if axis == "x" else "from top to bottom"
+            out.append(
+                f"{where}.include[{cycle[-1]}].position: {facts}: no image can hold them all (they order the objects "
+                f"{order} in a circle)"
+            )
+    return out
+
+
+def _cycle(edges: list[tuple[str, str, int]]) -> list[int]:
+    """The includes (in order) of the first circle of strict orders `edges` makes, or []."""
+    for start, end, i in edges:
+        # A path from `end` back to `start` closes a circle through edge i.
+        paths: dict[str, list[int]] = {end: [i]}
+        todo = [end]
+        while todo:
+            node = todo.pop()
+            for a, b, k in edges:
+                if a == node and b not in paths:
+                    paths[b] = [*paths[node], k]
+                    if b == start:
+                        return sorted(paths[b])
+                    todo.append(b)
+    return []

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import warnings
@@ -21,7 +22,7 @@ from typing import Any
 
 import click
 
-from sdeval.errors import ConfigError, ExitCode
+from sdeval.errors import ConfigError, ExitCode, Terminated
 from sdeval.suggest import check_keys, did_you_mean
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/examples/.
@@ -158,7 +159,7 @@ def load_bench_config(source: str) -> BenchConfig:
         generate=generate,
         score=score,
         report=_parse_report(bench.get("report", {}), base_dir, stem),
-        gate=_parse_gate(bench.get("gate"), base_dir, Path(source).name, generate, score.options.requested),
+        gate=_parse_gate(bench.get("gate"), base_dir, Path(source).name, generate, score.options),
         about=about.strip() if about else None,
         sections_json=json.dumps(bench, sort_keys=True, default=str),
     )
@@ -239,70 +240,47 @@ def planned_cells(generate: Any) -> list[str]:
     return [f"{checkpoint.name}/{sid}" for checkpoint in generate.checkpoints for sid in settings]
 
 
-def _cell(value: Any, cells: list[str], where: str) -> str:
+def _cell(value: Any, cells: list[str], where: str, place: str = "this run") -> str:
     if not isinstance(value, str) or value not in cells:
         hint = did_you_mean(value, cells)
-        raise ConfigError(f"{where}: no cell {value!r} in this run{hint} (cells: {', '.join(cells)})")
+        raise ConfigError(f"{where}: no cell {value!r} in {place}{hint} (cells: {', '.join(cells)})")
     return value
 
 
-def _parse_gate(
-    raw: Any, base_dir: Path, config_name: str, generate: Any, metrics: tuple[str, ...]
-) -> GateSection | None:
+def _parse_gate(raw: Any, base_dir: Path, config_name: str, generate: Any, options: Any) -> GateSection | None:
     """The gate section, checked before anything runs: rules parsed (every key, "did you mean"), each rule's
-    metric among the run's `metrics`, and every cell and checkpoint the rules, pairs and baseline name checked
-    against the run's plan."""
-    import yaml
-
-    from sdeval.gate import load_rules, parse_rules
-    from sdeval.metrics.keys import lookup
-    from sdeval.metrics.registry import spec_of_key
-
+    metric among the run's `metrics` and each KEY.PART among the suite's categories; every cell and checkpoint the
+    rules, pairs and baseline name checked against the run's plan, and against a baseline file's own cells and
+    metrics when one is given."""
     if raw is None:
         return None
     section = _check_keys(raw, GATE_KEYS, "gate")
-    if "rules" not in section:
-        raise ConfigError("gate.rules: required key is missing (a list of rules, or a rules file)")
-    rules_file = None
-    if isinstance(section["rules"], str):
-        rules_file = base_dir / section["rules"]
-        if not rules_file.is_file():
-            raise ConfigError(f"gate.rules: no such file: {rules_file}")
-        rules = load_rules(rules_file)
-    elif isinstance(section["rules"], list) and section["rules"]:
-        text = yaml.safe_dump({"rules": list(section["rules"])}, sort_keys=False)
-        rules = parse_rules(text, source=f"{config_name} gate.rules")
-    else:
-        raise ConfigError(f"gate.rules: expected a non-empty list of rules or a file, got {section['rules']!r}")
+    rules, rules_file = _gate_rules(section, base_dir, config_name)
     cells = planned_cells(generate)
-    for rule in rules.rules:
-        ref = lookup(rule.metric)
-        spec = spec_of_key(ref.result.key) if ref is not None else None
-        if spec is not None and spec.name not in metrics:
-            raise ConfigError(
-                f"gate.rules: rule {rule.index} ({rule.name}): {rule.metric} is filled by metric {spec.name!r}, "
-                f"which this run does not compute (metrics: {', '.join(metrics)}): add it to `metrics`"
-            )
-        if rule.cell is not None:
-            _cell(rule.cell, cells, f"gate.rules: rule {rule.index} ({rule.name}): cell")
+    _check_rules(rules, cells, generate, options)
     pairs = section.get("pairs") or {}
     if not isinstance(pairs, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
         raise ConfigError(f"gate.pairs: expected a mapping of candidate cell id: baseline cell id, got {pairs!r}")
-    for candidate, base in {**rules.pairs, **pairs}.items():
-        _cell(candidate, cells, "gate.pairs")
-        _cell(base, cells, f"gate.pairs: {candidate}")
     strict = section.get("strict", False)
     if not isinstance(strict, bool):
         raise ConfigError(f"gate.strict: expected true or false, got {strict!r}")
     gate = GateSection(rules=rules, rules_file=rules_file, pairs=tuple(pairs.items()), strict=strict)
+    all_pairs = {**rules.pairs, **pairs}
     baseline = section.get("baseline")
-    if baseline is None:
-        return gate
     if isinstance(baseline, str):
         path = base_dir / baseline
         if not path.is_file():
-            raise ConfigError(f"gate.baseline: no such results file: {path}")
+            raise ConfigError(
+                f"gate.baseline: no such results file: {path} (the results.json of an earlier run, e.g. of its "
+                "`sdeval bench`, which writes OUT/results.json)"
+            )
+        _check_baseline_file(rules, all_pairs, cells, path)
         return dataclasses.replace(gate, baseline_file=path)
+    for candidate, base in all_pairs.items():
+        _cell(candidate, cells, "gate.pairs")
+        _cell(base, cells, f"gate.pairs: {candidate}")
+    if baseline is None:
+        return gate
     baseline = _check_keys(baseline, BASELINE_KEYS, "gate.baseline")
     if len(baseline) != 1 or not all(isinstance(v, str) and v for v in baseline.values()):
         raise ConfigError(
@@ -318,6 +296,102 @@ def _parse_gate(
                 f"{did_you_mean(baseline['checkpoint'], names)} (checkpoints: {', '.join(names)})"
             )
     return dataclasses.replace(gate, baseline_checkpoint=baseline.get("checkpoint"), baseline_cell=baseline.get("cell"))
+
+
+def _gate_rules(section: Mapping[str, Any], base_dir: Path, config_name: str) -> tuple[Any, Path | None]:
+    """(the Rules, the rules file or None): inline rules, or a rules file named by `gate.rules`."""
+    import yaml
+
+    from sdeval.gate import load_rules, parse_rules
+
+    if "rules" not in section:
+        raise ConfigError("gate.rules: required key is missing (a list of rules, or a rules file)")
+    if isinstance(section["rules"], str):
+        rules_file = base_dir / section["rules"]
+        if not rules_file.is_file():
+            raise ConfigError(f"gate.rules: no such file: {rules_file}")
+        return load_rules(rules_file), rules_file
+    if isinstance(section["rules"], list) and section["rules"]:
+        text = yaml.safe_dump({"rules": list(section["rules"])}, sort_keys=False)
+        return parse_rules(text, source=f"{config_name} gate.rules"), None
+    raise ConfigError(f"gate.rules: expected a non-empty list of rules or a file, got {section['rules']!r}")
+
+
+def _check_rules(rules: Any, cells: list[str], generate: Any, options: Any) -> None:
+    """Each rule's metric is computed by this run, a KEY.PART names one of the suite's categories, and a rule's
+    cell is one of the plan's."""
+    from sdeval.metrics.keys import lookup
+    from sdeval.metrics.registry import spec_of_key
+
+    categories = None  # (suite, its categories), read once when a rule names a part
+    for rule in rules.rules:
+        where = f"gate.rules: rule {rule.index} ({rule.name})"
+        ref = lookup(rule.metric)
+        spec = spec_of_key(ref.result.key) if ref is not None else None
+        if spec is not None and spec.name not in options.requested:
+            raise ConfigError(
+                f"{where}: {rule.metric} is filled by metric {spec.name!r}, which this run does not compute "
+                f"(metrics: {', '.join(options.requested)}): add it to `metrics`"
+            )
+        parts = ref.result.parts if ref is not None and ref.part is not None else None
+        if ref is not None and parts is not None and parts.column == "category":  # adherence.counting
+            categories = categories or _suite_categories(generate, options)
+            if categories is not None and ref.part not in categories[1]:
+                known = sorted(categories[1])
+                raise ConfigError(
+                    f"{where}: {rule.metric}: no category {ref.part!r} in the suite {categories[0]}"
+                    f"{did_you_mean(ref.part, known)} (categories: {', '.join(known) or 'none'})"
+                )
+        if rule.cell is not None:
+            _cell(rule.cell, cells, f"{where}: cell")
+
+
+def _suite_categories(generate: Any, options: Any) -> tuple[str, set[str]] | None:
+    """(the suite that gives the run's prompts their specs, the categories they judge in), as scoring will find
+    them: `score.suite` when given, else the run's own suite; None when questions, not specs, give categories."""
+    from sdeval.judging import SpecSource
+    from sdeval.suites import load_suite
+
+    if options.questions is not None:
+        return None
+    run_suite = load_suite(generate.suite)
+    spec_suite = load_suite(options.suite) if options.suite is not None else run_suite
+    specs = SpecSource.from_suite(spec_suite)
+    found = [specs.by_id.get(p.id) or specs.by_text.get(p.prompt) for p in run_suite.prompts]
+    return spec_suite.source or str(spec_suite.path), {f[1] for f in found if f is not None}
+
+
+def _check_baseline_file(rules: Any, pairs: Mapping[str, str], cells: list[str], path: Path) -> None:
+    """A baseline results file is read now, so that pairs name its cells (checkpoints are often renamed between
+    releases), every cell a regression rule compares finds its baseline cell as the gate will pair it (`pairs`,
+    else the same id, else the file's only cell), and that cell holds the rule's metric."""
+    from sdeval.errors import SdevalError
+    from sdeval.metrics.keys import value_of
+    from sdeval.results import load_results
+
+    try:
+        document = load_results(path)
+    except SdevalError as err:
+        raise ConfigError(f"gate.baseline: {err}") from None
+    base_cells = {cell["id"]: cell for cell in document["cells"]}
+    base_ids = list(base_cells)
+    place = f"the baseline {path}"
+    for candidate, base in pairs.items():
+        _cell(candidate, cells, "gate.pairs")
+        _cell(base, base_ids, f"gate.pairs: {candidate}", place)
+    for rule in rules.rules:
+        if not rule.is_regression:
+            continue
+        for cell in [rule.cell] if rule.cell is not None else cells:
+            base = pairs.get(cell) or (cell if cell in base_cells else base_ids[0] if len(base_ids) == 1 else None)
+            if base is None:
+                raise ConfigError(
+                    f"gate.baseline: cell {cell} of this run has no baseline cell: {path} has no cell of that id "
+                    f"and {len(base_ids)} cells ({', '.join(base_ids)}); pair it under gate.pairs"
+                )
+            value, why = value_of(base_cells[base], rule.metric)
+            if value is None:
+                raise ConfigError(f"gate.rules: rule {rule.index} ({rule.name}): in {place}: {why}")
 
 
 # --- stamps ---------------------------------------------------------------------------------------------------
@@ -435,11 +509,12 @@ def _merged_parts(config: BenchConfig) -> Any:
     return merged
 
 
-def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
+def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, list[tuple[str, str]]]:
     """Score the run into OUT/results.json, unless its stamp (images, options, reference) still matches: from the
     shards' parts when array jobs left them, else here (each rank its share under a launcher). Returns the line and
-    whether some metric could not be computed (a rank other than the main one writes nothing)."""
-    from sdeval.results import incomplete_metrics, load_results, write_outputs
+    each metric that could not be computed, with why (`not_computed`; a rank other than the main one writes
+    nothing)."""
+    from sdeval.results import load_results, write_outputs
     from sdeval.score import score_run
     from sdeval.score.run import score_part
 
@@ -452,14 +527,14 @@ def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
     path = config.results_path
     if path.is_file() and _read_stamps(config.out).get("score") == stamp:
         results = load_results(path)
-        return StageLine("score", True, _score_detail(results, path)), bool(incomplete_metrics(results))
+        return StageLine("score", True, _score_detail(results, path)), not_computed(results)
     options = dataclasses.replace(options, features=dataclasses.replace(options.features, progress=progress))
     merged = _merged_parts(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the results carry their own warnings
         run = score_part(options, merged) if merged is not None else score_run(options)
     if run is None:
-        return StageLine("score", False, "this rank's share was gathered by the main process"), False
+        return StageLine("score", False, "this rank's share was gathered by the main process"), []
     write_outputs(path, run)
     _write_stamp(config.out, "score", stamp)  # after the results: a kill in between only means scoring again
     how = ""
@@ -467,11 +542,21 @@ def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, bool]:
         n_parts = len(list(parts_folder(config).glob("part-*.json")))
         shutil.rmtree(parts_folder(config))
         how = f" (merged from the {n_parts} shards' parts)"
-    return StageLine("score", False, _score_detail(run.document, path) + how), bool(incomplete_metrics(run.document))
+    return StageLine("score", False, _score_detail(run.document, path) + how), not_computed(run.document)
 
 
 def _score_detail(results: dict[str, Any], path: Path) -> str:
     return f"{', '.join(results['metrics_requested'])} over {len(results['cells'])} cells -> {path}"
+
+
+def not_computed(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, why) for each requested metric that has no value in a cell (what makes exit code 3), named as
+    `sdeval score` names them (`results.incomplete_metrics`: KEY, or CELL: KEY with several cells)."""
+    from sdeval.results import incomplete_metrics
+
+    reasons = [entry.get("skipped") or "no value" for cell in results["cells"]
+               for entry in cell["metrics"].values() if entry.get("value") is None]  # fmt: skip
+    return list(zip(incomplete_metrics(results), reasons, strict=True))
 
 
 def _rules(config: BenchConfig, cell_ids: list[str]) -> Any:
@@ -574,6 +659,15 @@ def _verdict_word(code: int) -> str:
     }.get(code, str(code))
 
 
+@dataclass
+class BenchProgress:
+    """Where a bench run is, for the line an interrupted run ends with: the stage, and once generation is done,
+    its result (how many images it kept, and where)."""
+
+    stage: str = "generate"
+    generated: Any = None  # the generate stage's RunResult
+
+
 def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard: tuple[int, int] | None = None) -> int:
     """Run every stage of the bench config `source` (a file or builtin:NAME); returns the exit code.
 
@@ -591,7 +685,21 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
     check_output_folder(config.out, "output_dir")  # before any model loads
     if config.report is not None:
         check_output_folder(config.report.output, "report.output")
+    where = BenchProgress()
+    try:
+        return _run_stages(config, progress, echo, shard, where)
+    except (KeyboardInterrupt, Terminated) as err:
+        err.sdeval_bench = where  # type: ignore[attr-defined]  # for the command to say what was kept
+        raise
+
+
+def _run_stages(
+    config: BenchConfig, progress: bool, echo: Any, shard: tuple[int, int] | None, where: BenchProgress
+) -> int:
+    """generate -> score -> gate -> report, and what to print; `where` follows the stage that runs."""
+    source = config.source
     line, result = stage_generate(config, progress, shard)
+    where.stage, where.generated = "score", result
     if shard is not None:
         echo(str(line))
         echo(str(stage_score_shard(config, result, shard, progress)))
@@ -601,14 +709,16 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
         stage_score(config, progress)  # this rank scores its share; the main process gathers and writes
         return ExitCode.OK  # gate and report run on the main process only
     echo(str(line))
-    score_line, incomplete = stage_score(config, progress)
+    score_line, missing = stage_score(config, progress)
     echo(str(score_line))
-    code = ExitCode.INCOMPLETE if incomplete else ExitCode.OK
+    code = ExitCode.INCOMPLETE if missing else ExitCode.OK
     table = None
     if config.gate is not None:
+        where.stage = "gate"
         gate_line, code, table = stage_gate(config)
         echo(str(gate_line))
     if config.report is not None:
+        where.stage = "report"
         echo(str(stage_report(config, progress)))
     echo("")
     if table:
@@ -621,14 +731,19 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
             + (", the gate's verdicts)" if config.gate is not None else ")")
         )
     echo(f"results: {config.results_path}")
+    if missing:  # as `sdeval score` lists them: each metric that has no value, and why
+        echo("not computed:")
+        for name, why in missing:
+            echo(f"  {name}: {why}")
     if config.about:
         echo("")
         echo(config.about)
     if config.gate is not None:
         echo("")
         echo(f"verdict: {_verdict_word(code)} (exit code {code}; details: {config.gate_path})")
-    elif incomplete:
-        echo("incomplete: some metrics could not be computed (reasons in the results)")
+    elif missing:
+        names = ", ".join(name for name, _ in missing)
+        echo(f"incomplete: {names} could not be computed (exit code {code}; reasons above)")
     return code
 
 
@@ -646,6 +761,23 @@ def bench_command(config: str, quiet: bool, shard: str | None) -> None:
     """
     from sdeval.distributed import parse_shard
 
-    code = run_bench(config, progress=not quiet, shard=parse_shard(shard) if shard else None)
+    try:
+        code = run_bench(config, progress=not quiet, shard=parse_shard(shard) if shard else None)
+    except (KeyboardInterrupt, Terminated) as err:
+        click.echo(stopped_line(err, config, quiet, shard), err=True)
+        sys.exit(ExitCode.TERMINATED if isinstance(err, Terminated) else ExitCode.INTERRUPTED)
     if code:
         sys.exit(code)
+
+
+def stopped_line(err: BaseException, source: str, quiet: bool, shard: str | None) -> str:
+    """What `sdeval generate` says when stopped, for a bench run: the stage it stopped in, the images kept and where,
+    and the command that resumes (the same one; a launcher such as `accelerate launch` goes in front again)."""
+    from sdeval.generate.runner import kept_summary, stopped_run
+
+    said = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    where: BenchProgress | None = getattr(err, "sdeval_bench", None)
+    stage = f" during {where.stage}" if where is not None else ""
+    run = stopped_run(err) or (where.generated if where is not None else None)
+    words = ["sdeval", "bench", source, *(["--shard", shard] if shard else []), *(["--quiet"] if quiet else [])]
+    return f"{said}{stage}: {kept_summary(run)}; to resume, run: {shlex.join(words)}"

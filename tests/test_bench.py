@@ -20,6 +20,7 @@ from PIL import Image
 
 from sdeval.bench import example_names, gate_exit_code, load_bench_config
 from sdeval.cli import main
+from sdeval.errors import Terminated
 from sdeval.results import load_results
 
 ROOT = Path(__file__).parents[1]
@@ -35,6 +36,29 @@ def small_example(folder: Path) -> Path:
     data.update(SMALL)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def shapes_slice(folder: Path, every: int, name: str = "slice.jsonl", category: str | None = None) -> Path:
+    """Every `every`-th prompt of the built-in shapes suite (of one category, if given) as a suite file in `folder`:
+    the calibration world on fewer images. Cell ids do not change (they name checkpoint and setting only)."""
+    from sdeval.suites import load_suite
+
+    prompts = [p for p in load_suite("builtin:shapes").prompts if category in (None, p.category)][::every]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(p.to_json()) + "\n" for p in prompts))
+    return folder / name
+
+
+def example(name: str, folder: Path, **changes: Any) -> Path:
+    """A shipped example with `changes` to its top-level keys, written to `folder` (its outputs relative to it)."""
+    import importlib.resources
+
+    data = yaml.safe_load((importlib.resources.files("sdeval.examples") / f"{name}.yaml").read_text())
+    data.update(changes)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -78,7 +102,7 @@ def _verdicts(path: Path) -> list[tuple[str, str, str]]:
 
 
 def test_examples_are_shipped_and_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert {"calibration", "sd15-sdxl"} <= set(example_names())
+    assert {"calibration", "calibration-release", "sd15-sdxl"} <= set(example_names())
     monkeypatch.chdir(tmp_path)
     config = load_bench_config("builtin:calibration")
     assert config.out == tmp_path / "out" / "calibration"  # an example's outputs land in the current folder
@@ -203,6 +227,7 @@ def test_changed_images_are_scored_again(uninterrupted: dict[str, Any], cache: P
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
     base = yaml.safe_load(small_example(tmp_path).read_text())
+    counting = shapes_slice(tmp_path / "suites", 1, "counting.jsonl", category="counting")
     cases = {
         "metric": ({"metric": ["adherence"]}, "metric: unknown key (did you mean 'metrics'?)"),
         "gate": ({"gate": {"rules": [], "baseline": {"checkpoint": "clean"}}}, "gate.rules: expected a non-empty"),
@@ -222,6 +247,15 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
                  "rule 1 (adherence min 0.5 (cell clean/nope)): cell: no cell 'clean/nope' in this run"),
         "uncomputed": ({"gate": {"rules": [{"metric": "clip", "min": 30}]}},
                        "clip is filled by metric 'clip', which this run does not compute"),
+        # A part of a key is one of the categories the suite's specs give the run's prompts (issue 21):
+        "part": ({"gate": {"rules": [{"metric": "adherence.postion", "max_decrease": 0.05}],
+                           "baseline": {"checkpoint": "clean"}}},
+                 "gate.rules: rule 1 (adherence.postion max_decrease 0.05): adherence.postion: no category 'postion' "
+                 "in the suite builtin:shapes (did you mean 'position'?) (categories: color_attr, colors, counting, "
+                 "position, single_object, two_object)"),
+        "score suite": ({"score": {"judge": "shapes", "suite": str(counting)},
+                         "gate": {"rules": [{"metric": "adherence.position", "min": 0.5}]}},
+                        f"adherence.position: no category 'position' in the suite {counting} (categories: counting)"),
     }  # fmt: skip
     for name, (change, message) in cases.items():
         path = tmp_path / f"{name}.yaml"
@@ -240,3 +274,146 @@ def test_gate_exit_codes() -> None:
     assert gate_exit_code({"pass": 1, "inconclusive": 1}, strict=True) == 4
     assert gate_exit_code({"fail": 1, "inconclusive": 1}, strict=True) == 1
     assert gate_exit_code({"fail": 1, "error": 1}, strict=False) == 2
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+    """The results of an earlier, small calibration run (checkpoints clean and colours30, adherence only): a
+    baseline file for the gate of a later run."""
+    folder = tmp_path_factory.mktemp("earlier")
+    config = example("calibration", folder, suite=shapes_slice(folder, 12).name, seeds_per_prompt=1,
+                     metrics=["adherence"], checkpoints=[{"name": "clean", "path": "shapes"},
+                     {"name": "colours30", "path": "shapes", "options": {"mistakes": {"colors": 0.3}}}],
+                     report=False, gate=None, about=None)  # fmt: skip
+    result = CliRunner().invoke(main, ["bench", str(config), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return folder / "out" / "calibration" / "results.json"
+
+
+def test_a_baseline_files_cells_and_metrics_are_checked_before_anything_runs(earlier_run: Path, tmp_path: Path) -> None:
+    """`gate.baseline: PATH`: pairs name the baseline file's cells (checkpoints renamed between releases), every
+    compared cell finds its baseline cell, and the baseline holds each regression rule's metric (issue 21)."""
+    setting = "g7.5-s50-default-256x256-fp32"
+    renamed = {"checkpoints": [{"name": "counting40", "path": "shapes",
+                                "options": {"mistakes": {"counting": 0.4}}}]}  # fmt: skip
+    rules = [{"metric": "adherence.counting", "max_decrease": 0.05}]
+
+    def config(name: str, gate: dict[str, Any], **changes: Any) -> Path:
+        return example("calibration", tmp_path / name, **{**renamed, "gate": {"baseline": str(earlier_run), **gate},
+                                                          **changes})  # fmt: skip
+
+    good = config("good", {"rules": rules, "pairs": {f"counting40/{setting}": f"clean/{setting}"}})
+    gate = load_bench_config(str(good)).gate
+    assert gate is not None and gate.baseline_file == earlier_run
+    assert dict(gate.pairs) == {f"counting40/{setting}": f"clean/{setting}"}
+    cases = {
+        "typo": ({"rules": rules, "pairs": {f"counting40/{setting}": f"claen/{setting}"}},
+                 f"gate.pairs: counting40/{setting}: no cell 'claen/{setting}' in the baseline {earlier_run} (did you "
+                 f"mean 'clean/{setting}'?) (cells: clean/{setting}, colours30/{setting})"),
+        "candidate": ({"rules": rules, "pairs": {f"counting30/{setting}": f"clean/{setting}"}},
+                      f"gate.pairs: no cell 'counting30/{setting}' in this run (did you mean 'counting40/{setting}'?)"),
+        "unpaired": ({"rules": rules},
+                     f"gate.baseline: cell counting40/{setting} of this run has no baseline cell: {earlier_run} has "
+                     f"no cell of that id and 2 cells (clean/{setting}, colours30/{setting}); pair it under "
+                     "gate.pairs"),
+        "metric": ({"rules": [{"metric": "robustness", "max_decrease": 0.1}],
+                    "pairs": {f"counting40/{setting}": f"clean/{setting}"}},
+                   f"gate.rules: rule 1 (robustness max_decrease 0.1): in the baseline {earlier_run}: robustness is "
+                   f"not in the results of cell clean/{setting} (metrics: adherence)"),
+    }  # fmt: skip
+    for name, (section, message) in cases.items():
+        result = CliRunner().invoke(main, ["bench", str(config(name, section)), "--quiet"])
+        assert result.exit_code == 2, (name, result.output)
+        assert f"error: {message}" in result.output, (name, result.output)
+        assert "generate:" not in result.output and not (tmp_path / name / "out").exists(), name  # nothing ran
+
+
+def test_release_example_gates_a_candidate_against_an_earlier_runs_results(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped builtin:calibration-release after builtin:calibration, on a slice of the suite: the candidate's
+    renamed checkpoints are paired with the earlier run's `clean` cell through `gate.pairs`; `v2` draws what `clean`
+    drew and passes everything, `v2-small`'s injected position mistakes fail the position rule alone."""
+    sliced = {"suite": shapes_slice(tmp_path, 3).name, "seeds_per_prompt": 2}  # 39 prompts of all six categories
+    earlier = CliRunner().invoke(main, ["bench", str(example("calibration", tmp_path, **sliced)), "--quiet"])
+    assert earlier.exit_code == 1 and "verdict: FAIL" in earlier.output, earlier.output
+    monkeypatch.chdir(tmp_path)  # where the shipped config finds the earlier run: its pairs name that file's cells
+    shipped = load_bench_config("builtin:calibration-release")
+    assert shipped.gate is not None and shipped.gate.baseline_file == tmp_path / "out" / "calibration" / "results.json"
+    release = CliRunner().invoke(main, ["bench", str(example("calibration-release", tmp_path, **sliced)), "--quiet"])
+    assert release.exit_code == 1, release.output
+    assert "verdict: FAIL (exit code 1" in release.output and "v2-small" in release.output
+    verdicts = json.loads((tmp_path / "out" / "calibration-release" / "gate.json").read_text())["verdicts"]
+    failed = {(v["rule"]["name"], v["cell"].split("/")[0]) for v in verdicts if v["status"] == "fail"}
+    assert failed == {("adherence.position max_decrease 0.05", "v2-small")}
+    compared = [v for v in verdicts if "max_decrease" in v["rule"]["name"]]
+    assert len(compared) == 6 and {v["baseline_cell"] for v in compared} == {"clean/g7.5-s50-default-256x256-fp32"}
+    assert all(v["difference"] == 0 for v in compared if v["cell"].startswith("v2/"))  # the same images as clean
+    assert all(v["status"] == "pass" for v in verdicts if (v["rule"]["name"], v["cell"].split("/")[0]) not in failed)
+
+
+def _small_run(folder: Path, **changes: Any) -> Path:
+    """The calibration example on 6 prompts x 2 seeds of one checkpoint, batches of 2, no gate: 12 images."""
+    return example("calibration", folder, suite=shapes_slice(folder, 20).name, seeds_per_prompt=2, batch_size=2,
+                   checkpoints=[{"name": "clean", "path": "shapes"}], gate=None, report=False, about=None,
+                   **changes)  # fmt: skip
+
+
+def test_a_stopped_bench_says_what_it_kept_and_the_command_that_resumes(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C or SIGTERM in any stage ends as `sdeval generate` ends: the stage, how many images are kept and where,
+    and the command that resumes; that command then finishes the run (issue 21)."""
+    import sdeval.generate.runner as runner_mod
+    import sdeval.score as score_mod
+
+    config = _small_run(tmp_path)
+    out = tmp_path / "out" / "calibration"
+    real, calls = runner_mod.generate_batch, {"n": 0}
+
+    def stopped(*args: object, **kwargs: object) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "generate_batch", stopped)
+    result = CliRunner().invoke(main, ["bench", str(config), "--quiet"])
+    assert result.exit_code == 130, result.output
+    assert len(list(out.rglob("*.png"))) == 4
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted during generate: 4 of 12 images are kept in {out}; to resume, run: sdeval bench {config} --quiet"
+    )
+    monkeypatch.setattr(runner_mod, "generate_batch", real)
+
+    def terminated(*args: object, **kwargs: object) -> Any:
+        raise Terminated
+
+    monkeypatch.setattr(score_mod, "score_run", terminated)
+    result = CliRunner().invoke(main, ["bench", str(config)])
+    assert result.exit_code == 143, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"terminated (SIGTERM) during score: 12 of 12 images are kept in {out}; to resume, run: sdeval bench {config}"
+    )
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(main, ["bench", str(config), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "generate: skipped (already done)" in resumed.output and "score:    done" in resumed.output
+
+
+def test_an_incomplete_bench_names_each_metric_it_could_not_compute_and_why(tmp_path: Path, cache: Path) -> None:
+    """Exit code 3 (no gate) says which metrics have no value and why, as `sdeval score` does (issue 21): here the
+    score suite gives none of the run's prompts a spec."""
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "elsewhere", "prompt": "a photo of a cross", "spec": {
+        "tag": "single_object", "include": [{"class": "cross", "count": 1}]}}) + "\n")  # fmt: skip
+    config = _small_run(tmp_path, score={"judge": "shapes", "device": "cpu", "suite": str(other)})
+    result = CliRunner().invoke(main, ["bench", str(config), "--quiet"])
+    assert result.exit_code == 3, result.output
+    why = "no scored image has a prompt with a spec (each image's reason is listed under `images_skipped`)"
+    lines = result.output.splitlines()
+    assert lines[lines.index("not computed:") + 1 :] == [
+        f"  adherence: {why}",
+        f"  robustness: {why}",
+        "incomplete: adherence, robustness could not be computed (exit code 3; reasons above)",
+    ]

@@ -5,14 +5,10 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from sdeval.errors import ExitCode, Terminated
-
-if TYPE_CHECKING:
-    from sdeval.generate.runner import RunResult
 
 
 @click.command("generate")
@@ -29,7 +25,7 @@ def generate(
     from sdeval.atomic import check_output_folder
     from sdeval.distributed import parse_shard
     from sdeval.generate.config import load_config
-    from sdeval.generate.runner import prepare, run_generate, stopped_run
+    from sdeval.generate.runner import kept_summary, prepare, run_generate, stopped_run
 
     config = load_config(config_path)
     check_output_folder(config.output_dir, "output_dir")  # before any model loads
@@ -58,7 +54,7 @@ def generate(
         terminated = isinstance(err, Terminated)
         said = "terminated (SIGTERM)" if terminated else "interrupted"
         resume = _rerun(config_path, overwrite, shard, quiet)
-        click.echo(f"{said}: {_kept(stopped_run(err))}; to resume, run: {resume}", err=True)
+        click.echo(f"{said}: {kept_summary(stopped_run(err))}; to resume, run: {resume}", err=True)
         sys.exit(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
     manifest = result.out_dir / "manifest.jsonl"
     if merge_only:
@@ -82,14 +78,6 @@ def generate(
         f"generated {result.generated}, skipped {result.skipped} (already done) of {result.assigned}{shard}"
         f" in {result.generate_s:.1f}s{rate}; manifest: {manifest}"
     )
-
-
-def _kept(result: RunResult | None) -> str:
-    """How many images a stopped run leaves, of how many this process was to make."""
-    if result is None:  # stopped before the plan was made: nothing of this run was written
-        return "finished images are kept"
-    process = f" (process {result.rank} of {result.world_size})" if result.world_size > 1 else ""
-    return f"{result.kept} of {result.assigned} images{process} are kept in {result.out_dir}"
 
 
 def _rerun(config_path: Path, overwrite: bool, shard: str | None, quiet: bool) -> str:

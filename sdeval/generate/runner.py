@@ -95,6 +95,15 @@ def stopped_run(err: BaseException) -> RunResult | None:
     return getattr(err, "sdeval_run", None)
 
 
+def kept_summary(result: RunResult | None) -> str:
+    """How many images a stopped run leaves, of how many this process was to make, and where (what `generate` and
+    `bench` say when stopped)."""
+    if result is None:  # stopped before the plan was made: nothing of this run was written
+        return "finished images are kept"
+    process = f" (process {result.rank} of {result.world_size})" if result.world_size > 1 else ""
+    return f"{result.kept} of {result.assigned} images{process} are kept in {result.out_dir}"
+
+
 def run_generate(
     config: GenerateConfig,
     *,

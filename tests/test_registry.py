@@ -85,6 +85,11 @@ def test_a_metric_registered_in_a_test_module_reaches_every_consumer(tmp_path: P
     assert "Glow index" in html and f"{entry['interval']['low']:.4g}" in html
 
 
+def test_every_built_in_result_key_declares_an_interval():
+    """`--ci` gives an interval on every metric (README): each key the built-in metrics fill declares its method."""
+    assert [key.key for key in registry.result_keys() if key.interval is None] == []
+
+
 def test_intervals_are_cut_to_the_declared_range_and_say_so():
     rows = [{"item": f"p{i}#0", "clip_score": 99.9 if i % 2 else 0.1} for i in range(12)]
     cell = {"id": "c", "metrics": {"clip": {"value": 50.0}}, "per_image": rows}

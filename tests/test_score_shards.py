@@ -142,9 +142,12 @@ def test_merging_shards_with_intervals(
     out = tmp_path / "ci.json"
     assert _run("merge", *parts, "--ci", "-o", out).exit_code == 0
     cell = json.loads(out.read_text())["cells"][0]
-    assert {"fid", "kid", "clip", "cmmd", "precision", "recall"} <= {
-        key for key, entry in cell["metrics"].items() if "interval" in entry
-    }
+    # Every metric with a value has an interval (README: `--ci` gives one on every metric), IS and diversity too.
+    computed = {key for key, entry in cell["metrics"].items() if entry["value"] is not None}
+    assert computed == {"fid", "kid", "is", "precision", "recall", "clip", "rprecision", "cmmd", "diversity"}
+    assert {key for key, entry in cell["metrics"].items() if "interval" in entry} == computed
+    assert "jackknife" in cell["metrics"]["is"]["interval"]["method"]
+    assert "bootstrap over prompts" in cell["metrics"]["diversity"]["interval"]["method"]
 
 
 def test_torchrun_two_processes_score_as_one(

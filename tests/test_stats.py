@@ -12,7 +12,9 @@ import json
 import numpy as np
 import pytest
 
+from sdeval.metrics.diversity import image_distances, prompt_diversity
 from sdeval.metrics.fid import FrechetState, fid_from_features, frechet_distance
+from sdeval.metrics.inception_score import inception_score, split_of_rows
 from sdeval.metrics.kid import kid
 from sdeval.state import save_state
 from sdeval.stats import (
@@ -28,6 +30,7 @@ from sdeval.stats import (
     load_cell_states,
 )
 from sdeval.stats.core import blocks_of, group_index, prompt_of
+from sdeval.stats.corpus import InceptionScoreSide
 
 D = 8
 
@@ -135,6 +138,86 @@ def test_kid_cmmd_precision_recall_intervals_from_state():
     out = cell_intervals(cell, state, replicates=50, blocks=10)
     assert set(out) == {"fid", "kid", "cmmd", "precision", "recall"}
     assert all(np.isfinite([i.low, i.high]).all() and i.low <= i.high for i in out.values())
+
+
+def _logits(rng: np.random.Generator, n_prompts: int, seeds: int, classes: int = 30) -> np.ndarray:
+    """Inception-like logits: a prompt's seeds share its class preferences, so a prompt's images correlate."""
+    preference = np.repeat(rng.normal(size=(n_prompts, classes)) * 2.0, seeds, axis=0)
+    return preference + rng.normal(size=(n_prompts * seeds, classes))
+
+
+def test_inception_score_side_is_the_estimator_with_each_block_out_of_its_splits():
+    rng = np.random.default_rng(20)
+    x = _logits(rng, 101, 3)  # 303 rows: splits of unequal size
+    groups, prompts = group_index(_items(101, 3))
+    block = blocks_of(groups, len(prompts), 25, seed=1)
+    side = InceptionScoreSide(x, block, 25, 2020, 10)
+    assert side.value() == pytest.approx(inception_score(x, 10, 2020)[0], rel=1e-12)
+    # Leaving a block out takes its rows out of the splits the estimator dealt them to; each split scores as usual.
+    split = split_of_rows(len(x), 10, 2020)
+    for left_out in (0, 7, 24):
+        kept = block != left_out
+        expected = np.mean([inception_score(x[kept & (split == k)], 1)[0] for k in range(10)])
+        assert side.leave_outs[left_out] == pytest.approx(expected, rel=1e-12)
+
+
+def test_diversity_distances_average_to_each_prompts_diversity():
+    rng = np.random.default_rng(21)
+    embeddings, prompts = rng.normal(size=(9, 5)), ["a", "b", "a", "c", "a", "b", "b", "b", "d"]
+    distances = image_distances(embeddings, prompts)
+    found = prompt_diversity(embeddings, prompts)
+    for item in found.per_prompt:
+        mine = [d for d, p in zip(distances, prompts, strict=True) if p == item.prompt]
+        assert np.mean(mine) == pytest.approx(item.mean_distance, rel=1e-12)
+    assert np.isnan(distances[3]) and np.isnan(distances[8])  # a prompt's only image has no pair
+
+
+def _diversity_cell(
+    rng: np.random.Generator, n_prompts: int, seeds: list[int], spreads: np.ndarray | None = None
+) -> dict:
+    """A cell whose images carry prompt texts but no prompt ids (items `path:...`), prompts differing in diversity
+    (each prompt's images spread around its centre by its own amount: `spreads`, else drawn)."""
+    texts = [f"prompt {p}" for p in range(n_prompts) for _ in range(seeds[p])]
+    centre = np.repeat(rng.normal(size=(n_prompts, D)) * 2.0, seeds, axis=0)
+    spreads = rng.uniform(0.3, 1.5, n_prompts) if spreads is None else spreads
+    spread = np.repeat(spreads, seeds)[:, None]
+    embeddings = centre + rng.normal(size=(len(texts), D)) * spread
+    distances = image_distances(embeddings, texts)
+    rows = [
+        {"item": f"path:{i}.png", "prompt": text, "diversity_distance": None if np.isnan(d) else float(d)}
+        for i, (text, d) in enumerate(zip(texts, distances, strict=True))
+    ]
+    return {"metrics": {"diversity": {"value": prompt_diversity(embeddings, texts).overall}}, "per_image": rows}
+
+
+def test_diversity_interval_resamples_prompts_by_their_text_and_weighs_each_once():
+    rng = np.random.default_rng(22)
+    # One prompt with 12 seeds among 40 with 2: weighing images (or resampling them one by one) would move the centre.
+    cell = _diversity_cell(rng, 41, [12] + [2] * 40, np.array([5.0] + [0.5] * 40))
+    value = cell["metrics"]["diversity"]["value"]
+    interval = cell_intervals(cell, None, replicates=400)["diversity"]
+    assert interval.low < value < interval.high and interval.note is None
+    assert "bootstrap over prompts" in interval.method
+    by_image = np.nanmean([np.nan if r["diversity_distance"] is None else r["diversity_distance"]
+                           for r in cell["per_image"]])  # fmt: skip
+    assert not interval.low < by_image < interval.high  # the images' mean is another number here
+
+
+def test_faithfulness_intervals_from_their_per_image_columns():
+    rng = np.random.default_rng(23)
+    items = _items(40, 2)
+    edge, cosine = rng.uniform(0.2, 0.8, len(items)), rng.uniform(0.5, 0.9, len(items))
+    rows = [{"item": item, "init_edge_ssim": float(e), "init_clip_cosine": float(c)}
+            for item, e, c in zip(items, edge, cosine, strict=True)]  # fmt: skip
+    rows[0]["init_edge_ssim"] = rows[0]["init_clip_cosine"] = None  # an output without an init image
+    metrics = {
+        "faithfulness_edge": {"value": float(edge[1:].mean())},
+        "faithfulness_clip": {"value": float(cosine[1:].mean())},
+    }
+    out = cell_intervals({"metrics": metrics, "per_image": rows}, None, replicates=200)
+    assert set(out) == {"faithfulness_edge", "faithfulness_clip"}
+    for key, interval in out.items():
+        assert interval.low < metrics[key]["value"] < interval.high
 
 
 def test_load_cell_states_splits_rows_by_cell(tmp_path):
@@ -275,6 +358,40 @@ def _fid_inf_errors(n_sets: int) -> tuple[float, float]:
     return float(np.mean(err_inf)), float(np.mean(err_n))
 
 
+def _is_coverage(n_sets: int, n_prompts: int = 100, seeds: int = 2) -> float:
+    rng = np.random.default_rng(15)
+    items = _items(n_prompts, seeds)
+    # Truth: E[IS at n] (10 splits, as the run computes it), by Monte Carlo over fresh sets drawn the same way.
+    truth = np.mean([inception_score(_logits(rng, n_prompts, seeds))[0] for _ in range(3000)])
+    hits = 0
+    for _ in range(n_sets):
+        logits = _logits(rng, n_prompts, seeds)
+        cell = {"metrics": {"is": {"value": inception_score(logits)[0]}}, "per_image": [{"item": i} for i in items]}
+        interval = cell_intervals(cell, CellState(items, logits=logits), seed=int(rng.integers(1 << 30)))["is"]
+        hits += interval.low <= truth <= interval.high
+    return hits / n_sets
+
+
+def _diversity_coverage(n_sets: int, n_prompts: int = 100, seeds: int = 3) -> float:
+    rng = np.random.default_rng(16)
+    # Truth: the mean over the population of prompts of a prompt's expected diversity at this many seeds.
+    truth = _diversity_cell(rng, 20_000, [seeds] * 20_000)["metrics"]["diversity"]["value"]
+    hits = 0
+    for _ in range(n_sets):
+        cell = _diversity_cell(rng, n_prompts, [seeds] * n_prompts)
+        interval = cell_intervals(cell, None, replicates=400, seed=int(rng.integers(1 << 30)))["diversity"]
+        hits += interval.low <= truth <= interval.high
+    return hits / n_sets
+
+
+def test_is_interval_coverage_small():
+    assert 0.87 <= _is_coverage(60) <= 1.0
+
+
+def test_diversity_interval_coverage_small():
+    assert 0.87 <= _diversity_coverage(60) <= 1.0
+
+
 def test_fid_interval_coverage_small():
     assert 0.87 <= _fid_coverage(60) <= 1.0
 
@@ -295,6 +412,16 @@ def test_paired_false_positive_rate_small():
 def test_fid_inf_beats_fid_at_largest_n_small():
     err_inf, err_n = _fid_inf_errors(5)
     assert err_inf < err_n
+
+
+@pytest.mark.slow
+def test_is_interval_coverage():
+    assert abs(_is_coverage(300) - 0.95) <= 0.03
+
+
+@pytest.mark.slow
+def test_diversity_interval_coverage():
+    assert abs(_diversity_coverage(300) - 0.95) <= 0.03
 
 
 @pytest.mark.slow

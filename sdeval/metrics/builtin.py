@@ -10,7 +10,7 @@ import numpy as np
 from sdeval.metrics.adherence import adherence
 from sdeval.metrics.clip_score import clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
-from sdeval.metrics.diversity import prompt_diversity
+from sdeval.metrics.diversity import image_distances, prompt_diversity
 from sdeval.metrics.fid import FrechetState, fid_from_features
 from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
@@ -65,6 +65,12 @@ def _recall_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: in
     from sdeval.stats.corpus import RecallSide
 
     return RecallSide(x, reference, blocks, k, seed, PR_NEIGHBOURHOOD)
+
+
+def _is_side(x: np.ndarray, reference: np.ndarray | None, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.stats.corpus import InceptionScoreSide
+
+    return InceptionScoreSide(x, blocks, k, seed, IS_SPLITS)
 
 
 def _precision_hits(inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -168,7 +174,7 @@ register(MetricSpec(
 register(MetricSpec(
     name="is",
     description="Inception Score over 10 splits (needs no reference).",
-    results=(ResultKey("is", "Inception Score", Direction.HIGHER, (1.0, None)),),
+    results=(ResultKey("is", "Inception Score", Direction.HIGHER, (1.0, None), Jackknife(("logits", None), _is_side)),),
     needs=frozenset({Need.INCEPTION_LOGITS}),
     compute=_is,
     default=True,
@@ -267,6 +273,7 @@ def _diversity(cell: CellData) -> MetricOutput:
     prompts, rows = _prompted(cell)
     images = _require(cell.clip_image, "CLIP image embeddings")[rows]
     result = prompt_diversity(images, [int(j) for j in prompts.index[rows]])
+    distances = image_distances(images, [int(j) for j in prompts.index[rows]])
     entry = {
         "value": result.overall,
         "n_prompts": result.n_prompts,
@@ -281,7 +288,8 @@ def _diversity(cell: CellData) -> MetricOutput:
         {"prompt": prompts.distinct[item.prompt], "n_images": 1, "diversity": None, "skipped": item.reason}
         for item in result.skipped
     ]
-    return MetricOutput({"diversity": entry}, per_prompt=per_prompt)
+    column = _column(cell.n, rows, [None if np.isnan(d) else float(d) for d in distances])
+    return MetricOutput({"diversity": entry}, per_image={"diversity_distance": column}, per_prompt=per_prompt)
 
 
 def _cmmd(cell: CellData) -> MetricOutput:
@@ -328,10 +336,14 @@ register(MetricSpec(
 register(MetricSpec(
     name="diversity",
     description="Per prompt with 2+ images (seeds): mean pairwise cosine distance of CLIP image embeddings.",
+    # The mean over prompts of each prompt's mean distance: each prompt (by its text, as the metric groups them)
+    # counts once, which reproduces the value.
     results=(ResultKey("diversity", "Diversity", Direction.HIGHER, (0.0, 2.0),
+                       Bootstrap("diversity_distance", weight="prompt", cluster="prompt"),
                        detail="({n_prompts} prompts with 2+ images)"),),
     needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
     compute=_diversity,
+    per_image=("diversity_distance",),
     protocol=lambda params, cell: {
         "diversity": {"distance": "1 - cosine", "group_by": "prompt", "mean": "over prompts"}
     },
@@ -462,8 +474,10 @@ register(MetricSpec(
     name="faithfulness",
     description="Image-to-image faithfulness to the init image: SSIM of edge maps and CLIP image-image cosine.",
     results=(
-        ResultKey("faithfulness_edge", "Faithfulness (edge SSIM)", Direction.HIGHER, (-1.0, 1.0)),
-        ResultKey("faithfulness_clip", "Faithfulness (CLIP cosine)", Direction.HIGHER, (-1.0, 1.0)),
+        ResultKey("faithfulness_edge", "Faithfulness (edge SSIM)", Direction.HIGHER, (-1.0, 1.0),
+                  Bootstrap("init_edge_ssim")),
+        ResultKey("faithfulness_clip", "Faithfulness (CLIP cosine)", Direction.HIGHER, (-1.0, 1.0),
+                  Bootstrap("init_clip_cosine")),
     ),
     needs=frozenset({Need.INIT_IMAGES, Need.CLIP_IMAGE}),
     compute=_faithfulness,

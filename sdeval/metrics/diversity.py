@@ -63,3 +63,22 @@ def prompt_diversity(image_embeddings: np.ndarray, prompts: Sequence[Hashable]) 
         raise NotEnoughDataError("diversity needs at least one prompt with two or more images (seeds)")
     overall = float(np.mean([item.mean_distance for item in per_prompt]))
     return DiversityResult(overall=overall, n_prompts=len(per_prompt), per_prompt=per_prompt, skipped=skipped)
+
+
+def image_distances(image_embeddings: np.ndarray, prompts: Sequence[Hashable]) -> np.ndarray:
+    """Each image's mean cosine distance to the other images of its prompt (NaN for a prompt's only image): a
+    prompt's mean of these is its diversity, so a bootstrap over prompts can resample them (docs/statistics.md)."""
+    embeddings = l2_normalize(image_embeddings, "image_embeddings")
+    groups: dict[Hashable, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(prompt, []).append(i)
+    out = np.full(len(embeddings), np.nan)
+    for members in groups.values():
+        k = len(members)
+        if k < 2:
+            continue
+        group = embeddings[members]
+        # e_i . (sum of the others) = e_i . total - |e_i|^2, over the k - 1 others.
+        others = group @ group.sum(axis=0) - np.einsum("ij,ij->i", group, group)
+        out[members] = 1.0 - others / (k - 1)
+    return out

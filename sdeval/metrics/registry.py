@@ -48,7 +48,8 @@ class Bootstrap:
     Each image's value is its per-image row's `column`, or `from_state` of the feature state's rows (the arrays
     named in `state_inputs`, reference arrays whole). The metric is the mean of those values: pooled over images
     (`weight="image"`) or over prompts, each prompt's own mean counting once (`weight="prompt"`); with `by`, the
-    mean over the groups of that row column (GenEval's categories) of those means.
+    mean over the groups of that row column (GenEval's categories) of those means. The prompts resampled are the
+    items' prompts, or with `cluster` the values of that row column (diversity groups images by prompt text).
     """
 
     column: str | None = None
@@ -57,6 +58,7 @@ class Bootstrap:
     by: str | None = None
     by_default: str = "uncategorised"  # the group of a row whose `by` column is empty
     weight: str = "image"  # image | prompt
+    cluster: str | None = None  # a row column naming each image's prompt (None: the prompt part of its item)
     #: What two cells are paired on when compared: the same `item` (prompt and seed), or the same prompt (its
     #: images' mean on each side), for scores that are only comparable within a prompt (preference models).
     pair_by: str = "item"
@@ -78,12 +80,13 @@ class Jackknife:
     """Interval by a delete-a-group jackknife over blocks of prompts, the reference fixed: for corpus statistics
     (FID, KID, ...) that a bootstrap would bias by duplicating images.
 
-    `inputs` names the state arrays of the generated rows and of the reference; `side(x, reference, blocks, k,
-    seed)` builds the statistic's CorpusSide over the rows `x` dealt into `k` blocks.
+    `inputs` names the state arrays of the generated rows and of the reference (None for a statistic of the rows
+    alone, as the Inception Score); `side(x, reference, blocks, k, seed)` builds the statistic's CorpusSide over the
+    rows `x` dealt into `k` blocks.
     """
 
-    inputs: tuple[str, str]
-    side: Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], CorpusSide]
+    inputs: tuple[str, str | None]
+    side: Callable[[np.ndarray, np.ndarray | None, np.ndarray, int, int], CorpusSide]
     #: Below this many prompts the jackknife's coverage was not checked (few, noisy blocks): a warning says so.
     min_prompts: int = 50
     name: str = "jackknife over prompt blocks"

@@ -90,7 +90,7 @@ def _model_options(func):
               help="KID subsets, IS splits, R-precision draws, interval resampling.")  # fmt: skip
 @click.option("--ci", type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
               metavar="LEVEL", help="add an interval to every metric (bootstrap over prompts; block jackknife for "
-              "FID, KID, CMMD, recall; docs/statistics.md) at LEVEL [flag alone: 0.95].")  # fmt: skip
+              "FID, KID, CMMD, FD_DINOv2, recall, IS; docs/statistics.md) at LEVEL [flag alone: 0.95].")  # fmt: skip
 @click.option("--ci-replicates", type=click.IntRange(min=20), default=DEFAULTS["ci_replicates"], show_default=True,
               help="bootstrap replicates for --ci.")  # fmt: skip
 @_model_options

@@ -60,10 +60,12 @@ class CellState:
     def __repr__(self) -> str:
         return f"CellState({len(self.items)} items, arrays: {', '.join(self.arrays) or 'none'})"
 
-    def inputs(self, names: Iterable[str], rows: np.ndarray) -> dict[str, np.ndarray] | None:
+    def inputs(self, names: Iterable[str | None], rows: np.ndarray) -> dict[str, np.ndarray] | None:
         """The named arrays, per-row ones at `rows` and reference ones whole (None when one is missing)."""
         out = {}
         for name in names:
+            if name is None:  # a statistic of the rows alone names no reference
+                continue
             values = self.arrays.get(name)
             if values is None:
                 return None
@@ -220,26 +222,56 @@ def cell_intervals(
             continue
         method = declared.interval
         found = None
+        n_prompts = len(prompts)
         if isinstance(method, Bootstrap):
             columns = _per_image_columns(method, rows, state)
             if columns is None:
                 continue
             values, categories = columns
-            num, den = _tables(values, categories, groups, len(prompts), sorted(set(categories)))
-            if counts is None:
-                counts = bootstrap_counts(len(prompts), replicates, seed)
-            found = percentile_interval(_replicate_values(counts, num, den, method.weight), level, method.name)
+            own = _clusters(method, rows)
+            if own is None:
+                if counts is None:
+                    counts = bootstrap_counts(len(prompts), replicates, seed)
+                num, den = _tables(values, categories, groups, len(prompts), sorted(set(categories)))
+                draws = counts
+            else:  # its own prompts, so its own draws
+                n_prompts = len(own[1])
+                num, den = _tables(values, categories, own[0], n_prompts, sorted(set(categories)))
+                draws = bootstrap_counts(n_prompts, replicates, seed)
+            found = percentile_interval(_replicate_values(draws, num, den, method.weight), level, method.name)
         elif isinstance(method, Jackknife):
             inputs = None if state is None or state_rows is None else state.inputs(method.inputs, state_rows)
             if inputs is None or len(prompts) < 2:
                 continue
             block = blocks_of(groups, len(prompts), blocks, seed)
             k = int(block.max()) + 1
-            leave_outs = method.side(inputs[method.inputs[0]], inputs[method.inputs[1]], block, k, seed).leave_outs
+            leave_outs = _side(method, inputs, block, k, seed).leave_outs
             found = jackknife_interval(value, leave_outs, level, method.name)  # the side (GBs at 50k) is gone
         if found is not None:
-            out[key] = _checked(declared, found, len(prompts))
+            out[key] = _checked(declared, found, n_prompts)
     return out
+
+
+def _clusters(method: Bootstrap, rows: list[dict]) -> tuple[np.ndarray, list[str]] | None:
+    """(prompt of each row, the distinct prompts) by the method's `cluster` column, a row without a value keeping its
+    item's prompt; None when the method resamples the items' prompts."""
+    if method.cluster is None:
+        return None
+    found: dict[tuple[str, str], int] = {}
+    keys = [
+        ("cluster", str(row[method.cluster]))
+        if row.get(method.cluster) is not None
+        else ("item", prompt_of(row["item"]))
+        for row in rows
+    ]
+    index = np.array([found.setdefault(key, len(found)) for key in keys], dtype=np.int64)
+    return index, [text for _, text in found]
+
+
+def _side(method: Jackknife, inputs: dict[str, np.ndarray], block: np.ndarray, k: int, seed: int) -> Any:
+    """The statistic's jackknife side over the rows `inputs` holds (no reference for a statistic of the rows alone)."""
+    x, ref = method.inputs
+    return method.side(inputs[x], None if ref is None else inputs[ref], block, k, seed)
 
 
 def _comparable_keys(a_cell: dict, b_cell: dict, keys: Iterable[str] | None) -> list[str]:
@@ -360,10 +392,14 @@ class _Sides:
         if a_cols is None or b_cols is None:
             return None
         labels = sorted(set(a_cols[1]) | set(b_cols[1]))
-        a_num, a_den = _tables(*a_cols, self.a_groups, len(self.a_prompts), labels)
-        b_num, b_den = _tables(*b_cols, self.b_groups, len(self.b_prompts), labels)
-        a_counts = bootstrap_counts(len(self.a_prompts), replicates, seed)
-        b_counts = a_counts if self.paired else bootstrap_counts(len(self.b_prompts), replicates, seed + 1)
+        a_groups, a_prompts, b_groups, b_prompts = self.a_groups, self.a_prompts, self.b_groups, self.b_prompts
+        if not self.paired:  # each side's own prompts, as its interval has them
+            a_groups, a_prompts = _clusters(method, a_rows) or (a_groups, a_prompts)
+            b_groups, b_prompts = _clusters(method, b_rows) or (b_groups, b_prompts)
+        a_num, a_den = _tables(*a_cols, a_groups, len(a_prompts), labels)
+        b_num, b_den = _tables(*b_cols, b_groups, len(b_prompts), labels)
+        a_counts = bootstrap_counts(len(a_prompts), replicates, seed)
+        b_counts = a_counts if self.paired else bootstrap_counts(len(b_prompts), replicates, seed + 1)
         weight = method.weight
         diffs = _replicate_values(b_counts, b_num, b_den, weight) - _replicate_values(a_counts, a_num, a_den, weight)
         a_value, b_value = _point(a_num, a_den, weight), _point(b_num, b_den, weight)
@@ -379,12 +415,11 @@ class _Sides:
         b_in = None if b_state_rows is None else b_state.inputs(method.inputs, b_state_rows)
         if a_in is None or b_in is None or min(len(self.a_prompts), len(self.b_prompts)) < 2:
             return None
-        x, ref = method.inputs
         a_block = blocks_of(self.a_groups, len(self.a_prompts), blocks, seed)
         b_block = a_block if self.paired else blocks_of(self.b_groups, len(self.b_prompts), blocks, seed + 1)
         ka, kb = int(a_block.max()) + 1, int(b_block.max()) + 1
-        a_side = method.side(a_in[x], a_in[ref], a_block, ka, seed)
-        b_side = method.side(b_in[x], b_in[ref], b_block, kb, seed)
+        a_side = _side(method, a_in, a_block, ka, seed)
+        b_side = _side(method, b_in, b_block, kb, seed)
         if self.everything or not self.paired:
             a_value, b_value = _value(self.a_cell, key), _value(self.b_cell, key)
         else:

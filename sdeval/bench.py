@@ -674,6 +674,7 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
     With `shard=(I, N)` (array jobs) generate and score only share I of N, leaving a part for the final run,
     which merges the parts, gates and reports."""
     from sdeval.atomic import check_output_folder
+    from sdeval.models.check import check_run_models
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" not in os.environ and shard is None:
         # Independent shards cannot wait for each other: the main one would score a partial run.
@@ -685,6 +686,8 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
     check_output_folder(config.out, "output_dir")  # before any model loads
     if config.report is not None:
         check_output_folder(config.report.output, "report.output")
+    # Every model and file the score stage will load, before an image is generated: a missing one costs no run.
+    check_run_models(config.score.options, name=lambda option: f"score.{option}")
     where = BenchProgress()
     try:
         return _run_stages(config, progress, echo, shard, where)

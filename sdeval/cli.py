@@ -120,6 +120,10 @@ from sdeval.metrics.command import metrics_command  # noqa: E402
 
 main.add_command(metrics_command)
 
+from sdeval.models.command import models_command  # noqa: E402
+
+main.add_command(models_command)
+
 from sdeval.reference.command import reference  # noqa: E402
 
 main.add_command(reference)

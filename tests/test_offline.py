@@ -3,6 +3,7 @@ naming it and the option that gives it as a local path. These tests never touch 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import shutil
@@ -24,6 +25,7 @@ from sdeval import offline
 from sdeval.cli import main
 from sdeval.demo import make_image_set
 from sdeval.errors import SdevalError
+from sdeval.features import inception
 from sdeval.features.clip import ClipEmbedder, _Download, _weights_download
 from sdeval.features.inception import InceptionExtractor
 from sdeval.generate.config import CheckpointSpec
@@ -289,6 +291,9 @@ def test_inception_download_creates_the_checkpoints_folder(
             return [self[key]] if key in self else None
 
     monkeypatch.setattr(torch.hub, "urlopen", lambda request: Response(payload))
+    # The download is checked against the standard file's size and sha256: here the payload stands in for it.
+    monkeypatch.setattr(inception, "STANDARD_WEIGHTS_SIZE", len(payload))
+    monkeypatch.setattr(inception, "STANDARD_WEIGHTS_SHA256", hashlib.sha256(payload).hexdigest())
     extractor = InceptionExtractor()
     assert extractor.weights_path == empty_torch_hub / "checkpoints" / INCEPTION_FILE
     assert extractor.weights_path.read_bytes() == payload

@@ -331,17 +331,29 @@ class _Download:
     via_hub: bool
 
 
-def _weights_download(cfg: dict[str, Any], cache_dir: str | None) -> _Download | None:
-    """Where open_clip would download a tag's weights from, or None when they are cached (or it cannot tell).
+@dataclass(frozen=True)
+class TagWeights:
+    """Where open_clip keeps a pretrained tag's weights: `cached` when they are on disk, else where they would go."""
 
-    Mirrors open_clip's download_pretrained: the hub when the tag names a hub repo (a .safetensors twin of
-    the file counts), else the tag's URL into ~/.cache/clip. Only looks at files, never at the network.
+    cached: Path | None  # the file on disk, None when not there
+    target: Path  # the cached file, else a hub repo's cache folder or the file a URL download writes
+    source: str  # what a download fetches: `hub REPO (FILE)` or the URL
+    url: str  # where a download would come from (the hub's endpoint, or the tag's URL)
+    via_hub: bool
+
+
+def tag_weights(cfg: dict[str, Any], cache_dir: str | None = None) -> TagWeights | None:
+    """Where a tag's weights are or would be downloaded to; None when open_clip names a file itself or the layout is
+    not one sdeval knows (it then loads as before, without the early check).
+
+    Mirrors open_clip's download_pretrained: the hub when the tag names a hub repo (a .safetensors twin of the file
+    counts), else the tag's URL into ~/.cache/clip. Only looks at files, never at the network.
     """
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants, try_to_load_from_cache
         from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
         from open_clip.pretrained import has_hf_hub
-    except ImportError:  # another open_clip layout: load as before, without the early check
+    except ImportError:  # another open_clip layout
         return None
     if cfg.get("file"):
         return None
@@ -354,15 +366,25 @@ def _weights_download(cfg: dict[str, Any], cache_dir: str | None) -> _Download |
         elif filename.endswith((".bin", ".pth")):
             candidates.append(filename[:-4] + ".safetensors")
         try:
-            cached = any(isinstance(try_to_load_from_cache(repo_id, f, cache_dir=cache_dir), str) for f in candidates)
+            found = [try_to_load_from_cache(repo_id, f, cache_dir=cache_dir) for f in candidates]
         except ValueError:  # not a valid repo id: open_clip reports that itself
             return None
-        return None if cached else _Download(hub_url(), via_hub=True)
+        cached = next((Path(f) for f in found if isinstance(f, str)), None)
+        folder = Path(cache_dir or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+        return TagWeights(cached, cached or folder, f"hub {repo_id} ({filename})", hub_url(), via_hub=True)
     url = cfg.get("url")
     if url:
         target = Path(cache_dir or Path.home() / ".cache" / "clip") / os.path.basename(url)
-        return None if target.is_file() else _Download(url, via_hub=False)
+        return TagWeights(target if target.is_file() else None, target, url, url, via_hub=False)
     return None
+
+
+def _weights_download(cfg: dict[str, Any], cache_dir: str | None) -> _Download | None:
+    """Where open_clip would download a tag's weights from, or None when they are cached (or it cannot tell)."""
+    found = tag_weights(cfg, cache_dir)
+    if found is None or found.cached is not None:
+        return None
+    return _Download(found.url, via_hub=found.via_hub)
 
 
 class _DropOpenClipErrors(logging.Filter):

@@ -48,9 +48,32 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
+#: The standard weights under torch-fidelity's name, then under pytorch-fid's: the same bytes, either is accepted.
+STANDARD_WEIGHTS_NAMES = (URL_INCEPTION_V3.rsplit("/", 1)[-1], "pt_inception-2015-12-05-6726825d.pth")
+STANDARD_WEIGHTS_SIZE = 95_628_359
+STANDARD_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
+
 def standard_weights_path() -> Path:
     """Where torch.hub keeps torch-fidelity's standard Inception weights (downloaded there on first use)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / STANDARD_WEIGHTS_NAMES[0]
+
+
+def find_standard_weights() -> Path | None:
+    """The standard weights in torch.hub's folder under either name (a copy of pytorch-fid's file counts), or None."""
+    folder = standard_weights_path().parent
+    return next((folder / name for name in STANDARD_WEIGHTS_NAMES if (folder / name).is_file()), None)
+
+
+def standard_weights_problem(path: Path, sha256: str | None = None) -> str | None:
+    """Why the file at `path` is not the standard weights (its size, else its sha256), or None when it is."""
+    size = path.stat().st_size
+    if size != STANDARD_WEIGHTS_SIZE:
+        return f"{size:,} bytes, not the standard weights' {STANDARD_WEIGHTS_SIZE:,}"
+    sha256 = sha256 or file_sha256(path)
+    if sha256 != STANDARD_WEIGHTS_SHA256:
+        return f"sha256 {sha256[:12]}..., not the standard weights' {STANDARD_WEIGHTS_SHA256[:12]}..."
+    return None
 
 
 def resize_legacy(rgb: np.ndarray) -> torch.Tensor:
@@ -122,13 +145,25 @@ class InceptionExtractor:
     ) -> None:
         if preprocess not in PREPROCESS_MODES:
             raise SdevalError(f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}")
-        path = Path(weights) if weights is not None else standard_weights_path()
+        path = Path(weights) if weights is not None else find_standard_weights() or standard_weights_path()
         if weights is not None and not path.is_file():
             raise SdevalError(f"--inception-weights {weights}: no such file")
-        if weights is None and not path.is_file():
+        downloaded = weights is None and not path.is_file()
+        if downloaded:
             self._download_standard_weights(path)
         self.weights_path = path
         self.weights_sha256 = file_sha256(path)
+        if weights is None:
+            # A file at the standard place that is not the standard weights would give FIDs nobody can compare.
+            problem = standard_weights_problem(path, self.weights_sha256)
+            if problem is not None and downloaded:
+                path.unlink()
+                raise SdevalError(f"downloaded {path.name}, but it is not the standard weights ({problem}); removed")
+            if problem is not None:
+                raise SdevalError(
+                    f"{path}: {problem}: delete it (it is downloaded again) or copy the standard file there "
+                    "(`sdeval models` says where), or pass --inception-weights PATH"
+                )
         self.mode = preprocess
         self.device = torch.device(device)
         self.cache_key = f"inception-v3-compat:{self.weights_sha256}:{preprocess}"

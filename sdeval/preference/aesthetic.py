@@ -84,7 +84,7 @@ class AestheticScorer:
     ) -> AestheticScorer:
         """The head from a file, URL or hub file (default: the original .pth, which needs allow_pickle) and the
         CLIP model: `embedder` when given (shared with the CLIP metrics), else ClipEmbedder.load(clip_*)."""
-        hint = "download sac+logos+ava1-l14-linearMSE.pth once and pass its path as the aesthetic model"
+        hint = "download sac+logos+ava1-l14-linearMSE.pth once and pass its path as --aesthetic-model PATH"
         path, label = resolve_file(model or AESTHETIC_URL, what="aesthetic head", hint=hint, allow_pickle=allow_pickle)
         state = read_state_file(path, allow_pickle=allow_pickle, what="aesthetic head")
         head = RewardMLP(head_input_size(state))

@@ -250,7 +250,7 @@ class HpsScorer:
 
 def _locate(model: str, *, allow_pickle: bool) -> tuple[Path, str, str | None]:
     """(checkpoint path, label, HPS version or None) for a version, a local file or a hub file."""
-    hint = "download HPS_v2.1_compressed.pt from xswu/HPSv2 once and pass its path as the model"
+    hint = f"download {HPS_FILES['v2.1']} from {HPS_REPO} once and pass its path as --hps-model PATH"
     model = HPS_ALIASES.get(model, model)
     if model in HPS_FILES:
         what = f"HPS {model} checkpoint"

@@ -394,7 +394,10 @@ def locate_files(model: str, *, tokenizer: str | None, allow_pickle: bool) -> Im
         return _local_files(local, tokenizer)
     if model.startswith(("/", ".", "~")) or model.count("/") != 1:
         raise SdevalError(f"ImageReward model {model}: no such file or folder (nor a hub id OWNER/NAME)")
-    hint = "pass the folder holding ImageReward.pt (or .safetensors), med_config.json and vocab.txt as the model"
+    hint = (
+        "pass the folder holding ImageReward.pt (or .safetensors), med_config.json and vocab.txt as "
+        "--imagereward-model PATH"
+    )
     weights = hub_file(model, WEIGHTS_NAME, what="ImageReward weights", hint=hint, allow_pickle=allow_pickle)
     med = hub_file(model, MED_CONFIG_NAME, what="ImageReward config", hint=hint, allow_pickle=False)
     vision = cached_hub_file(model, VISION_CONFIG_NAME)  # sdeval's own file: read when present, never fetched

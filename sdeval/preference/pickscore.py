@@ -269,7 +269,8 @@ def _load_model(model: str, *, allow_pickle: bool) -> tuple[Any, Path, str, bool
     snapshot = _cached_snapshot(model, "config.json")
     if snapshot is not None and _has_weights(snapshot, allow_pickle=allow_pickle):
         return _load_folder(snapshot, model, allow_pickle=allow_pickle), snapshot, model, False
-    require_download(f"PickScore model {model!r}", "pass a local model folder (save_pretrained layout)")
+    hint = "pass a local model folder (save_pretrained layout) as --pickscore-model PATH"
+    require_download(f"PickScore model {model!r}", hint)
     network = _from_pretrained(model, model, local_only=False, allow_pickle=allow_pickle)
     snapshot = _cached_snapshot(model, "config.json")
     if snapshot is None:
@@ -379,7 +380,7 @@ def _load_processor(location: str, *, local_only: bool) -> tuple[Any, Any]:
 
     image_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
     what = f"PickScore processor {location!r}"
-    hint = "pass a folder with preprocessor_config.json and the CLIP tokenizer files as the processor"
+    hint = "put preprocessor_config.json and the CLIP tokenizer files in the --pickscore-model folder"
     local = Path(location).expanduser()
     try:
         with quiet_transformers():

@@ -24,7 +24,7 @@ import torch
 
 from sdeval import atomic
 from sdeval.errors import SdevalError
-from sdeval.hashing import file_sha256
+from sdeval.hashing import file_sha256, hub_record_key, record_sha256
 from sdeval.offline import require_download
 from sdeval.paths import cache_root
 
@@ -174,7 +174,9 @@ def _download_hub_file(repo_id: str, candidates: list[str], *, what: str, allow_
         last = index == len(candidates) - 1
         check_pickle_allowed(f"{repo_id}/{name}", allow_pickle, what)
         try:
-            return Path(hf_hub_download(repo_id, name))
+            path = Path(hf_hub_download(repo_id, name))
+            _record(hub_record_key(path), path)
+            return path
         except RepositoryNotFoundError as err:
             raise SdevalError(f"{what}: no hub repository {repo_id!r} (or it is private or gated)") from err
         except EntryNotFoundError as err:
@@ -186,22 +188,37 @@ def _download_hub_file(repo_id: str, candidates: list[str], *, what: str, allow_
     raise AssertionError("unreachable: the last candidate returns or raises")
 
 
-def url_file(url: str, *, what: str, hint: str, allow_pickle: bool) -> Path:
-    """A weights file at a URL, kept in sdeval's cache (`<cache>/weights/`); downloaded once, atomically."""
+def url_cache_path(url: str) -> Path:
+    """Where a weights file given by URL is kept: `<cache>/weights/<sha256 of the URL, 16 digits>/<its file name>`."""
     name = unquote(os.path.basename(urlsplit(url).path)) or "weights"
-    folder = cache_root() / "weights" / hashlib.sha256(url.encode()).hexdigest()[:16]
-    target = folder / name
-    check_pickle_allowed(name, allow_pickle, what)
+    return cache_root() / "weights" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+
+
+def url_file(url: str, *, what: str, hint: str, allow_pickle: bool) -> Path:
+    """A weights file at a URL, kept in sdeval's cache (url_cache_path); downloaded once, atomically.
+
+    What is missing is said before what would be refused: offline, a pickle that is not there is reported as not
+    there (with the way to give it), not as a pickle."""
+    target = url_cache_path(url)
+    if not target.is_file():
+        require_download(f"{what} ({url})", hint, url=url)
+    check_pickle_allowed(target.name, allow_pickle, what)
     if target.is_file():
         return target
-    require_download(f"{what} ({url})", hint, url=url)
-    folder.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=_URL_TIMEOUT_S) as response, atomic.atomic_open(target) as out:
             shutil.copyfileobj(response, out)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise SdevalError(f"{what}: cannot download {url}: {first_line(err)}") from err
+    _record(f"url:{url}", target)
     return target
+
+
+def _record(key: str | None, path: Path) -> None:
+    """Record a fresh download's sha256, so that `sdeval models --check` can tell later when the file changed."""
+    if key is not None:
+        record_sha256(key, path)
 
 
 def resolve_file(ref: str, *, what: str, hint: str, allow_pickle: bool) -> tuple[Path, str]:

@@ -1,0 +1,170 @@
+"""Which models each metric, judge and preference scorer needs, and which options choose them: said once.
+
+A metric needs the models of its inputs (`Need`s: Inception for pool features and logits, the --clip-* CLIP model
+for image and prompt embeddings, ...); a preference metric its own scorer's; adherence and robustness the models of
+the --judge they run. `sdeval models` and the pre-generation check of `sdeval bench` read these tables; the metric
+registry can take them over as a field of each registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sdeval.metrics import registry
+from sdeval.metrics.registry import MetricSpec, Need
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """One model a run may need: the options that choose it (ScoreOptions fields, the last one takes a local path)
+    and what it is when none is given (read from the module that owns it, when asked: the libraries load then)."""
+
+    key: str
+    label: str
+    options: tuple[str, ...]
+    describe_default: Callable[[], str]
+
+    @property
+    def option(self) -> str:
+        """The option that takes a local file or folder instead of a download."""
+        return self.options[-1]
+
+    @property
+    def default(self) -> str:
+        return self.describe_default()
+
+
+def _inception() -> str:
+    from sdeval.features.inception import STANDARD_WEIGHTS_NAMES
+
+    return f"torch-fidelity's standard weights ({STANDARD_WEIGHTS_NAMES[0]})"
+
+
+def _clip() -> str:
+    from sdeval.features.clip import CLIP_SCORE_MODEL
+
+    return f"{CLIP_SCORE_MODEL.name} + {CLIP_SCORE_MODEL.pretrained}"
+
+
+def _cmmd() -> str:
+    from sdeval.features.clip import CMMD_MODEL
+
+    return f"{CMMD_MODEL.name} + {CMMD_MODEL.pretrained} (the --clip-* model when only that one is given)"
+
+
+def _dinov2() -> str:
+    from sdeval.features.dinov2 import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def _imagereward() -> str:
+    from sdeval.preference.imagereward import IMAGEREWARD_REPO, TOKENIZER_REPO
+
+    return f"{IMAGEREWARD_REPO}, with {TOKENIZER_REPO}'s vocabulary"
+
+
+def _hps() -> str:
+    from sdeval.preference.hps import HPS_REPO, HpsScorer
+
+    return f"{HpsScorer.default_model} from {HPS_REPO}"
+
+
+def _pickscore() -> str:
+    from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
+
+    return f"{PICKSCORE_MODEL}, with {PICKSCORE_PROCESSOR}'s processor"
+
+
+def _aesthetic() -> str:
+    from sdeval.preference.aesthetic import AESTHETIC_URL
+
+    return AESTHETIC_URL
+
+
+def _detector() -> str:
+    from sdeval.judges.detector import DEFAULT_DETECTOR
+
+    return DEFAULT_DETECTOR
+
+
+def _vqa() -> str:
+    from sdeval.judges.vqa import DEFAULT_VQA_MODEL
+
+    return DEFAULT_VQA_MODEL
+
+
+SLOTS: dict[str, ModelSlot] = {
+    slot.key: slot
+    for slot in (
+        ModelSlot("inception", "Inception-v3 weights", ("inception_weights",), _inception),
+        ModelSlot("clip", "CLIP model", ("clip_model", "clip_pretrained"), _clip),
+        ModelSlot("cmmd", "CMMD's CLIP model", ("cmmd_model", "cmmd_pretrained"), _cmmd),
+        ModelSlot("dinov2", "DINOv2 model", ("dinov2_model",), _dinov2),
+        ModelSlot("imagereward", "ImageReward", ("imagereward_model",), _imagereward),
+        ModelSlot("hps", "HPS checkpoint", ("hps_model",), _hps),
+        ModelSlot("pickscore", "PickScore model", ("pickscore_model",), _pickscore),
+        ModelSlot("aesthetic", "LAION aesthetic head", ("aesthetic_model",), _aesthetic),
+        ModelSlot("detector", "detector", ("detector_model",), _detector),
+        ModelSlot("vqa", "VQA model", ("vqa_model",), _vqa),
+    )
+}
+
+
+def flag(option: str) -> str:
+    """An option as the command line names it: `--inception-weights`."""
+    return "--" + option.replace("_", "-")
+
+
+def config_key(option: str) -> str:
+    """An option as a bench config names it: `score.inception_weights`."""
+    return f"score.{option}"
+
+
+#: The models behind each input a metric can need (the others need none).
+NEED_MODELS: dict[Need, tuple[str, ...]] = {
+    Need.INCEPTION_POOL: ("inception",),
+    Need.INCEPTION_LOGITS: ("inception",),
+    Need.CLIP_IMAGE: ("clip",),
+    Need.CLIP_TEXT: ("clip",),
+    Need.CMMD_IMAGE: ("cmmd",),
+    Need.DINOV2: ("dinov2",),
+}
+#: Need.PREFERENCE: each preference metric's own scorer (the aesthetic head reads the CLIP model's embeddings).
+SCORER_MODELS: dict[str, tuple[str, ...]] = {
+    "imagereward": ("imagereward",),
+    "hps": ("hps",),
+    "pickscore": ("pickscore",),
+    "aesthetic": ("aesthetic", "clip"),
+}
+#: Need.JUDGEMENTS: the models of each --judge (the detector names colours with the CLIP model).
+JUDGE_MODELS: dict[str, tuple[str, ...]] = {
+    "detector": ("detector", "clip"),
+    "clip": ("clip",),
+    "shapes": (),
+    "vqa": ("vqa",),
+}
+
+
+def metric_slots(spec: MetricSpec) -> list[str]:
+    """The slot keys metric `spec` needs besides its judge's, in table order."""
+    keys = [key for need in sorted(spec.needs, key=list(Need).index) for key in NEED_MODELS.get(need, ())]
+    if Need.PREFERENCE in spec.needs:
+        keys += SCORER_MODELS[spec.name]
+    return list(dict.fromkeys(keys))
+
+
+def run_slots(metrics: Iterable[str], judges: Iterable[str]) -> dict[str, list[str]]:
+    """Slot key -> who needs it (metrics, and `METRIC (judge NAME)` for a judge's models), in table order, for a run
+    of `metrics` judged by `judges`."""
+    judges = tuple(judges)
+    used: dict[str, list[str]] = {}
+    for spec in registry.check_names(tuple(metrics)):
+        needs = [(key, spec.name) for key in metric_slots(spec)]
+        if Need.JUDGEMENTS in spec.needs:
+            needs += [(key, f"{spec.name} (judge {judge})") for judge in judges for key in JUDGE_MODELS[judge]]
+        for key, user in needs:
+            if user not in used.setdefault(key, []):
+                used[key].append(user)
+    return {key: used[key] for key in SLOTS if key in used}

@@ -19,7 +19,7 @@ from sdeval.errors import SdevalError
 from sdeval.state import FORMAT as STATE_FORMAT
 from sdeval.state import FORMAT_VERSION as STATE_VERSION
 from sdeval.state import save_state, state_path
-from sdeval.textfiles import read_user_text
+from sdeval.textfiles import json_problem, read_user_text
 
 if TYPE_CHECKING:
     from sdeval.score import ScoreRun
@@ -194,7 +194,7 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SdevalError(f"{path}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+        raise SdevalError(f"{path}: not valid JSON: {json_problem(err)}") from None
     if not isinstance(doc, dict):
         kind = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(doc), "null")
         raise SdevalError(f"{path}: not an sdeval results file (a JSON {kind}, not an object)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,3 +22,10 @@ def read_user_text(path: str | os.PathLike[str], kind: str, error: type[SdevalEr
         raise error(f"{path}: not a {kind} file (not UTF-8 text: byte {err.start})") from None
     except OSError as err:
         raise error(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def json_problem(err: json.JSONDecodeError, line: bool = True) -> str:
+    """Python's JSON error with its place, as one phrase: `Expecting ',' delimiter at line 4, column 3`. Some of
+    its messages end in "at" already ("Unterminated string starting at"): the place follows without a second."""
+    place = f"line {err.lineno}, column {err.colno}" if line else f"column {err.colno}"
+    return f"{err.msg} {place}" if err.msg.endswith(" at") else f"{err.msg} at {place}"

@@ -298,6 +298,26 @@ def test_invalid_json_names_the_line_and_column(tmp_path, demo):
     assert str(err.value) == f"{path}: not valid JSON: Expecting ',' delimiter at line 4, column 3"
 
 
+def test_json_errors_that_end_in_at_do_not_double_it(tmp_path):
+    """Python's "Unterminated string starting at" takes the place without a second "at", wherever sdeval quotes a
+    JSON error: results files, gate verdicts (sdeval report --gate), manifests."""
+    from sdeval.prompts.manifest import load_manifest
+    from sdeval.report.build import read_gate
+
+    path = tmp_path / "torn.json"
+    path.write_text('{"format": "sdeval.results", "cells": "unterminated', encoding="utf-8")
+    with pytest.raises(SdevalError) as err:
+        load_results(path)
+    assert str(err.value) == f"{path}: not valid JSON: Unterminated string starting at line 1, column 39"
+    with pytest.raises(SdevalError) as err:
+        read_gate(path)
+    assert str(err.value).endswith("(not valid JSON: Unterminated string starting at line 1, column 39)")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text('{"file": "a.png", "prompt": "a cat}\n', encoding="utf-8")
+    problems = {p.line: p.reason for p in load_manifest(manifest, tmp_path).problems}
+    assert problems[1] == "not valid JSON: Unterminated string starting at column 29"
+
+
 def test_a_missing_or_unreadable_file_is_one_clear_error(tmp_path):
     with pytest.raises(SdevalError, match="no such results file"):
         load_results(tmp_path / "nope.json")

@@ -32,7 +32,7 @@ from typing import Any
 from sdeval.errors import SdevalError
 from sdeval.judges.rules import fact_text, spec_facts
 from sdeval.suites.spec import Spec
-from sdeval.textfiles import read_user_text
+from sdeval.textfiles import json_problem, read_user_text
 
 YES, NO = "yes", "no"
 BINARY = (YES, NO)
@@ -330,13 +330,13 @@ def _json_records(path: Path, text: str) -> list[_Record]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise SdevalError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+                raise SdevalError(f"{path}:{n}: not valid JSON ({json_problem(err, line=False)})") from None
             records.append((f"{path}:{n}", obj))
         return records
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SdevalError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        raise SdevalError(f"{path}:{err.lineno}: not valid JSON ({json_problem(err, line=False)})") from None
     if isinstance(data, dict) and all(isinstance(v, dict) and "qid2question" in v for v in data.values()):
         return _dsg_output_records(path, data)
     if not isinstance(data, list):

@@ -20,6 +20,7 @@ from sdeval.prompts.record import (
     optional_seed,
     optional_text,
 )
+from sdeval.textfiles import json_problem
 
 KNOWN_COLUMNS = ("file", "prompt", "id", "seed", "negative_prompt", "category", "checkpoint", "settings")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -217,7 +218,7 @@ def _read_jsonl(text: str, builder: _Builder) -> str | None:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            builder.problem(number, f"not valid JSON: {err.msg} at column {err.colno}")
+            builder.problem(number, f"not valid JSON: {json_problem(err, line=False)}")
             continue
         except ValueError as err:  # e.g. an integer with too many digits
             builder.problem(number, f"not valid JSON: {err}")

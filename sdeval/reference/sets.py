@@ -25,6 +25,7 @@ import numpy as np
 from sdeval.errors import ConfigError, SdevalError
 from sdeval.images import find_images
 from sdeval.reference.files import images_hash
+from sdeval.textfiles import json_problem
 
 FORMAT = "sdeval.reference-set"
 FORMAT_VERSION = 1
@@ -142,7 +143,7 @@ def load_definition(path: str | os.PathLike[str]) -> Definition:
     except OSError as err:
         raise ConfigError(f"{file}: cannot read the definition: {err.strerror or err}") from None
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{file}:{err.lineno}: not valid JSON ({err.msg})") from None
+        raise ConfigError(f"{file}:{err.lineno}: not valid JSON ({json_problem(err, line=False)})") from None
     return parse_definition(data, file)
 
 

@@ -25,7 +25,7 @@ from sdeval.protocol import differences, flatten, is_informative
 from sdeval.report.images import make_thumbnails
 from sdeval.report.plots import sweep_plots
 from sdeval.results import load_results
-from sdeval.textfiles import read_user_text
+from sdeval.textfiles import json_problem, read_user_text
 
 N_GRID_PROMPTS = 6  # prompts in the side-by-side grid
 N_WORST = 5  # worst prompts shown per checkpoint
@@ -605,7 +605,7 @@ def read_gate(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SdevalError(f"{where}: not a gate verdict (not valid JSON: {err.msg} at line {err.lineno})") from None
+        raise SdevalError(f"{where}: not a gate verdict (not valid JSON: {json_problem(err)})") from None
     if not isinstance(document, dict) or document.get("format") != GATE_FORMAT:
         has_format = isinstance(document, dict) and "format" in document
         found = f"format {document['format']!r}" if has_format else "no `format` field"

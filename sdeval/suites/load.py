@@ -17,6 +17,7 @@ from typing import Any
 
 from sdeval.errors import ConfigError
 from sdeval.suites.spec import Spec, SpecError, parse_spec
+from sdeval.textfiles import json_problem
 
 ROW_KEYS = ("id", "prompt", "category", "tags", "negative_prompt", "init_image", "spec")
 #: GenEval's metadata keys, accepted at the top level of a row in place of `spec`.
@@ -178,7 +179,7 @@ def _jsonl_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] 
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            problems.append(Problem(lineno, f"not valid JSON ({err.msg})"))
+            problems.append(Problem(lineno, f"not valid JSON ({json_problem(err, line=False)})"))
             first = False
             continue
         if isinstance(obj, dict) and list(obj) == [HEADER]:

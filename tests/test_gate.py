@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import xml.etree.ElementTree as ET
@@ -390,6 +391,10 @@ def test_gate_catches_colour_mistakes_and_not_seed_noise(calibration_runs: dict[
     assert "beyond max_decrease 0.05" in faulty.output
     data = json.loads(verdicts.read_text())
     assert data["summary"]["fail"] == 2 and all(v["paired"] for v in data["verdicts"])
+    # The files gated, so a report over several runs can name each verdict's run.
+    faulty_file = calibration_runs["faulty"]
+    assert data["results"] == {"path": str(faulty_file), "sha256": hashlib.sha256(faulty_file.read_bytes()).hexdigest()}
+    assert data["baseline"]["path"] == base
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "2"
     assert "FAIL" in report.read_text()
     for strict, allowed in (([], {0}), (["--strict"], {0, 4})):

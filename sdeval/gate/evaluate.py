@@ -3,6 +3,7 @@ and their intervals, and give one verdict per (rule, cell)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class Side:
 class GateResult:
     verdicts: tuple[Verdict, ...]
     warnings: tuple[str, ...]
+    # The files gated, as `file_record` gives them: "results" and "baseline" (None without one).
+    files: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(v.status == status for v in self.verdicts)
@@ -71,10 +74,22 @@ class GateResult:
         return {
             "format": "sdeval.gate",
             "format_version": 1,
+            "results": self.files.get("results"),
+            "baseline": self.files.get("baseline"),
             "summary": {s: self.count(s) for s in (PASS, FAIL, INCONCLUSIVE, ERROR)},
             "verdicts": [v.to_json() for v in self.verdicts],
             "warnings": list(self.warnings),
         }
+
+
+def file_record(side: Side) -> dict[str, Any]:
+    """Which results file a side is, for readers of the verdicts (a report over several runs names each verdict's
+    run by it): the path as given and the sha256 of the file (None where it cannot be read)."""
+    try:
+        digest: str | None = hashlib.sha256(Path(side.path).read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    return {"path": side.path, "sha256": digest}
 
 
 def load_side(path: str | Path) -> Side:
@@ -226,7 +241,8 @@ def run_gate(
     for rule in rules.rules:
         for cell_id in cells_of(rule, candidate):
             verdicts.append(_judge(rule, cell_id, candidate, baseline, pairs, compare_fn))
-    return GateResult(tuple(verdicts), tuple(warnings))
+    files = {"results": file_record(candidate), "baseline": file_record(baseline) if baseline is not None else None}
+    return GateResult(tuple(verdicts), tuple(warnings), files=files)
 
 
 def _judge(

@@ -85,6 +85,21 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[str], list[s
     return binding, informative
 
 
+def binds(path: str, key: str) -> bool:
+    """Whether binding field `path` moves the numbers of result key `key`. A field in a protocol block that the key's
+    metric declares (its own block, its inputs', the fields it `binds`: sdeval.metrics.registry) does; a field in
+    blocks only other metrics declare does not (two runs that differ only in the FID reference stay comparable for
+    adherence); a field in no metric's block binds every key, and every field binds a key the registry does not
+    know, so new fields stay safe."""
+    from sdeval.metrics import registry
+
+    spec = registry.spec_of_key(key)
+    if spec is None:
+        return True
+    block = path.split(".", 1)[0]
+    return block in spec.protocol_blocks or block not in registry.claimed_blocks()
+
+
 def describe(a: dict[str, Any], b: dict[str, Any], path: str) -> str:
     """`path: X vs Y` for a message that names what differs."""
     return f"{path}: {flatten(a).get(path)!r} vs {flatten(b).get(path)!r}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdeval.protocol import differences, flatten, is_informative
+from sdeval.protocol import binds, differences, flatten, is_informative
 
 BASE = {
     "metrics": ["fid", "kid"],
@@ -53,3 +53,22 @@ def test_a_field_present_on_one_side_only_is_a_difference_and_new_fields_are_bin
     other = _with("judge", {"name": "owlv2", "threshold": 0.3})
     assert differences(BASE, other) == (["judge.name", "judge.threshold"], [])
     assert flatten({"a": {"b": 1, "c": {}}}) == {"a.b": 1, "a.c": {}}
+
+
+def test_a_binding_field_binds_the_metrics_of_its_block_only():
+    """The reference moves FID, not adherence; the judge moves adherence, not FID; the scoring seed moves the
+    metrics that draw from it; a field of no metric's block (the suite, a new one) moves every metric."""
+    bound = {
+        path: sorted(k for k in ("fid", "kid", "is", "clip", "adherence", "robustness", "cmmd") if binds(path, k))
+        for path in ("reference.images_sha256", "judge.threshold", "seed", "clip.model", "suite.version", "new.field")
+    }
+    assert bound == {
+        "reference.images_sha256": ["cmmd", "fid", "kid"],
+        "judge.threshold": ["adherence", "robustness"],
+        "seed": ["is", "kid"],
+        "clip.model": ["clip"],
+        "suite.version": ["adherence", "clip", "cmmd", "fid", "is", "kid", "robustness"],
+        "new.field": ["adherence", "clip", "cmmd", "fid", "is", "kid", "robustness"],
+    }
+    assert binds("kid.subsets", "kid") and not binds("kid.subsets", "fid")  # a metric's own block
+    assert binds("reference.images_sha256", "not_a_registered_key")  # unknown keys: every field binds

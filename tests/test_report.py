@@ -4,6 +4,7 @@ marks on the calibration world, and a headless-Chromium check that the page is s
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.resources
 import json
 import re
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,7 @@ def _cells_of(html: str, table_id: str) -> dict[str, list[str]]:
     assert table is not None, table_id
     rows = {}
     for row in re.findall(r"<tr>(.*?)</tr>", table.group(0), re.S):
-        label = re.search(r"<td>(.*?)(?:<| )", row)
+        label = re.search(r"<td[^>]*>(.*?)(?:<| )", row)
         if label:
             rows[label.group(1)] = re.findall(r'<td class="num ?([^"]*)"', row)
     return rows
@@ -223,14 +225,16 @@ class _DevTools:
                 continue
 
 
-def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _browser(tmp_path: Path, width: int, height: int) -> Iterator[_DevTools]:
+    """Headless Chromium at `width` x `height`, its page target's DevTools client (skips without chromium)."""
     binary = _chromium()
     if binary is None:
         pytest.skip("no chromium binary (Debian's `chromium` package; .ci/run installs it)")
     pytest.importorskip("websocket", reason="websocket-client is not installed (the `test` extra)")
     profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
-            f"--user-data-dir={profile}", "--no-first-run", "--window-size=1280,2000", "about:blank"]  # fmt: skip
+    args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0", "--no-first-run",
+            f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]  # fmt: skip
     process = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         port = None
@@ -249,9 +253,20 @@ def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         tools = _DevTools(page["webSocketDebuggerUrl"])
         for domain in ("Page", "Network", "Runtime", "Log"):
             tools.call(f"{domain}.enable")
-        index = (report / "index.html").resolve()
-        tools.call("Page.navigate", url=index.as_uri())
-        tools.wait_for("Page.loadEventFired")
+        yield tools
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _open(tools: _DevTools, page: Path) -> None:
+    tools.call("Page.navigate", url=page.resolve().as_uri())
+    tools.wait_for("Page.loadEventFired")
+
+
+def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    with _browser(tmp_path, 1280, 2000) as tools:
+        _open(tools, report / "index.html")
         # Click a thumbnail: the overlay opens with it.
         opened = tools.call(
             "Runtime.evaluate",
@@ -275,9 +290,6 @@ def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         shot = tools.call("Page.captureScreenshot", format="png")
         (tmp_path / "report.png").write_bytes(base64.b64decode(shot["data"]))
         assert (tmp_path / "report.png").stat().st_size > 10_000
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     methods = [e.get("method") for e in tools.events]
     assert "Page.javascriptDialogOpening" not in methods  # the prompt's <script> never ran
     assert XSS in page_state["text"]  # ... and reads as text
@@ -320,7 +332,7 @@ def test_runs_with_the_same_file_name_are_labelled_by_their_folder(shapes_result
     html = (out / "index.html").read_text(encoding="utf-8")
     summary = (out / "summary.md").read_text(encoding="utf-8")
     for run in ("a", "b"):
-        assert f"<td>{run}: clean/" in html and f"<th>{run}: colours/" in html  # summary table and grid
+        assert f'<td class="label">{run}: clean/' in html and f'<th class="label">{run}: colours/' in html
         assert f"| {run}: clean/" in summary
     # --label names the runs instead, one per file, in order.
     labelled = tmp_path / "labelled"
@@ -328,7 +340,7 @@ def test_runs_with_the_same_file_name_are_labelled_by_their_folder(shapes_result
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     html = (labelled / "index.html").read_text(encoding="utf-8")
-    assert "<td>before: clean/" in html and "<td>after: clean/" in html
+    assert '<td class="label">before: clean/' in html and '<td class="label">after: clean/' in html
     # One --label for two files, and the same file twice, are refused in one line.
     result = CliRunner().invoke(main, ["report", str(a), str(b), "--label", "x", "-o", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--label" in result.output and len(result.output.strip().splitlines()) == 1
@@ -551,3 +563,184 @@ def test_report_command_lives_in_its_package() -> None:
     assert main.commands["report"] is report_command
     source = importlib.resources.files("sdeval").joinpath("cli.py").read_text(encoding="utf-8")
     assert "def report_command" not in source
+
+
+# -- issue 21: comparability per metric, the gate on top, near-zero values, empty columns, a 1400 px page --------
+
+
+def _reference(digit: str) -> Any:
+    """A change giving every cell an FID (no interval) against the reference whose images hash to `digit` * 64."""
+
+    def change(document: dict[str, Any]) -> None:
+        for index, cell in enumerate(document["cells"]):
+            cell["protocol"]["reference"] = {"source": "ref.npz", "n": 10, "images_sha256": digit * 64}
+            cell["metrics"]["fid"] = {"value": 20.0 + index + int(digit), "n": 10, "n_reference": 10}
+
+    return change
+
+
+def _column_statuses(html: str, table_id: str, column: int) -> dict[str, str]:
+    """{cell label: the status class of one value column} of a table of the page (labels of several runs)."""
+    table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S).group(0)
+    out = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]:
+        label = re.sub(r"<[^>]+>|\s*\(group \d+\)", "", re.search(r"<td[^>]*>(.*?)</td>", row, re.S).group(1))
+        out[label] = re.findall(r'<td class="num ?([^"]*)"', row)[column]
+    return out
+
+
+def test_comparability_is_judged_per_metric(shapes_results: Path, tmp_path: Path) -> None:
+    """Two runs that differ only in the FID reference: FID is compared within each run's group, adherence across
+    both runs, and the banner names the reference for FID only."""
+    a = _copy_run(shapes_results, tmp_path / "a", _reference("1"))
+    b = _copy_run(shapes_results, tmp_path / "b", _reference("2"))
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["report", str(a), str(b), "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    banner = html[html.index('id="not-comparable"') : html.index('id="summary"')]
+    assert "<strong>FID</strong>: group 1 vs group 2 (<code>reference.images_sha256</code>)" in banner
+    assert "Adherence, Seed robustness (pass@1): comparable across all cells." in banner
+    assert banner.count("<code>") == 1  # no field that binds no metric shown (the suite, the seed) is named
+    # [images, FID, adherence, robustness]; FID has no feature state to test with: the others are "untested".
+    fid = {k.split("/")[0]: v for k, v in _column_statuses(html, "summary-table", 1).items()}
+    adherence = {k.split("/")[0]: v for k, v in _column_statuses(html, "summary-table", 2).items()}
+    assert fid == {"a: clean": "best", "a: colours": "untested", "b: clean": "best", "b: colours": "untested"}
+    # One group for adherence: one best across both runs (the same images score the same: a tie).
+    assert adherence == {"a: clean": "best", "a: colours": "worse", "b: clean": "tie", "b: colours": "worse"}
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "> - **FID**: group 1 vs group 2 (`reference.images_sha256`)" in summary
+    # The protocol card says which metrics the field moves.
+    card = html[html.index('id="protocol-table"') :]
+    assert "moves FID" in card
+
+
+def test_gate_verdict_tops_the_page_and_its_rows_name_their_run(shapes_results: Path, tmp_path: Path) -> None:
+    a, b = _copy_run(shapes_results, tmp_path / "a"), _copy_run(shapes_results, tmp_path / "b")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {metric: adherence, max_decrease: 0.05}\n", encoding="utf-8")
+    gate = tmp_path / "gate.json"
+    gated = CliRunner().invoke(main, ["gate", str(b), "--rules", str(rules), "--baseline", str(a), "--json", str(gate)])
+    assert gated.exit_code == 0, gated.output
+    recorded = json.loads(gate.read_text(encoding="utf-8"))
+    assert recorded["results"]["path"] == str(b) and recorded["baseline"]["path"] == str(a)
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["report", str(a), str(b), "-o", str(out), "--gate", str(gate), "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = (out / "index.html").read_text(encoding="utf-8")
+    top = html[html.index('id="gate-verdict"') : html.index('id="summary"')]
+    assert "<strong>Gate: PASS</strong>" in top and "(2 checks: 2 pass, 0 fail, 0 inconclusive, 0 error;" in top
+    assert html.index('id="gate-verdict"') < html.index('id="not-comparable"' if 'id="not-comparable"' in html
+                                                        else 'id="summary"')  # fmt: skip
+    section = html[html.index('id="gate"') : html.index('id="overlay"')]
+    cells = re.findall(r'<td class="label">(.*?)</td>', section)
+    assert cells and all(c.startswith("b: ") and "(baseline a: " in c for c in cells), cells
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert summary.index("**Gate: PASS**") < summary.index("| cell |") and "| b: clean/" in summary
+    # A gate file that does not name its results file (an older sdeval's): the page says so.
+    old = tmp_path / "old-gate.json"
+    old.write_text(json.dumps({k: v for k, v in recorded.items() if k not in ("results", "baseline")}))
+    result = CliRunner().invoke(main, ["report", str(a), str(b), "-o", str(out), "--gate", str(old), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "does not name the results file it checked" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_near_zero_values_read_zero(shapes_results: Path, tmp_path: Path) -> None:
+    from sdeval.report.build import _fmt
+
+    assert [_fmt(v) for v in (1.48e-16, -3e-13, 0.0, 1e-9, 0.001234)] == ["0", "0", "0", "1e-09", "0.001234"]
+
+    def identical_images(document: dict[str, Any]) -> None:
+        for cell in document["cells"]:
+            interval = {"low": -2.2e-17, "high": 3.1e-16, "level": 0.95, "method": "given"}
+            cell["metrics"]["diversity"] = {"value": 1.48e-16, "n_prompts": 60, "interval": interval}
+
+    changed = _variant(shapes_results, tmp_path, "same.json", identical_images)
+    build_report([changed], tmp_path / "r", ReportOptions(quiet=True))
+    html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    summary = (tmp_path / "r" / "summary.md").read_text(encoding="utf-8")
+    assert "e-16" not in html.replace('data-sort="1.48e-16"', "") and "e-16" not in summary and "e-17" not in summary
+    assert '<span class="ci">[0, 0]</span>' in html and "0 [0, 0]" in summary
+
+
+def test_columns_with_no_values_are_hidden(report: Path, tmp_path: Path) -> None:
+    from sdeval.report.build import read_gate
+
+    html = (report / "index.html").read_text(encoding="utf-8")
+    robustness = html[html.index('id="robustness"') : html.index('id="grid"')]
+    assert "pass@1" in robustness and "CLIP std across seeds" not in robustness  # no CLIP model in this run
+    header = re.search(r'<table[^>]*id="summary-table".*?</thead>', html, re.S).group(0)
+    assert "<th>checkpoint</th>" not in header and "<th>setting</th>" not in header  # the cell ids say both
+    errors = _gate_document("error", "error")
+    for verdict in errors["verdicts"]:
+        for key in ("value", "difference", "interval"):
+            verdict.pop(key)
+    path = tmp_path / "gate.json"
+    path.write_text(json.dumps(errors), encoding="utf-8")
+    assert read_gate(path)["columns"] == ["reason"]
+
+
+def test_crowded_trade_off_labels_do_not_overlap() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sdeval.report.plots import _overlap, label_points
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    points = [(25.0 + 0.0004 * i, 20.0 + 0.002 * (i % 3), f"{3 + 2 * (i % 4):g}") for i in range(10)]
+    axes.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+    axes.plot([24.9, 25.1], [19.5, 20.5])  # wide limits: the points crowd together
+    renderer = figure.canvas.get_renderer()
+    notes = label_points(figure, axes, points)
+    boxes = [note.get_window_extent(renderer) for note in notes]
+    assert len(boxes) == len(points)
+    assert all(_overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    # The same labels at one fixed offset (as they were placed before) would cover each other.
+    fixed = [axes.annotate(t, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8) for x, y, t in points]
+    fixed_boxes = [note.get_window_extent(renderer) for note in fixed]
+    assert any(_overlap(a, b) > 0 for i, a in enumerate(fixed_boxes) for b in fixed_boxes[i + 1 :])
+    plt.close(figure)
+
+
+def _seven_cells(document: dict[str, Any]) -> None:
+    """Seven cells with long ids, every built-in scalar metric with an interval, a diversity of rounding noise."""
+    document["state"] = {"path": None, "reason": "removed"}
+    template = document["cells"]
+    cells = []
+    for index in range(7):
+        cell = json.loads(json.dumps(template[index % len(template)]))
+        checkpoint = f"sd15-finetune-epoch{index:02d}"
+        cell["id"] = f"{checkpoint}/g{3 + index}.5-s50-default-512x512-fp16"
+        cell["checkpoint"]["name"] = checkpoint
+        cell["setting"] = {"id": f"g{3 + index}.5-s50-default-512x512-fp16", "values": {"guidance_scale": 3.5 + index}}
+        for key, value in (("fid", 21.3456), ("kid", 0.012345), ("is", 3.4567), ("precision", 0.61234),
+                           ("recall", 0.51234), ("clip", 25.1234), ("rprecision", 0.81234), ("cmmd", 0.31234),
+                           ("diversity", 0.21234 if index else 1.48e-16)):  # fmt: skip
+            value += index * value / 100
+            interval = {"low": value * 0.95, "high": value * 1.05, "level": 0.95, "method": "given"}
+            cell["metrics"][key] = {"value": value, "n": 120, "interval": interval}
+        cells.append(cell)
+    document["cells"] = cells
+
+
+def test_a_seven_cell_report_fits_1400_px(shapes_results: Path, tmp_path: Path) -> None:
+    changed = _variant(shapes_results, tmp_path, "seven.json", _seven_cells)
+    gate = tmp_path / "gate.json"
+    gate.write_text(json.dumps(_gate_document("pass", "fail", "inconclusive")), encoding="utf-8")
+    out = tmp_path / "r"
+    build_report([changed], out, ReportOptions(quiet=True, gate=gate))
+    with _browser(tmp_path, 1400, 1000) as tools:
+        _open(tools, out / "index.html")
+        measured = tools.call(
+            "Runtime.evaluate",
+            returnByValue=True,
+            expression="JSON.stringify({width: window.innerWidth, scroll: document.scrollingElement.scrollWidth, "
+            "columns: document.querySelectorAll('#summary-table thead th').length})",
+        )
+        shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        (tmp_path / "seven.png").write_bytes(base64.b64decode(shot["data"]))
+    found = json.loads(measured["result"]["value"])
+    assert found["width"] == 1400 and found["columns"] == 2 + 9 + 2  # cell, images, 9 metrics, adherence, robustness
+    assert found["scroll"] <= 1400, found

@@ -170,6 +170,7 @@ register(MetricSpec(
     compute=_kid,
     default=True,
     protocol=_kid_protocol,
+    binds=("seed",),  # its random subsets are drawn from the scoring seed
 ))  # fmt: skip
 register(MetricSpec(
     name="is",
@@ -179,6 +180,7 @@ register(MetricSpec(
     compute=_is,
     default=True,
     protocol=lambda params, cell: {"is": {"splits": IS_SPLITS}},
+    binds=("seed",),  # its splits are drawn from the scoring seed
 ))  # fmt: skip
 register(MetricSpec(
     name="pr",
@@ -323,6 +325,7 @@ register(MetricSpec(
     compute=_rprecision,
     per_image=("rprecision_hit",),
     protocol=_rprecision_protocol,
+    binds=("seed",),  # the candidate prompts are drawn from the scoring seed
 ))  # fmt: skip
 register(MetricSpec(
     name="cmmd",

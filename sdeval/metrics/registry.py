@@ -41,6 +41,23 @@ class Need(str, Enum):
     PREFERENCE = "preference"  # the metric's own human-preference scorer, one score per image (sdeval.preference)
 
 
+#: The top-level protocol block where each input records its model or source. A metric's numbers move with the
+#: blocks of its needs, its own block (named as the metric: `kid`, `pickscore`) and the fields it `binds`.
+NEED_BLOCKS: dict[Need, tuple[str, ...]] = {
+    Need.INCEPTION_POOL: ("inception",),
+    Need.INCEPTION_LOGITS: ("inception",),
+    Need.CLIP_IMAGE: ("clip",),
+    Need.CLIP_TEXT: ("clip",),
+    Need.PROMPTS: ("prompts",),
+    Need.CMMD_IMAGE: ("cmmd",),
+    Need.REFERENCE: ("reference",),
+    Need.JUDGEMENTS: ("judge",),
+    Need.INIT_IMAGES: (),
+    Need.DINOV2: ("dinov2",),
+    Need.PREFERENCE: (),  # the scorer records itself in the metric's own block
+}
+
+
 @dataclass(frozen=True)
 class Bootstrap:
     """Interval by a bootstrap over prompts of a per-image statistic: all seeds of a prompt move together.
@@ -257,6 +274,13 @@ class MetricSpec:
     default: bool = False  # in the default --metrics
     #: Its parameters for the protocol record, from the run's parameters and the cell (sizes that depend on n).
     protocol: Callable[[ScoreParams, CellData], dict[str, Any]] | None = None
+    #: Top-level protocol fields outside its own block and its inputs' that move its numbers (the scoring seed).
+    binds: tuple[str, ...] = ()
+
+    @property
+    def protocol_blocks(self) -> frozenset[str]:
+        """The top-level protocol keys whose binding fields move this metric's numbers."""
+        return frozenset({self.name, *self.binds, *(block for need in self.needs for block in NEED_BLOCKS[need])})
 
     @property
     def needs_reference(self) -> bool:
@@ -342,6 +366,12 @@ def result_key(key: str) -> ResultKey | None:
 def result_keys() -> list[ResultKey]:
     """Every declared result key, in registration order."""
     return [result for spec in metrics() for result in spec.results]
+
+
+def claimed_blocks() -> frozenset[str]:
+    """The top-level protocol keys some metric declares (MetricSpec.protocol_blocks); a binding field outside them
+    moves every metric."""
+    return frozenset(block for spec in metrics() for block in spec.protocol_blocks)
 
 
 def spec_of_key(key: str) -> MetricSpec | None:

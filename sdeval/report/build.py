@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from sdeval.atomic import check_output_folder, write_text
 from sdeval.errors import SdevalError
 from sdeval.metrics import registry
 from sdeval.metrics.registry import Bootstrap, ResultKey
-from sdeval.protocol import differences, flatten, is_informative
+from sdeval.protocol import binds, flatten, is_informative
 from sdeval.report.images import make_thumbnails
 from sdeval.report.plots import sweep_plots
 from sdeval.results import load_results
@@ -30,6 +30,7 @@ from sdeval.textfiles import json_problem, read_user_text
 N_GRID_PROMPTS = 6  # prompts in the side-by-side grid
 N_WORST = 5  # worst prompts shown per checkpoint
 N_WORST_IMAGES = 4  # images shown per worst prompt
+NEAR_ZERO = 1e-12  # a value this close to 0 is rounding (a diversity of 1.48e-16 from identical images): shown as 0
 
 
 @dataclass
@@ -58,7 +59,8 @@ class Cell:
     setting: str
     values: dict[str, Any]
     images_root: Path | None
-    group: int = 0  # its protocol group (cells in one group are comparable)
+    group: int = 0  # its protocol group over every metric shown (cells in one group are comparable on all)
+    groups: dict[str, int] = field(default_factory=dict)  # its protocol group per result key shown
 
 
 @dataclass
@@ -82,10 +84,29 @@ class Mark:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, digits: int = 4) -> str:
+    """A number as tables show it: 4 significant digits, 0 for rounding noise around 0, "–" for none."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    return f"{value:.4g}"
+    return "0" if abs(value) < NEAR_ZERO else f"{value:.{digits}g}"
+
+
+def _bound(value: float | None) -> str:
+    """An interval's end: 3 significant digits (it is less certain than the value), so one fits a narrow column."""
+    return _fmt(value, 3)
+
+
+def _signed(value: float) -> str:
+    """A difference as tables show it: with its sign, except 0 (rounding noise included)."""
+    return "0" if abs(value) < NEAR_ZERO else f"{value:+.4g}"
+
+
+def _sha256(path: Path) -> str | None:
+    """The sha256 of a results file, by which a gate verdict names the file it checked (None: unreadable)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _resolve_root(root: str, results_path: Path) -> Path | None:
@@ -144,7 +165,9 @@ def load_cells(paths: list[Path], options: ReportOptions) -> tuple[list[Cell], l
     documents, cells = [], []
     for path, run in zip(paths, runs, strict=True):
         document = load_results(path)
-        documents.append({"path": str(path), "name": path.name, "label": run, "document": document})
+        documents.append(
+            {"path": str(path), "name": path.name, "label": run, "document": document, "sha256": _sha256(path)}
+        )
         states: dict[str, Any] = {}
         if (document.get("state") or {}).get("path"):
             try:
@@ -179,38 +202,83 @@ def load_cells(paths: list[Path], options: ReportOptions) -> tuple[list[Cell], l
 # -- protocol ---------------------------------------------------------------------------------------------------
 
 
-def protocol_card(cells: list[Cell]) -> dict[str, Any]:
-    """Group cells by binding protocol; the fields that differ between any two cells, binding ones first."""
-    groups: list[Cell] = []  # one representative per group
-    for cell in cells:
-        for index, first in enumerate(groups):
-            if not differences(first.data["protocol"], cell.data["protocol"])[0]:
-                cell.group = index
-                break
-        else:
-            cell.group = len(groups)
-            groups.append(cell)
+def _partition(flat: list[dict[str, Any]], fields: list[str]) -> list[int]:
+    """Each cell's group (numbered by first appearance) among cells that agree on every one of `fields`."""
+    seen: dict[str, int] = {}
+    return [seen.setdefault(json.dumps([f.get(p) for p in fields], default=str), len(seen)) for f in flat]
+
+
+def _column_groups(cells: list[Cell], columns: list[Column], flat: list[dict[str, Any]], binding: list[str]) -> None:
+    """Set `cell.group` (over the binding fields that bind some column shown) and `cell.groups` (per column)."""
+    shown = [p for p in binding if any(binds(p, c.key) for c in columns)]
+    for cell, group in zip(cells, _partition(flat, shown), strict=True):
+        cell.group = group
+    for column in columns:
+        for cell, group in zip(cells, _partition(flat, [p for p in binding if binds(p, column.key)]), strict=True):
+            cell.groups[column.key] = group
+
+
+def _split_lines(cells: list[Cell], columns: list[Column], binding: list[str]) -> list[dict[str, Any]]:
+    """The columns whose cells fall into several groups, those split alike in one line: their labels, the fields
+    that split them, and which page groups (1-based) each of their groups holds."""
+    lines: dict[str, dict[str, Any]] = {}
+    for column in columns:
+        sets: dict[int, set[int]] = defaultdict(set)
+        for cell in cells:
+            sets[cell.groups[column.key]].add(cell.group + 1)
+        if len(sets) < 2:
+            continue
+        fields = [p for p in binding if binds(p, column.key)]
+        groups = [sorted(found) for _, found in sorted(sets.items())]
+        line = lines.setdefault(json.dumps([fields, groups]), {"labels": [], "fields": fields, "groups": groups})
+        line["labels"].append(column.label)
+    for line in lines.values():
+        names = [("group " if len(g) == 1 else "groups ") + "+".join(map(str, g)) for g in line["groups"]]
+        line["between"] = " vs ".join(names)
+    return list(lines.values())
+
+
+def _binds_text(path: str, columns: list[Column]) -> str:
+    """Which of the columns shown a binding field moves: "every metric shown", their labels, or none."""
+    bound = [c.label for c in columns if binds(path, c.key)]
+    if not bound:
+        return "no metric shown"
+    return "every metric shown" if len(bound) == len(columns) else ", ".join(bound)
+
+
+def protocol_card(cells: list[Cell], columns: list[Column]) -> dict[str, Any]:
+    """Group cells by binding protocol, per column: cells are comparable on a metric when they agree on every
+    binding field that moves it (sdeval.protocol.binds), so runs that differ only in the FID reference stay one
+    group for adherence. The page's groups (`cell.group`) are over the fields that bind some column shown; the
+    banner names, per column, only the fields that differ and bind it. Also: the fields that differ between any
+    two cells, binding ones first, with the columns each binding field moves."""
     flat = [flatten(cell.data["protocol"]) for cell in cells]
     paths = sorted({p for f in flat for p in f})
+    differing = [p for p in paths if any(f.get(p) != flat[0].get(p) for f in flat[1:])]
+    binding = [p for p in differing if not is_informative(p)]
+    _column_groups(cells, columns, flat, binding)
+    n_groups = max((c.group for c in cells), default=0) + 1
     rows = []
-    for path in paths:
-        values = [f.get(path) for f in flat]
-        if all(v == values[0] for v in values):
-            continue
+    for path in differing:
+        kind = "informative" if is_informative(path) else "binding"
         rows.append(
             {
                 "field": path,
-                "kind": "informative" if is_informative(path) else "binding",
-                "cells": [json.dumps(v, default=str) if v is not None else "–" for v in values],
+                "kind": kind,
+                "binds": _binds_text(path, columns) if kind == "binding" else "",
+                "cells": [json.dumps(f.get(path), default=str) if f.get(path) is not None else "–" for f in flat],
             }
         )
     rows.sort(key=lambda row: (row["kind"] != "binding", row["field"]))
-    binding = [row["field"] for row in rows if row["kind"] == "binding"]
+    split = _split_lines(cells, columns, binding)
     shared = {p: v for p, v in flat[0].items() if all(f.get(p) == v for f in flat[1:])} if flat else {}
     return {
-        "n_groups": len(groups),
-        "groups": [[c.label for c in cells if c.group == g] for g in range(len(groups))],
-        "binding": binding,
+        "n_groups": n_groups,
+        "groups": [[c.label for c in cells if c.group == g] for g in range(n_groups)],
+        "binding": [p for p in binding if any(binds(p, c.key) for c in columns)],
+        "unbound": [p for p in binding if not any(binds(p, c.key) for c in columns)],
+        "split": split,
+        "comparable": [c.label for c in columns if len({cell.groups[c.key] for cell in cells}) == 1],
         "rows": rows,
         "shared": [(p, json.dumps(v, default=str)) for p, v in sorted(shared.items())],
     }
@@ -255,6 +323,12 @@ def _intervals(cells: list[Cell], options: ReportOptions) -> dict[str, dict[str,
                     found[key] = interval.to_json()
         out[cell.label] = found
     return out
+
+
+def _comparable(cells: list[Cell], key: str) -> list[Cell]:
+    """The cells as one column compares them: each in its protocol group for that key, so marks and tests stay
+    within cells whose numbers of that metric are comparable."""
+    return [replace(c, group=c.groups.get(key, c.group)) for c in cells]
 
 
 def _better(direction: str | None, a: float, b: float) -> bool:
@@ -335,7 +409,7 @@ def summary_table(
     table: dict[str, dict[str, Mark]] = {c.label: {} for c in cells}
     for column in columns:
         values = {c.label: c.data["metrics"].get(column.key, {}).get("value") for c in cells}
-        marks = _mark_column(cells, values, column.direction, p_value(column.key), alpha)
+        marks = _mark_column(_comparable(cells, column.key), values, column.direction, p_value(column.key), alpha)
         for cell in cells:
             entry = cell.data["metrics"].get(column.key)
             if entry is None:
@@ -355,6 +429,32 @@ def summary_table(
                 mark.interval_note = "no interval: no feature state" if cell.state is None else "no interval"
             table[cell.label][column.key] = mark
     return table, sorted(methods)
+
+
+def label_columns(cells: list[Cell]) -> dict[str, bool]:
+    """Whether the summary shows the checkpoint and setting columns: not where they say nothing the cell label
+    does not (a generation run's cell id is `CHECKPOINT/SETTING`) or are empty (a folder scored on its own)."""
+    return {
+        "checkpoint": any(
+            c.checkpoint != c.data["id"] and not c.data["id"].startswith(f"{c.checkpoint}/") for c in cells
+        ),
+        "setting": any(c.setting and not c.data["id"].endswith(f"/{c.setting}") for c in cells),
+    }
+
+
+def interval_footnotes(columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[str]:
+    """Why whole columns have no interval, said once below the table ("FID, KID: no interval: no feature state")
+    rather than in each of their cells, which then leave it out."""
+    notes: dict[str, list[str]] = defaultdict(list)
+    for column in columns:
+        marks = [row[column.key] for row in table.values() if row[column.key].value is not None]
+        reasons = {m.interval_note for m in marks}
+        if not marks or any(m.low is not None for m in marks) or len(reasons) != 1 or None in reasons:
+            continue
+        notes[str(reasons.pop())].append(column.label)
+        for mark in marks:
+            mark.extra["note_below"] = True
+    return [f"{', '.join(labels)}: {note}." for note, labels in notes.items()]
 
 
 # -- adherence per category, seed robustness ----------------------------------------------------------------------
@@ -418,7 +518,7 @@ def _parts_rows(
         def p_value(best: Cell, other: Cell, name: str = name) -> float | None:
             return _part_p(best, other, declared, name)
 
-        marks = _mark_column(cells, values, declared.direction.value, p_value, alpha)
+        marks = _mark_column(_comparable(cells, declared.key), values, declared.direction.value, p_value, alpha)
         for cell in cells:
             found = (entries[cell.label].get(parts.field) or {}).get(name)
             if not found:
@@ -432,25 +532,36 @@ def _parts_rows(
     return {"key": declared.key, "label": declared.label, "categories": names, "rows": rows}
 
 
+def _fixed(value: Any, digits: int) -> str:
+    return "–" if _number(value) is None else f"{value:.{digits}f}"
+
+
 def robustness_table(cells: list[Cell]) -> dict[str, Any] | None:
-    """pass@k per cell (mean over prompts), from the `robustness` entries."""
-    rows, ks = {}, set()
-    for cell in cells:
-        entry = cell.data["metrics"].get("robustness") or {}
-        overall = entry.get("overall")
-        if not overall:
-            continue
-        rows[cell.label] = {
-            "pass_at": overall.get("pass_at", {}),
-            "never_passed": entry.get("never_passed"),
-            "expected_seeds": overall.get("expected_seeds"),
-            "clip_std": overall.get("clip_std"),
-            "n_items": overall.get("n_items"),
-        }
-        ks.update(overall.get("pass_at", {}))
-    if not rows:
+    """pass@k per cell (mean over prompts), from the `robustness` entries, as table text; a column with no value
+    in any cell (the CLIP spread without a CLIP model) is left out."""
+    entries = {
+        c.label: c.data["metrics"]["robustness"]
+        for c in cells
+        if (c.data["metrics"].get("robustness") or {}).get("overall")
+    }
+    if not entries:
         return None
-    return {"ks": sorted(ks, key=int), "rows": rows}
+    ks = sorted({k for e in entries.values() for k in e["overall"].get("pass_at", {})}, key=int)
+    names = [f"pass@{k}" for k in ks] + ["prompts never passed", "expected seeds to a pass", "CLIP std across seeds"]
+    table = {}
+    for label, entry in entries.items():
+        overall = entry["overall"]
+        never = entry.get("never_passed")
+        table[label] = [_fixed(overall.get("pass_at", {}).get(k), 3) for k in ks] + [
+            str(never) if never is not None else "–",
+            _fixed(overall.get("expected_seeds"), 2),
+            _fixed(overall.get("clip_std"), 3),
+        ]
+    shown = [i for i in range(len(names)) if any(row[i] != "–" for row in table.values())]
+    return {
+        "columns": [names[i] for i in shown],
+        "rows": {label: [row[i] for i in shown] for label, row in table.items()},
+    }
 
 
 # -- images -----------------------------------------------------------------------------------------------------
@@ -571,6 +682,7 @@ def worst_prompts(cells: list[Cell]) -> list[dict[str, Any]]:
                 "checkpoint": f"{run}: {checkpoint}" if several_runs else checkpoint,
                 "measure": label,
                 "prompts": prompts,
+                "show_failed": any(p["failed"] for p in prompts),  # no column of facts where none failed
                 "n_prompts": len(scores),
             }
         )
@@ -594,9 +706,10 @@ def gate_verdict(counts: Counter[str]) -> str:
     return "PASS"
 
 
-def read_gate(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_gate(path: str | os.PathLike[str], runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The verdict file of `sdeval gate --json`: its overall verdict, counts, one readable row per (rule, cell)
-    and its warnings. Anything else is an SdevalError naming the file."""
+    and its warnings. With several `runs` (load_cells' documents) each row's cells are labelled by their run, as
+    the rest of the page labels them. Anything else is an SdevalError naming the file."""
     where = f"--gate {path}"
     try:
         text = read_user_text(path, "gate verdict")
@@ -625,14 +738,62 @@ def read_gate(path: str | os.PathLike[str]) -> dict[str, Any]:
         if isinstance(v.get("interval"), dict) and isinstance(v["interval"].get("level"), int | float)
     }
     warnings = document.get("warnings")
+    runs = runs or []
+    candidate, baseline = (_gated_run(document.get(k), Path(path), runs) for k in ("results", "baseline"))
+    note = _gate_runs_note(document, candidate, runs)
+    if len(runs) > 1:
+        rows = [_gate_row(v, candidate or _only_run(v.get("cell"), runs), baseline) for v in verdicts]
+    else:
+        rows = [_gate_row(v) for v in verdicts]
     return {
         "name": Path(path).name,
         "verdict": gate_verdict(counts),
         "counts": {status: counts[status] for status in _GATE_WORDS},
-        "rows": [_gate_row(v) for v in verdicts],
+        "rows": rows,
+        # A column with no value in any row (every check an error: no value, no evidence) is not shown.
+        "columns": [c for c in ("value", "evidence", "reason") if any(row[c] != "–" for row in rows)],
         "levels": sorted(levels),
+        "runs_note": note,
         "warnings": [str(w) for w in warnings] if isinstance(warnings, list) else [],
     }
+
+
+def _gated_run(record: Any, gate_path: Path, runs: list[dict[str, Any]]) -> str | None:
+    """The label of the run that a gate file's `results` or `baseline` record names: by its path (as given to the
+    gate, from the current folder or from the gate file's), else by the sha256 of the file where one run alone
+    has it (copies of one file in several runs are told apart by path only)."""
+    if not isinstance(record, dict):
+        return None
+    given = record.get("path")
+    if isinstance(given, str) and given:
+        places = {os.path.realpath(given), os.path.realpath(gate_path.parent / given)}
+        found = [run["label"] for run in runs if os.path.realpath(run["path"]) in places]
+        if len(found) == 1:
+            return found[0]
+    digest = record.get("sha256")
+    found = [run["label"] for run in runs if digest and run.get("sha256") == digest]
+    return found[0] if len(found) == 1 else None
+
+
+def _only_run(cell: Any, runs: list[dict[str, Any]]) -> str | None:
+    """The run that alone has a cell of this id (a gate file that does not name its results file)."""
+    found = [run["label"] for run in runs if any(c["id"] == cell for c in run["document"]["cells"])]
+    return found[0] if len(found) == 1 else None
+
+
+def _gate_runs_note(document: dict[str, Any], candidate: str | None, runs: list[dict[str, Any]]) -> str | None:
+    """What the page says when the gated results file is none of the report's runs, or is not named."""
+    if candidate is not None or not runs:
+        return None
+    record = document.get("results")
+    if isinstance(record, dict) and isinstance(record.get("path"), str):
+        return f"The gate checked {record['path']}, which is not one of the results files of this report."
+    if len(runs) > 1:
+        return (
+            "The gate file does not name the results file it checked (an older sdeval wrote it): its cells are "
+            "labelled by run only where one run alone has a cell of that id."
+        )
+    return None
 
 
 def _text(value: Any) -> str:
@@ -640,17 +801,22 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) and value else "–"
 
 
-def _gate_row(verdict: dict[str, Any]) -> dict[str, str]:
-    """One verdict as table text: numbers to 4 significant digits, a missing value as "–", never raw JSON."""
+def _gate_row(verdict: dict[str, Any], run: str | None = None, baseline_run: str | None = None) -> dict[str, str]:
+    """One verdict as table text: numbers to 4 significant digits, a missing value as "–", never raw JSON. `run`
+    and `baseline_run` label its cell and baseline cell as the page labels cells of several runs."""
     rule = verdict.get("rule")
     name = (rule.get("name") or rule.get("metric")) if isinstance(rule, dict) else rule
     cell, baseline = _text(verdict.get("cell")), verdict.get("baseline_cell")
+    if run is not None:
+        cell = f"{run}: {cell}"
+    if isinstance(baseline, str) and baseline and baseline_run is not None:
+        baseline = f"{baseline_run}: {baseline}"
     if isinstance(baseline, str) and baseline and baseline != cell:
         cell = f"{cell} (baseline {baseline})"
     evidence = "–"
     difference, estimate = _number(verdict.get("difference")), _number(verdict.get("estimate"))
     if difference is not None:
-        evidence = f"{difference:+.4g}"  # a regression's difference keeps its sign, as the gate writes it
+        evidence = _signed(difference)  # a regression's difference keeps its sign, as the gate writes it
     elif estimate is not None:
         evidence = _fmt(estimate)
     interval = verdict.get("interval")
@@ -685,7 +851,18 @@ def _templates() -> tuple[Any, Any]:
     html = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
     markdown = jinja2.Environment(loader=loader, autoescape=False, trim_blocks=True, lstrip_blocks=True)
     markdown.filters["md"] = _markdown_escape
+    for env in (html, markdown):
+        env.filters["num"] = _fmt
+        env.filters["bound"] = _bound
+    html.filters["breakable"] = _breakable
     return html, markdown
+
+
+def _breakable(text: Any) -> Any:
+    """A cell label, escaped, that may wrap after each `/` (`clean/g7.5-s50`): long ids keep columns narrow."""
+    from markupsafe import Markup, escape
+
+    return Markup("/<wbr>").join(escape(part) for part in str(text).split("/"))
 
 
 def _markdown_escape(text: Any) -> str:
@@ -752,15 +929,16 @@ def build_report(
         cells, documents = load_cells([Path(p) for p in results], options)
         if not cells:
             raise SdevalError("report: the results files have no cells")
-        protocol = protocol_card(cells)
         columns = metric_columns(cells)
+        protocol = protocol_card(cells, columns)
         table, methods = summary_table(cells, columns, options)
         categories = category_table(cells, options)
         robustness = robustness_table(cells)
         grid = image_grid(cells)
         worst = worst_prompts(cells)
         plots = sweep_plots(cells, columns, table)
-        gate = read_gate(options.gate) if options.gate is not None else None
+        footnotes = interval_footnotes(columns, table)
+        gate = read_gate(options.gate, documents) if options.gate is not None else None
         prepared = time.perf_counter()
         images = [img for row in grid for img in row["images"] if img] + [
             img for block in worst for prompt in block["prompts"] for img in prompt["images"]
@@ -774,6 +952,8 @@ def build_report(
             "cells": cells,
             "columns": columns,
             "table": table,
+            "footnotes": footnotes,
+            "label_columns": label_columns(cells),
             "categories": categories,
             "robustness": robustness,
             "grid": grid,

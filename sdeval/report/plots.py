@@ -28,6 +28,58 @@ def swept_keys(cells: list[Cell]) -> list[str]:
     return [key for key, seen in keys.items() if len(seen) > 1]
 
 
+#: Where a point's label may go, nearest first: (dx, dy) in points from the point, and the text's alignment there.
+_PLACES = [
+    (dx * scale, dy * scale, ha, va)
+    for scale in (1, 2, 3)
+    for dx, dy, ha, va in (
+        (4, 4, "left", "bottom"), (4, -4, "left", "top"), (-4, 4, "right", "bottom"), (-4, -4, "right", "top"),
+        (0, 6, "center", "bottom"), (0, -6, "center", "top"), (6, 0, "left", "center"), (-6, 0, "right", "center"),
+    )
+]  # fmt: skip
+_MARKER_PT = 6.0  # matplotlib's default marker size, in points
+
+
+def _overlap(a: Any, b: Any) -> float:
+    """The area two display boxes share."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def label_points(figure: Any, axes: Any, points: list[tuple[float, float, str]], fontsize: float = 8) -> list[Any]:
+    """Annotate each (x, y, text) where the text covers no other label and no marker: the first free place of a
+    few rings around the point, else the least covered one. Points close together (two checkpoints at one
+    setting) get labels that can be read. The axes' limits must be final (every line drawn)."""
+    from matplotlib.transforms import Bbox
+
+    axes.autoscale_view()
+    renderer = figure.canvas.get_renderer()
+    half = _MARKER_PT / 2 * figure.dpi / 72
+    centres = axes.transData.transform([(x, y) for x, y, _ in points]) if points else []
+    taken = [Bbox.from_extents(cx - half, cy - half, cx + half, cy + half) for cx, cy in centres]
+    notes = []
+    for x, y, text in points:
+        best: tuple[float, Any, Any] | None = None
+        for dx, dy, ha, va in _PLACES:
+            note = axes.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                                 fontsize=fontsize)  # fmt: skip
+            box = note.get_window_extent(renderer)
+            covered = sum(_overlap(box, other) for other in taken)
+            if best is None or covered < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (covered, note, box)
+            else:
+                note.remove()
+            if covered == 0:
+                break
+        assert best is not None
+        taken.append(best[2])
+        notes.append(best[1])
+    return notes
+
+
 def _png(figure: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -58,17 +110,33 @@ def _varying(cells: list[Cell]) -> set[str]:
     return {k for k, values in seen.items() if len(values) > 1}
 
 
+def _plotted(cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[Column]:
+    """The columns the plots draw: the trade-off's pair and the panels (those with a value, at most MAX_PANELS)."""
+    by_key = {c.key: c for c in columns}
+    lower = by_key.get("fid") or next((c for c in columns if c.direction == "lower"), None)
+    higher = by_key.get("clip") or next((c for c in columns if c.direction == "higher"), None)
+    panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value
+                                        is not None for cell in cells)][:MAX_PANELS]  # fmt: skip
+    return list({c.key: c for c in [*([lower, higher] if lower and higher else []), *panels]}.values())
+
+
 def sweep_plots(cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[dict[str, Any]]:
-    """The plots of swept settings, drawn separately for each run and each protocol group: cells of different
-    groups are not comparable, and cells of different runs (even of the same checkpoint) are never one line."""
-    parts: dict[tuple[str, int], list[Cell]] = defaultdict(list)
+    """The plots of swept settings, drawn separately for each run and each set of cells comparable on every metric
+    plotted: cells whose protocols differ in a field that moves a plotted metric never share an axis, and cells of
+    different runs (even of the same checkpoint) are never one line. A title names the page's protocol groups of
+    its cells where the plotted metrics split them."""
+    keys = [c.key for c in _plotted(cells, columns, table)]
+    parts: dict[tuple[str, tuple[int, ...]], list[Cell]] = defaultdict(list)
     for cell in cells:
-        parts[(cell.run, cell.group)].append(cell)
+        parts[(cell.run, tuple(cell.groups.get(key, cell.group) for key in keys))].append(cell)
     several_runs = len({run for run, _ in parts}) > 1
-    several_groups = len({group for _, group in parts}) > 1
+    several_groups = len({groups for _, groups in parts}) > 1
     plots = []
-    for (run, group), members in parts.items():
-        where = ([f"run {run}"] if several_runs else []) + ([f"protocol group {group + 1}"] if several_groups else [])
+    for (run, _), members in parts.items():
+        where = [f"run {run}"] if several_runs else []
+        if several_groups:
+            numbers = sorted({c.group + 1 for c in members})
+            where.append(("protocol group " if len(numbers) == 1 else "protocol groups ") + "+".join(map(str, numbers)))
         plots += _part_plots(members, columns, table, f" ({', '.join(where)})" if where else "")
     return plots
 
@@ -93,6 +161,7 @@ def _part_plots(
         higher = by_key.get("clip") or next((c for c in columns if c.direction == "higher"), None)
         if lower is not None and higher is not None:
             figure, axes = plt.subplots(figsize=(6.4, 4.4))
+            annotations: list[tuple[float, float, str]] = []  # each point's setting value, placed once all are drawn
             for name, members in lines.items():
                 points = [
                     (table[c.label][higher.key].value, table[c.label][lower.key].value, c.values[key])
@@ -103,8 +172,8 @@ def _part_plots(
                 if not points:
                     continue
                 axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-                for x, y, value in points:
-                    axes.annotate(f"{value:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+                annotations += [(x, y, f"{value:g}") for x, y, value in points]
+            label_points(figure, axes, annotations)
             axes.set_xlabel(f"{higher.label} (higher is better)")
             axes.set_ylabel(f"{lower.label} (lower is better)")
             axes.set_title(f"{lower.label} against {higher.label} over {key}{suffix}")

@@ -7,12 +7,15 @@ What a user expects of an output file, and what this module guarantees:
   rewrite keeps the existing file's mode: `mkstemp` alone would leave every output at 0600;
 - a target that exists but is not a regular file (a FIFO, /dev/stdout, a terminal) is written through,
   never renamed over; a symlink is followed, so the file it points to is replaced and the link stays;
-- `-` means standard output.
+- `-` means standard output;
+- a write that fails for want of space, quota or permission (ENOSPC, EDQUOT, EROFS, ...) is an OutputError naming the
+  file and the errno (the CLI's one line and exit 2), and leaves no temp file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -22,9 +25,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sdeval.errors import SdevalError
+from sdeval.errors import OutputError, SdevalError
 
 STDOUT = "-"
+#: Errnos that say an output cannot be written where it was asked for: the user's to fix, not a bug.
+OUTPUT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG", "EIO", "EACCES", "EPERM", "ENOENT", "ENOTDIR", "EISDIR",
+                 "ENAMETOOLONG")
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an OSError of writing `path` (one of OUTPUT_ERRNOS) into an OutputError naming it and the errno."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as err:
+        if err.errno not in OUTPUT_ERRNOS:
+            raise
+        raise OutputError("standard output" if str(path) == STDOUT else path, err) from err
 
 
 def _read_umask() -> int:
@@ -82,29 +105,43 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     encoding = None if "b" in mode else "utf-8"
     if str(path) == STDOUT:
         stream = sys.stdout.buffer if "b" in mode else sys.stdout
-        yield stream
-        stream.flush()
+        with output_errors(path):
+            yield stream
+            stream.flush()
         return
     if _is_special(Path(path)):
-        with open(path, mode, encoding=encoding) as handle:
+        with output_errors(path), open(path, mode, encoding=encoding) as handle:
             yield handle
         return
     target = Path(os.path.realpath(path))  # follow a symlink: replace what it points to, keep the link
-    target.parent.mkdir(parents=True, exist_ok=True)
-    file_mode = _new_file_mode(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with output_errors(path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        file_mode = _new_file_mode(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.fchmod(fd, file_mode)
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        with output_errors(path):
+            os.fchmod(fd, file_mode)
+            with os.fdopen(fd, mode, encoding=encoding) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())  # a full disk or quota can surface only here: before the rename
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     fsync_folder(target.parent)
+
+
+def sync(handle: IO[Any]) -> None:
+    """Flush and fsync an open output, so a full disk or quota is reported now (atomic_open does this itself
+    before its rename; this is for a caller that must know the file is complete before writing the next)."""
+    handle.flush()
+    try:
+        os.fsync(handle.fileno())
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # EINVAL: a FIFO or device, which has nothing to sync
+            raise
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import os
 import signal
 import sys
@@ -96,12 +97,43 @@ class _Group(click.Group):
         except Terminated:
             click.echo("terminated (SIGTERM)", err=True)
             sys.exit(ExitCode.TERMINATED)
+        except OSError as err:
+            if err.errno not in _FULL_ERRNOS:
+                _internal_error(err)
+            _unwritable(err)
         except Exception as err:
-            path = _save_traceback()
-            first = str(err).splitlines()[0] if str(err) else ""
-            click.echo(f"internal error: {type(err).__name__}: {first} (a bug: please report it with the "
-                       f"traceback in {path})", err=True)  # fmt: skip
-            sys.exit(ExitCode.INTERNAL)
+            _internal_error(err)
+
+
+#: A write that failed for want of room or of a writable mount, outside sdeval's own output files (which raise
+#: OutputError): standard output redirected to a full disk, say.
+_FULL_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG") if hasattr(errno, n))
+
+
+def _unwritable(err: OSError) -> NoReturn:
+    """One line naming what could not be written (the file, or the stream click.echo was writing) and the errno,
+    exit 2."""
+    where = err.filename
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code if tb is not None else None
+    if where is None and code is not None and code.co_name == "echo" and "click" in code.co_filename:
+        where = "standard error" if tb.tb_frame.f_locals.get("err") else "standard output"
+        if where == "standard output":  # what is still buffered must not fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    name = errno.errorcode.get(err.errno, str(err.errno))
+    click.echo(f"error: cannot write {where or 'an output'}: {err.strerror} ({name})", err=True)
+    sys.exit(ExitCode.USAGE)
+
+
+def _internal_error(err: Exception) -> NoReturn:
+    """One line, exit 70, the traceback saved to a file it names (called while `err` is being handled)."""
+    path = _save_traceback()
+    first = str(err).splitlines()[0] if str(err) else ""
+    click.echo(f"internal error: {type(err).__name__}: {first} (a bug: please report it with the "
+               f"traceback in {path})", err=True)  # fmt: skip
+    sys.exit(ExitCode.INTERNAL)
 
 
 @click.group(cls=_Group)

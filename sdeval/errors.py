@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class SdevalError(Exception):
     """A problem the user can fix (bad input, bad config, mismatched protocol)."""
@@ -17,6 +19,21 @@ class ProtocolMismatchError(SdevalError):
 
 class NoImagesError(SdevalError):
     """A folder holds no image that could be decoded."""
+
+
+class OutputError(SdevalError, OSError):
+    """An output file could not be written (disk full, quota, read-only file system, folder removed): the message
+    names the file and the errno, plus `note` (what was kept, and where). An OSError too, so code that tolerates a
+    failed write (`except OSError`) still does."""
+
+    def __init__(self, path: object, err: OSError, note: str = "") -> None:
+        super().__init__(err.errno, err.strerror or str(err), str(path))
+        self.note = note
+
+    def __str__(self) -> str:
+        name = errno.errorcode.get(self.errno, f"errno {self.errno}") if self.errno is not None else "no errno"
+        text = f"cannot write {self.filename}: {self.strerror} ({name})"
+        return f"{text}; {self.note}" if self.note else text
 
 
 class Terminated(BaseException):

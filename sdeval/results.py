@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdeval.atomic import write_json
-from sdeval.errors import SdevalError
+from sdeval.atomic import atomic_open, sync, write_json
+from sdeval.errors import OutputError, SdevalError
 from sdeval.state import FORMAT as STATE_FORMAT
 from sdeval.state import FORMAT_VERSION as STATE_VERSION
-from sdeval.state import save_state, state_path
+from sdeval.state import state_bytes, state_path
 from sdeval.textfiles import json_problem, read_user_text
 
 if TYPE_CHECKING:
@@ -215,10 +215,14 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
-def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None:
-    """Check `results` against the schema, then write atomically; if the write fails (disk full, folder removed
-    meanwhile), keep the computed results in a temp file and raise SdevalError naming both paths, so a long run
-    is never lost to a write error.
+def write_results(
+    path: str | os.PathLike[str], results: dict[str, Any], *, lost_state: dict[str, Any] | None = None
+) -> None:
+    """Check `results` against the schema, then write atomically; if the write fails (disk full, quota, folder
+    removed meanwhile), keep the computed results in a temp file and raise OutputError naming both paths and the
+    errno, so a long run is never lost to a write error. `lost_state` is the `state` block of that temp copy when
+    the state file was to go in place only with the results (write_outputs), so it does not name a file that
+    never came.
 
     A document that fails the schema is a bug in sdeval, not in the user's input: InvalidResultsError names the
     field. It is not written to `path`, so no reader sees a file that breaks the format, but it is kept in a
@@ -232,18 +236,32 @@ def write_results(path: str | os.PathLike[str], results: dict[str, Any]) -> None
         )
     try:
         write_json(path, results)
+    except BrokenPipeError:
+        raise  # `-o - | head`: the reader went away, which is no failed write (exit 141)
     except OSError as err:
-        fallback = _save_fallback(results)
-        raise SdevalError(
-            f"could not write the results to {path} ({err.strerror or err}); they were saved to {fallback}"
-        ) from None
+        kept = results if lost_state is None else {**results, "state": lost_state}
+        name = err.filename if isinstance(err, OutputError) else path
+        raise OutputError(name, err, note=_keep(kept)) from None
+
+
+def _keep(results: dict[str, Any]) -> str:
+    """Save `results` to a temp file; what to tell the user about it."""
+    try:
+        return f"the results were saved to {_save_fallback(results)}"
+    except OSError as err:
+        return f"the results could not be saved to a temp file either ({err.strerror or err})"
 
 
 def _save_fallback(results: dict[str, Any]) -> str:
-    """Write `results` to a new temp file and return its path."""
+    """Write `results` to a new temp file and return its path; nothing is left of a copy that could not be
+    written whole."""
     fd, fallback = tempfile.mkstemp(prefix="sdeval-results-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+    except BaseException:
+        os.unlink(fallback)
+        raise
     return fallback
 
 
@@ -261,18 +279,41 @@ def incomplete_metrics(results: dict[str, Any]) -> list[str]:
 
 def write_outputs(out: str | os.PathLike[str], run: ScoreRun) -> None:
     """Write the results to `out` and, beside a results file, the feature state of its rows (sdeval/state.py);
-    the results' `state` block says where it is, or why there is none."""
+    the results' `state` block says where it is, or why there is none.
+
+    The two go in as a pair: the state is written and synced to a temp file, then the results are written, then
+    the state is renamed into place. So a results file never names a state of another run: when the results
+    cannot be written, both files stay as they were (the results are saved to a temp file, write_results); when
+    the state cannot be written (a full disk: it is the big one), the results are still written, saying why
+    they have no state, and OutputError names the state file.
+    """
     path = state_path(out)
     document = run.document
     if path is None:
         document["state"] = {"path": None, "reason": "results written to a stream: no feature state was kept"}
-    else:
-        save_state(path, run.state, run.cell_ids)
-        document["state"] = {
-            "path": path.name,
-            "format": STATE_FORMAT,
-            "format_version": STATE_VERSION,
-            "n_rows": len(run.state["cell"]),
-            "arrays": sorted(run.state),
-        }
-    write_results(out, document)
+        write_results(out, document)
+        return
+    block = {
+        "path": path.name,
+        "format": STATE_FORMAT,
+        "format_version": STATE_VERSION,
+        "n_rows": len(run.state["cell"]),
+        "arrays": sorted(run.state),
+    }
+    lost = {"path": None, "reason": f"the results could not be written to {out}, so their feature state was not kept"}
+    stage = "state"
+    try:
+        with atomic_open(path, "wb") as handle:  # renamed into place when this block ends, after the results
+            handle.write(state_bytes(run.state, run.cell_ids))
+            sync(handle)
+            document["state"] = block
+            stage = "results"
+            write_results(out, document, lost_state=lost)
+            stage = "rename"
+    except OutputError as err:
+        if stage == "results":
+            raise  # it says where the results were saved
+        document["state"] = {"path": None, "reason": f"the feature state could not be written: {err}"}
+        write_results(out, document)  # small: it fits where the state did not
+        note = f"the results were written to {out} without it (free space and score again to keep it)"
+        raise OutputError(path, err, note=note) from None

@@ -40,6 +40,11 @@ def state_path(results_path: str | os.PathLike[str]) -> Path | None:
 
 
 def save_state(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], cell_ids: list[str]) -> None:
+    write_bytes(path, state_bytes(arrays, cell_ids))
+
+
+def state_bytes(arrays: dict[str, np.ndarray], cell_ids: list[str]) -> bytes:
+    """The state file's content (an .npz) for `arrays`, one row per scored image, and the results' cell ids."""
     n = len(arrays["cell"])
     for name, values in arrays.items():
         if not name.startswith("reference_") and len(values) != n:
@@ -53,7 +58,7 @@ def save_state(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], cell
             out[name] = np.asarray(values, dtype=np.int32)
         else:
             out[name] = np.asarray(values, dtype=np.float32)
-    write_bytes(path, npz_bytes(out))
+    return npz_bytes(out)
 
 
 def load_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

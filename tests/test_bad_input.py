@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import shutil
 import struct
@@ -82,6 +84,23 @@ class World:
         path.write_bytes(data)
         return path
 
+    def score_on_a_full_disk(self) -> tuple[int, str]:
+        """The feature state's write fails with ENOSPC (where the disk fills up, it is the big file)."""
+        from unittest import mock
+
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        with mock.patch("sdeval.results.sync", side_effect=full):
+            return self.score_kid(self.good)
+
+    def score_with_cache(self, damage: Callable[[Path], None]) -> tuple[int, str]:
+        """Score with a cache of its own, made by a first run and then damaged by `damage(the cache file)`."""
+        self.n += 1
+        cache = self.root / f"cache-{self.n}"
+        code, output = self.score_kid(self.good, "--cache-dir", cache)
+        assert code == 0, output
+        damage(cache / "features.sqlite3")
+        return self.score_kid(self.good, "--cache-dir", cache)
+
     def score_prompts(self, manifest: Path) -> tuple[int, str]:
         return self.score(self.good, "--prompts", manifest, *self.clip, metrics="clip")
 
@@ -114,6 +133,12 @@ def _odd_modes(folder: Path) -> None:
     Image.new("RGBA", (32, 32), (10, 200, 30, 128)).save(folder / "rgba.png")
     Image.new("CMYK", (32, 32), (10, 200, 30, 5)).save(folder / "cmyk.jpg")
     Image.new("1", (32, 32), 1).save(folder / "bilevel.png")
+
+
+def _overwrite_a_page(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(4096)  # the header of the database's second page
+        handle.write(b"\xff" * 64)
 
 
 def _truncated(folder: Path) -> None:
@@ -193,6 +218,10 @@ CASES: dict[str, Callable[[World], tuple[int, str]]] = {
         "-o",
         w.root / "m.npz",
     ),
+    # outputs and the feature cache
+    "output-disk-full": lambda w: w.score_on_a_full_disk(),
+    "cache-not-a-database": lambda w: w.score_with_cache(lambda db: db.write_bytes(b"garbage" * 100)),
+    "cache-malformed": lambda w: w.score_with_cache(_overwrite_a_page),
     # generation configs
     "config-yaml-syntax": lambda w: w.generate("checkpoints: [{name: tiny, path: tiny-random}]\nsuite: [oops\n"),
     "config-unknown-key": lambda w: w.generate(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sdeval.errors import ExitCode, Terminated
+from sdeval.errors import ExitCode, OutputError, Terminated
 
 
 @click.command("generate")
@@ -56,6 +56,11 @@ def generate(
         resume = _rerun(config_path, overwrite, shard, quiet)
         click.echo(f"{said}: {kept_summary(stopped_run(err))}; to resume, run: {resume}", err=True)
         sys.exit(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED)
+    except OutputError as err:  # a full disk, a quota, a read-only mount: what was kept, and how to go on
+        resume = _rerun(config_path, overwrite, shard, quiet)
+        kept = kept_summary(stopped_run(err))
+        click.echo(f"error: {err}; {kept}; to resume once there is room, run: {resume}", err=True)
+        sys.exit(ExitCode.USAGE)
     manifest = result.out_dir / "manifest.jsonl"
     if merge_only:
         if result.manifest is not None:

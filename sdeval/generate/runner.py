@@ -16,7 +16,7 @@ from typing import Any
 from sdeval import __version__, atomic
 from sdeval import distributed as distmod
 from sdeval.atomic import check_output_folder
-from sdeval.errors import SdevalError
+from sdeval.errors import OutputError, SdevalError
 from sdeval.generate.config import GenerateConfig
 from sdeval.generate.pipelines import (
     Loaded,
@@ -151,9 +151,12 @@ def run_generate(
     except BaseException as err:
         # Interrupted or failed: keep what was finished and leave a usable manifest before re-raising.
         try:
-            writer.close()
+            with contextlib.suppress(OutputError):  # a full disk fails the queued writes too: `err` says so
+                writer.close()
         finally:
-            merge_manifest(out, remove_shards=[shard_file.path] if ctx.world_size > 1 else _all_shards(out))
+            result.generated = writer.written  # what reached the disk, which a failed write makes fewer
+            with contextlib.suppress(OutputError):  # a full disk: the shards keep the rows for the resume's merge
+                merge_manifest(out, remove_shards=[shard_file.path] if ctx.world_size > 1 else _all_shards(out))
             if created and ctx.world_size == 1 and result.generated == 0 and result.skipped == 0:
                 # A run that failed before its first image leaves nothing behind: the folder is ours, made now.
                 shutil.rmtree(out, ignore_errors=True)

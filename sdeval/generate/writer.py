@@ -49,8 +49,10 @@ def shard_dir(out_dir: Path) -> Path:
 def folder_lock(out_dir: Path) -> Iterator[None]:
     """Exclusive inter-process lock for manifest merges in one output folder."""
     path = out_dir / STATE_DIR / "lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
+    with atomic.output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")  # noqa: SIM115  (closed below; opened here so a full disk names the lock file)
+    with handle:
         if fcntl is not None:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
@@ -140,7 +142,7 @@ class ManifestShard:
 
     def append(self, row: dict[str, Any]) -> None:
         line = json.dumps(row, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
-        with self._lock:
+        with self._lock, atomic.output_errors(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a+b") as handle:
                 if fcntl is not None:
@@ -228,6 +230,7 @@ class ImageWriter:
     """Encodes and writes images on worker threads (zlib releases the GIL) while the GPU keeps working.
 
     Each image is renamed into place before its row is appended to the shard, never the other way round.
+    `written` counts the images that reached their final path (a full disk stops the rest).
     """
 
     def __init__(self, out_dir: Path, shard: ManifestShard, workers: int = 2, max_pending: int = 64) -> None:
@@ -236,6 +239,8 @@ class ImageWriter:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sdeval-writer")
         self._pending: list[Future[None]] = []
         self._max_pending = max_pending
+        self.written = 0
+        self._count = threading.Lock()
 
     def submit(self, file: str, image: Any, metadata: dict[str, Any], parameters: str | None = None) -> None:
         self._reap(block=len(self._pending) >= self._max_pending)
@@ -243,6 +248,8 @@ class ImageWriter:
 
     def _write(self, file: str, image: Any, metadata: dict[str, Any], parameters: str | None) -> None:
         write_png(self.out_dir / file, image, metadata, parameters)
+        with self._count:
+            self.written += 1  # kept from here on: a row lost below is rebuilt from the PNG by the next merge
         self.shard.append(row_from_metadata(metadata, file))
 
     def _reap(self, block: bool) -> None:

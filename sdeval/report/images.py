@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sdeval.atomic import output_errors
+
 THUMB_SIZE = 256  # longest side; the page shows them smaller and full size on click
 QUALITY = 85
 
@@ -36,10 +38,13 @@ def make_thumbnails(images: list[dict[str, Any]], folder: Path, *, quiet: bool =
             with Image.open(source) as im:
                 im = im.convert("RGB")
                 im.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                im.save(partial, "JPEG", quality=QUALITY)
-                partial.replace(target)  # a run cut short leaves no half-written thumbnail under the final name
         except OSError as err:
             failed[sha256] = f"cannot read {Path(source).name} ({err.__class__.__name__})"
+            continue
+        try:
+            with output_errors(target):  # a full disk is the report's failure (OutputError), not this image's
+                im.save(partial, "JPEG", quality=QUALITY)
+                partial.replace(target)  # a run cut short leaves no half-written thumbnail under the final name
         finally:
             partial.unlink(missing_ok=True)  # nothing of a thumbnail that was not finished stays behind
     for image in images:

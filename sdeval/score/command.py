@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from sdeval.clioptions import DEFAULTS, MetricsHelp, clip_options, feature_options, feature_values, parse_metrics
-from sdeval.errors import ExitCode, SdevalError
+from sdeval.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
@@ -139,12 +139,18 @@ def _finish(run, out: str | None, geneval_results: str | None) -> None:
     from sdeval.table import render_table
 
     to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
+    failed = None
     if out:
-        write_outputs(out, run)
+        try:
+            write_outputs(out, run)
+        except OutputError as err:  # a full disk: the numbers are still shown, then the error says what was kept
+            failed = err
     else:
         run.document["state"] = {"path": None, "reason": "no --out: no results file, so no feature state was kept"}
     results = run.document
     click.echo(render_table(results, max_listed=20 if out else None), err=to_stdout)  # the JSON lists everything
+    if failed is not None:
+        raise failed
     if out and not to_stdout:
         click.echo(f"\nresults: {out}")
     if geneval_results:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.atomic import write_bytes, write_json
+from sdeval.atomic import atomic_open, sync, write_bytes
 from sdeval.errors import ProtocolMismatchError, SdevalError
 from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
 from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
@@ -104,7 +104,10 @@ class ImagePart:
     # -- files ------------------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the part (JSON) and its arrays (NAME.npz beside it); returns the arrays' path."""
+        """Write the part (JSON) and its arrays (NAME.npz beside it); returns the arrays' path. The JSON is
+        written and synced first, then the arrays are written and put in place, then the JSON: so a part's JSON
+        never names arrays that are not there yet, and a failed write (a full disk) leaves an earlier part at that
+        path as it was."""
         path = Path(path)
         arrays_path = path.with_name(f"{path.stem if path.suffix == '.json' else path.name}.npz")
         arrays: dict[str, np.ndarray] = {f"feature__{k}": v for k, v in self.features.items()}
@@ -117,8 +120,10 @@ class ImagePart:
             state = self.reference.fid_state
             if state is not None:
                 arrays.update(fid_n=np.array(state.n), fid_sum=state.sum, fid_sum_outer=state.sum_outer)
-        write_bytes(arrays_path, npz_bytes(arrays))
-        write_json(path, self._document(arrays_path.name))
+        with atomic_open(path, "w") as handle:  # renamed into place when this block ends
+            handle.write(json.dumps(self._document(arrays_path.name), indent=2, allow_nan=False) + "\n")
+            sync(handle)
+            write_bytes(arrays_path, npz_bytes(arrays))
         return arrays_path
 
     def _document(self, arrays_name: str) -> dict[str, Any]:

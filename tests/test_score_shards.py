@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import TINY_CLIP, TINY_CLIP_CONFIG
@@ -69,7 +72,7 @@ def assert_same_results(a: dict, b: dict) -> None:
     """The same cells, metrics (FID to 1e-9) and per-image rows; provenance and timing may differ, and so may how
     many prompt embeddings were computed (each shard embeds the prompts of its own images)."""
     assert a["images"] == b["images"] and a["reference"] == b["reference"]
-    assert {**a["prompts"], "n_text_computed": 0} == {**b["prompts"], "n_text_computed": 0}
+    assert {**(a["prompts"] or {}), "n_text_computed": 0} == {**(b["prompts"] or {}), "n_text_computed": 0}
     assert [c["id"] for c in a["cells"]] == [c["id"] for c in b["cells"]]
     for ca, cb in zip(a["cells"], b["cells"], strict=True):
         assert ca["per_image"] == cb["per_image"]
@@ -132,6 +135,56 @@ def _edited(part: Path, to: Path, **fields: object) -> Path:
     return to
 
 
+@pytest.fixture
+def reference_folder(folder, tmp_path) -> Path:
+    """The 16 reference images as a folder, with one file that does not decode (sorted last: share 1 of 3 has it)."""
+    ref = tmp_path / "ref"
+    shutil.copytree(folder / "ref", ref)
+    (ref / "zz_broken.png").write_bytes(b"not a png")
+    return ref
+
+
+def test_each_shard_extracts_its_share_of_a_reference_folder_and_the_merge_is_the_whole(
+    folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+):
+    """A reference folder is split as the images are: every shard extracts only its share of it, and the merged
+    reference is the one a single process extracts: the same rows in the same order, the same FID to the bit."""
+    clip = tiny_clip_weights[0]
+    args = [folder / "images", "--metrics", "fid,kid,pr,cmmd", "-r", reference_folder, "--kid-subset-size", 10,
+            "--inception-weights", inception_weights, "--cmmd-model", tiny_name, "--cmmd-pretrained", clip,
+            "--no-cache", "--workers", 0, "--batch-size", 1]  # fmt: skip
+    whole = tmp_path / "whole.json"
+    assert _run("score", *args, "-o", whole).exit_code == 0
+    listing = sorted(p.name for p in reference_folder.iterdir())
+    parts = []
+    for index in (2, 0, 1):
+        part = tmp_path / f"part_{index}.json"
+        result = _run("score", *args, "--shard", f"{index}/3", "-o", part)
+        assert result.exit_code == 0, result.output
+        share = json.loads(part.read_text())["reference"]
+        mine = listing[index::3]  # every 3rd file of the sorted listing from the index-th, as for the images
+        assert share["share"] == [index, 3] and share["n_listed"] == 17
+        assert share["paths"] == [p for p in mine if p != "zz_broken.png"] and share["n"] == len(share["paths"])
+        assert share["skipped"] == (["zz_broken.png"] if "zz_broken.png" in mine else [])
+        parts.append(part)
+    merged = tmp_path / "merged.json"
+    assert _run("merge", *parts, "-o", merged).exit_code == 0
+    a, b = json.loads(whole.read_text()), json.loads(merged.read_text())
+    assert_same_results(a, b)
+    assert a["reference"] == b["reference"] and b["reference"]["n"] == 16
+    assert a["cells"][0]["metrics"]["fid"]["value"] == b["cells"][0]["metrics"]["fid"]["value"]
+    with np.load(tmp_path / "whole.state.npz") as one, np.load(tmp_path / "merged.state.npz") as joined:
+        for name in ("reference_pool", "reference_cmmd_image"):
+            assert np.array_equal(one[name], joined[name]), name  # same rows, same order
+
+    # The shares must cover the folder as it was: a share made from a changed folder is refused.
+    p0, p1, p2 = (tmp_path / f"part_{i}.json" for i in range(3))
+    changed = json.loads(p1.read_text())["reference"]
+    grown = _edited(p1, tmp_path / "grown.json", reference={**changed, "n_listed": 18})
+    refused = _run("merge", p0, grown, p2, "-o", tmp_path / "x.json")
+    assert refused.exit_code == 2 and "the reference changed between shards" in refused.output
+
+
 def test_merging_shards_with_intervals(
     folder, reference, whole, inception_weights, tiny_name, tiny_clip_weights, tmp_path
 ):
@@ -151,12 +204,12 @@ def test_merging_shards_with_intervals(
 
 
 def test_torchrun_two_processes_score_as_one(
-    folder, reference, whole, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+    folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
 ):
-    """A real launch (torchrun, 2 processes, gloo on CPU): each rank decodes and extracts its share, rank 0 writes
-    the results of the whole."""
+    """A real launch (torchrun, 2 processes, gloo on CPU): each rank decodes and extracts its share of the images and
+    of the reference folder, rank 0 shows the only progress and writes the results of the whole."""
     out = tmp_path / "results.json"
-    args = [str(a) for a in _options(folder, reference, inception_weights, tiny_name, tiny_clip_weights[0])]
+    args = [str(a) for a in _options(folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights[0])]
     # The tiny open_clip config is registered by a test fixture; the launched processes register it too.
     config_folder = tmp_path / "open_clip_configs"
     config_folder.mkdir()
@@ -180,4 +233,12 @@ def test_torchrun_two_processes_score_as_one(
     assert proc.returncode == 0, proc.stderr[-3000:]
     # A group really came up: only rank 0 writes (without one, both ranks would score everything and both write).
     assert proc.stdout.count("results: ") == 1, proc.stdout
-    assert_same_results(json.loads(single.read_text()), json.loads(out.read_text()))
+    one, launched = json.loads(single.read_text()), json.loads(out.read_text())
+    assert_same_results(one, launched)
+    assert one["reference"] == launched["reference"] and launched["reference"]["n"] == 16
+    with np.load(tmp_path / "single.state.npz") as a, np.load(tmp_path / "results.state.npz") as b:
+        assert np.array_equal(a["reference_pool"], b["reference_pool"])  # the same reference rows, in the same order
+    # One progress display, rank 0's, over its share: 9 of the 17 reference files, 11 of the 21 images.
+    started = r"features \(%s\):\s+0%%\|[^|]*\| 0/(\d+) "
+    assert re.findall(started % "reference", proc.stderr) == ["9"], proc.stderr[-3000:]
+    assert re.findall(started % "images", proc.stderr) == ["11"], proc.stderr[-3000:]

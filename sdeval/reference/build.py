@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,40 @@ from sdeval.metrics.fid import FrechetState
 from sdeval.reference.files import Reference, images_hash, load_reference, require_features, save_reference
 
 
+@dataclass
+class ReferenceShare:
+    """Share `shard` (I, N) of a reference folder (every N-th image of the sorted listing from the I-th): its decoded
+    images as a Reference (no Fréchet state: the whole's is computed from the merged rows), and what a merge checks
+    that the shares cover the folder with."""
+
+    reference: Reference
+    shard: tuple[int, int]
+    n_listed: int  # image files in the whole folder
+    skipped: list[str] = field(default_factory=list)  # this share's files that could not be decoded
+
+
 def reference_from_folder(folder: str, extractors: list, options: FeatureOptions) -> Reference:
     """A reference made now from a folder, holding the features of each of `extractors`."""
-    feats = extract(folder, extractors, options, "reference")
+    return _reference(folder, extractors, extract(folder, extractors, options, "reference"))
+
+
+def reference_share(folder: str, extractors: list, options: FeatureOptions, shard: tuple[int, int]) -> ReferenceShare:
+    """Share `shard` of a reference folder made now (it may hold no image): one rank's or one array job's part of
+    the reference, merged with the others' as their images are."""
+    feats = extract(folder, extractors, options, "reference", shard)
+    reference = _reference(folder, extractors, feats, whole=False)
+    return ReferenceShare(reference, shard, feats.n_listed, [s.path for s in feats.skipped])
+
+
+def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) -> Reference:
+    """A Reference of extracted features (an empty share holds no arrays)."""
     features: dict[str, dict[str, np.ndarray]] = {}
     fid_state = None
     for extractor in extractors:
         arrays = feats.features[extractor.cache_key]
-        if isinstance(extractor, InceptionExtractor):
+        if isinstance(extractor, InceptionExtractor) and POOL in arrays:
             arrays = {POOL: arrays[POOL]}  # the logits serve IS only, which needs no reference
-            fid_state = FrechetState.from_features(arrays[POOL])
+            fid_state = FrechetState.from_features(arrays[POOL]) if whole else None
         features[extractor.cache_key] = arrays
     return Reference(
         protocols={e.cache_key: e.protocol() for e in extractors},

@@ -17,17 +17,18 @@ from typing import Any
 import numpy as np
 
 from sdeval.atomic import atomic_open, sync, write_bytes
-from sdeval.errors import ProtocolMismatchError, SdevalError
+from sdeval.errors import NoImagesError, ProtocolMismatchError, SdevalError
 from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
 from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
 from sdeval.features.inception import LOGITS, POOL
 from sdeval.judges.base import Detection, FactVerdict, Judgement
 from sdeval.metrics.fid import FrechetState
 from sdeval.prompts.record import PromptRecord
-from sdeval.reference.files import npz_bytes
+from sdeval.reference.files import images_hash, npz_bytes
 
 FORMAT = "sdeval.score-part"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a part may hold a share of a reference folder (version 1 parts still load)
+_READS = (1, 2)
 #: Model role -> {feature name the extractor returns: state array name}; a reference keeps `reference_` + name.
 ROLES: dict[str, dict[str, str]] = {
     "inception": {POOL: "pool", LOGITS: "logits"},
@@ -61,12 +62,36 @@ class ModelKeys:
 
 @dataclass
 class ReferencePart:
-    """The reference as the cells need it: its identity, its rows of each feature kind and its Fréchet state."""
+    """The reference as the cells need it: its identity, its rows of each feature kind and its Fréchet state.
+
+    A share of a reference folder (`share` (I, N) with N > 1: one rank's or one array job's, made with its image
+    shard) holds only its own rows, with each row's path and hash, the files it could not decode and how many files
+    the folder lists, and no Fréchet state: `merge_parts` makes the whole from the shares as one process would."""
 
     identity: dict[str, Any]
     n: int
     arrays: dict[str, np.ndarray]  # state names (pool, cmmd_image, dinov2)
     fid_state: FrechetState | None
+    share: tuple[int, int] = (0, 1)
+    paths: list[str] | None = None  # a share's rows (relative to the folder), sorted
+    hashes: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
+    n_listed: int | None = None
+
+    @property
+    def is_share(self) -> bool:
+        return self.share[1] > 1
+
+    def key(self) -> dict[str, Any]:
+        """What every part of one run must agree on: the reference's identity, or for shares its folder and split."""
+        return {"source": self.identity["source"], "shares": self.share[1]} if self.is_share else self.identity
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"identity": self.identity, "n": self.n}
+        if self.is_share:
+            out.update(share=list(self.share), paths=self.paths, hashes=self.hashes, skipped=self.skipped,
+                       n_listed=self.n_listed)  # fmt: skip
+        return out
 
 
 @dataclass
@@ -142,9 +167,7 @@ class ImagePart:
             "options": self.options,
             "source": self.source,
             "models": self.models.to_json(),
-            "reference": None
-            if self.reference is None
-            else {"identity": self.reference.identity, "n": self.reference.n},
+            "reference": None if self.reference is None else self.reference.to_json(),
             "paths": self.paths,
             "hashes": self.hashes,
             "skipped": self.skipped,
@@ -171,8 +194,11 @@ class ImagePart:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
             raise SdevalError(f"{path}: not a part of `sdeval score --shard` (format {found!r}, expected {FORMAT})")
-        if doc.get("format_version") != FORMAT_VERSION:
-            raise SdevalError(f"{path}: part format version {doc.get('format_version')} is not {FORMAT_VERSION}")
+        if doc.get("format_version") not in _READS:
+            raise SdevalError(
+                f"{path}: part format version {doc.get('format_version')} is not one this sdeval reads "
+                f"({', '.join(map(str, _READS))})"
+            )
         arrays_path = path.parent / doc["arrays"]
         try:
             with np.load(arrays_path, allow_pickle=False) as data:
@@ -198,9 +224,12 @@ class ImagePart:
             state = None
             if "fid_n" in arrays:
                 state = FrechetState(int(arrays["fid_n"]), arrays["fid_sum"], arrays["fid_sum_outer"])
-            reference = ReferencePart(
-                doc["reference"]["identity"], doc["reference"]["n"], prefixed("reference__"), state
-            )
+            block = doc["reference"]
+            reference = ReferencePart(block["identity"], block["n"], prefixed("reference__"), state)
+            if "share" in block:
+                reference.share = (int(block["share"][0]), int(block["share"][1]))
+                reference.paths, reference.hashes = list(block["paths"]), list(block["hashes"])
+                reference.skipped, reference.n_listed = list(block["skipped"]), int(block["n_listed"])
         texts = None if doc["texts"] is None else {**doc["texts"], "embeddings": arrays["texts"]}
         preference = None
         if doc["preference"] is not None:
@@ -256,7 +285,7 @@ def merge_parts(parts: list[ImagePart], names: list[str] | None = None) -> Image
         options=first.options,
         source=first.source,
         models=first.models,
-        reference=first.reference,
+        reference=_merge_reference(parts, names),
         paths=[path for path, _, _ in order],
         hashes=[parts[p].hashes[i] for _, p, i in order],
         skipped=sorted((s for part in parts for s in part.skipped), key=lambda s: s["path"]),
@@ -310,8 +339,8 @@ def _check_same(parts: list[ImagePart], names: list[str]) -> None:
             ("options", first.options, part.options),
             ("root", first.root, part.root),
             ("models", first.models.to_json(), part.models.to_json()),
-            ("reference", first.reference.identity if first.reference else None,
-             part.reference.identity if part.reference else None),
+            ("reference", first.reference.key() if first.reference else None,
+             part.reference.key() if part.reference else None),
         ):  # fmt: skip
             if a != b:
                 field_name = _first_difference(a, b)
@@ -327,6 +356,57 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
             if a.get(key) != b.get(key):
                 return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
     return prefix.rstrip(".")
+
+
+def _merge_reference(parts: list[ImagePart], names: list[str]) -> ReferencePart | None:
+    """The reference of the whole: the run's own when every part holds all of it (a file), else the shares of its
+    folder put together as one process extracts it: rows in sorted path order, the Fréchet state of those rows."""
+    first = parts[0].reference
+    if first is None or not first.is_share:
+        return first
+    shares: list[ReferencePart] = []
+    for name, part in zip(names, parts, strict=True):
+        share = part.reference
+        if share is None or share.share != part.shard:
+            held = f"{share.share[0]}/{share.share[1]}" if share is not None else "none"
+            raise SdevalError(
+                f"merge: {name} holds reference share {held} with image shard {part.shard[0]}/{part.shard[1]}: "
+                "score every shard with the same command"
+            )
+        shares.append(share)
+    _check_reference_cover(shares, names)
+    paths = [path for share in shares for path in share.paths or ()]
+    hashes = [h for share in shares for h in share.hashes or ()]
+    source = first.identity["source"]
+    if not paths:
+        skipped = sorted(s for share in shares for s in share.skipped)
+        raise NoImagesError(
+            f"{source}: none of the {first.n_listed} image files could be decoded (first: {skipped[0]})"
+        )
+    order = np.array(sorted(range(len(paths)), key=paths.__getitem__), dtype=np.intp)
+    held = [share for share in shares if share.n]  # an empty share holds no arrays
+    arrays = {name: np.concatenate([share.arrays[name] for share in held])[order]
+              for name in dict.fromkeys(name for share in held for name in share.arrays)}  # fmt: skip
+    paths, hashes = [paths[i] for i in order], [hashes[i] for i in order]
+    identity = {"source": source, "n": len(paths), "images_sha256": images_hash(paths, hashes)}
+    state = FrechetState.from_features(arrays["pool"]) if "pool" in arrays else None
+    return ReferencePart(identity, len(paths), arrays, state)
+
+
+def _check_reference_cover(shares: list[ReferencePart], names: list[str]) -> None:
+    """The shares hold every file of the reference folder once, as it was listed when each was made."""
+    owner: dict[str, str] = {}
+    for name, share in zip(names, shares, strict=True):
+        for path in [*(share.paths or ()), *share.skipped]:
+            if path in owner:
+                raise SdevalError(f"merge: reference image {path} is in both {owner[path]} and {name}")
+            owner[path] = name
+    listed = {share.n_listed for share in shares}
+    if len(listed) > 1 or len(owner) != next(iter(listed)):
+        raise SdevalError(
+            f"merge: the reference shares hold {len(owner)} images but the folder {shares[0].identity['source']} had "
+            f"{sorted(listed)} when they were made: the reference changed between shards; score them again"
+        )
 
 
 def _merge_features(parts: list[ImagePart], order: list[tuple[str, int, int]]) -> dict[str, np.ndarray]:

@@ -31,7 +31,7 @@ from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.provenance import now
-from sdeval.reference.build import load_any_reference
+from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
 from sdeval.score.models import PromptTexts, RunModels
 from sdeval.score.options import ScoreOptions
 from sdeval.score.part import (
@@ -136,11 +136,15 @@ def prepare_part(
     models = RunModels.build(needs, options, device, preference)
     warns = list(models.warnings)
 
-    reference = None
+    reference: Any = None
     if options.reference and any(spec.needs_reference for spec in specs):
-        reference = load_any_reference(
-            options.reference, models.reference_needs(needs, options.reference), options.features
-        )
+        reference_needs = models.reference_needs(needs, options.reference)
+        if shard is not None and shard[1] > 1 and Path(options.reference).is_dir():
+            # A reference folder is split as the images are: this share's part of it, the merge makes the whole.
+            extractors = [extractor for extractor, _ in reference_needs]
+            reference = reference_share(options.reference, extractors, options.features, shard)
+        else:
+            reference = load_any_reference(options.reference, reference_needs, options.features)
     elif options.reference:
         warns.append("--reference is not used by the requested metrics")
 
@@ -396,15 +400,22 @@ def _state_features(generated: Any, models: RunModels) -> dict[str, np.ndarray]:
 
 
 def _reference_part(reference: Any, models: RunModels) -> ReferencePart | None:
+    """The part's reference: a Reference whole, or a ReferenceShare with what the merge needs of it."""
     if reference is None:
         return None
+    share = reference if isinstance(reference, ReferenceShare) else None
+    reference = share.reference if share is not None else reference
     arrays = {}
     for role, model in _roles(models).items():
         stored = reference.features.get(model.cache_key) or {}
         for feature, name in ROLES[role].items():
             if name in REFERENCE_ARRAYS and feature in stored:
                 arrays[name] = stored[feature]
-    return ReferencePart(reference.identity(), reference.n, arrays, reference.fid_state)
+    part = ReferencePart(reference.identity(), reference.n, arrays, reference.fid_state)
+    if share is not None:
+        part.share, part.paths, part.hashes = share.shard, reference.image_paths, reference.image_hashes
+        part.skipped, part.n_listed = share.skipped, share.n_listed
+    return part
 
 
 def _reference_data(reference: ReferencePart | None) -> ReferenceData | None:

@@ -3,6 +3,7 @@ the images) -> score the cells -> assemble the document (and, with `ci`, every m
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,13 +46,16 @@ def score_run(options: ScoreOptions, dist: DistContext | None = None) -> ScoreRu
     whose method the registry declares (docs/statistics.md).
 
     Under `torchrun` or `accelerate launch` (a process group is up) every rank extracts, judges and scores its
-    share of the images; the shares are gathered exactly (no padding, no duplicates) on rank 0, which scores the
-    cells and returns the run; the other ranks return None.
+    share of the images, and extracts its share of a reference folder; the shares are gathered exactly (no padding,
+    no duplicates) on rank 0, which scores the cells and returns the run; the other ranks return None. Only rank 0
+    shows progress.
     """
     started_at, started = now(), time.time()
     ctx = dist if dist is not None else detect(cpu=options.features.device == "cpu")
     if ctx.group and ctx.world_size > 1:
-        part = prepare_part(options, (ctx.rank, ctx.world_size), local_rank=ctx.local_rank)
+        quiet = dataclasses.replace(options.features, progress=options.features.progress and ctx.is_main)
+        shard = (ctx.rank, ctx.world_size)
+        part = prepare_part(dataclasses.replace(options, features=quiet), shard, local_rank=ctx.local_rank)
         parts = ctx.gather(part)
         if not ctx.is_main:
             return None

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from sdeval.configfile import config_format, parse_text
 from sdeval.errors import ConfigError, ExitCode, Terminated
 from sdeval.suggest import check_keys, did_you_mean
 
@@ -110,30 +111,7 @@ def read_config_text(source: str) -> tuple[str, str, Path]:
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"config: no such file: {path} (or a shipped example: builtin:{'|'.join(example_names())})")
-    suffix = path.suffix.lower().lstrip(".")
-    fmt = {"yml": "yaml"}.get(suffix, suffix)
-    if fmt not in ("yaml", "toml", "json"):
-        raise ConfigError(f"config: {path.name}: expected a .yaml, .yml, .toml or .json file")
-    return path.read_text(encoding="utf-8"), fmt, path.resolve().parent
-
-
-def _parse_text(text: str, fmt: str, name: str) -> Any:
-    from sdeval.generate.config import _parse_error  # one wording for parse errors across commands
-
-    try:
-        if fmt == "yaml":
-            import yaml
-
-            return yaml.safe_load(text)
-        if fmt == "toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            return tomllib.loads(text)
-        return json.loads(text)
-    except Exception as err:  # the parsers' own error types differ; all mean "not parseable"
-        raise ConfigError(f"config: {name}: {_parse_error(err, text, fmt.upper())}") from err
+    return path.read_text(encoding="utf-8"), config_format(path), path.resolve().parent
 
 
 def load_bench_config(source: str) -> BenchConfig:
@@ -142,7 +120,7 @@ def load_bench_config(source: str) -> BenchConfig:
     from sdeval.generate.config import TOP_KEYS, parse_config
 
     text, fmt, base_dir = read_config_text(source)
-    data = _parse_text(text, fmt, Path(source).name)
+    data = parse_text(text, fmt, Path(source).name)
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping of keys, got {type(data).__name__}")
     data = dict(data)

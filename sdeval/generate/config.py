@@ -139,66 +139,10 @@ class GenerateConfig:
 
 def load_config(path: str | Path) -> GenerateConfig:
     """Read and validate a .yaml/.yml, .toml or .json config; relative paths are taken from its folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config: no such file: {path}")
-    text = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".yaml", ".yml"):
-            import yaml
+    from sdeval.configfile import read_config_file
 
-            data = yaml.safe_load(text)
-        elif suffix == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data = tomllib.loads(text)
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"config: {path.name}: expected a .yaml, .yml, .toml or .json file")
-    except ConfigError:
-        raise
-    except Exception as err:  # the parsers' own error types differ; all mean "not parseable"
-        raise ConfigError(f"config: {path.name}: {_parse_error(err, text, suffix[1:].upper())}") from err
-    return parse_config(data, base_dir=path.resolve().parent)
-
-
-_TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-
-
-def _parse_error(err: Exception, text: str, fmt: str) -> str:
-    """`line L, column C: not valid FMT: problem` (1-based, one line) from a YAML, TOML or JSON parser error."""
-    line = column = None
-    problem = " ".join(str(err).split()) or type(err).__name__
-    mark = getattr(err, "problem_mark", None)  # yaml.MarkedYAMLError: 0-based marks
-    if mark is not None:
-        line, column = mark.line + 1, mark.column + 1
-        problem = " ".join(str(getattr(err, "problem", None) or type(err).__name__).split())
-        context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
-        if context:
-            # PyYAML's context says what construct was open and where it began: the usual real cause.
-            where = ""
-            if context_mark is not None and (context_mark.line, context_mark.column) != (mark.line, mark.column):
-                where = f" at line {context_mark.line + 1}, column {context_mark.column + 1}"
-            problem += f" ({' '.join(str(context).split())}{where})"
-    elif isinstance(getattr(err, "position", None), int) and hasattr(err, "character"):
-        # yaml.reader.ReaderError (a character YAML does not allow) gives only a character offset.
-        position = err.position  # type: ignore[attr-defined]
-        line = text.count("\n", 0, position) + 1
-        column = position - text.rfind("\n", 0, position)
-        code = err.character  # type: ignore[attr-defined]
-        shown = f"U+{code:04X}" if isinstance(code, int) else repr(code)
-        problem = f"unacceptable character {shown}: {err.reason}"  # type: ignore[attr-defined]
-    elif isinstance(err, json.JSONDecodeError):
-        line, column, problem = err.lineno, err.colno, err.msg
-    elif match := _TOML_WHERE.search(problem):  # tomllib puts the place at the end of its message
-        line, column = int(match.group(1)), int(match.group(2))
-        problem = problem[: match.start()]
-    where = f"line {line}, column {column}: " if line is not None else ""
-    return f"{where}not valid {fmt}: {problem}"
+    data = read_config_file(path)
+    return parse_config(data, base_dir=Path(path).resolve().parent)
 
 
 def parse_config(data: Any, base_dir: Path) -> GenerateConfig:

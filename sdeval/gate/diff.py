@@ -31,7 +31,12 @@ def cell_pairs(a: Side, b: Side, cell: str | None = None) -> list[tuple[str, str
 
 
 def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
-    """The differences as a JSON-able dict: per cell pair, protocol (binding, informative) and metrics."""
+    """The differences as a JSON-able dict: per cell pair, protocol (binding, informative) and metrics; intervals
+    of differences drawn as the gate draws them (b's recorded settings, else a's, else the defaults)."""
+    from sdeval.stats.settings import for_pair
+
+    settings, mismatch = for_pair(a.settings, b.settings)
+    problem = b.state_problem or a.state_problem
     out = []
     for id_a, id_b in cell_pairs(a, b, cell):
         cell_a, cell_b = a.cells[id_a], b.cells[id_b]
@@ -44,7 +49,7 @@ def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
             row: dict[str, Any] = {"key": key, "a": va, "b": vb}
             if va is not None and vb is not None:
                 row["difference"] = vb - va
-                found = compare(cell_a, a.states.get(id_a), cell_b, b.states.get(id_b), key)
+                found = compare(cell_a, a.states.get(id_a), cell_b, b.states.get(id_b), key, settings, problem)
                 if isinstance(found, Evidence):
                     row.update(
                         difference=found.estimate,
@@ -65,7 +70,13 @@ def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
                 "metrics": metrics,
             }
         )
-    return {"a": a.path, "b": b.path, "cells": out}
+    return {
+        "a": a.path,
+        "b": b.path,
+        "cells": out,
+        "intervals": {**settings.to_json(), "source": settings.source, "text": settings.describe()},
+        "warnings": [mismatch] if mismatch else [],
+    }
 
 
 def render_diff(found: dict[str, Any]) -> str:
@@ -93,4 +104,7 @@ def render_diff(found: dict[str, Any]) -> str:
             else:
                 text += "  (in one side only)"
             lines.append(text)
+    if any("interval" in row for pair in found["cells"] for row in pair["metrics"]):
+        lines += ["", f"intervals: {found['intervals']['text']}"]
+    lines += [f"warning: {w}" for w in found.get("warnings", [])]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdeval.errors import ConfigError, ExitCode, ProtocolMismatchError, SdevalError
 from sdeval.gate.rules import Rule, Rules
@@ -22,31 +22,42 @@ from sdeval.gate.verdicts import (
     regression_verdict,
 )
 from sdeval.metrics import registry
-from sdeval.metrics.keys import part_view, value_of
+from sdeval.metrics.keys import check_values, part_view, value_of
 from sdeval.metrics.registry import Jackknife
 from sdeval.protocol import describe, differences
 from sdeval.results import load_results
 
-LEVEL = 0.95
+if TYPE_CHECKING:
+    from sdeval.stats.settings import IntervalSettings
 
 
 @dataclass(frozen=True)
 class Side:
-    """One results file: its document and the feature state of each cell (None where there is none)."""
+    """One results file: its document, the feature state of each cell (None where there is none) and, when the
+    state could not be read, why."""
 
     path: str
     document: dict[str, Any]
     states: dict[str, Any] = field(default_factory=dict)
+    state_problem: str | None = None
 
     @property
     def cells(self) -> dict[str, dict[str, Any]]:
         return {cell["id"]: cell for cell in self.document["cells"]}
+
+    @property
+    def settings(self) -> IntervalSettings:
+        """How intervals from this file are drawn: as `score --ci` recorded, else the defaults."""
+        from sdeval.stats.settings import IntervalSettings  # scipy loads when a gate runs, not with the CLI
+
+        return IntervalSettings.of(self.document)
 
 
 @dataclass(frozen=True)
 class GateResult:
     verdicts: tuple[Verdict, ...]
     warnings: tuple[str, ...]
+    settings: IntervalSettings | None = None  # how the intervals it computed were drawn
     # The files gated, as `file_record` gives them: "results" and "baseline" (None without one).
     files: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
@@ -70,6 +81,13 @@ class GateResult:
         ]
         return f"gate: {', '.join(parts)} ({len(self.verdicts)} checks)"
 
+    @property
+    def intervals_line(self) -> str | None:
+        """How the intervals behind the verdicts were drawn (None when no verdict rests on one)."""
+        if self.settings is None or not any(v.evidence is not None for v in self.verdicts):
+            return None
+        return f"intervals: {self.settings.describe()}"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": "sdeval.gate",
@@ -79,6 +97,9 @@ class GateResult:
             "summary": {s: self.count(s) for s in (PASS, FAIL, INCONCLUSIVE, ERROR)},
             "verdicts": [v.to_json() for v in self.verdicts],
             "warnings": list(self.warnings),
+            "intervals": None
+            if self.settings is None
+            else {**self.settings.to_json(), "source": self.settings.source, "text": self.settings.describe()},
         }
 
 
@@ -94,60 +115,92 @@ def file_record(side: Side) -> dict[str, Any]:
 
 def load_side(path: str | Path) -> Side:
     """A results file and, where sdeval.stats can read it, the feature state beside it."""
-    document = load_results(path)
-    return Side(str(path), document, _load_states(path, document))
+    document = check_values(load_results(path), path)
+    states, problem = _load_states(path, document)
+    return Side(str(path), document, states, problem)
 
 
-def _load_states(path: str | Path, document: dict[str, Any]) -> dict[str, Any]:
+def _load_states(path: str | Path, document: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(each cell's state, None), or ({}, why there is none): values still gate without it, and an interval that
+    needs its features names that reason rather than a guess."""
     from sdeval.stats import load_cell_states  # scipy and torch load when a gate runs, not with the CLI
 
+    entry = document.get("state") or {}
+    if not entry.get("path"):
+        reason = entry.get("reason") or "the results name no feature state file"
+        return {}, f"no feature state was kept with {path} ({reason})"
+    state_file = Path(path).parent / entry["path"]
+    if not state_file.exists():
+        return {}, f"no feature state file beside the results: {state_file} is missing (its features are needed)"
     try:
-        return dict(load_cell_states(path, document))
-    except SdevalError:
-        # No state (or an unreadable one): values still gate; intervals that need features say why they are missing.
-        return {}
+        return dict(load_cell_states(path, document)), None
+    except SdevalError as err:
+        return {}, f"the feature state beside the results could not be read: {err}"
 
 
 # -- reading a cell ---------------------------------------------------------------------------------------------
 
 
-def value_interval(cell: dict[str, Any], state: Any, metric: str) -> Evidence | str:
-    """A cell's value with its interval (sdeval.stats, by the method the registry declares for the key; a KEY.PART
-    as a cell of the part's images), or why there is none."""
+def value_interval(
+    cell: dict[str, Any],
+    state: Any,
+    metric: str,
+    settings: IntervalSettings | None = None,
+    state_problem: str | None = None,
+) -> Evidence | str:
+    """A cell's value with its interval, or why there is none: the interval the results hold for it (`score --ci`)
+    when there is one at the settings' level, else computed by sdeval.stats with `settings` (the method the registry
+    declares for the key; a KEY.PART as a cell of the part's images)."""
     from sdeval.stats import cell_intervals
+    from sdeval.stats.settings import IntervalSettings
 
+    settings = settings or IntervalSettings.of(cell)
     value, _ = value_of(cell, metric)
     view, key = part_view(cell, metric)
-    found = cell_intervals(view, state, level=LEVEL).get(key)
+    n = len(view.get("per_image", []))
+    stored = cell["metrics"].get(metric, {}).get("interval") if view is cell else None
+    if isinstance(stored, dict) and stored.get("level") == settings.level:
+        return Evidence(float(value or 0.0), stored["low"], stored["high"], stored["level"], n,
+                        method=stored.get("method", ""), note=stored.get("note"))  # fmt: skip
+    found = cell_intervals(view, state, **settings.kwargs).get(key)
     if found is None:
-        return f"{metric}: no interval for cell {cell['id']}: {_why_none(key, state)}"
-    return Evidence(float(value or 0.0), found.low, found.high, found.level, len(view.get("per_image", [])),
-                    method=found.method)  # fmt: skip
+        return f"{metric}: no interval for cell {cell['id']}: {_why_none(key, state, state_problem)}"
+    return Evidence(float(value or 0.0), found.low, found.high, found.level, n, method=found.method,
+                    note=found.note)  # fmt: skip
 
 
 def compare(
-    base_cell: dict[str, Any], base_state: Any, cell: dict[str, Any], state: Any, metric: str
+    base_cell: dict[str, Any],
+    base_state: Any,
+    cell: dict[str, Any],
+    state: Any,
+    metric: str,
+    settings: IntervalSettings | None = None,
+    state_problem: str | None = None,
 ) -> Evidence | str:
     """The candidate-minus-baseline difference of `metric` with its interval (paired by item where the cells
-    share items; a KEY.PART as cells of the part's images), or why there is none."""
+    share items; a KEY.PART as cells of the part's images), or why there is none. `settings`: the candidate's
+    recorded interval settings unless given (sdeval.stats.settings.for_pair)."""
     from sdeval.stats import compare_cells
+    from sdeval.stats.settings import IntervalSettings, for_pair
 
+    settings = settings or for_pair(IntervalSettings.of(base_cell), IntervalSettings.of(cell))[0]
     (base_view, key), (view, _) = part_view(base_cell, metric), part_view(cell, metric)
-    found = compare_cells(base_view, base_state, view, state, keys=[key], level=LEVEL).get(key)
+    found = compare_cells(base_view, base_state, view, state, keys=[key], **settings.kwargs).get(key)
     if found is None:
-        why = _why_none(key, state if base_state is not None else None)
+        why = _why_none(key, state if base_state is not None else None, state_problem)
         return f"{metric}: no interval for the difference: {why}"
     n = found.n_shared if found.paired else min(len(base_view.get("per_image", [])), len(view.get("per_image", [])))
     return Evidence(found.difference, found.interval.low, found.interval.high, found.interval.level, n, found.paired,
                     found.method)  # fmt: skip
 
 
-def _why_none(key: str, state: Any) -> str:
+def _why_none(key: str, state: Any, state_problem: str | None = None) -> str:
     declared = registry.result_key(key)
     if declared is None or declared.interval is None:
         return f"{key} declares no interval method"
     if isinstance(declared.interval, Jackknife) and state is None:
-        return "no feature state file beside the results (NAME.state.npz): its features are needed"
+        return state_problem or "no feature state file beside the results (NAME.state.npz): its features are needed"
     return "its inputs are missing (per-image values, feature state rows or at least 2 prompts)"
 
 
@@ -230,9 +283,14 @@ def run_gate(
                 f"{rules.source}:{rule.line}: rule {rule.index} ({rule.name}) compares with a baseline: "
                 "give --baseline BASELINE.json"
             )
+    from sdeval.stats.settings import for_pair
+
     warnings: list[str] = []
     pairs: dict[str, str] = {}
+    settings = candidate.settings
     if baseline is not None:
+        settings, mismatch = for_pair(baseline.settings, candidate.settings)
+        warnings += [mismatch] if mismatch else []
         needed = [c for rule in rules.rules if rule.is_regression for c in cells_of(rule, candidate)]
         needed = [c for c in dict.fromkeys(needed) if c in candidate.cells]
         pairs = pair_cells(rules, candidate, baseline, needed)
@@ -240,9 +298,9 @@ def run_gate(
     verdicts = []
     for rule in rules.rules:
         for cell_id in cells_of(rule, candidate):
-            verdicts.append(_judge(rule, cell_id, candidate, baseline, pairs, compare_fn))
+            verdicts.append(_judge(rule, cell_id, candidate, baseline, pairs, compare_fn, settings))
     files = {"results": file_record(candidate), "baseline": file_record(baseline) if baseline is not None else None}
-    return GateResult(tuple(verdicts), tuple(warnings), files=files)
+    return GateResult(tuple(verdicts), tuple(warnings), settings, files=files)
 
 
 def _judge(
@@ -252,6 +310,7 @@ def _judge(
     baseline: Side | None,
     pairs: dict[str, str],
     compare_fn: Callable[..., Evidence | str],
+    settings: IntervalSettings,
 ) -> Verdict:
     cell = candidate.cells.get(cell_id)
     where = f"rule {rule.index} ({rule.name}), line {rule.line}"
@@ -270,7 +329,7 @@ def _judge(
     if rule.min is not None or rule.max is not None:
         interval = None
         if rule.require_interval:
-            found = value_interval(cell, candidate.states.get(cell_id), rule.metric)
+            found = value_interval(cell, candidate.states.get(cell_id), rule.metric, settings, candidate.state_problem)
             if isinstance(found, str):
                 return Verdict(rule, cell_id, ERROR, f"{where}: require_interval: {found}", value=value)
             interval = found
@@ -290,7 +349,11 @@ def _judge(
                 value=value,
                 baseline_cell=base_id,
             )
-        found = compare_fn(base_cell, baseline.states.get(base_id), cell, candidate.states.get(cell_id), rule.metric)
+        problem = candidate.state_problem or baseline.state_problem
+        # Positional: tests and callers may pass any callable of these arguments.
+        found = compare_fn(
+            base_cell, baseline.states.get(base_id), cell, candidate.states.get(cell_id), rule.metric, settings, problem
+        )
         if isinstance(found, str):
             return Verdict(rule, cell_id, ERROR, f"{where}: {found}", value=value, baseline_cell=base_id)
         status, reason, more = regression_verdict(rule, found)
@@ -300,6 +363,8 @@ def _judge(
     status, reason, evidence, more = min(statuses, key=lambda s: order.index(s[0]))
     if len(statuses) > 1:
         reason = "; ".join(r for s, r, _, _ in statuses if s == status)
+    if evidence is not None and evidence.note:
+        reason += f" (interval: {evidence.note})"  # e.g. resting on fewer prompts than its coverage was checked at
     return Verdict(
         rule, cell_id, status, reason, value=value, baseline_cell=base_id, evidence=evidence, more_images=more
     )

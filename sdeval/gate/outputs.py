@@ -19,6 +19,8 @@ def render_table(result: GateResult) -> str:
     lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows]
     lines.append("")
     lines.append(result.summary())
+    if result.intervals_line:
+        lines.append(result.intervals_line)
     return "\n".join(lines)
 
 
@@ -62,6 +64,7 @@ def markdown(result: GateResult) -> str:
         "# sdeval gate",
         "",
         result.summary(),
+        *([result.intervals_line] if result.intervals_line else []),
         "",
         "| verdict | cell | rule | reason |",
         "| --- | --- | --- | --- |",

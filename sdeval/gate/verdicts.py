@@ -26,6 +26,7 @@ class Evidence:
     n: int | None = None  # images behind the interval (shared items when paired; for KEY.PART, the part's only)
     paired: bool = False
     method: str = ""
+    note: str | None = None  # how to read the interval: cut to the metric's range, or resting on few prompts
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -59,6 +60,8 @@ class Verdict:
             e = self.evidence
             out["difference" if self.rule.is_regression else "estimate"] = e.estimate
             out["interval"] = {"low": e.low, "high": e.high, "level": e.level, "method": e.method}
+            if e.note:
+                out["interval"]["note"] = e.note
             out["n"] = e.n
             out["paired"] = e.paired
         if self.more_images is not None:

@@ -330,7 +330,7 @@ register(MetricSpec(
 register(MetricSpec(
     name="cmmd",
     description="CMMD (Jayasumana et al. 2024): RBF MMD² (σ = 10, ×1000) of CLIP image embeddings.",
-    results=(ResultKey("cmmd", "CMMD", Direction.LOWER, (0.0, None), Jackknife(_CMMD, _cmmd_side),
+    results=(ResultKey("cmmd", "CMMD", Direction.LOWER, (0.0, None), Jackknife(_CMMD, _cmmd_side), strict_range=False,
                        detail="({n} images)"),),
     needs=frozenset({Need.CMMD_IMAGE, Need.REFERENCE}),
     compute=_cmmd,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sdeval.errors import SdevalError
 from sdeval.metrics import registry
 from sdeval.metrics.registry import Direction, ResultKey
 
@@ -114,3 +115,77 @@ def part_view(cell: dict[str, Any], name: str) -> tuple[dict[str, Any], str]:
     rows = [r for r in cell.get("per_image", []) if (r.get(parts.column) or parts.default) == ref.part]
     value, _ = value_of(cell, name)
     return {**cell, "per_image": rows, "metrics": {ref.result.key: {"value": value}}}, ref.result.key
+
+
+# -- values a results file may hold ---------------------------------------------------------------------------------
+
+_SLACK = 1e-6  # float rounding at a bound (a cosine of 1.0000001) is not a hand-edited value
+
+
+def _outside(value: float, bounds: tuple[float | None, float | None]) -> bool:
+    floor, ceiling = bounds
+    return (floor is not None and value < floor - _SLACK * max(1.0, abs(floor))) or (
+        ceiling is not None and value > ceiling + _SLACK * max(1.0, abs(ceiling))
+    )
+
+
+def _bounds_text(declared: ResultKey) -> str:
+    floor, ceiling = ("" if b is None else f"{b:g}" for b in declared.range)
+    return f"[{floor}, {ceiling}]"
+
+
+def value_problem(document: dict[str, Any]) -> str | None:
+    """`FIELD: what is wrong` for the first value a results document could not have been given by sdeval: a value
+    (or a part's) outside its key's declared range, a negative spread, an interval whose low exceeds its high or
+    that lies outside the range, a level outside (0, 1). None when every value is possible."""
+    for i, cell in enumerate(document.get("cells") or []):
+        for key, entry in (cell.get("metrics") or {}).items():
+            declared = registry.result_key(key)
+            if declared is None or not isinstance(entry, dict):
+                continue
+            where = f"cells[{i}].metrics.{key}"
+            value = entry.get("value")
+            if isinstance(value, int | float) and declared.strict_range and _outside(value, declared.range):
+                return f"{where}.value: {value:g} is outside the range of {key} {_bounds_text(declared)}"
+            std = entry.get("std")
+            if isinstance(std, int | float) and std < 0:
+                return f"{where}.std: {std:g} is negative"
+            problem = _interval_problem(entry.get("interval"), declared)
+            if problem is not None:
+                return f"{where}.interval: {problem}"
+            parts = declared.parts
+            found = entry.get(parts.field) if parts is not None else None
+            if parts is None or not isinstance(found, dict):
+                continue
+            for name, part in found.items():
+                number = part.get(parts.value) if isinstance(part, dict) else None
+                if isinstance(number, int | float) and _outside(number, declared.range):
+                    return (
+                        f"{where}.{parts.field}.{name}.{parts.value}: {number:g} is outside the range of {key} "
+                        f"{_bounds_text(declared)}"
+                    )
+    return None
+
+
+def _interval_problem(interval: Any, declared: ResultKey) -> str | None:
+    if not isinstance(interval, dict):
+        return None
+    low, high, level = interval.get("low"), interval.get("high"), interval.get("level")
+    if isinstance(level, int | float) and not 0 < level < 1:
+        return f"level {level:g} is not between 0 and 1"
+    if not (isinstance(low, int | float) and isinstance(high, int | float)):
+        return None
+    if low > high:
+        return f"low {low:g} exceeds high {high:g}"
+    if _outside(low, declared.range) or _outside(high, declared.range):
+        return f"[{low:g}, {high:g}] leaves the range of {declared.key} {_bounds_text(declared)}"
+    return None
+
+
+def check_values(document: dict[str, Any], path: Any) -> dict[str, Any]:
+    """`document`, or SdevalError `PATH: FIELD: problem` when it holds a value sdeval could not have written
+    (value_problem): a hand-edited file is refused, never shown or gated as if it were a result."""
+    problem = value_problem(document)
+    if problem is not None:
+        raise SdevalError(f"{path}: {problem}")
+    return document

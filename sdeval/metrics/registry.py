@@ -9,6 +9,7 @@ metric is its module plus one `register(...)`.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -136,15 +137,18 @@ class ResultKey:
     interval: IntervalMethod | None = None  # how `--ci`, the report and the gate get its interval (None: none)
     detail: str | None = None  # shown after the value in tables: a format string over the entry's fields
     parts: Parts | None = None  # named parts that rules and reports may address as KEY.PART
+    # False where an unbiased estimate may leave `range` (CMMD's MMD² below 0): such values are not refused on load.
+    strict_range: bool = True
 
     def describe(self, entry: dict[str, Any]) -> str:
         """The `detail` line of an entry ("" when it has none or the entry lacks one of its fields)."""
         if self.detail is None:
             return ""
-        try:
-            return self.detail.format_map(entry)
-        except (KeyError, TypeError, ValueError):
+        fields = [name for _, name, _, _ in string.Formatter().parse(self.detail) if name]
+        if any(entry.get(name.split(".")[0].split("[")[0]) is None for name in fields):
             return ""
+        # A format error past this point is a mistake in the registration: it surfaces rather than hiding the line.
+        return self.detail.format_map(entry)
 
     def clip(self, low: float, high: float) -> tuple[float, float]:
         """An interval cut to the key's declared range."""

@@ -3,6 +3,7 @@ and render `index.html` (self-contained, offline) and `summary.md` from the Jinj
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import importlib.resources
@@ -20,11 +21,13 @@ from sdeval import stats
 from sdeval.atomic import check_output_folder, write_text
 from sdeval.errors import SdevalError
 from sdeval.metrics import registry
+from sdeval.metrics.keys import check_values
 from sdeval.metrics.registry import Bootstrap, ResultKey
 from sdeval.protocol import binds, flatten, is_informative
 from sdeval.report.images import make_thumbnails
 from sdeval.report.plots import sweep_plots
 from sdeval.results import load_results
+from sdeval.stats.settings import DEFAULT_LEVEL, IntervalSettings, for_pair
 from sdeval.textfiles import json_problem, read_user_text
 
 N_GRID_PROMPTS = 6  # prompts in the side-by-side grid
@@ -39,9 +42,10 @@ class ReportOptions:
 
     title: str = "sdeval report"
     gate: str | os.PathLike[str] | None = None
-    level: float = 0.95
-    replicates: int = 200
-    seed: int = 0
+    # None: as the results record (score --ci), else the defaults: one interval per cell whoever shows it.
+    level: float | None = None
+    replicates: int | None = None
+    seed: int | None = None
     quiet: bool = False
     labels: tuple[str, ...] = ()  # one run label per results file, in order; empty: derived from the paths
 
@@ -164,7 +168,7 @@ def load_cells(paths: list[Path], options: ReportOptions) -> tuple[list[Cell], l
         runs = _given_labels(options.labels, len(paths))
     documents, cells = [], []
     for path, run in zip(paths, runs, strict=True):
-        document = load_results(path)
+        document = check_values(load_results(path), path)
         documents.append(
             {"path": str(path), "name": path.name, "label": run, "document": document, "sha256": _sha256(path)}
         )
@@ -304,17 +308,29 @@ def metric_columns(cells: list[Cell]) -> list[Column]:
     return columns
 
 
+def interval_settings(cell: Cell, options: ReportOptions) -> IntervalSettings:
+    """How this cell's intervals are drawn: as its results record, with what the report's options set explicitly."""
+    recorded = IntervalSettings.of(cell.data)
+    if options.seed is not None:
+        recorded = dataclasses.replace(recorded, seed=options.seed, source="report options")
+    return recorded.with_level(options.level, options.replicates, source="report options")
+
+
 def _intervals(cells: list[Cell], options: ReportOptions) -> dict[str, dict[str, Any]]:
-    """{cell label: {result key: interval dict}}: the document's own intervals, else computed from the state."""
+    """{cell label: {result key: interval dict}}: the document's own intervals (at the report's level), else
+    computed from the state with the settings the results record."""
     out: dict[str, dict[str, Any]] = {}
     for cell in cells:
-        found = {k: e["interval"] for k, e in cell.data["metrics"].items() if isinstance(e.get("interval"), dict)}
+        settings = interval_settings(cell, options)
+        found = {
+            k: e["interval"]
+            for k, e in cell.data["metrics"].items()
+            if isinstance(e.get("interval"), dict) and e["interval"].get("level") == settings.level
+        }
         missing = [k for k, e in cell.data["metrics"].items() if k not in found and e.get("value") is not None]
         if missing:
             try:
-                computed = stats.cell_intervals(
-                    cell.data, cell.state, level=options.level, replicates=options.replicates, seed=options.seed
-                )
+                computed = stats.cell_intervals(cell.data, cell.state, **settings.kwargs)
             except SdevalError as err:
                 print(f"report: {cell.label}: no intervals ({err})", file=sys.stderr)
                 computed = {}
@@ -381,7 +397,7 @@ def summary_table(
     """({cell label: {result key: Mark}} with intervals and the significance marks of each column, the test
     methods used)."""
     intervals = _intervals(cells, options)
-    alpha = 1.0 - options.level
+    alpha = 1.0 - (options.level or DEFAULT_LEVEL)
     comparisons: dict[tuple[str, str], dict[str, Any]] = {}
     methods: set[str] = set()
 
@@ -390,10 +406,10 @@ def summary_table(
             pair = (best.label, other.label)
             if pair not in comparisons:
                 try:
+                    settings, _ = for_pair(interval_settings(best, options), interval_settings(other, options))
                     comparisons[pair] = stats.compare_cells(
-                        best.data, best.state, other.data, other.state,
-                        keys=[c.key for c in columns], level=options.level,
-                        replicates=options.replicates, seed=options.seed,
+                        best.data, best.state, other.data, other.state, keys=[c.key for c in columns],
+                        **settings.kwargs,
                     )  # fmt: skip
                 except SdevalError as err:
                     print(f"report: {best.label} vs {other.label}: not compared ({err})", file=sys.stderr)
@@ -510,7 +526,7 @@ def _parts_rows(
 ) -> dict[str, Any]:
     parts = declared.parts
     assert parts is not None
-    alpha = 1.0 - options.level
+    alpha = 1.0 - (options.level or DEFAULT_LEVEL)
     rows: dict[str, dict[str, Mark]] = {c.label: {} for c in cells}
     for name in names:
         values = {label: (e.get(parts.field) or {}).get(name, {}).get(parts.value) for label, e in entries.items()}
@@ -929,6 +945,8 @@ def build_report(
         cells, documents = load_cells([Path(p) for p in results], options)
         if not cells:
             raise SdevalError("report: the results files have no cells")
+        # One level for the page (marks are significant at 1 - level): the option's, else the first run's record.
+        options = dataclasses.replace(options, level=interval_settings(cells[0], options).level)
         columns = metric_columns(cells)
         protocol = protocol_card(cells, columns)
         table, methods = summary_table(cells, columns, options)
@@ -962,7 +980,8 @@ def build_report(
             "protocol": protocol,
             "gate": gate,
             "level": options.level,
-            "alpha": 1.0 - options.level,
+            "alpha": 1.0 - (options.level or DEFAULT_LEVEL),
+            "intervals_text": interval_settings(cells[0], options).describe(),
             "n_comparisons": sum(1 for row in table.values() for m in row.values() if m.p_adjusted is not None),
             "methods": methods,
             "several_runs": len(documents) > 1,

@@ -28,16 +28,15 @@ import click
 @click.option(
     "--level",
     type=click.FloatRange(0.5, 0.999),
-    default=0.95,
-    show_default=True,
-    help="interval level; differences are significant at 1 - LEVEL after Holm's adjustment.",
+    default=None,
+    help="interval level; differences are significant at 1 - LEVEL after Holm's adjustment "
+    "[default: the level `score --ci` recorded in the first results file, else 0.95].",
 )
 @click.option(
     "--replicates",
     type=click.IntRange(min=50),
-    default=200,
-    show_default=True,
-    help="bootstrap replicates for intervals and comparisons.",
+    default=None,
+    help="bootstrap replicates for intervals and comparisons [default: as each results file records, else 200].",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar.")
 def report_command(
@@ -46,8 +45,8 @@ def report_command(
     labels: tuple[str, ...],
     gate_file: str | None,
     title: str,
-    level: float,
-    replicates: int,
+    level: float | None,
+    replicates: int | None,
     quiet: bool,
 ) -> None:
     """One offline HTML page (index.html, thumbnails beside it) and summary.md over RESULTS files."""

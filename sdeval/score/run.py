@@ -75,9 +75,14 @@ def score_part(
     run = ScoreRun(assemble(prep, cells), lambda: state_arrays(prep, rows))
     if options.ci is not None:
         from sdeval.stats import annotate_intervals, states_from_arrays
+        from sdeval.stats.settings import IntervalSettings
 
+        # Recorded so that every interval computed later from this file (gate, report, diff) draws the same way.
+        settings = IntervalSettings(level=options.ci, replicates=options.ci_replicates, seed=options.seed)
+        for cell in run.document["cells"]:
+            cell["intervals"] = settings.to_json()
         states = states_from_arrays(run.state, run.cell_ids)
-        annotate_intervals(run.document, states, level=options.ci, replicates=options.ci_replicates, seed=options.seed)
+        annotate_intervals(run.document, states, **settings.kwargs)
     return run
 
 

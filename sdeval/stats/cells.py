@@ -440,13 +440,21 @@ class _Sides:
 
 
 def annotate_intervals(
-    document: dict, states: dict[str, CellState], *, level: float = 0.95, replicates: int = 200, seed: int = 0
+    document: dict,
+    states: dict[str, CellState],
+    *,
+    level: float = 0.95,
+    replicates: int = 200,
+    seed: int = 0,
+    blocks: int = DEFAULT_BLOCKS,
 ) -> None:
     """Write each metric's interval into its entry (`interval`: low, high, level, method, and `note` where it was
     cut to the metric's range or rests on few prompts), cell by cell; metrics whose inputs are missing get none.
     Each note also goes into the cell's warnings."""
     for cell in document["cells"]:
-        found = cell_intervals(cell, states.get(cell["id"]), level=level, replicates=replicates, seed=seed)
+        found = cell_intervals(
+            cell, states.get(cell["id"]), level=level, replicates=replicates, seed=seed, blocks=blocks
+        )
         for key, interval in found.items():
             cell["metrics"][key]["interval"] = interval.to_json()
             if interval.note:

@@ -236,6 +236,7 @@ def test_torchrun_two_processes_score_as_one(
     one, launched = json.loads(single.read_text()), json.loads(out.read_text())
     assert_same_results(one, launched)
     assert one["reference"] == launched["reference"] and launched["reference"]["n"] == 16
+    assert one["cells"][0]["metrics"]["fid"]["value"] == launched["cells"][0]["metrics"]["fid"]["value"]
     with np.load(tmp_path / "single.state.npz") as a, np.load(tmp_path / "results.state.npz") as b:
         assert np.array_equal(a["reference_pool"], b["reference_pool"])  # the same reference rows, in the same order
     # One progress display, rank 0's, over its share: 9 of the 17 reference files, 11 of the 21 images.

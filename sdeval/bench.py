@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from sdeval.configfile import config_format, parse_text
-from sdeval.errors import ConfigError, ExitCode, Terminated
+from sdeval.errors import ConfigError, ExitCode, OutputError, Terminated
 from sdeval.suggest import check_keys, did_you_mean
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/examples/.
@@ -669,7 +669,7 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
     where = BenchProgress()
     try:
         return _run_stages(config, progress, echo, shard, where)
-    except (KeyboardInterrupt, Terminated) as err:
+    except (KeyboardInterrupt, Terminated, OutputError) as err:
         err.sdeval_bench = where  # type: ignore[attr-defined]  # for the command to say what was kept
         raise
 
@@ -747,18 +747,28 @@ def bench_command(config: str, quiet: bool, shard: str | None) -> None:
     except (KeyboardInterrupt, Terminated) as err:
         click.echo(stopped_line(err, config, quiet, shard), err=True)
         sys.exit(ExitCode.TERMINATED if isinstance(err, Terminated) else ExitCode.INTERRUPTED)
+    except OutputError as err:  # a full disk, a quota, a read-only mount: what was kept, and how to go on
+        where = getattr(err, "sdeval_bench", None)
+        if where is None or where.stage != "generate":
+            raise  # not while generating: the plain one-line error (file, errno, what was kept) says it all
+        click.echo(f"error: {err}; {stopped_line(err, config, quiet, shard, once_there_is_room=True)}", err=True)
+        sys.exit(ExitCode.USAGE)
     if code:
         sys.exit(code)
 
 
-def stopped_line(err: BaseException, source: str, quiet: bool, shard: str | None) -> str:
+def stopped_line(
+    err: BaseException, source: str, quiet: bool, shard: str | None, *, once_there_is_room: bool = False
+) -> str:
     """What `sdeval generate` says when stopped, for a bench run: the stage it stopped in, the images kept and where,
     and the command that resumes (the same one; a launcher such as `accelerate launch` goes in front again)."""
     from sdeval.generate.runner import kept_summary, stopped_run
 
     said = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    said = "stopped" if once_there_is_room else said
     where: BenchProgress | None = getattr(err, "sdeval_bench", None)
     stage = f" during {where.stage}" if where is not None else ""
     run = stopped_run(err) or (where.generated if where is not None else None)
     words = ["sdeval", "bench", source, *(["--shard", shard] if shard else []), *(["--quiet"] if quiet else [])]
-    return f"{said}{stage}: {kept_summary(run)}; to resume, run: {shlex.join(words)}"
+    when = " once there is room" if once_there_is_room else ""
+    return f"{said}{stage}: {kept_summary(run)}; to resume{when}, run: {shlex.join(words)}"

@@ -359,6 +359,35 @@ def _small_run(folder: Path, **changes: Any) -> Path:
                    **changes)  # fmt: skip
 
 
+def test_a_full_disk_while_generating_says_what_was_kept_and_how_to_resume(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails mid-generation (disk full) ends as `sdeval generate` ends: the file and errno, the images
+    kept, and the command that resumes once there is room; exit 2."""
+    import errno
+
+    import sdeval.generate.runner as runner_mod
+    from sdeval.errors import OutputError
+
+    config = _small_run(tmp_path)
+    out = tmp_path / "out" / "calibration"
+    real, calls = runner_mod.generate_batch, {"n": 0}
+
+    def fills_up(*args: object, **kwargs: object) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OutputError(out / "x.png", OSError(errno.ENOSPC, "No space left on device"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "generate_batch", fills_up)
+    result = CliRunner().invoke(main, ["bench", str(config), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {out / 'x.png'}: No space left on device (ENOSPC); stopped during generate: 4 of 12 "
+        f"images are kept in {out}; to resume once there is room, run: sdeval bench {config} --quiet"
+    )
+
+
 def test_a_stopped_bench_says_what_it_kept_and_the_command_that_resumes(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -285,6 +285,23 @@ def test_protocol_mismatch_is_refused_or_warned() -> None:
     assert result.warnings and "inception.extractor" in result.warnings[0]
 
 
+def test_a_field_that_moves_no_compared_metric_only_warns() -> None:
+    """Two runs that differ only in the FID reference stay comparable for adherence (as the report groups them)."""
+    rules = parse_rules("rules:\n  - {metric: adherence.colors, max_decrease: 0.1}\n")
+    protocol = {"inception": {"extractor": "x"}, "reference": {"images_sha256": "r1"}, "judge": {"name": "shapes"}}
+    moved = {**protocol, "reference": {"images_sha256": "r2"}}
+    adherence = {"value": 0.7, "categories": {"colors": {"accuracy": 0.6}}}
+    cand, base = _cell("a", {}, moved), _cell("a", {}, protocol)
+    cand["metrics"]["adherence"] = base["metrics"]["adherence"] = adherence
+    result = run_gate(rules, _side(cand), _side(base), compare_fn=_fixed(Evidence(0.0, -0.05, 0.05)))
+    assert [v.status for v in result.verdicts] == ["pass"]
+    assert "reference.images_sha256: 'r1' vs 'r2'" in result.warnings[0] and "moves none" in result.warnings[0]
+    fid_rules = parse_rules("rules:\n  - {metric: fid, max_increase: 1}\n")
+    cand["metrics"]["fid"], base["metrics"]["fid"] = {"value": 20.0}, {"value": 19.0}
+    with pytest.raises(ProtocolMismatchError, match=r"reference\.images_sha256"):
+        run_gate(fid_rules, _side(cand), _side(base), compare_fn=_fixed(Evidence(0.1, 0.0, 0.2)))
+
+
 def test_junit_and_markdown() -> None:
     rules = parse_rules(
         "rules:\n  - {metric: fid, max: 25}\n  - {metric: fid, max_increase: 1}\n  - {metric: clip, min: 1}\n"

@@ -22,9 +22,9 @@ from sdeval.gate.verdicts import (
     regression_verdict,
 )
 from sdeval.metrics import registry
-from sdeval.metrics.keys import check_values, part_view, value_of
+from sdeval.metrics.keys import check_values, lookup, part_view, value_of
 from sdeval.metrics.registry import Jackknife
-from sdeval.protocol import describe, differences
+from sdeval.protocol import binds, describe, differences
 from sdeval.results import load_results
 
 if TYPE_CHECKING:
@@ -237,13 +237,31 @@ def pair_cells(rules: Rules, candidate: Side, baseline: Side, needed: list[str])
     return out
 
 
-def check_protocols(candidate: Side, baseline: Side, pairs: dict[str, str], allow_mismatch: bool) -> list[str]:
-    """Refuse (ProtocolMismatchError) paired cells whose protocols differ in a binding field, naming it; with
-    `allow_mismatch` that is a warning. Returns the warnings."""
+def check_protocols(
+    candidate: Side,
+    baseline: Side,
+    pairs: dict[str, str],
+    allow_mismatch: bool,
+    metrics: dict[str, list[str]] | None = None,
+) -> list[str]:
+    """Refuse (ProtocolMismatchError) paired cells whose protocols differ in a field that binds a metric compared
+    on them (`metrics`: cell id -> the rules' keys; None: every field binds), naming it; with `allow_mismatch` that
+    is a warning. A binding field that moves none of the compared metrics (the FID reference, for an adherence
+    rule) is a warning only. Returns the warnings."""
     warnings = []
     for cell_id, base_id in pairs.items():
         a, b = baseline.cells[base_id]["protocol"], candidate.cells[cell_id]["protocol"]
         binding, _ = differences(a, b)
+        if metrics is not None:
+            keys = [(lookup(name).result.key if lookup(name) else name) for name in metrics.get(cell_id, [])]
+            unrelated = [path for path in binding if not any(binds(path, key) for key in keys)]
+            binding = [path for path in binding if path not in unrelated]
+            if unrelated:
+                warnings.append(
+                    f"cell {cell_id} and baseline cell {base_id} differ in "
+                    f"{'; '.join(describe(a, b, path) for path in unrelated)}, which moves none of the compared "
+                    f"metrics ({', '.join(dict.fromkeys(keys))}): compared"
+                )
         if not binding:
             continue
         named = "; ".join(describe(a, b, path) for path in binding)
@@ -294,7 +312,11 @@ def run_gate(
         needed = [c for rule in rules.rules if rule.is_regression for c in cells_of(rule, candidate)]
         needed = [c for c in dict.fromkeys(needed) if c in candidate.cells]
         pairs = pair_cells(rules, candidate, baseline, needed)
-        warnings += check_protocols(candidate, baseline, pairs, allow_protocol_mismatch)
+        compared = {
+            cell: [rule.metric for rule in rules.rules if rule.is_regression and cell in cells_of(rule, candidate)]
+            for cell in pairs
+        }
+        warnings += check_protocols(candidate, baseline, pairs, allow_protocol_mismatch, compared)
     verdicts = []
     for rule in rules.rules:
         for cell_id in cells_of(rule, candidate):

@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=1, help="decode processes per rank")
     args = parser.parse_args()
-    from sdeval.demo import make_image_set
     from sdeval.features.random_weights import save_random_inception_weights
+    from sdeval.score.demo import make_image_set
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -21,10 +21,10 @@ import scipy.linalg
 import torch
 import torch_fidelity
 
-from sdeval.demo import make_image_set
 from sdeval.features.random_weights import save_random_inception_weights
 from sdeval.metrics.fid import trace_sqrt_product
 from sdeval.score import FeatureOptions, ScoreOptions, score
+from sdeval.score.demo import make_image_set
 
 
 def time_call(fn):

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 import torch_fidelity
 from PIL import Image
 
-from sdeval.demo import make_image_set
 from sdeval.features.random_weights import save_random_inception_weights
 from sdeval.reference.build import build_reference_file
 from sdeval.score import FeatureOptions, ScoreOptions, score
+from sdeval.score.demo import make_image_set
 
 
 def busy_cores(seconds: float = 2.0) -> float:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdeval.distributed import DistContext, from_group
-from sdeval.errors import SdevalError
+from sdeval.core.distributed import DistContext, from_group
+from sdeval.core.errors import SdevalError
 from sdeval.metrics.registry import Need
 from sdeval.score.options import ScoreOptions, options_from_mapping
 
@@ -93,7 +93,7 @@ class Evaluator:
         sync: bool = True,
         **options: Any,
     ) -> None:
-        from sdeval.devices import resolve_device
+        from sdeval.core.devices import resolve_device
         from sdeval.metrics import registry
         from sdeval.reference.build import load_any_reference
         from sdeval.score.models import RunModels
@@ -196,9 +196,9 @@ class Evaluator:
             return score_part(self.options, merged).document
 
     def _part(self, rank: int, world: int, total: int) -> Any:
-        from sdeval.cells import group_folder
         from sdeval.features.extract import FolderFeatures
         from sdeval.prompts.lookup import ImagePrompts
+        from sdeval.score.grouping import group_folder
         from sdeval.score.preference import score_preferences
         from sdeval.score.prepare import make_part, texts_block
 

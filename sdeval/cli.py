@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from sdeval import __version__
-from sdeval.errors import ExitCode, SdevalError, Terminated
+from sdeval.core.errors import ExitCode, SdevalError, Terminated
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
@@ -178,6 +178,6 @@ from sdeval.report.command import report_command  # noqa: E402
 
 main.add_command(report_command)
 
-from sdeval.bench import bench_command  # noqa: E402
+from sdeval.bench.command import bench_command  # noqa: E402
 
 main.add_command(bench_command)

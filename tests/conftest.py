@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 import torch  # noqa: E402
 
-from sdeval.demo import make_image_set  # noqa: E402
+from sdeval.score.demo import make_image_set  # noqa: E402
 
 # Fixed thread count: CPU results can change in the last bits with it.
 torch.set_num_threads(2)

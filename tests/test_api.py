@@ -20,7 +20,7 @@ from PIL import Image
 from sdeval import Evaluator, score_folder, score_images
 from sdeval.api import as_rgb
 from sdeval.cli import main
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 
 PROMPTS = ["a red cube", "a cat", "a blue sphere", "a dog"]
 METRICS = ["fid", "kid", "is", "pr", "clip", "rprecision", "cmmd", "diversity"]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set
+from sdeval.score.demo import make_image_set
 
 DOC = Path(__file__).parents[1] / "docs" / "bad-input.md"
 ROW = re.compile(r"^\| `(?P<case>[a-z0-9-]+)` \| (?P<input>.+?) \| (?P<answer>.+?) \| (?P<exit>\d+) \|$")
@@ -89,7 +89,7 @@ class World:
         from unittest import mock
 
         full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        with mock.patch("sdeval.results.sync", side_effect=full):
+        with mock.patch("sdeval.results.document.sync", side_effect=full):
             return self.score_kid(self.good)
 
     def score_with_cache(self, damage: Callable[[Path], None]) -> tuple[int, str]:

@@ -18,10 +18,11 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from sdeval.bench import example_names, gate_exit_code, load_bench_config
+from sdeval.bench.config import example_names, load_bench_config
+from sdeval.bench.stages import gate_exit_code
 from sdeval.cli import main
-from sdeval.errors import Terminated
-from sdeval.results import load_results
+from sdeval.core.errors import Terminated
+from sdeval.results.document import load_results
 
 ROOT = Path(__file__).parents[1]
 # 117 prompts x 2 seeds x 3 checkpoints at 128 px: 702 images, enough that a kill lands mid-generation.
@@ -32,7 +33,7 @@ def small_example(folder: Path) -> Path:
     """The shipped calibration example with fewer, smaller images; outputs relative to `folder`."""
     import importlib.resources
 
-    data = yaml.safe_load((importlib.resources.files("sdeval.examples") / "calibration.yaml").read_text())
+    data = yaml.safe_load((importlib.resources.files("sdeval.bench.examples") / "calibration.yaml").read_text())
     data.update(SMALL)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench.yaml"
@@ -55,7 +56,7 @@ def example(name: str, folder: Path, **changes: Any) -> Path:
     """A shipped example with `changes` to its top-level keys, written to `folder` (its outputs relative to it)."""
     import importlib.resources
 
-    data = yaml.safe_load((importlib.resources.files("sdeval.examples") / f"{name}.yaml").read_text())
+    data = yaml.safe_load((importlib.resources.files("sdeval.bench.examples") / f"{name}.yaml").read_text())
     data.update(changes)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
@@ -210,7 +211,7 @@ def test_torchrun_two_processes_equal_the_uninterrupted_run(uninterrupted: dict[
 
 
 def test_changed_images_are_scored_again(uninterrupted: dict[str, Any], cache: Path) -> None:
-    from sdeval.bench import stage_score
+    from sdeval.bench.stages import stage_score
 
     folder = uninterrupted["folder"]
     config = load_bench_config(str(folder / "bench.yaml"))
@@ -367,7 +368,7 @@ def test_a_full_disk_while_generating_says_what_was_kept_and_how_to_resume(
     import errno
 
     import sdeval.generate.runner as runner_mod
-    from sdeval.errors import OutputError
+    from sdeval.core.errors import OutputError
 
     config = _small_run(tmp_path)
     out = tmp_path / "out" / "calibration"

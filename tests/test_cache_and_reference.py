@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from sdeval.errors import ProtocolMismatchError, SdevalError
+from sdeval.core.errors import ProtocolMismatchError, SdevalError
 from sdeval.features.cache import FeatureCache
 from sdeval.reference import load_reference, merge_references, save_reference
 from sdeval.reference.build import build_reference_file

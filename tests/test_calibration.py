@@ -20,6 +20,7 @@ from scipy.stats import binom
 
 from sdeval.calibration.checkpoint import ShapesCheckpoint
 from sdeval.calibration.detect import detect_shapes
+from sdeval.calibration.judge import ShapesJudge
 from sdeval.calibration.render import RenderError, render
 from sdeval.calibration.world import (
     CLASSES,
@@ -32,9 +33,8 @@ from sdeval.calibration.world import (
     parse_options,
 )
 from sdeval.cli import main
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 from sdeval.judges.rules import relative_position
-from sdeval.judges.shapes import ShapesJudge
 from sdeval.suites.spec import CATEGORIES, RELATIONS, Include, Spec, parse_spec
 
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}

@@ -102,7 +102,7 @@ def test_empty_folder_is_a_clear_error(tmp_path, inception_weights):
 
 
 def test_too_few_images_for_a_metric_is_listed_not_fatal(tmp_path, inception_weights):
-    from sdeval.demo import make_image_set
+    from sdeval.score.demo import make_image_set
 
     make_image_set(tmp_path / "few", 5, seed=0)
     out = tmp_path / "r.json"

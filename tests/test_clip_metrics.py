@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.features.clip import (
     CMMD_MODEL,
     FEATURE_NAME,

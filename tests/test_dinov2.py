@@ -14,7 +14,7 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.features.dinov2 import (
     DEFAULT_MODEL,
     FEATURE_NAME,

@@ -30,8 +30,8 @@ from generate_fixtures import (
 )
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set
 from sdeval.features.cache import FeatureCache
+from sdeval.score.demo import make_image_set
 
 FILLER = ".filler"
 ENOSPC = f"{os.strerror(errno.ENOSPC)} (ENOSPC)"
@@ -183,16 +183,16 @@ def test_results_that_cannot_be_written_leave_the_state_unreplaced(
     images, inception_weights, cache, tmp_path, monkeypatch
 ):
     """The state goes in only with its results: results failing after the state was written keep the old pair."""
-    import sdeval.results
+    import sdeval.results.document
 
-    real = sdeval.results.write_json
+    real = sdeval.results.document.write_json
 
     def results_fail(path, obj):
         if str(path).endswith("r.json"):
             raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
         real(path, obj)
 
-    monkeypatch.setattr(sdeval.results, "write_json", results_fail)
+    monkeypatch.setattr(sdeval.results.document, "write_json", results_fail)
     (tmp_path / "r.state.npz").write_text("earlier state")
     result = _score(images, inception_weights, cache, "-o", tmp_path / "r.json")
     assert result.exit_code == 2, result.output
@@ -351,7 +351,7 @@ def test_a_full_cache_stops_storing_and_the_run_goes_on(tmp_path, capsys):
 
 
 def test_any_other_cache_failure_is_one_line_with_the_fix(tmp_path):
-    from sdeval.errors import SdevalError
+    from sdeval.core.errors import SdevalError
 
     cache = FeatureCache(tmp_path)
     cache._db.execute("PRAGMA query_only = 1")  # `attempt to write a readonly database`
@@ -363,7 +363,7 @@ def test_any_other_cache_failure_is_one_line_with_the_fix(tmp_path):
 def test_the_writer_counts_only_images_that_reached_the_disk(tmp_path, monkeypatch):
     from PIL import Image
 
-    from sdeval.errors import OutputError
+    from sdeval.core.errors import OutputError
     from sdeval.generate import writer as writer_mod
 
     real = writer_mod.write_png

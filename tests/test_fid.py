@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 import sdeval.metrics.fid as fid_module
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics.fid import (
     FrechetState,
     fid_from_features,

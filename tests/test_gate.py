@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from sdeval.cli import main
-from sdeval.errors import ConfigError, ExitCode, ProtocolMismatchError
+from sdeval.core.errors import ConfigError, ExitCode, ProtocolMismatchError
 from sdeval.gate import ERROR, FAIL, INCONCLUSIVE, PASS, Evidence, Side, parse_rules, run_gate
 from sdeval.gate.outputs import junit_xml, markdown
 from sdeval.gate.verdicts import bound_verdict, more_images_to_decide, regression_verdict

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from generate_fixtures import write_config
 
 from sdeval.cli import main
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 from sdeval.generate.config import load_config
 
 MINIMAL_YAML = """\

@@ -87,8 +87,8 @@ def test_a_launch_whose_group_does_not_come_up_is_refused(monkeypatch) -> None:
     all of them would write: refused, naming both counts."""
     import accelerate
 
-    from sdeval import distributed
-    from sdeval.errors import ConfigError
+    from sdeval.core import distributed
+    from sdeval.core.errors import ConfigError
 
     class NoGroup:
         num_processes, distributed_type = 1, "NO"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from generate_fixtures import write_config
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 from sdeval.generate.config import load_config
 from sdeval.generate.plan import (
     CheckpointIdentity,

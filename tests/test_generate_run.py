@@ -24,7 +24,7 @@ from generate_fixtures import (
 )
 
 from sdeval.cli import main
-from sdeval.errors import SdevalError, Terminated
+from sdeval.core.errors import SdevalError, Terminated
 from sdeval.generate import runner as runner_mod
 from sdeval.generate.config import load_config
 from sdeval.generate.runner import run_generate

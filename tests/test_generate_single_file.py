@@ -14,7 +14,7 @@ from generate_fixtures import (
     write_config,
 )
 
-from sdeval.errors import ConfigError, SdevalError
+from sdeval.core.errors import ConfigError, SdevalError
 from sdeval.generate.config import load_config
 from sdeval.generate.runner import run_generate
 from sdeval.generate.tiny import tiny_random_path

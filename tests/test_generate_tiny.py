@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from generate_fixtures import sdeval_cache_fixture  # noqa: F401  (registers the sdeval_cache fixture)
 
+from sdeval.core.hashing import folder_sha256
 from sdeval.generate import tiny
-from sdeval.hashing import folder_sha256
 
 
 def test_tokenizer_matches_the_real_clip_ids(sdeval_cache: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdeval.images import ImageDecodeError, decode_bytes, find_images
+from sdeval.core.images import ImageDecodeError, decode_bytes, find_images
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -122,7 +122,7 @@ def test_find_images_symlink_loops_terminate_and_real_paths_win(tmp_path):
 
 
 def test_find_images_lists_broken_symlinks_so_they_are_reported(tmp_path):
-    from sdeval.images import load_rgb
+    from sdeval.core.images import load_rgb
 
     (tmp_path / "gone.png").symlink_to(tmp_path / "missing.png")
     (tmp_path / "gone_dir").symlink_to(tmp_path / "missing", target_is_directory=True)
@@ -133,7 +133,7 @@ def test_find_images_lists_broken_symlinks_so_they_are_reported(tmp_path):
 
 def make_bad_folder(folder, good: int = 12) -> dict[str, str]:
     """A folder with `good` good images and one file of every bad kind; returns bad name -> reason."""
-    from sdeval.demo import make_image_set
+    from sdeval.score.demo import make_image_set
 
     make_image_set(folder, good, seed=9)
     bad = {

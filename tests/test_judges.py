@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.judges.base import COLORS, Detection, Judgement
 from sdeval.judges.clip_contrast import (
     CAVEAT,

@@ -9,7 +9,7 @@ from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
 from sdeval.metrics.precision_recall import precision_recall

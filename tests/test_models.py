@@ -17,9 +17,9 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from sdeval import offline
 from sdeval.cli import main
-from sdeval.errors import ConfigError, SdevalError
+from sdeval.core import offline
+from sdeval.core.errors import ConfigError, SdevalError
 from sdeval.features import inception
 from sdeval.features.inception import InceptionExtractor, find_standard_weights
 from sdeval.judges.registry import JUDGES
@@ -301,7 +301,7 @@ def test_run_check_names_config_keys(caches: dict[str, Path]) -> None:
 
 def _bench_config(folder: Path, **score) -> Path:
     """The shipped calibration example, also asking for the Inception Score, with `score` options."""
-    data = yaml.safe_load((importlib.resources.files("sdeval.examples") / "calibration.yaml").read_text())
+    data = yaml.safe_load((importlib.resources.files("sdeval.bench.examples") / "calibration.yaml").read_text())
     data.update(seeds_per_prompt=1, settings={"width": 64, "height": 64})
     data["metrics"] = ["adherence", "is"]
     data["score"].update(score)

@@ -21,15 +21,15 @@ from click.testing import CliRunner
 from generate_fixtures import sdeval_cache_fixture  # noqa: F401  (registers the sdeval_cache fixture)
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
-from sdeval import offline
 from sdeval.cli import main
-from sdeval.demo import make_image_set
-from sdeval.errors import SdevalError
+from sdeval.core import offline
+from sdeval.core.errors import SdevalError
 from sdeval.features import inception
 from sdeval.features.clip import ClipEmbedder, _Download, _weights_download
 from sdeval.features.inception import InceptionExtractor
 from sdeval.generate.config import CheckpointSpec
 from sdeval.generate.pipelines import LoadOptions, load_pipeline
+from sdeval.score.demo import make_image_set
 
 # The checks must answer in seconds; the libraries' own retries took 29 s (hub) and 51 s (CLIP).
 FAST_S = 10.0

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set
-from sdeval.errors import ConfigError, ExitCode
+from sdeval.core.errors import ConfigError, ExitCode
+from sdeval.score.demo import make_image_set
 
 SEED = 7  # not the default (2020): a later interval drawn with the default seed would differ
 
@@ -226,7 +226,7 @@ def test_a_broken_detail_line_is_a_bug_that_surfaces() -> None:
 
 
 def test_toml_without_tomli_names_the_package(monkeypatch: Any, tmp_path: Path) -> None:
-    from sdeval import configfile
+    from sdeval.core import configfile
 
     monkeypatch.setattr(configfile.sys, "version_info", (3, 10, 0))
     monkeypatch.setitem(sys.modules, "tomli", None)  # import fails as for a package that is not installed

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sdeval import atomic
 from sdeval.cli import main
-from sdeval.demo import make_image_set
-from sdeval.errors import SdevalError
+from sdeval.core import atomic
+from sdeval.core.errors import SdevalError
+from sdeval.score.demo import make_image_set
 
 ROOT = Path(__file__).parents[1]
 
@@ -51,7 +51,7 @@ _WRITE_ALL_KINDS = textwrap.dedent(
     import sys
     from pathlib import Path
     from PIL import Image
-    from sdeval import atomic
+    from sdeval.core import atomic
     from sdeval.generate.writer import write_png
     out = Path(sys.argv[1])
     atomic.write_json(out / "results.json", {"a": 1})
@@ -219,12 +219,12 @@ def test_generate_output_dir_in_a_read_only_folder_fails_before_loading(read_onl
 
 
 def test_a_failed_final_write_keeps_the_results_and_names_where(tmp_path, few, inception_weights, cache, monkeypatch):
-    import sdeval.results
+    import sdeval.results.document
 
     def disk_full(path, obj):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sdeval.results, "write_json", disk_full)
+    monkeypatch.setattr(sdeval.results.document, "write_json", disk_full)
     result = CliRunner().invoke(main, _score_args(few, inception_weights, cache, "-o",
                                                   tmp_path / "r.json"))  # fmt: skip
     assert result.exit_code == 2, result.output
@@ -284,7 +284,7 @@ def test_an_unexpected_error_is_one_line_exit_70_and_a_saved_traceback(few, ince
 @pytest.mark.parametrize(("raised", "code"), [("KeyboardInterrupt", 130), ("Terminated", 143)])
 def test_interrupt_and_terminate_exit_codes(tmp_path, few, inception_weights, cache, monkeypatch, raised, code):
     import sdeval.score.prepare
-    from sdeval.errors import Terminated
+    from sdeval.core.errors import Terminated
 
     exc = {"KeyboardInterrupt": KeyboardInterrupt, "Terminated": Terminated}[raised]
 

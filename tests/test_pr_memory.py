@@ -15,7 +15,7 @@ import torch
 
 import sdeval.metrics.kid as kid_module
 import sdeval.metrics.precision_recall as pr
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.stats.core import blocks_of
 from sdeval.stats.corpus import RecallSide, precision_hits
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.features.clip import ClipEmbedder
 from sdeval.preference import (
     SCORERS,

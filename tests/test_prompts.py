@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.prompts import (
     MAX_PROMPT_CHARS,
     PromptParseError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdeval.protocol import binds, differences, flatten, is_informative
+from sdeval.results.protocol import binds, differences, flatten, is_informative
 
 BASE = {
     "metrics": ["fid", "kid"],

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from sdeval.cli import main
-from sdeval.errors import ProtocolMismatchError, SdevalError
+from sdeval.core.errors import ProtocolMismatchError, SdevalError
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.kid import kid
 from sdeval.reference import Reference, images_hash, load_reference, merge_references, save_reference

@@ -238,7 +238,7 @@ def test_the_wheel_ships_definitions_and_package_data(tmp_path):
     assert "sdeval/reference_sets/__init__.py" in names
     expect("sdeval/report/templates", "*")
     expect("sdeval/report/static", "*")
-    expect("sdeval/schemas", "*.json")
+    expect("sdeval/results/schemas", "*.json")
     expect("sdeval/suites/data", "*.jsonl")
-    if list((ROOT / "sdeval/examples").glob("*.yaml")):
-        expect("sdeval/examples", "*.yaml")
+    if list((ROOT / "sdeval/bench/examples").glob("*.yaml")):
+        expect("sdeval/bench/examples", "*.yaml")

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set
 from sdeval.metrics import registry
 from sdeval.metrics.keys import known_names, lookup
 from sdeval.metrics.registry import Bootstrap, CellData, Direction, MetricOutput, MetricSpec, Need, ResultKey
+from sdeval.score.demo import make_image_set
 from sdeval.stats import cell_intervals
 
 

@@ -14,10 +14,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set, run_demo
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.generate.writer import write_png
-from sdeval.results import (
+from sdeval.results.document import (
     RESULTS_FORMAT,
     RESULTS_SCHEMA,
     RESULTS_VERSION,
@@ -27,6 +26,7 @@ from sdeval.results import (
     validate_results,
     write_results,
 )
+from sdeval.score.demo import make_image_set, run_demo
 
 PROMPTS = {"p1": "a red cube on a table", "p2": "a photo of a cat", "p3": "a blue sphere"}
 
@@ -276,7 +276,10 @@ def test_a_missing_or_unknown_format_version_is_refused(tmp_path, demo, version)
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ({"format": "sdeval.state", "format_version": 1}, "not an sdeval results file (format 'sdeval.state'"),
+        (
+            {"format": "sdeval.state", "format_version": 1},
+            "not an sdeval results file (format 'sdeval.state'",
+        ),
         ({"fid": 3.2}, "not an sdeval results file (no `format` field"),
         ([1, 2], "not an sdeval results file (a JSON array, not an object)"),
     ],

@@ -12,10 +12,10 @@ from generate_fixtures import sdeval_cache_fixture, write_config  # noqa: F401  
 
 import sdeval.features.extract as extract_module
 from sdeval.cli import main
-from sdeval.demo import make_image_set
 from sdeval.metrics import registry
 from sdeval.metrics.registry import CellData, Direction, MetricOutput, MetricSkip, MetricSpec, Need, ResultKey
-from sdeval.state import load_state
+from sdeval.results.state import load_state
+from sdeval.score.demo import make_image_set
 
 PROMPTS = [{"id": f"p{i}", "prompt": text} for i, text in enumerate(["a red cube", "a cat", "a blue sphere", "a dog"])]
 

@@ -20,9 +20,9 @@ from test_preference import (  # the tiny real models of the scorers' own tests
 )
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set
-from sdeval.images import load_rgb
+from sdeval.core.images import load_rgb
 from sdeval.preference import load_scorer
+from sdeval.score.demo import make_image_set
 
 PROMPTS = ["a red cat", "the big blue dog on a tree", "a photo of a small house", "dogs"]
 
@@ -163,7 +163,7 @@ def test_the_aesthetic_head_gets_weights_with_a_clip_name_alone(monkeypatch):
     """`--clip-model ViT-L-14` alone means OpenAI's weights for the aesthetic head, as for the CLIP metrics; a
     CLIP model without weights is refused (open_clip would score with random weights and only log it)."""
     import sdeval.preference as preference
-    from sdeval.errors import SdevalError
+    from sdeval.core.errors import SdevalError
     from sdeval.features.clip import ClipEmbedder
     from sdeval.score.models import _load_scorer
     from sdeval.score.options import ScoreOptions

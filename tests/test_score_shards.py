@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import TINY_CLIP, TINY_CLIP_CONFIG
 
 from sdeval.cli import main
-from sdeval.demo import make_image_set
+from sdeval.score.demo import make_image_set
 
 PROMPTS = ["a red cube", "a cat", "a blue sphere", "a dog", "a green cone"]
 METRICS = "fid,kid,is,pr,clip,rprecision,cmmd,diversity"

@@ -17,13 +17,13 @@ from click.testing import CliRunner
 import sdeval.features.extract as extract_module
 import sdeval.score.models as score_models
 from sdeval.cli import main
-from sdeval.demo import make_image_set
+from sdeval.core.images import load_rgb
 from sdeval.features.clip import CLIP_SCORE_MODEL, CMMD_MODEL, ClipEmbedder, ClipModelSpec, file_sha256
 from sdeval.features.clip_models import choose_clip_models
-from sdeval.images import load_rgb
 from sdeval.metrics.clip_score import clip_score
 from sdeval.metrics.cmmd import cmmd
 from sdeval.score import FeatureOptions, ScoreOptions, score
+from sdeval.score.demo import make_image_set
 
 # 16 images: prompts 0-3 have three seeds each, 4-5 one; img_014 and img_015 have no prompt.
 PROMPTS = ["a red fox in snow", "a teapot", "a city at night", "an empty room", "a lighthouse", "two cats"]

@@ -16,7 +16,7 @@ from sdeval.metrics.diversity import image_distances, prompt_diversity
 from sdeval.metrics.fid import FrechetState, fid_from_features, frechet_distance
 from sdeval.metrics.inception_score import inception_score, split_of_rows
 from sdeval.metrics.kid import kid
-from sdeval.state import save_state
+from sdeval.results.state import save_state
 from sdeval.stats import (
     CellState,
     Comparison,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from generate_fixtures import sdeval_cache_fixture, write_config  # noqa: F401  (registers the sdeval_cache fixture)
 
 from sdeval.cli import main
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 from sdeval.judges.rules import relative_position
 from sdeval.suites import BUILTIN, CATEGORIES, RELATIONS, build, check_suite, compose, load_suite, parse_spec
 from sdeval.suites.builtin import DATA_DIR
@@ -600,9 +600,9 @@ def test_generation_records_the_suite_and_resumes_across_an_edit_elsewhere(tmp_p
 
 @pytest.mark.usefixtures("sdeval_cache")
 def test_image2image_draws_sketch_init_images(tmp_path: Path) -> None:
+    from sdeval.core.paths import cache_root
     from sdeval.generate.config import load_config
     from sdeval.generate.runner import run_generate
-    from sdeval.paths import cache_root
 
     sketches = [p for p in load_suite("sketch2image").prompts if p.category in ("position", "counting")][:2]
     _write_jsonl(tmp_path / "sk.jsonl", [p.to_json() for p in sketches])

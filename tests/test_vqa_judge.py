@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
+from sdeval.calibration.judge import ShapesJudge
 from sdeval.calibration.render import DrawnObject, render
 from sdeval.calibration.world import CLASSES, PALETTE, PLURALS, MistakeRates
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.judges.questions import (
     BINARY,
     Question,
@@ -31,7 +32,6 @@ from sdeval.judges.questions import (
 )
 from sdeval.judges.registry import build_judge
 from sdeval.judges.rules import relative_position, spec_facts
-from sdeval.judges.shapes import ShapesJudge
 from sdeval.judges.vqa import (
     BlipVqaModel,
     GenerativeVqaModel,

@@ -22,7 +22,7 @@ from PIL import Image
 
 from sdeval.calibration.render import RenderError, degrade_image, render, streams
 from sdeval.calibration.world import ShapesOptions
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.suites.spec import Spec, SpecError, parse_spec
 
 if TYPE_CHECKING:

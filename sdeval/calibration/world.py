@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 from sdeval.suites.spec import CATEGORIES
 
 #: The checkpoint path that names this world in a generation config.

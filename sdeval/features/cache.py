@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (

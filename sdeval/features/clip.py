@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sdeval.errors import SdevalError
-from sdeval.hashing import file_sha256
-from sdeval.offline import hub_url, require_download
+from sdeval.core.errors import SdevalError
+from sdeval.core.hashing import file_sha256
+from sdeval.core.offline import hub_url, require_download
 
 #: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
 FEATURE_NAME = "clip_image"

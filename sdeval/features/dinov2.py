@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdeval.errors import SdevalError
-from sdeval.offline import require_download
+from sdeval.core.errors import SdevalError
+from sdeval.core.offline import require_download
 
 #: Name of the feature `extract` returns: float32 [N, D] CLS tokens after the final layer norm.
 FEATURE_NAME = "dinov2"

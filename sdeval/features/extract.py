@@ -18,10 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from sdeval.errors import NoImagesError
+from sdeval.core.errors import NoImagesError
+from sdeval.core.images import DEFAULT_MAX_PIXELS, ImageDecodeError, Skipped, content_hash, decode_bytes, require_images
 from sdeval.features.base import FeatureExtractor
 from sdeval.features.cache import FeatureCache
-from sdeval.images import DEFAULT_MAX_PIXELS, ImageDecodeError, Skipped, content_hash, decode_bytes, require_images
 
 
 @dataclass

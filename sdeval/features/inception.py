@@ -24,9 +24,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from sdeval.errors import SdevalError
-from sdeval.hashing import file_sha256
-from sdeval.offline import require_download
+from sdeval.core.errors import SdevalError
+from sdeval.core.hashing import file_sha256
+from sdeval.core.offline import require_download
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299

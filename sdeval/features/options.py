@@ -27,7 +27,7 @@ class FeatureOptions:
 def build_inception(options: FeatureOptions) -> InceptionExtractor:
     import torch
 
-    from sdeval.devices import resolve_device
+    from sdeval.core.devices import resolve_device
     from sdeval.features.inception import InceptionExtractor
 
     return InceptionExtractor(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from sdeval.atomic import write_bytes
+from sdeval.core.atomic import write_bytes
 
 
 class _Skeleton(FeatureExtractorInceptionV3):

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from sdeval.errors import ExitCode
+from sdeval.core.errors import ExitCode
 
 
 @click.command()
@@ -61,7 +61,7 @@ def gate(results, rules_path, baseline, strict, allow_protocol_mismatch, junit, 
     Exit code 0 pass, 1 a rule failed, 2 error (bad rules, missing file or metric, protocol mismatch),
     4 inconclusive with --strict (0 without, with a warning).
     """
-    from sdeval.atomic import check_output_file, write_text
+    from sdeval.core.atomic import check_output_file, write_text
     from sdeval.gate import load_rules, load_side, run_gate
     from sdeval.gate.outputs import json_text, junit_xml, render_table
     from sdeval.gate.outputs import markdown as markdown_text

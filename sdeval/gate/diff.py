@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.gate.evaluate import Side, compare
 from sdeval.gate.verdicts import Evidence, fmt, signed, span
 from sdeval.metrics.keys import value_of, with_parts
-from sdeval.protocol import describe, differences
+from sdeval.results.protocol import describe, differences
 
 
 def cell_pairs(a: Side, b: Side, cell: str | None = None) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdeval.errors import ConfigError, ExitCode, ProtocolMismatchError, SdevalError
+from sdeval.core.errors import ConfigError, ExitCode, ProtocolMismatchError, SdevalError
 from sdeval.gate.rules import Rule, Rules
 from sdeval.gate.verdicts import (
     ERROR,
@@ -24,8 +24,8 @@ from sdeval.gate.verdicts import (
 from sdeval.metrics import registry
 from sdeval.metrics.keys import check_values, lookup, part_view, value_of
 from sdeval.metrics.registry import Jackknife
-from sdeval.protocol import binds, describe, differences
-from sdeval.results import load_results
+from sdeval.results.document import load_results
+from sdeval.results.protocol import binds, describe, differences
 
 if TYPE_CHECKING:
     from sdeval.stats.settings import IntervalSettings

@@ -12,11 +12,11 @@ from typing import Any
 
 import yaml
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
+from sdeval.core.suggest import did_you_mean
+from sdeval.core.textfiles import read_user_text
 from sdeval.metrics.keys import known_names, lookup
 from sdeval.metrics.registry import Direction
-from sdeval.suggest import did_you_mean
-from sdeval.textfiles import read_user_text
 
 RULE_KEYS = ("metric", "min", "max", "max_increase", "max_decrease", "cell", "require_interval")
 TOP_KEYS = ("rules", "pairs")

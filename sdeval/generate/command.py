@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sdeval.errors import ExitCode, OutputError, Terminated
+from sdeval.core.errors import ExitCode, OutputError, Terminated
 
 
 @click.command("generate")
@@ -22,8 +22,8 @@ def generate(
     config_path: Path, overwrite: bool, merge_only: bool, shard: str | None, dry_run: bool, quiet: bool
 ) -> None:
     """Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable)."""
-    from sdeval.atomic import check_output_folder
-    from sdeval.distributed import parse_shard
+    from sdeval.core.atomic import check_output_folder
+    from sdeval.core.distributed import parse_shard
     from sdeval.generate.config import load_config
     from sdeval.generate.runner import kept_summary, prepare, run_generate, stopped_run
 

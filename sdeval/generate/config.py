@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.calibration.world import SHAPES_NAME, ShapesOptions, parse_options
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
+from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
 from sdeval.generate.tiny import TINY_NAME
-from sdeval.suggest import check_keys, did_you_mean
 from sdeval.suites.builtin import resolve_suite_path
 
 PIPELINES = ("text2image", "image2image")
@@ -139,7 +139,7 @@ class GenerateConfig:
 
 def load_config(path: str | Path) -> GenerateConfig:
     """Read and validate a .yaml/.yml, .toml or .json config; relative paths are taken from its folder."""
-    from sdeval.configfile import read_config_file
+    from sdeval.core.configfile import read_config_file
 
     data = read_config_file(path)
     return parse_config(data, base_dir=Path(path).resolve().parent)

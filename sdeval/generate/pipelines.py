@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.calibration.world import SHAPES_NAME, ShapesOptions
-from sdeval.devices import resolve_device as _resolve_device
-from sdeval.errors import SdevalError
+from sdeval.core.devices import resolve_device as _resolve_device
+from sdeval.core.errors import SdevalError
+from sdeval.core.hashing import path_sha256
+from sdeval.core.offline import require_download
 from sdeval.generate.config import CheckpointSpec
 from sdeval.generate.plan import CheckpointIdentity, WorkItem
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
 from sdeval.generate.tiny import TINY_NAME, tiny_random_path
-from sdeval.hashing import path_sha256
-from sdeval.offline import require_download
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Key that only SDXL single-file checkpoints carry (base: embedders.1, refiner: embedders.0).
@@ -57,7 +57,7 @@ def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
 
 
 def resolve_device(requested: str, local_rank: int = 0, world_size: int = 1) -> str:
-    """The generation device (config key `device`); the rule is sdeval.devices.resolve_device."""
+    """The generation device (config key `device`); the rule is sdeval.core.devices.resolve_device."""
     return _resolve_device(requested, local_rank, world_size, what="device")
 
 

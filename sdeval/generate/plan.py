@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sdeval import __version__
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 from sdeval.generate.config import CheckpointSpec, GenerateConfig, Setting
 from sdeval.suites.load import Prompt, Suite, SuiteIdentity
 

@@ -13,10 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdeval import __version__, atomic
-from sdeval import distributed as distmod
-from sdeval.atomic import check_output_folder
-from sdeval.errors import OutputError, SdevalError
+from sdeval import __version__
+from sdeval.core import atomic
+from sdeval.core import distributed as distmod
+from sdeval.core.atomic import check_output_folder
+from sdeval.core.errors import OutputError, SdevalError
+from sdeval.core.provenance import command as provenance_command
+from sdeval.core.provenance import device_info, git_commit, versions
 from sdeval.generate.config import GenerateConfig
 from sdeval.generate.pipelines import (
     Loaded,
@@ -42,8 +45,6 @@ from sdeval.generate.writer import (
     row_from_metadata,
     shard_dir,
 )
-from sdeval.provenance import command as provenance_command
-from sdeval.provenance import device_info, git_commit, versions
 
 RUN_RECORD = "run.json"
 _HISTORY_KEYS = ("finished_at", "config_sha256", "world_size", "images_generated", "images_skipped", "images_per_s")

@@ -15,7 +15,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from sdeval.paths import cache_root
+from sdeval.core.paths import cache_root
 
 TINY_NAME = "tiny-random"
 # Bump when the architecture or seeding changes, so an old cache folder is never reused by mistake.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdeval import atomic
+from sdeval.core import atomic
 
 META_KEY = "sdeval"
 MANIFEST = "manifest.jsonl"

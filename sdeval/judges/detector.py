@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
+from sdeval.core.offline import require_download
 from sdeval.judges.base import COLORS, Detection, Judgement
 from sdeval.judges.rules import Box, Thresholds, judge_detections, kept_detections
-from sdeval.offline import require_download
 from sdeval.suites.spec import Spec
 
 #: The detector `sdeval score --judge detector` uses when --detector-model is not given.

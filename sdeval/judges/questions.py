@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
+from sdeval.core.textfiles import json_problem, read_user_text
 from sdeval.judges.rules import fact_text, spec_facts
 from sdeval.suites.spec import Spec
-from sdeval.textfiles import json_problem, read_user_text
 
 YES, NO = "yes", "no"
 BINARY = (YES, NO)

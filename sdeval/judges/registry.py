@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.judges.base import Judge
 
 #: Options build_judge understands; each judge reads those it needs and ignores the rest (None means "default").
@@ -26,7 +26,7 @@ OPTIONS = (
 
 
 def _shapes(options: dict[str, Any], device: str) -> Judge:
-    from sdeval.judges.shapes import ShapesJudge  # the calibration world's exact detector: no models
+    from sdeval.calibration.judge import ShapesJudge  # the calibration world's exact detector: no models
 
     return ShapesJudge()
 
@@ -88,7 +88,7 @@ def build_judge(name: str, **options: Any) -> Judge:
 def _device(requested: str | None) -> str:
     if requested is None:
         return "cpu"
-    from sdeval.devices import resolve_device
+    from sdeval.core.devices import resolve_device
 
     return resolve_device(requested)
 

@@ -22,11 +22,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
+from sdeval.core.offline import require_download
 from sdeval.judges.base import FactVerdict, Judgement
 from sdeval.judges.detector import _first_line, _name_of, _quiet_transformers
 from sdeval.judges.questions import Answered, Question, QuestionSet, QuestionTemplates, score_answers, spec_questions
-from sdeval.offline import require_download
 from sdeval.suites.spec import Spec
 
 #: The model `--judge vqa` loads when --vqa-model is not given (BLIP ViT-B, VQAv2-finetuned).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics.fid import FrechetState, fid_from_features
 
 

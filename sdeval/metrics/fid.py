@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics.embeddings import NotEnoughDataError
 
 

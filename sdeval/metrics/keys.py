@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics import registry
 from sdeval.metrics.registry import Direction, ResultKey
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics.embeddings import NotEnoughDataError
 
 _GRAM_LIMIT = 6000  # above this many images per set, compute kernels per subset to bound memory

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sdeval.errors import SdevalError
-from sdeval.suggest import did_you_mean
+from sdeval.core.errors import SdevalError
+from sdeval.core.suggest import did_you_mean
 
 
 class Direction(str, Enum):

@@ -2,7 +2,7 @@
 `sdeval bench` checks it before generating, so that a missing model is reported before the work, not after.
 
 Nothing here loads a model or touches the network, except the probe that tells whether a missing model could be
-downloaded now (sdeval.offline). Options are named by the caller's `name` function: flags on the command line,
+downloaded now (sdeval.core.offline). Options are named by the caller's `name` function: flags on the command line,
 config keys (`score.inception_weights`) in a bench config.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sdeval.errors import ConfigError
-from sdeval.hashing import file_sha256, hub_record_key, record_sha256
+from sdeval.core.errors import ConfigError
+from sdeval.core.hashing import file_sha256, hub_record_key, record_sha256
+from sdeval.core.offline import offline_reason
 from sdeval.models.locate import Located, locate_slot
 from sdeval.models.table import config_key, flag, run_slots
-from sdeval.offline import offline_reason
 from sdeval.score.options import ScoreOptions
 
 

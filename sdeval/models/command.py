@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sdeval.clioptions import DEFAULTS, MetricsHelp, parse_metrics
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.judges.registry import JUDGES
 from sdeval.models.table import SLOTS, config_key, flag
+from sdeval.score.clioptions import DEFAULTS, MetricsHelp, parse_metrics
 
 if TYPE_CHECKING:
     from sdeval.models.locate import Located

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdeval.core.hashing import hub_record_key, recorded_sha256
+from sdeval.core.offline import hub_url
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import choose_clip_models
-from sdeval.hashing import hub_record_key, recorded_sha256
 from sdeval.models.table import SLOTS, ModelSlot
-from sdeval.offline import hub_url
 from sdeval.preference.weights import cached_hub_file, is_pickle, safetensors_twin, url_cache_path
 from sdeval.score.options import ScoreOptions
 
@@ -419,7 +419,7 @@ def _imagereward(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
             _hub_file(slot, "ImageReward config", value, value, MED_CONFIG_NAME, gated=False),
         ]
         return [*rows, _bert_vocab(slot, value, TOKENIZER_REPO, TOKENIZER_VOCAB, local_only=False)]
-    from sdeval.errors import SdevalError
+    from sdeval.core.errors import SdevalError
 
     try:
         files = locate_files(value, tokenizer=None, allow_pickle=True)  # local: looks at files only

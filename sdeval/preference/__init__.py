@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.preference.aesthetic import AestheticScorer
 from sdeval.preference.base import EmbeddingScorer, PreferenceScorer
 from sdeval.preference.hps import HpsScorer

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
+from sdeval.core.hashing import file_sha256
 from sdeval.features.clip import CLIP_SCORE_MODEL, FEATURE_NAME, ClipEmbedder
-from sdeval.hashing import file_sha256
 from sdeval.preference.base import HIGHER, check_prompts, no_model_error
 from sdeval.preference.mlp import RewardMLP, head_input_size
 from sdeval.preference.weights import load_strict, read_state_file, resolve_file

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sdeval.errors import SdevalError
-from sdeval.hashing import file_sha256
+from sdeval.core.errors import SdevalError
+from sdeval.core.hashing import file_sha256
 from sdeval.preference.base import (
     CLIP_MEAN,
     CLIP_STD,

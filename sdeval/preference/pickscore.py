@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdeval.errors import SdevalError
-from sdeval.offline import require_download
+from sdeval.core.errors import SdevalError
+from sdeval.core.offline import require_download
 from sdeval.preference.base import (
     HIGHER,
     check_prompts,

@@ -22,11 +22,11 @@ from urllib.parse import unquote, urlsplit
 
 import torch
 
-from sdeval import atomic
-from sdeval.errors import SdevalError
-from sdeval.hashing import file_sha256, hub_record_key, record_sha256
-from sdeval.offline import require_download
-from sdeval.paths import cache_root
+from sdeval.core import atomic
+from sdeval.core.errors import SdevalError
+from sdeval.core.hashing import file_sha256, hub_record_key, record_sha256
+from sdeval.core.offline import require_download
+from sdeval.core.paths import cache_root
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
 SAFETENSORS_SUFFIX = ".safetensors"

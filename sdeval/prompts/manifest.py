@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
+from sdeval.core.textfiles import json_problem
 from sdeval.prompts.record import (
     MAX_METADATA_CHARS,
     PromptParseError,
@@ -20,7 +21,6 @@ from sdeval.prompts.record import (
     optional_seed,
     optional_text,
 )
-from sdeval.textfiles import json_problem
 
 KNOWN_COLUMNS = ("file", "prompt", "id", "seed", "negative_prompt", "category", "checkpoint", "settings")
 _DRIVE = re.compile(r"^[A-Za-z]:")

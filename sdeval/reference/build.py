@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdeval.devices import resolve_device
+from sdeval.core.devices import resolve_device
 from sdeval.features.clip import ClipEmbedder, ClipModelSpec
 from sdeval.features.inception import POOL, InceptionExtractor
 from sdeval.features.options import FeatureOptions, build_inception, extract

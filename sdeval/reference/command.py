@@ -6,8 +6,8 @@ import os
 
 import click
 
-from sdeval.clioptions import feature_options, make_feature_options
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
+from sdeval.score.clioptions import feature_options, make_feature_options
 
 
 @click.group()
@@ -47,7 +47,7 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
     With --set NAME --images DIR: check DIR against the set's definition (missing, extra, changed files are an
     error that names them), then build it.
     """
-    from sdeval.atomic import check_output_file
+    from sdeval.core.atomic import check_output_file
     from sdeval.features.clip import CMMD_MODEL, ClipModelSpec
     from sdeval.reference.build import build_reference_file
 
@@ -136,7 +136,7 @@ def reference_list(as_json: bool) -> None:
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="suite file (.jsonl).")
 def reference_captions(set_name, definition, captions, out) -> None:
     """Write a set's captions (one per image, chosen by its seeded rule) as a prompt suite for `sdeval generate`."""
-    from sdeval.atomic import check_output_file
+    from sdeval.core.atomic import check_output_file
     from sdeval.reference import sets as refsets
 
     found = refsets.resolve_definition(set_name, definition)
@@ -152,7 +152,7 @@ def reference_captions(set_name, definition, captions, out) -> None:
               help="merge parts that share images, counting every copy (default: an error).")  # fmt: skip
 def reference_merge(parts, out, allow_duplicates) -> None:
     """Merge reference files built on disjoint shards of one image set; the order of PARTS does not matter."""
-    from sdeval.atomic import check_output_file
+    from sdeval.core.atomic import check_output_file
     from sdeval.reference.files import load_reference, merge_references, save_reference
 
     check_output_file(out, "--out")  # before reading the parts: an unwritable path must not cost the merge

@@ -15,7 +15,6 @@ the same reference always gives the same bytes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -26,14 +25,14 @@ from typing import Any
 import numpy as np
 
 from sdeval import __version__
-from sdeval.atomic import write_bytes
-from sdeval.errors import ProtocolMismatchError, SdevalError
+from sdeval.core.atomic import write_bytes
+from sdeval.core.errors import ProtocolMismatchError, SdevalError
+from sdeval.core.npz import npz_bytes
 from sdeval.metrics.fid import FrechetState
 
 FORMAT = "sdeval-reference"
 FORMAT_VERSION = 2
 _HASH_DTYPE = "S64"  # a hex sha256 is 64 ASCII characters; bytes take a quarter of the room of str
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same reference twice gives the same bytes
 _MAX_LISTED_PAIRS = 5
 
 
@@ -68,18 +67,6 @@ class Reference:
     @property
     def has_image_identity(self) -> bool:
         return self.image_hashes is not None and self.image_paths is not None
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """What np.savez writes, minus the wall-clock timestamps it puts in the zip."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, values in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
-            info.external_attr = 0o600 << 16
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(values), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def save_reference(path: str | os.PathLike[str], reference: Reference) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.errors import ConfigError, SdevalError
-from sdeval.images import find_images
+from sdeval.core.errors import ConfigError, SdevalError
+from sdeval.core.images import find_images
+from sdeval.core.textfiles import json_problem
 from sdeval.reference.files import images_hash
-from sdeval.textfiles import json_problem
 
 FORMAT = "sdeval.reference-set"
 FORMAT_VERSION = 1
@@ -241,7 +241,7 @@ def captions_suite(
 ) -> int:
     """Write the set's chosen captions as a prompt suite (JSONL, docs/suites.md): rows `coco-<image id>`; returns
     the number of rows."""
-    from sdeval.atomic import write_text
+    from sdeval.core.atomic import write_text
 
     annotations = read_annotations(captions_json)
     ids = select_images(definition, annotations)
@@ -354,7 +354,7 @@ def check_copy(definition: Definition, folder: str | os.PathLike[str], annotatio
 
 def default_reference_path(set_id: str) -> Path:
     """Where `reference build --set` writes when no -o is given, and where `reference list` looks."""
-    from sdeval.paths import cache_root
+    from sdeval.core.paths import cache_root
 
     return cache_root() / "references" / f"{set_id}.npz"
 

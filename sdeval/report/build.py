@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from sdeval import stats
-from sdeval.atomic import check_output_folder, write_text
-from sdeval.errors import SdevalError
+from sdeval.core.atomic import check_output_folder, write_text
+from sdeval.core.errors import SdevalError
+from sdeval.core.textfiles import json_problem, read_user_text
 from sdeval.metrics import registry
 from sdeval.metrics.keys import check_values
 from sdeval.metrics.registry import Bootstrap, ResultKey
-from sdeval.protocol import binds, flatten, is_informative
 from sdeval.report.images import make_thumbnails
 from sdeval.report.plots import sweep_plots
-from sdeval.results import load_results
+from sdeval.results.document import load_results
+from sdeval.results.protocol import binds, flatten, is_informative
 from sdeval.stats.settings import DEFAULT_LEVEL, IntervalSettings, for_pair
-from sdeval.textfiles import json_problem, read_user_text
 
 N_GRID_PROMPTS = 6  # prompts in the side-by-side grid
 N_WORST = 5  # worst prompts shown per checkpoint
@@ -252,7 +252,7 @@ def _binds_text(path: str, columns: list[Column]) -> str:
 
 def protocol_card(cells: list[Cell], columns: list[Column]) -> dict[str, Any]:
     """Group cells by binding protocol, per column: cells are comparable on a metric when they agree on every
-    binding field that moves it (sdeval.protocol.binds), so runs that differ only in the FID reference stay one
+    binding field that moves it (sdeval.results.protocol.binds), so runs that differ only in the FID reference stay one
     group for adherence. The page's groups (`cell.group`) are over the fields that bind some column shown; the
     banner names, per column, only the fields that differ and bind it. Also: the fields that differ between any
     two cells, binding ones first, with the columns each binding field moves."""

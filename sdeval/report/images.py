@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sdeval.atomic import output_errors
+from sdeval.core.atomic import output_errors
 
 THUMB_SIZE = 256  # longest side; the page shows them smaller and full size on click
 QUALITY = 85

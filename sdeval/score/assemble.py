@@ -1,5 +1,5 @@
 """The last stage of a scoring run: the results document (docs/formats.md, "Results") and the feature state rows
-beside it (sdeval/state.py)."""
+beside it (sdeval/results/state.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import Any
 import numpy as np
 
 from sdeval import __version__
-from sdeval.provenance import now, provenance
+from sdeval.core.provenance import now, provenance
 from sdeval.reference.files import images_hash
+from sdeval.results.document import RESULTS_FORMAT as FORMAT
+from sdeval.results.document import RESULTS_VERSION as FORMAT_VERSION
 from sdeval.score.prepare import Prepared
-
-FORMAT = "sdeval.results"
-FORMAT_VERSION = 1
 
 
 def assemble(prep: Prepared, cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -50,7 +49,7 @@ def assemble(prep: Prepared, cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def state_arrays(prep: Prepared, rows: list[int]) -> dict[str, np.ndarray]:
-    """One row per per-image row, cell after cell (see sdeval/state.py), and the reference's features."""
+    """One row per per-image row, cell after cell (see sdeval/results/state.py), and the reference's features."""
     index = np.asarray(rows, dtype=np.int64)
     arrays: dict[str, np.ndarray] = {
         "cell": np.asarray([prep.grouping.assignment[i] for i in rows], dtype=np.int32),

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from sdeval.clioptions import DEFAULTS, MetricsHelp, clip_options, feature_options, feature_values, parse_metrics
-from sdeval.errors import ExitCode, OutputError, SdevalError
+from sdeval.core.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
+from sdeval.score.clioptions import DEFAULTS, MetricsHelp, clip_options, feature_options, feature_values, parse_metrics
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
@@ -108,7 +108,7 @@ def score(images, reference, metrics, geneval_results, per_image, shard, out, **
     Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
     written, each missing metric with its reason), 2 for a usage or input error.
     """
-    from sdeval.atomic import STDOUT, check_output_file
+    from sdeval.core.atomic import STDOUT, check_output_file
     from sdeval.score import options_from_mapping, score_run
 
     if shard is not None and (not out or out == STDOUT):
@@ -134,9 +134,9 @@ def score(images, reference, metrics, geneval_results, per_image, shard, out, **
 
 def _finish(run, out: str | None, geneval_results: str | None) -> None:
     """Write the results (and the state), print the table, exit 0, or 3 when some metric could not be computed."""
-    from sdeval.atomic import STDOUT
-    from sdeval.results import incomplete_metrics, write_outputs
-    from sdeval.table import render_table
+    from sdeval.core.atomic import STDOUT
+    from sdeval.results.document import incomplete_metrics, write_outputs
+    from sdeval.results.table import render_table
 
     to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
     failed = None
@@ -154,7 +154,7 @@ def _finish(run, out: str | None, geneval_results: str | None) -> None:
     if out and not to_stdout:
         click.echo(f"\nresults: {out}")
     if geneval_results:
-        from sdeval.geneval import write_results_jsonl
+        from sdeval.score.geneval import write_results_jsonl
 
         rows = write_results_jsonl(geneval_results, results)
         click.echo(f"GenEval results: {geneval_results} ({rows} images)", err=to_stdout)
@@ -165,7 +165,7 @@ def _finish(run, out: str | None, geneval_results: str | None) -> None:
 
 
 def _write_part(options, shard: str, out: str, geneval_results: str | None) -> None:
-    from sdeval.distributed import detect, parse_shard
+    from sdeval.core.distributed import detect, parse_shard
     from sdeval.score.prepare import prepare_part
 
     if geneval_results:
@@ -196,7 +196,7 @@ def merge(parts, ci, ci_replicates, geneval_results, out) -> None:
     """Merge the parts of `sdeval score --shard I/N` (one per shard, any order) into the results of the whole: the
     same document as scoring every image in one process. Missing, repeated or overlapping shards, and parts made
     with different options, models or references, are refused naming the part."""
-    from sdeval.atomic import check_output_file
+    from sdeval.core.atomic import check_output_file
     from sdeval.score.options import options_from_record
     from sdeval.score.part import ImagePart, merge_parts
     from sdeval.score.run import score_part
@@ -218,9 +218,9 @@ def merge(parts, ci, ci_replicates, geneval_results, out) -> None:
 @click.option("--images", "n", type=click.IntRange(min=12), default=48, show_default=True, help="images per set.")
 def demo(out, n) -> None:
     """Score a small synthetic folder offline on the CPU, with random Inception weights."""
-    from sdeval.atomic import check_output_folder
-    from sdeval.demo import run_demo
-    from sdeval.table import render_table
+    from sdeval.core.atomic import check_output_folder
+    from sdeval.results.table import render_table
+    from sdeval.score.demo import run_demo
 
     check_output_folder(out, "--out")
     click.echo("demo: synthetic images and RANDOM Inception weights; the numbers show the pipeline works, "

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
+from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.features.options import FeatureOptions
 from sdeval.metrics import registry
 from sdeval.metrics.registry import ScoreParams
-from sdeval.suggest import check_keys, did_you_mean
 
 #: The adherence judges `--judge` takes (sdeval.judges.registry builds them).
 PREPROCESS_MODES = ("legacy", "clean")
@@ -215,7 +215,7 @@ def options_from_mapping(
     if chosen.pop("no_cache", False):
         chosen["cache_dir"] = None
     elif "cache_dir" not in chosen:
-        from sdeval.paths import cache_root
+        from sdeval.core.paths import cache_root
 
         chosen["cache_dir"] = str(cache_root())
     feature_keys = {f.name for f in dataclasses.fields(FeatureOptions)}

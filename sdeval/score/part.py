@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.atomic import atomic_open, sync, write_bytes
-from sdeval.errors import NoImagesError, ProtocolMismatchError, SdevalError
+from sdeval.core.atomic import atomic_open, sync, write_bytes
+from sdeval.core.errors import NoImagesError, ProtocolMismatchError, SdevalError
+from sdeval.core.npz import npz_bytes
 from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
 from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
 from sdeval.features.inception import LOGITS, POOL
 from sdeval.judges.base import Detection, FactVerdict, Judgement
 from sdeval.metrics.fid import FrechetState
 from sdeval.prompts.record import PromptRecord
-from sdeval.reference.files import images_hash, npz_bytes
+from sdeval.reference.files import images_hash
 
 FORMAT = "sdeval.score-part"
 FORMAT_VERSION = 2  # 2: a part may hold a share of a reference folder (version 1 parts still load)

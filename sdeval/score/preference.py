@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sdeval.core.images import ImageDecodeError, load_rgb
 from sdeval.features.cache import FeatureCache
 from sdeval.features.extract import FolderFeatures
 from sdeval.features.text_embeddings import embed_prompts
-from sdeval.images import ImageDecodeError, load_rgb
 from sdeval.prompts.lookup import ImagePrompts
 
 _SCORE = "score"

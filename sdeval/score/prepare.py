@@ -18,20 +18,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdeval.cells import Grouping, generation_rows, group_folder, group_generation_rows, is_generation_run, run_source
-from sdeval.devices import resolve_device
-from sdeval.errors import NoImagesError, SdevalError
+from sdeval.core.devices import resolve_device
+from sdeval.core.errors import NoImagesError, SdevalError
+from sdeval.core.images import find_images
+from sdeval.core.provenance import now
 from sdeval.features.options import extract
-from sdeval.geneval import is_geneval_layout, read_layout
-from sdeval.images import find_images
-from sdeval.judging import Judged, faithfulness_columns, judge_images, load_spec_source
 from sdeval.metrics import registry
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
-from sdeval.provenance import now
 from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
+from sdeval.score.geneval import is_geneval_layout, read_layout
+from sdeval.score.grouping import (
+    Grouping,
+    generation_rows,
+    group_folder,
+    group_generation_rows,
+    is_generation_run,
+    run_source,
+)
+from sdeval.score.judging import Judged, faithfulness_columns, judge_images, load_spec_source
 from sdeval.score.models import PromptTexts, RunModels
 from sdeval.score.options import ScoreOptions
 from sdeval.score.part import (

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.distributed import DistContext, detect
-from sdeval.provenance import now
+from sdeval.core.distributed import DistContext, detect
+from sdeval.core.provenance import now
 from sdeval.score.assemble import assemble, state_arrays
 from sdeval.score.compute import score_cells
 from sdeval.score.options import ScoreOptions
@@ -23,7 +23,7 @@ from sdeval.score.prepare import finish, prepare_part
 
 @dataclass
 class ScoreRun:
-    """A results document and the feature state of its per-image rows (see sdeval/state.py).
+    """A results document and the feature state of its per-image rows (see sdeval/results/state.py).
 
     The state copies every feature row, so it is gathered only when asked for (a results file, --ci), not for
     a run that prints a table.

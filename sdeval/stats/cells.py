@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.metrics import registry
 from sdeval.metrics.registry import Bootstrap, Jackknife, ResultKey
-from sdeval.state import load_state
+from sdeval.results.state import load_state
 from sdeval.stats.core import (
     DEFAULT_BLOCKS,
     Comparison,
@@ -77,7 +77,7 @@ def load_cell_states(results_path: str | Path, document: dict | None = None) -> 
     """Each cell's CellState by cell id, from the state file the results name ({} when none was kept)."""
     results_path = Path(results_path)
     if document is None:
-        from sdeval.results import load_results  # late: results pulls in the schema machinery
+        from sdeval.results.document import load_results  # late: results pulls in the schema machinery
 
         document = load_results(results_path)
     entry = document.get("state") or {}
@@ -91,7 +91,7 @@ def load_cell_states(results_path: str | Path, document: dict | None = None) -> 
 
 
 def states_from_arrays(arrays: dict[str, np.ndarray], cell_ids: list[str]) -> dict[str, CellState]:
-    """Each cell's CellState from state arrays (as sdeval/state.py writes them, or as a scoring run holds them)."""
+    """Each cell's CellState from state arrays (as sdeval/results/state.py writes them, or a scoring run holds them)."""
     positions = np.asarray(arrays["cell"])
     reference = {name: values for name, values in arrays.items() if name.startswith(REFERENCE_PREFIX)}
     features = [name for name in arrays if name not in _ROW_KEYS and not name.startswith(REFERENCE_PREFIX)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PREFIX = "builtin:"

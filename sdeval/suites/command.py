@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from sdeval.errors import ExitCode
+from sdeval.core.errors import ExitCode
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="print JSON.")
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
+from sdeval.core.textfiles import json_problem
 from sdeval.suites.spec import Spec, SpecError, parse_spec
-from sdeval.textfiles import json_problem
 
 ROW_KEYS = ("id", "prompt", "category", "tags", "negative_prompt", "init_image", "spec")
 #: GenEval's metadata keys, accepted at the top level of a row in place of `spec`.

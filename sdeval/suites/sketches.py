@@ -426,8 +426,8 @@ def sketch_bytes(spec: Spec, key: str) -> bytes:
 
 def sketch_file(spec: Spec, key: str, folder: Path | None = None) -> Path:
     """The sketch's file in the cache (`<cache root>/sketches/`), drawn and written when missing or different."""
-    from sdeval import atomic
-    from sdeval.paths import cache_root
+    from sdeval.core import atomic
+    from sdeval.core.paths import cache_root
 
     data = sketch_bytes(spec, key)
     name = hashlib.sha256(

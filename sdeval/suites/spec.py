@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdeval.suggest import did_you_mean
+from sdeval.core.suggest import did_you_mean
 
 #: GenEval's category tags (the keys reports and rules use); the English names are labels only.
 CATEGORIES: dict[str, str] = {

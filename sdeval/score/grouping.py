@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.prompts.record import PromptRecord
 
 RUN_RECORD = "run.json"

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 
 
 def did_you_mean(word: Any, choices: Iterable[str]) -> str:

@@ -65,7 +65,7 @@ def from_group() -> DistContext:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0-based I) -> (I, N)."""
-    from sdeval.errors import ConfigError
+    from sdeval.core.errors import ConfigError
 
     try:
         left, right = text.split("/")
@@ -101,7 +101,7 @@ def detect(shard: tuple[int, int] | None = None, cpu: bool = False) -> DistConte
     cpu = cpu or not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available())
     state = PartialState(cpu=cpu, timeout=_BARRIER_TIMEOUT)
     if state.num_processes != world:
-        from sdeval.errors import ConfigError
+        from sdeval.core.errors import ConfigError
 
         raise ConfigError(
             f"launched as {world} processes (WORLD_SIZE) but accelerate set up {state.num_processes} "

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdeval.atomic import write_text
-from sdeval.errors import SdevalError
+from sdeval.core.atomic import write_text
+from sdeval.core.errors import SdevalError
 from sdeval.prompts.record import PromptRecord
 from sdeval.suites.spec import Spec, SpecError, parse_spec
 

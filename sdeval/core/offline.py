@@ -14,7 +14,7 @@ import urllib.request
 from functools import cache
 from urllib.parse import urlsplit
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 
 #: Environment variables that forbid downloads: the Hugging Face ones, and sdeval's own.
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE", "SDEVAL_OFFLINE")

@@ -15,8 +15,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from sdeval.errors import SdevalError
-from sdeval.images import ImageDecodeError, load_rgb
+from sdeval.core.errors import SdevalError
+from sdeval.core.images import ImageDecodeError, load_rgb
 from sdeval.metrics.registry import JudgedData
 from sdeval.prompts.record import PromptRecord
 

@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from sdeval import atomic
-from sdeval.paths import cache_root
+from sdeval.core import atomic
+from sdeval.core.paths import cache_root
 
 _CHUNK = 1 << 20
 

@@ -1,5 +1,5 @@
 """Results documents: write them (with their feature state), keep them when a write fails, tell what is missing,
-and read and check them (format `sdeval.results`, version 1: sdeval/schemas/results-v1.schema.json)."""
+and read and check them (format `sdeval.results`, version 1: sdeval/results/schemas/results-v1.schema.json)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,29 @@ import reprlib
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from sdeval.atomic import atomic_open, sync, write_json
-from sdeval.errors import OutputError, SdevalError
-from sdeval.state import FORMAT as STATE_FORMAT
-from sdeval.state import FORMAT_VERSION as STATE_VERSION
-from sdeval.state import state_bytes, state_path
-from sdeval.textfiles import json_problem, read_user_text
+from sdeval.core.atomic import atomic_open, sync, write_json
+from sdeval.core.errors import OutputError, SdevalError
+from sdeval.core.textfiles import json_problem, read_user_text
+from sdeval.results.state import FORMAT as STATE_FORMAT
+from sdeval.results.state import FORMAT_VERSION as STATE_VERSION
+from sdeval.results.state import state_bytes, state_path
 
-if TYPE_CHECKING:
-    from sdeval.score import ScoreRun
 
-#: Kept equal to sdeval.score.assemble.FORMAT / FORMAT_VERSION (not imported: reading results must not load torch).
+class Scored(Protocol):
+    """What write_outputs needs of a scoring run (sdeval.score.ScoreRun): named here, so results import no score."""
+
+    document: dict[str, Any]
+
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+    @property
+    def cell_ids(self) -> list[str]: ...
+
+
+#: The results format, said once (sdeval.score.assemble writes it).
 RESULTS_FORMAT = "sdeval.results"
 RESULTS_VERSION = 1
 _SCHEMA_FILE = "results-v1.schema.json"
@@ -36,7 +46,9 @@ class InvalidResultsError(ValueError):
 
 
 def _read_schema() -> dict[str, Any]:
-    return json.loads(importlib.resources.files("sdeval.schemas").joinpath(_SCHEMA_FILE).read_text(encoding="utf-8"))
+    return json.loads(
+        importlib.resources.files("sdeval.results.schemas").joinpath(_SCHEMA_FILE).read_text(encoding="utf-8")
+    )
 
 
 #: The JSON Schema (draft 2020-12) of results format version 1, read once from the package.
@@ -277,8 +289,8 @@ def incomplete_metrics(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_outputs(out: str | os.PathLike[str], run: ScoreRun) -> None:
-    """Write the results to `out` and, beside a results file, the feature state of its rows (sdeval/state.py);
+def write_outputs(out: str | os.PathLike[str], run: Scored) -> None:
+    """Write the results to `out` and, beside a results file, the feature state of its rows (sdeval/results/state.py);
     the results' `state` block says where it is, or why there is none.
 
     The two go in as a pair: the state is written and synced to a temp file, then the results are written, then

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sdeval.errors import ConfigError
+from sdeval.core.errors import ConfigError
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
 _TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")

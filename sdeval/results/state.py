@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.atomic import STDOUT, write_bytes
-from sdeval.errors import SdevalError
-from sdeval.reference.files import npz_bytes
+from sdeval.core.atomic import STDOUT, write_bytes
+from sdeval.core.errors import SdevalError
+from sdeval.core.npz import npz_bytes
 
 FORMAT = "sdeval.state"
 FORMAT_VERSION = 1

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sdeval.errors import OutputError, SdevalError
+from sdeval.core.errors import OutputError, SdevalError
 
 STDOUT = "-"
 #: Errnos that say an output cannot be written where it was asked for: the user's to fix, not a bug.

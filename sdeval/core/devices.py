@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 
 _VALID = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

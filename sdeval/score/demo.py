@@ -36,7 +36,7 @@ def make_image_set(folder: Path, n: int, seed: int, size: int = 64, style: str =
 def run_demo(out: Path, n: int = 48, workers: int = 1) -> dict[str, Any]:
     """Prepare `out` (images, reference, random weights), score, and write `out/results.json`."""
     from sdeval.features.random_weights import save_random_inception_weights
-    from sdeval.results import write_outputs
+    from sdeval.results.document import write_outputs
     from sdeval.score import FeatureOptions, ScoreOptions, score_run
 
     weights = out / "inception-random-weights.pth"

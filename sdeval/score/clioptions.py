@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 from sdeval.score.options import PREPROCESS_MODES, defaults
 
 #: Option values that are FeatureOptions fields (besides the cache, which `--no-cache` turns off).

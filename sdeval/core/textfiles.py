@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from sdeval.errors import SdevalError
+from sdeval.core.errors import SdevalError
 
 
 def read_user_text(path: str | os.PathLike[str], kind: str, error: type[SdevalError] = SdevalError) -> str:

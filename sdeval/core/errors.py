@@ -9,6 +9,12 @@ class SdevalError(Exception):
     """A problem the user can fix (bad input, bad config, mismatched protocol)."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (library errors run over many lines), else its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class ConfigError(SdevalError):
     """A config file or option is invalid; the message names the key."""
 

@@ -19,15 +19,15 @@ import hashlib
 import json
 import math
 import re
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from sdeval.core.errors import SdevalError
-from sdeval.core.offline import require_download
+from sdeval.core.errors import SdevalError, first_line
+from sdeval.core.hub import load_pretrained
 
 #: Name of the feature `extract` returns: float32 [N, D] CLS tokens after the final layer norm.
 FEATURE_NAME = "dinov2"
@@ -94,22 +94,8 @@ class Dinov2Extractor:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # its bars would interleave with sdeval's
-        local = Path(model).expanduser()
-        if local.exists():
-            if not (local / "config.json").is_file():
-                raise SdevalError(f"--dinov2-model {model}: not a model folder (no config.json in it)")
-            try:
-                network = _load_model(str(local), model, local_files_only=True)
-            except OSError as err:
-                raise SdevalError(f"--dinov2-model {model}: cannot load it: {_first_line(err)}") from err
-            source = f"folder:{local.resolve().name}"
-        else:
-            try:
-                network = _load_model(model, model, local_files_only=True)
-            except OSError:
-                require_download(f"DINOv2 model {model!r}", "pass a local folder as --dinov2-model PATH")
-                network = _load_model(model, model, local_files_only=False)
-            source = model
+        load = partial(_load_model, model)
+        network, source = load_pretrained(model, load, option="--dinov2-model", what="DINOv2 model")
         from sdeval.features.clip import state_dict_sha256
 
         return cls(network, source=source, weights_sha256=state_dict_sha256(network), device=device)
@@ -169,14 +155,14 @@ class Dinov2Extractor:
         self.__dict__.update(state)
 
 
-def _load_model(location: str, model: str, local_files_only: bool) -> torch.nn.Module:
+def _load_model(model: str, location: str, local_files_only: bool) -> torch.nn.Module:
     """The Dinov2Model; OSError when files are missing (for the offline check), else SdevalError."""
     from transformers import AutoConfig, Dinov2Model
 
     try:
         config = AutoConfig.from_pretrained(location, local_files_only=local_files_only)
     except ValueError as err:
-        raise SdevalError(f"--dinov2-model {model}: {_first_line(err)}") from err
+        raise SdevalError(f"--dinov2-model {model}: {first_line(err)}") from err
     if getattr(config, "model_type", None) != "dinov2":
         raise SdevalError(f"--dinov2-model {model}: a {getattr(config, 'model_type', None)!r} model, not dinov2")
     try:
@@ -184,7 +170,7 @@ def _load_model(location: str, model: str, local_files_only: bool) -> torch.nn.M
             location, local_files_only=local_files_only, dtype=torch.float32, output_loading_info=True
         )
     except ValueError as err:
-        raise SdevalError(f"--dinov2-model {model}: {_first_line(err)}") from err
+        raise SdevalError(f"--dinov2-model {model}: {first_line(err)}") from err
     # mask_token is used only for masked-image training; every other missing weight would be random.
     missing = sorted(k for k in info.get("missing_keys") or [] if not k.endswith("mask_token"))
     if missing:
@@ -198,11 +184,6 @@ def _config_sha256(config: Any) -> str:
     """sha256 of the architecture (the config without fields that do not move features)."""
     data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _hub_interpolate_pos_encoding(self: Any, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:

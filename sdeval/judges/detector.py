@@ -11,13 +11,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from sdeval.core.errors import SdevalError
-from sdeval.core.offline import require_download
+from sdeval.core.errors import SdevalError, first_line
+from sdeval.core.hub import load_pretrained
 from sdeval.judges.base import COLORS, Detection, Judgement
 from sdeval.judges.rules import Box, Thresholds, judge_detections, kept_detections
 from sdeval.suites.spec import Spec
@@ -71,24 +71,8 @@ class TransformersDetector:
         if kind is not None and kind not in FAMILIES.values():
             raise SdevalError(f"detector kind must be one of {', '.join(FAMILIES.values())}, got {kind!r}")
         _quiet_transformers()
-        local = Path(model).expanduser()
-        if local.exists():
-            if not (local / "config.json").is_file():
-                raise SdevalError(f"--detector-model {model}: not a model folder (no config.json in it)")
-            try:
-                loaded = _load_parts(str(local), model, local_files_only=True)
-            except OSError as err:
-                raise SdevalError(f"--detector-model {model}: cannot load it: {_first_line(err)}") from err
-            source = f"folder:{local.resolve().name}"
-        else:
-            try:
-                loaded = _load_parts(model, model, local_files_only=True)
-            except OSError:
-                # Not in the Hugging Face cache: offline, the hub client would retry for half a minute and then fail
-                # with a message that does not say what to do.
-                require_download(f"detector {model!r}", "pass a local folder as --detector-model PATH")
-                loaded = _load_parts(model, model, local_files_only=False)
-            source = model
+        load = partial(_load_parts, model)
+        loaded, source = load_pretrained(model, load, option="--detector-model", what="detector")
         network, processor, model_type = loaded
         if kind is not None and FAMILIES.get(model_type) != kind:
             raise SdevalError(f"--detector-model {model}: a {model_type} model, but kind {kind!r} was asked for")
@@ -292,14 +276,14 @@ class DetectorJudge:
         }
 
 
-def _load_parts(location: str, model: str, local_files_only: bool) -> tuple[Any, Any, str]:
+def _load_parts(model: str, location: str, local_files_only: bool) -> tuple[Any, Any, str]:
     """(model, processor, model_type); OSError when files are missing (for the offline check), else SdevalError."""
     from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
     try:
         config = AutoConfig.from_pretrained(location, local_files_only=local_files_only)
     except ValueError as err:
-        raise SdevalError(f"--detector-model {model}: {_first_line(err)}") from err
+        raise SdevalError(f"--detector-model {model}: {first_line(err)}") from err
     model_type = getattr(config, "model_type", "")
     if model_type not in FAMILIES:
         raise SdevalError(
@@ -309,7 +293,7 @@ def _load_parts(location: str, model: str, local_files_only: bool) -> tuple[Any,
         network = AutoModelForZeroShotObjectDetection.from_pretrained(location, local_files_only=local_files_only)
         processor = AutoProcessor.from_pretrained(location, local_files_only=local_files_only)
     except ValueError as err:
-        raise SdevalError(f"--detector-model {model}: {_first_line(err)}") from err
+        raise SdevalError(f"--detector-model {model}: {first_line(err)}") from err
     return network, processor, model_type
 
 
@@ -343,11 +327,6 @@ def _name_of(thing: Any) -> str | None:
     if thing is None:
         return None
     return getattr(thing, "__qualname__", None) or type(thing).__qualname__
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _quiet_transformers() -> None:

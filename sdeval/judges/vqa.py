@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from sdeval.core.errors import SdevalError
-from sdeval.core.offline import require_download
+from sdeval.core.errors import SdevalError, first_line
+from sdeval.core.hub import load_pretrained
 from sdeval.judges.base import FactVerdict, Judgement
-from sdeval.judges.detector import _first_line, _name_of, _quiet_transformers
+from sdeval.judges.detector import _name_of, _quiet_transformers
 from sdeval.judges.questions import Answered, Question, QuestionSet, QuestionTemplates, score_answers, spec_questions
 from sdeval.suites.spec import Spec
 
@@ -223,7 +224,7 @@ class GenerativeVqaModel(_AnswerScorer):
             inputs = self.processor(images=image, text=text, return_tensors="pt")
         except ValueError as err:
             hint = "" if self.chat else "; put {image} in --vqa-template where the image goes"
-            message = f"VQA model {self.source}: the processor refused the prompt: {_first_line(err)}{hint}"
+            message = f"VQA model {self.source}: the processor refused the prompt: {first_line(err)}{hint}"
             raise SdevalError(message) from None
         return {
             k: v.to(self.device, self._torch_dtype) if v.is_floating_point() else v.to(self.device)
@@ -301,23 +302,8 @@ def load_vqa_model(
     if dtype not in DTYPES:
         raise SdevalError(f"--vqa-dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     _quiet_transformers()
-    local = Path(model).expanduser()
-    if local.exists():
-        if not (local / "config.json").is_file():
-            raise SdevalError(f"--vqa-model {model}: not a model folder (no config.json in it)")
-        try:
-            network, processor, is_blip = _load_parts(str(local), model, True, dtype)
-        except OSError as err:
-            raise SdevalError(f"--vqa-model {model}: cannot load it: {_first_line(err)}") from err
-        source = f"folder:{local.resolve().name}"
-    else:
-        try:
-            network, processor, is_blip = _load_parts(model, model, True, dtype)
-        except OSError:
-            # Not in the Hugging Face cache: offline, the hub client would retry for half a minute first.
-            require_download(f"VQA model {model!r}", "pass a local folder as --vqa-model PATH")
-            network, processor, is_blip = _load_parts(model, model, False, dtype)
-        source = model
+    load = partial(_load_parts, model, dtype)
+    (network, processor, is_blip), source = load_pretrained(model, load, option="--vqa-model", what="VQA model")
     from sdeval.features.clip import state_dict_sha256
 
     sha = state_dict_sha256(network)
@@ -330,7 +316,7 @@ def load_vqa_model(
     )
 
 
-def _load_parts(location: str, model: str, local_files_only: bool, dtype: str) -> tuple[Any, Any, bool]:
+def _load_parts(model: str, dtype: str, location: str, local_files_only: bool) -> tuple[Any, Any, bool]:
     """(model, processor, is BLIP VQA); OSError when files are missing (for the offline check), else SdevalError."""
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, BlipForQuestionAnswering
@@ -339,7 +325,7 @@ def _load_parts(location: str, model: str, local_files_only: bool, dtype: str) -
     try:
         config = AutoConfig.from_pretrained(location, local_files_only=local_files_only)
     except ValueError as err:
-        raise SdevalError(f"--vqa-model {model}: {_first_line(err)}") from err
+        raise SdevalError(f"--vqa-model {model}: {first_line(err)}") from err
     model_type = getattr(config, "model_type", "")
     is_blip = "BlipForQuestionAnswering" in (getattr(config, "architectures", None) or [])
     if not is_blip and model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
@@ -356,7 +342,7 @@ def _load_parts(location: str, model: str, local_files_only: bool, dtype: str) -
         )
         processor = AutoProcessor.from_pretrained(location, local_files_only=local_files_only)
     except ValueError as err:
-        raise SdevalError(f"--vqa-model {model}: {_first_line(err)}") from err
+        raise SdevalError(f"--vqa-model {model}: {first_line(err)}") from err
     missing = sorted(info.get("missing_keys") or [])
     if missing:  # transformers would fill them with random weights and only warn
         raise SdevalError(

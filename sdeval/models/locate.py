@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sdeval.core.hashing import hub_record_key, recorded_sha256
+from sdeval.core.hub import cached_hub_file, hub_folder, is_hub_id, looks_like_path
 from sdeval.core.offline import hub_url
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import choose_clip_models
 from sdeval.models.table import SLOTS, ModelSlot
-from sdeval.preference.weights import cached_hub_file, is_pickle, safetensors_twin, url_cache_path
+from sdeval.preference.weights import is_pickle, safetensors_twin, url_cache_path
 from sdeval.score.options import ScoreOptions
 
 #: The weight files transformers reads from a model folder, in the order it prefers them.
@@ -141,23 +142,7 @@ def _check_header(found: Located, path: Path) -> None:
         found.problems.append(f"{path}: {problem}")
 
 
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", ".", "~"))
-
-
-def _not_hub_id(value: str) -> bool:
-    """Neither a local path that exists nor a hub id OWNER/NAME."""
-    return _looks_like_path(value) or value.count("/") != 1
-
-
 # -- the Hugging Face cache --------------------------------------------------------------------------------------
-
-
-def hub_folder(repo_id: str) -> Path:
-    """The Hugging Face cache folder of a model repo (where a download goes)."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
 
 
 def _hub_fix(folder: Path, what: str | None) -> str:
@@ -206,7 +191,7 @@ def _hub_model(
     """A transformers model: a local folder (save_pretrained layout) or a hub id in the cache (config, weights and
     `extra` files)."""
     local = Path(value).expanduser().absolute()
-    if local.exists() or _not_hub_id(value):
+    if local.exists() or not is_hub_id(value):
         fix = "give a model folder (save_pretrained layout: config.json and model.safetensors) as {option}"
         found = Located(label, slot, value, local, local.is_dir(), fix)
         if not local.exists():
@@ -290,7 +275,7 @@ def _clip_located(slot: ModelSlot, spec: ClipModelSpec, option: str) -> Located:
     label = f"CLIP {spec.name} ({pretrained})"
     slot = ModelSlot(slot.key, slot.label, (*slot.options[:-1], option), slot.describe_default)
     unknown_model = spec.name not in open_clip.list_models()
-    if os.path.isfile(pretrained) or _looks_like_path(pretrained):
+    if os.path.isfile(pretrained) or looks_like_path(pretrained):
         fix = "give an open_clip weights file for this model as {option}"
         found = _local_file(slot, label, pretrained, fix, gated=False)
     else:
@@ -370,7 +355,7 @@ def _file_ref(slot: ModelSlot, label: str, value: str, hint: str) -> Located:
             found.expected_sha256 = recorded_sha256(f"url:{value}")
         return found
     parts = value.split("/")
-    if len(parts) >= 3 and not _looks_like_path(value) and all(parts):
+    if len(parts) >= 3 and not looks_like_path(value) and all(parts):
         return _hub_file(slot, label, value, "/".join(parts[:2]), "/".join(parts[2:]), gated=True)
     found = Located(label, slot, value, local, False, f"give {hint} as {{option}}")
     found.problems.append(f"{value}: no such file (give a local file, an https URL, or a hub file OWNER/REPO/FILE)")
@@ -409,7 +394,7 @@ def _imagereward(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
 
     value = options.imagereward_model or IMAGEREWARD_REPO
     local = Path(value).expanduser()
-    if not local.exists() and _not_hub_id(value):
+    if not local.exists() and not is_hub_id(value):
         found = Located(slot.label, slot, value, local, False, "give ImageReward's weights file or folder as {option}")
         found.problems.append(f"{value}: no such file or folder (nor a hub id OWNER/NAME)")
         return [found]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdeval.core.errors import SdevalError
+from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hashing import file_sha256
 from sdeval.preference.base import (
     CLIP_MEAN,
@@ -42,7 +42,7 @@ from sdeval.preference.base import (
     no_model_error,
     row_dot,
 )
-from sdeval.preference.weights import first_line, hub_file, load_strict, read_state_file, resolve_file
+from sdeval.preference.weights import hub_file, load_strict, read_state_file, resolve_file
 
 HPS_REPO = "xswu/HPSv2"
 #: HPS versions and their checkpoint in HPS_REPO (hpsv2/utils.py hps_version_map).

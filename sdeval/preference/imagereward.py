@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sdeval.core.errors import SdevalError
+from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hashing import file_sha256
+from sdeval.core.hub import cached_hub_file, is_hub_id, model_source
 from sdeval.preference.base import (
     CLIP_MEAN,
     CLIP_STD,
@@ -52,9 +53,7 @@ from sdeval.preference.mlp import RewardMLP
 from sdeval.preference.weights import (
     PICKLE_SUFFIXES,
     SAFETENSORS_SUFFIX,
-    cached_hub_file,
     check_state,
-    first_line,
     hub_file,
     quiet_transformers,
     read_state_file,
@@ -306,7 +305,7 @@ class ImageRewardScorer:
             bert,
             source=files.label,
             weights_sha256=file_sha256(files.weights),
-            tokenizer_source=_label(files.tokenizer),
+            tokenizer_source=model_source(files.tokenizer),
             device=device,
             batch_size=batch_size,
         )
@@ -392,7 +391,7 @@ def locate_files(model: str, *, tokenizer: str | None, allow_pickle: bool) -> Im
     local = Path(model).expanduser()
     if local.exists():
         return _local_files(local, tokenizer)
-    if model.startswith(("/", ".", "~")) or model.count("/") != 1:
+    if not is_hub_id(model):
         raise SdevalError(f"ImageReward model {model}: no such file or folder (nor a hub id OWNER/NAME)")
     hint = (
         "pass the folder holding ImageReward.pt (or .safetensors), med_config.json and vocab.txt as "
@@ -542,12 +541,6 @@ def _tokenizer_folder(location: str, *, local_only: bool) -> Path:
         with contextlib.suppress(SdevalError):
             hub_file(location, TOKENIZER_CONFIG, what=what, hint=hint, allow_pickle=False)
     return vocab.parent
-
-
-def _label(location: str) -> str:
-    """`folder:NAME` for a local tokenizer (paths differ between machines), else the hub id."""
-    local = Path(location).expanduser()
-    return f"folder:{local.resolve().name}" if local.exists() else location
 
 
 def _image_size(size: Any) -> int:

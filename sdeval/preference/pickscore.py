@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdeval.core.errors import SdevalError
+from sdeval.core.errors import SdevalError, first_line
+from sdeval.core.hub import cached_hub_file, is_hub_id, model_source
 from sdeval.core.offline import require_download
 from sdeval.preference.base import (
     HIGHER,
@@ -39,9 +40,7 @@ from sdeval.preference.base import (
 )
 from sdeval.preference.weights import (
     ALLOW_PICKLE_HINT,
-    cached_hub_file,
     files_sha256,
-    first_line,
     quiet_transformers,
 )
 
@@ -157,7 +156,7 @@ class PickScoreScorer:
             image_processor,
             tokenizer,
             source=label,
-            processor_source=_label(location),
+            processor_source=model_source(location),
             weights_sha256=files_sha256(_weight_files(folder, allow_pickle=allow_pickle, what=model)),
             device=device,
             batch_size=batch_size,
@@ -263,8 +262,8 @@ def _load_model(model: str, *, allow_pickle: bool) -> tuple[Any, Path, str, bool
     """(CLIPModel, the folder its files are in, label, is_local), loaded strictly."""
     local = Path(model).expanduser()
     if local.exists():
-        return _load_folder(local, model, allow_pickle=allow_pickle), local, _label(model), True
-    if model.startswith(("/", ".", "~")) or model.count("/") != 1:
+        return _load_folder(local, model, allow_pickle=allow_pickle), local, model_source(model), True
+    if not is_hub_id(model):
         raise SdevalError(f"PickScore model {model}: no such folder (nor a hub id OWNER/NAME)")
     snapshot = _cached_snapshot(model, "config.json")
     if snapshot is not None and _has_weights(snapshot, allow_pickle=allow_pickle):
@@ -403,9 +402,3 @@ def _processor_parts(image_cls: Any, location: str, *, local_only: bool) -> tupl
     image_processor = image_cls.from_pretrained(location, local_files_only=local_only)
     tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
     return image_processor, tokenizer
-
-
-def _label(location: str) -> str:
-    """`folder:NAME` for a local folder (paths differ between machines), else the hub id."""
-    local = Path(location).expanduser()
-    return f"folder:{local.resolve().name}" if local.exists() else location

@@ -23,8 +23,9 @@ from urllib.parse import unquote, urlsplit
 import torch
 
 from sdeval.core import atomic
-from sdeval.core.errors import SdevalError
+from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hashing import file_sha256, hub_record_key, record_sha256
+from sdeval.core.hub import cached_hub_file, looks_like_path
 from sdeval.core.offline import require_download
 from sdeval.core.paths import cache_root
 
@@ -155,17 +156,6 @@ def hub_file(repo_id: str, filename: str, *, what: str, hint: str, allow_pickle:
     return _download_hub_file(repo_id, candidates, what=what, allow_pickle=allow_pickle)
 
 
-def cached_hub_file(repo_id: str, filename: str) -> Path | None:
-    """The cached copy of a hub file, or None (never touches the network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        cached = try_to_load_from_cache(repo_id, filename)
-    except ValueError:  # not a valid repo id
-        return None
-    return Path(cached) if isinstance(cached, str) else None
-
-
 def _download_hub_file(repo_id: str, candidates: list[str], *, what: str, allow_pickle: bool) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
@@ -231,7 +221,7 @@ def resolve_file(ref: str, *, what: str, hint: str, allow_pickle: bool) -> tuple
     if ref.startswith(("http://", "https://")):
         return url_file(ref, what=what, hint=hint, allow_pickle=allow_pickle), ref
     parts = ref.split("/")
-    if len(parts) >= 3 and not ref.startswith(("/", ".", "~")) and all(parts):
+    if len(parts) >= 3 and not looks_like_path(ref) and all(parts):
         repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
         return hub_file(repo_id, filename, what=what, hint=hint, allow_pickle=allow_pickle), ref
     raise SdevalError(f"{what}: no such file: {ref} (give a local file, an https URL, or a hub file OWNER/REPO/FILE)")
@@ -243,12 +233,6 @@ def files_sha256(paths: Sequence[Path]) -> str:
         return file_sha256(paths[0])
     lines = sorted(f"{path.name}\t{file_sha256(path)}\n" for path in paths)
     return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (library errors run over many lines)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 @contextlib.contextmanager

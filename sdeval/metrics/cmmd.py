@@ -54,24 +54,44 @@ def cmmd(
     minimum = 2 if estimator == "unbiased" else 1
     if m < minimum or n < minimum:
         raise NotEnoughDataError(f"CMMD ({estimator}) needs at least {minimum} embeddings per set, got {m} and {n}")
-    gamma = 1.0 / (2.0 * sigma**2)
+    gamma = rbf_gamma(sigma)
+    unbiased = estimator == "unbiased"
+    sum_xx = kernel_sum(x, x, gamma, chunk_size, skip_diagonal=unbiased)
+    sum_yy = kernel_sum(y, y, gamma, chunk_size, skip_diagonal=unbiased)
+    return scale * mmd2_from_sums(sum_xx, sum_yy, kernel_sum(x, y, gamma, chunk_size), m, n, estimator)
+
+
+def mmd2_from_sums(sum_xx: float, sum_yy: float, sum_xy: float, m: int, n: int, estimator: Estimator) -> float:
+    """MMD^2 (unscaled) of m and n rows from kernel sums; for `estimator="unbiased"`, `sum_xx` and `sum_yy` are
+    without their diagonals. The jackknife's leave-outs (stats/corpus.py) are this of block sums."""
     if estimator == "biased":
-        k_xx = kernel_sum(x, x, gamma, chunk_size) / (m * m)
-        k_yy = kernel_sum(y, y, gamma, chunk_size) / (n * n)
+        k_xx, k_yy = sum_xx / (m * m), sum_yy / (n * n)
     else:
-        k_xx = kernel_sum(x, x, gamma, chunk_size, skip_diagonal=True) / (m * (m - 1))
-        k_yy = kernel_sum(y, y, gamma, chunk_size, skip_diagonal=True) / (n * (n - 1))
-    k_xy = kernel_sum(x, y, gamma, chunk_size) / (m * n)
-    return float(scale * (k_xx + k_yy - 2.0 * k_xy))
+        k_xx, k_yy = sum_xx / (m * (m - 1)), sum_yy / (n * (n - 1))
+    return float(k_xx + k_yy - 2.0 * (sum_xy / (m * n)))
+
+
+def rbf_gamma(sigma: float = SIGMA) -> float:
+    """gamma = 1 / (2 sigma^2) of k(a, b) = exp(-gamma |a - b|^2)."""
+    return 1.0 / (2.0 * sigma**2)
+
+
+def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float, b_sq: np.ndarray | None = None) -> np.ndarray:
+    """exp(-gamma |a_i - b_j|^2) [len(a), len(b)] of float64 rows. Squared distances use the expansion
+    |a|^2 + |b|^2 - 2 a.b, as the reference does, clipped at 0 against rounding; `b_sq`: b's squared norms, if
+    already computed."""
+    if b_sq is None:
+        b_sq = np.einsum("ij,ij->i", b, b)
+    sq = np.einsum("ij,ij->i", a, a)[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
+    return np.exp(-gamma * np.maximum(sq, 0.0))
 
 
 def kernel_sum(
     a: np.ndarray, b: np.ndarray, gamma: float, chunk_size: int = DEFAULT_CHUNK, skip_diagonal: bool = False
 ) -> float:
-    """Sum of exp(-gamma |a_i - b_j|^2) over all (i, j), at most `chunk_size` rows of `a` at a time.
+    """Sum of `rbf_kernel` over all (i, j), at most `chunk_size` rows of `a` at a time.
 
-    `skip_diagonal` leaves out i == j (for a == b). Squared distances use the expansion
-    |a|^2 + |b|^2 - 2 a.b, as the reference does, clipped at 0 against rounding.
+    `skip_diagonal` leaves out i == j (for a == b).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -80,8 +100,7 @@ def kernel_sum(
     total = 0.0
     for start in range(0, len(a), step):
         block = a[start : start + step]
-        sq = np.einsum("ij,ij->i", block, block)[:, None] + b_sq[None, :] - 2.0 * (block @ b.T)
-        kernel = np.exp(-gamma * np.maximum(sq, 0.0))
+        kernel = rbf_kernel(block, b, gamma, b_sq)
         if skip_diagonal:
             rows = np.arange(len(block))
             kernel[rows, start + rows] = 0.0

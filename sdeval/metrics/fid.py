@@ -72,24 +72,43 @@ class FrechetState:
         return (cov + cov.T) / 2  # exact symmetry for eigh
 
 
+def _round_off(eig: np.ndarray) -> float:
+    """The relative cut max(eig) * len * eps: eigenvalues at or below it are round-off of a zero, whose square root
+    would add ~1e-8 relative error to a trace."""
+    return max(eig.max(initial=0.0), 0.0) * len(eig) * np.finfo(np.float64).eps
+
+
+def psd_root(sigma: np.ndarray) -> np.ndarray:
+    """B = U sqrt(w) with sigma = U diag(w) U^T = B B^T, the columns of round-off eigenvalues dropped ([d, d'])."""
+    w, u = np.linalg.eigh(np.asarray(sigma, dtype=np.float64))
+    keep = w > _round_off(w)
+    return u[:, keep] * np.sqrt(w[keep])
+
+
+def trace_sqrt_psd(m: np.ndarray) -> float:
+    """tr(sqrt(m)) of a symmetric PSD matrix (symmetrised first), the eigenvalues of round-off cut."""
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(eig[eig > _round_off(eig)]).sum())
+
+
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """tr(sqrt(sigma1 @ sigma2)) for symmetric PSD matrices, in float64, never complex or negative."""
-    w, u = np.linalg.eigh(np.asarray(sigma1, dtype=np.float64))
-    keep = w > max(w.max(initial=0.0), 0.0) * w.shape[0] * np.finfo(np.float64).eps
-    b = u[:, keep] * np.sqrt(w[keep])
-    m = b.T @ np.asarray(sigma2, dtype=np.float64) @ b
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
-    # When sigma2 has lower rank than sigma1, m's zero eigenvalues come back as round-off; their square roots
-    # would add ~1e-8 relative error, so they are cut as sigma1's were.
-    eig = eig[eig > max(eig.max(initial=0.0), 0.0) * len(eig) * np.finfo(np.float64).eps]
-    return float(np.sqrt(eig).sum())
+    b = psd_root(sigma1)
+    # When sigma2 has lower rank than sigma1, m's zero eigenvalues come back as round-off: trace_sqrt_psd cuts them
+    # as psd_root cut sigma1's.
+    return trace_sqrt_psd(b.T @ np.asarray(sigma2, dtype=np.float64) @ b)
+
+
+def frechet_from_traces(diff: np.ndarray, trace1: float, trace2: float, trace_sqrt: float) -> float:
+    """|diff|^2 + trace1 + trace2 - 2 trace_sqrt, clipped at 0: the Fréchet distance from its parts (one formula
+    for every route, the jackknife's included)."""
+    return float(max(diff @ diff + trace1 + trace2 - 2.0 * trace_sqrt, 0.0))
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrt(sigma1 sigma2)), clipped at 0."""
     diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
-    return float(max(value, 0.0))
+    return frechet_from_traces(diff, np.trace(sigma1), np.trace(sigma2), trace_sqrt_product(sigma1, sigma2))
 
 
 def fid_from_states(a: FrechetState, b: FrechetState) -> float:
@@ -129,12 +148,9 @@ def trace_sqrt_product_low_rank(features1: np.ndarray, sigma2: np.ndarray) -> fl
     v = np.full(n, 1.0 / np.sqrt(n))
     v[0] -= 1.0
     x = (x - np.outer(v, v @ x) * (2.0 / (v @ v)))[1:]
-    m = (x @ sigma2) @ x.T / (n - 1)
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
-    # Zero eigenvalues left (sigma2 of rank below n - 1) come back as round-off of either sign; drop them with
-    # the relative cut trace_sqrt_product uses for sigma1, rather than add the square root of noise.
-    eig = eig[eig > max(eig.max(initial=0.0), 0.0) * len(eig) * np.finfo(np.float64).eps]
-    return float(np.sqrt(eig).sum())
+    # Zero eigenvalues left (sigma2 of rank below n - 1) come back as round-off of either sign: trace_sqrt_psd drops
+    # them rather than add the square root of noise.
+    return trace_sqrt_psd((x @ sigma2) @ x.T / (n - 1))
 
 
 def fid_from_features(
@@ -172,6 +188,4 @@ def fid_from_features(
         trace = trace_sqrt_product_low_rank(reference_features, sigma1)
     else:
         return frechet_distance(mu1, sigma1, mu2, sigma2)
-    diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace
-    return float(max(value, 0.0))
+    return frechet_from_traces(mu1 - mu2, np.trace(sigma1), np.trace(sigma2), trace)

@@ -29,12 +29,20 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return k
 
 
+def mmd2_unbiased_from_sums(sum_xx: float, sum_yy: float, sum_xy: float, m: int, n: int) -> float:
+    """Unbiased MMD^2 of m and n rows from kernel sums: `sum_xx` and `sum_yy` without their diagonals, `sum_xy` whole.
+
+    The jackknife's leave-outs (stats/corpus.py) are this of block sums, so the two cannot drift apart."""
+    if m == n:  # torch-fidelity's grouping (KID's subsets are of equal size): its numbers, to the bit
+        return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * sum_xy / (m * m))
+    return float(sum_xx / (m * (m - 1)) + sum_yy / (n * (n - 1)) - 2.0 * sum_xy / (m * n))
+
+
 def mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float:
     """Unbiased MMD^2 from kernel matrices (diagonals of k_xx and k_yy excluded)."""
-    m = k_xx.shape[0]
     sum_xx = k_xx.sum() - np.trace(k_xx)
     sum_yy = k_yy.sum() - np.trace(k_yy)
-    return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
+    return mmd2_unbiased_from_sums(sum_xx, sum_yy, k_xy.sum(), k_xx.shape[0], k_yy.shape[0])
 
 
 def kid(

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from sdeval.metrics.cmmd import SCALE, SIGMA
+from sdeval.metrics.cmmd import SCALE, mmd2_from_sums, rbf_gamma, rbf_kernel
 from sdeval.metrics.embeddings import fingerprint
-from sdeval.metrics.fid import FrechetState
+from sdeval.metrics.fid import FrechetState, frechet_from_traces, psd_root, trace_sqrt_psd
 from sdeval.metrics.inception_score import split_of_rows
+from sdeval.metrics.kid import mmd2_unbiased_from_sums, polynomial_kernel
 from sdeval.metrics.precision_recall import inside_balls, recall_leave_outs, reference_radii
 from sdeval.stats.core import Interval, t_quantile
 
-_EPS = np.finfo(np.float64).eps
 #: Reference rows used for the generated-to-reference kernel terms of the KID/CMMD jackknife: the reference is
 #: fixed (the interval is conditional on it), so a seeded subsample only adds a little noise to the spread.
 KERNEL_REFERENCE_ROWS = 5000
@@ -45,16 +45,7 @@ class ReferenceRoot:
     @classmethod
     def from_state(cls, state: FrechetState) -> ReferenceRoot:
         sigma = state.covariance()
-        w, u = np.linalg.eigh(sigma)
-        keep = w > max(w.max(initial=0.0), 0.0) * w.shape[0] * _EPS
-        return cls(state.mean(), float(np.trace(sigma)), u[:, keep] * np.sqrt(w[keep]))
-
-
-def _sqrt_trace(m: np.ndarray) -> float:
-    eig = np.linalg.eigvalsh((m + m.T) / 2)
-    # The relative cut of metrics/fid.py: no square root of round-off enters the sum.
-    eig = eig[eig > max(eig.max(initial=0.0), 0.0) * len(eig) * _EPS]
-    return float(np.sqrt(eig).sum())
+        return cls(state.mean(), float(np.trace(sigma)), psd_root(sigma))
 
 
 class FidProjection:
@@ -70,8 +61,7 @@ class FidProjection:
     def _fid(self, m: int, x_sum: np.ndarray, sq_sum: float, trace_part: float) -> float:
         mu = x_sum / m
         trace_gen = (sq_sum - m * mu @ mu) / (m - 1)
-        diff = mu - self.root.mean
-        return float(max(diff @ diff + trace_gen + self.root.trace - 2.0 * trace_part, 0.0))
+        return frechet_from_traces(mu - self.root.mean, trace_gen, self.root.trace, trace_part)
 
     def fid(self, rows: np.ndarray | None = None) -> float:
         """FID of the given rows (all by default) against the reference; the route follows the subset's size."""
@@ -83,7 +73,7 @@ class FidProjection:
             raise ValueError(f"FID needs at least 2 images, got {m}")
         yc = y - y.mean(axis=0)
         small = yc @ yc.T if m <= y.shape[1] else yc.T @ yc  # same non-zero spectrum; solve the smaller
-        return self._fid(m, x_sum, sq_sum, _sqrt_trace(small / (m - 1)))
+        return self._fid(m, x_sum, sq_sum, trace_sqrt_psd(small / (m - 1)))
 
     def leave_block_out(self, blocks: np.ndarray, n_blocks: int) -> np.ndarray:
         """FID with each block's rows left out in turn, [n_blocks]."""
@@ -101,7 +91,7 @@ class FidProjection:
                 nu = y_sum / m
                 mat = (gram - yk.T @ yk - m * np.outer(nu, nu)) / (m - 1)
                 x_sum = x_total - self.x[rows].sum(axis=0)
-                out[k] = self._fid(m, x_sum, sq_total - float(self.sq[rows].sum()), _sqrt_trace(mat))
+                out[k] = self._fid(m, x_sum, sq_total - float(self.sq[rows].sum()), trace_sqrt_psd(mat))
             return out
         return np.array([self.fid(np.flatnonzero(blocks != k)) for k in range(n_blocks)])
 
@@ -111,16 +101,20 @@ class FidProjection:
         return self._gram
 
 
-def _poly(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
-
-
 def _rbf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    sq = np.einsum("ij,ij->i", x, x)[:, None] + np.einsum("ij,ij->i", y, y)[None, :] - 2.0 * (x @ y.T)
-    return np.exp(-np.maximum(sq, 0.0) / (2.0 * SIGMA**2))
+    return rbf_kernel(x, y, rbf_gamma())
 
 
-KERNELS = {"kid": _poly, "cmmd": _rbf}
+#: The metrics' own kernels (metrics/kid.py, metrics/cmmd.py): one formula each, whoever computes it.
+KERNELS = {"kid": polynomial_kernel, "cmmd": _rbf}
+
+
+def _mmd2(kind: str, sum_xx: float, sum_yy: float, sum_xy: float, m: int, n: int) -> float:
+    """The metric's own estimator from kernel sums: KID's unbiased MMD² (diagonals out of sum_xx and sum_yy), or
+    CMMD's biased one (diagonals in), scaled as CMMD is."""
+    if kind == "kid":
+        return mmd2_unbiased_from_sums(sum_xx, sum_yy, sum_xy, m, n)
+    return SCALE * mmd2_from_sums(sum_xx, sum_yy, sum_xy, m, n, "biased")
 
 
 class KernelBlocks:
@@ -153,14 +147,15 @@ class KernelBlocks:
                 ref_sums += kernel(chunk, ref[ref_start : ref_start + _CHUNK]).sum(axis=1)
             np.add.at(self.xy, chunk_blocks, ref_sums)
 
-    def value(self, keep: np.ndarray, ref_term: float = 0.0) -> float:
-        """The metric over the kept blocks (boolean [K]); `ref_term` is the reference-reference part."""
+    def value(self, keep: np.ndarray, ref_sum: float = 0.0) -> float:
+        """The metric over the kept blocks (boolean [K]); `ref_sum` is the reference-reference kernel sum
+        (`kernel_reference_sum`; 0 leaves that constant term out)."""
         m = float(self.counts[keep].sum())
         sxx = float(self.xx[np.ix_(keep, keep)].sum())
         sxy = float(self.xy[keep].sum())
-        if self.kind == "kid":  # unbiased MMD² (diagonal out), as KID
-            return (sxx - float(self.xx_diag[keep].sum())) / (m * (m - 1)) + ref_term - 2.0 * sxy / (m * self.n_ref)
-        return SCALE * (sxx / (m * m) + ref_term - 2.0 * sxy / (m * self.n_ref))  # CMMD's biased estimator
+        if self.kind == "kid":  # unbiased: the diagonal out
+            sxx -= float(self.xx_diag[keep].sum())
+        return _mmd2(self.kind, sxx, ref_sum, sxy, m, self.n_ref)
 
     def leave_block_out(self) -> np.ndarray:
         k = len(self.counts)
@@ -172,8 +167,8 @@ class KernelBlocks:
         return out
 
 
-def kernel_reference_term(kind: str, reference: np.ndarray) -> float:
-    """The reference-reference part of KID (diagonal out) or CMMD (diagonal in, unscaled)."""
+def kernel_reference_sum(kind: str, reference: np.ndarray) -> float:
+    """The reference-reference kernel sum of KID (diagonal out) or CMMD (diagonal in)."""
     ref = np.asarray(reference, dtype=np.float64)
     r = len(ref)
     kernel = KERNELS[kind]
@@ -184,7 +179,7 @@ def kernel_reference_term(kind: str, reference: np.ndarray) -> float:
         total += float(k.sum())
         rows = np.arange(len(k))
         trace += float(k[rows, start + rows].sum())
-    return (total - trace) / (r * (r - 1)) if kind == "kid" else total / (r * r)
+    return total - trace if kind == "kid" else total
 
 
 def kernel_reference(reference: np.ndarray, seed: int) -> np.ndarray:
@@ -293,7 +288,14 @@ class FidSide:
 
 
 class KernelSide:
-    """KID (unbiased, cubic kernel) or CMMD (biased, RBF) of rows against a fixed reference, and block leave-outs."""
+    """KID (unbiased, cubic kernel) or CMMD (biased, RBF) of rows against a fixed reference, and block leave-outs,
+    with the metrics' own kernels and estimators (metrics/kid.py, metrics/cmmd.py).
+
+    Where it differs from the cell's number, necessarily: the reference is `ref_rows` (a seeded subsample above
+    KERNEL_REFERENCE_ROWS); KID is the estimator on all the rows at once, not torch-fidelity's mean over random
+    subsets (the subsets' draw would add its own noise to every leave-out); and `leave_outs` leave out the
+    reference-reference term, a constant that cancels in the spread and in paired differences (adding
+    `reference_sum()` to the estimator gives the metric of the remaining rows; tests/test_jackknife_sides.py)."""
 
     def __init__(self, kind: str, x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int):
         self.kind, self.k = kind, k
@@ -301,9 +303,13 @@ class KernelSide:
         self.kernel = KernelBlocks(kind, x, blocks, k, self.ref_rows)
         self.leave_outs = self.kernel.leave_block_out()
 
-    def value(self) -> float:
-        """The statistic on all the rows, recomputed (a cell's subset-based KID is not this)."""
-        return self.kernel.value(np.ones(self.k, dtype=bool), kernel_reference_term(self.kind, self.ref_rows))
+    def reference_sum(self) -> float:
+        """The reference-reference kernel sum (diagonal out for KID), an n_ref² pass: computed only when asked."""
+        return kernel_reference_sum(self.kind, self.ref_rows)
+
+    def value(self, keep: np.ndarray | None = None) -> float:
+        """The statistic on the rows of the kept blocks (boolean [K]; all by default), reference term included."""
+        return self.kernel.value(np.ones(self.k, dtype=bool) if keep is None else keep, self.reference_sum())
 
 
 def kid_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> KernelSide:

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdeval.bench.config import example_names, load_bench_config
-from sdeval.bench.stages import gate_exit_code
 from sdeval.cli import main
 from sdeval.core.errors import Terminated
+from sdeval.gate.verdicts import exit_code as gate_exit_code
 from sdeval.results.document import load_results
 
 ROOT = Path(__file__).parents[1]

@@ -202,23 +202,13 @@ def _rules(config: BenchConfig, cell_ids: list[str]) -> Any:
     return dataclasses.replace(rules, pairs=pairs)
 
 
-def gate_exit_code(summary: Mapping[str, int], strict: bool) -> int:
-    """The gate's documented exit code from its verdict counts (docs/gate.md)."""
-    if summary.get("error"):
-        return ExitCode.USAGE
-    if summary.get("fail"):
-        return ExitCode.VERDICT_FAILED
-    if summary.get("inconclusive") and strict:
-        return ExitCode.INCONCLUSIVE
-    return ExitCode.OK
-
-
 def stage_gate(config: BenchConfig) -> tuple[StageLine, int, str | None]:
     """Check OUT/results.json against the rules into OUT/gate.json. Returns the line, the exit code and the
     verdict table (None when skipped)."""
     from sdeval.core.atomic import write_text
     from sdeval.gate import load_side, run_gate
     from sdeval.gate.outputs import json_text, render_table
+    from sdeval.gate.verdicts import exit_code
 
     gate = config.gate
     assert gate is not None
@@ -232,7 +222,7 @@ def stage_gate(config: BenchConfig) -> tuple[StageLine, int, str | None]:
         summary = json.loads(config.gate_path.read_text(encoding="utf-8"))["summary"]
         return (
             StageLine("gate", True, _gate_detail(summary, config.gate_path)),
-            gate_exit_code(summary, gate.strict),
+            exit_code(summary, gate.strict),
             None,
         )
     candidate = load_side(config.results_path)
@@ -274,15 +264,6 @@ def stage_report(config: BenchConfig, progress: bool) -> StageLine:
     written = build_report([config.results_path], section.output, options)
     _write_stamp(config.out, "report", stamp)
     return StageLine("report", False, str(written["index"]))
-
-
-def _verdict_word(code: int) -> str:
-    return {
-        ExitCode.OK: "PASS",
-        ExitCode.VERDICT_FAILED: "FAIL",
-        ExitCode.INCONCLUSIVE: "INCONCLUSIVE",
-        ExitCode.USAGE: "ERROR",
-    }.get(code, str(code))
 
 
 @dataclass
@@ -369,7 +350,9 @@ def _run_stages(
         echo(config.about)
     if config.gate is not None:
         echo("")
-        echo(f"verdict: {_verdict_word(code)} (exit code {code}; details: {config.gate_path})")
+        from sdeval.gate.verdicts import exit_word  # the gate's modules load when a gate runs
+
+        echo(f"verdict: {exit_word(code)} (exit code {code}; details: {config.gate_path})")
     elif missing:
         names = ", ".join(name for name, _ in missing)
         echo(f"incomplete: {names} could not be computed (exit code {code}; reasons above)")

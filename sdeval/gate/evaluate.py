@@ -9,16 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdeval.core.errors import ConfigError, ExitCode, ProtocolMismatchError, SdevalError
+from sdeval.core.errors import ConfigError, ProtocolMismatchError, SdevalError
 from sdeval.gate.rules import Rule, Rules
 from sdeval.gate.verdicts import (
     ERROR,
     FAIL,
+    GATE_FORMAT,
+    GATE_FORMAT_VERSION,
     INCONCLUSIVE,
     PASS,
     Evidence,
     Verdict,
     bound_verdict,
+    exit_code,
     regression_verdict,
 )
 from sdeval.metrics import registry
@@ -64,15 +67,14 @@ class GateResult:
     def count(self, status: str) -> int:
         return sum(v.status == status for v in self.verdicts)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many verdicts have each status (pass, fail, inconclusive, error)."""
+        return {s: self.count(s) for s in (PASS, FAIL, INCONCLUSIVE, ERROR)}
+
     def exit_code(self, strict: bool = False) -> int:
         """2 for any error, else 1 for any failure, else 4 for anything inconclusive under --strict, else 0."""
-        if self.count(ERROR):
-            return ExitCode.USAGE
-        if self.count(FAIL):
-            return ExitCode.VERDICT_FAILED
-        if self.count(INCONCLUSIVE) and strict:
-            return ExitCode.INCONCLUSIVE
-        return ExitCode.OK
+        return exit_code(self.counts, strict)
 
     def summary(self) -> str:
         parts = [
@@ -90,11 +92,11 @@ class GateResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": "sdeval.gate",
-            "format_version": 1,
+            "format": GATE_FORMAT,
+            "format_version": GATE_FORMAT_VERSION,
             "results": self.files.get("results"),
             "baseline": self.files.get("baseline"),
-            "summary": {s: self.count(s) for s in (PASS, FAIL, INCONCLUSIVE, ERROR)},
+            "summary": self.counts,
             "verdicts": [v.to_json() for v in self.verdicts],
             "warnings": list(self.warnings),
             "intervals": None

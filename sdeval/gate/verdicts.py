@@ -4,14 +4,43 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sdeval.core.errors import ExitCode
 from sdeval.gate.rules import Rule
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
-#: Worst first: a rule with several thresholds takes the worst of their verdicts.
+#: Worst first: a rule with several thresholds takes the worst of their verdicts, a gate run the worst of its rules'.
 _ORDER = (ERROR, FAIL, INCONCLUSIVE, PASS)
+#: A verdict in one word, as the gate's table, the report's banner and bench's last line say it.
+WORDS = {PASS: "PASS", FAIL: "FAIL", INCONCLUSIVE: "INCONCLUSIVE", ERROR: "ERROR"}
+#: What `sdeval gate --json` writes (GateResult.to_json), and the newest version of it a reader accepts.
+GATE_FORMAT = "sdeval.gate"
+GATE_FORMAT_VERSION = 1
+_EXIT_CODES = {ERROR: ExitCode.USAGE, FAIL: ExitCode.VERDICT_FAILED, INCONCLUSIVE: ExitCode.INCONCLUSIVE}
+
+
+def overall_status(counts: Mapping[str, int]) -> str:
+    """The status of a whole gate run from its verdict counts: the worst one present (error, then fail, then
+    inconclusive), else pass."""
+    return next((status for status in _ORDER if counts.get(status)), PASS)
+
+
+def exit_code(counts: Mapping[str, int], strict: bool = False) -> int:
+    """The gate's exit code from its verdict counts (docs/gate.md): 2 for any error, else 1 for any failure, else 4
+    for anything inconclusive under --strict, else 0. The gate, bench and the report all read it here."""
+    status = overall_status(counts)
+    if status == INCONCLUSIVE and not strict:
+        return ExitCode.OK
+    return _EXIT_CODES.get(status, ExitCode.OK)
+
+
+def exit_word(code: int) -> str:
+    """The one word for a gate exit code (PASS, FAIL, INCONCLUSIVE, ERROR), else the code itself."""
+    words = {exit_code({status: 1}, strict=True): word for status, word in WORDS.items()}
+    return words.get(code, str(code))
 
 
 @dataclass(frozen=True)

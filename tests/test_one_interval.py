@@ -64,7 +64,9 @@ def test_score_records_how_it_drew_its_intervals(scored: dict[str, Path]) -> Non
 
 
 def test_a_cells_interval_is_the_same_in_results_gate_and_report(scored: dict[str, Path], tmp_path: Path) -> None:
-    from sdeval.report.build import ReportOptions, load_cells, metric_columns, summary_table
+    from sdeval.report import ReportOptions
+    from sdeval.report.load import load_cells
+    from sdeval.report.tables import metric_columns, summary_table
 
     document = json.loads(scored["cand"].read_text(encoding="utf-8"))
     stored = document["cells"][0]["metrics"]
@@ -130,7 +132,9 @@ def test_the_reports_comparisons_use_the_recorded_settings(scored: dict[str, Pat
     """The report's significance test of two cells is the paired comparison the gate would draw: the same p-value
     (one comparison per column: Holm leaves it as it is)."""
     from sdeval import stats
-    from sdeval.report.build import ReportOptions, load_cells, metric_columns, summary_table
+    from sdeval.report import ReportOptions
+    from sdeval.report.load import load_cells
+    from sdeval.report.tables import metric_columns, summary_table
     from sdeval.stats.settings import IntervalSettings
 
     cells, _ = load_cells([scored["base"], scored["cand"]], ReportOptions())

@@ -350,7 +350,7 @@ def test_runs_with_the_same_file_name_are_labelled_by_their_folder(shapes_result
 
 
 def test_run_labels_use_only_the_path_parts_they_need(tmp_path: Path) -> None:
-    from sdeval.report.build import run_labels
+    from sdeval.report.load import run_labels
 
     def paths(*names: str) -> list[Path]:
         return [tmp_path / name for name in names]
@@ -390,7 +390,7 @@ def _gate_document(*statuses: str) -> dict[str, Any]:
 
 
 def test_gate_verdict_follows_the_gate(tmp_path: Path) -> None:
-    from sdeval.report.build import read_gate
+    from sdeval.report.gate import read_gate
 
     expected = {
         ("pass", "fail", "error", "inconclusive"): "ERROR",  # as GateResult.exit_code: an error outranks a fail
@@ -445,7 +445,7 @@ def test_unusable_output_folder_is_one_line_before_any_work(shapes_results: Path
 
 
 def test_a_failed_report_leaves_no_folders(shapes_results: Path, tmp_path: Path, monkeypatch: Any) -> None:
-    import sdeval.report.build as build
+    import sdeval.report.render as render
 
     out = tmp_path / "new" / "deeper" / "r"
     bad_gate = tmp_path / "gate.json"
@@ -456,7 +456,7 @@ def test_a_failed_report_leaves_no_folders(shapes_results: Path, tmp_path: Path,
     def broken(name: str) -> str:
         raise RuntimeError("rendering failed")
 
-    monkeypatch.setattr(build, "_static", broken)  # fails after the thumbnails are made
+    monkeypatch.setattr(render, "_static", broken)  # fails after the thumbnails are made
     with pytest.raises(RuntimeError):
         build_report([shapes_results], out, ReportOptions(quiet=True))
     assert not (tmp_path / "new").exists()
@@ -523,7 +523,8 @@ def test_images_are_shown_without_prompt_ids(shapes_results: Path, tmp_path: Pat
 
 
 def test_grid_prefers_prompts_where_the_cells_differ(shapes_results: Path) -> None:
-    from sdeval.report.build import image_grid, load_cells
+    from sdeval.report.gallery import image_grid
+    from sdeval.report.load import load_cells
 
     cells, _ = load_cells([shapes_results], ReportOptions(quiet=True))
     firsts: dict[str, dict[str, bool]] = {}
@@ -538,7 +539,8 @@ def test_grid_prefers_prompts_where_the_cells_differ(shapes_results: Path) -> No
 
 
 def test_worst_prompts_list_only_prompts_that_failed(shapes_results: Path, tmp_path: Path) -> None:
-    from sdeval.report.build import load_cells, worst_prompts
+    from sdeval.report.gallery import worst_prompts
+    from sdeval.report.load import load_cells
 
     cells, _ = load_cells([shapes_results], ReportOptions(quiet=True))
     blocks = worst_prompts(cells)
@@ -646,7 +648,7 @@ def test_gate_verdict_tops_the_page_and_its_rows_name_their_run(shapes_results: 
 
 
 def test_near_zero_values_read_zero(shapes_results: Path, tmp_path: Path) -> None:
-    from sdeval.report.build import _fmt
+    from sdeval.report.formatting import fmt as _fmt
 
     assert [_fmt(v) for v in (1.48e-16, -3e-13, 0.0, 1e-9, 0.001234)] == ["0", "0", "0", "1e-09", "0.001234"]
 
@@ -664,7 +666,7 @@ def test_near_zero_values_read_zero(shapes_results: Path, tmp_path: Path) -> Non
 
 
 def test_columns_with_no_values_are_hidden(report: Path, tmp_path: Path) -> None:
-    from sdeval.report.build import read_gate
+    from sdeval.report.gate import read_gate
 
     html = (report / "index.html").read_text(encoding="utf-8")
     robustness = html[html.index('id="robustness"') : html.index('id="grid"')]
@@ -744,3 +746,38 @@ def test_a_seven_cell_report_fits_1400_px(shapes_results: Path, tmp_path: Path) 
     found = json.loads(measured["result"]["value"])
     assert found["width"] == 1400 and found["columns"] == 2 + 9 + 2  # cell, images, 9 metrics, adherence, robustness
     assert found["scroll"] <= 1400, found
+
+
+def test_report_modules_import_one_way() -> None:
+    """The report's modules (load, model, tables, gallery, gate, plots, render) import each other one way, at module
+    level only: no cycle, even under TYPE_CHECKING, and no sdeval import hidden inside a function."""
+    import ast
+
+    import sdeval.report
+
+    folder = Path(sdeval.report.__file__).parent
+    edges: dict[str, set[str]] = {}
+    late: list[str] = []
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        inner = {
+            id(node)
+            for function in ast.walk(tree)
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+            for node in ast.walk(function)
+        }
+        for node in ast.walk(tree):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in (n for n in names if n.startswith("sdeval.")):
+                if id(node) in inner and path.name != "command.py":  # a command imports its work when it runs
+                    late.append(f"{path.name}: {name}")
+                if name.startswith("sdeval.report."):
+                    edges.setdefault(path.stem, set()).add(name.split(".")[2])
+    assert late == []
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges.get(start, ()))
+
+    assert [(a, b) for a, targets in edges.items() for b in targets if reaches(b, a, {b})] == []
+    assert "render" not in {t for s, targets in edges.items() if s != "__init__" for t in targets}

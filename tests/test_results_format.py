@@ -305,7 +305,7 @@ def test_json_errors_that_end_in_at_do_not_double_it(tmp_path):
     """Python's "Unterminated string starting at" takes the place without a second "at", wherever sdeval quotes a
     JSON error: results files, gate verdicts (sdeval report --gate), manifests."""
     from sdeval.prompts.manifest import load_manifest
-    from sdeval.report.build import read_gate
+    from sdeval.report.gate import read_gate
 
     path = tmp_path / "torn.json"
     path.write_text('{"format": "sdeval.results", "cells": "unterminated', encoding="utf-8")

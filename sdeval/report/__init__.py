@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from sdeval.report.build import ReportOptions, build_report
+from sdeval.report.model import ReportOptions
+from sdeval.report.render import build_report
 
 __all__ = ["ReportOptions", "build_report"]

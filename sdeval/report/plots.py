@@ -5,16 +5,12 @@ from __future__ import annotations
 import base64
 import io
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sdeval.report.build import Cell, Column, Mark
+from sdeval.report.formatting import as_number
+from sdeval.report.model import Cell, Column, Mark
 
 MAX_PANELS = 6  # metrics plotted against one swept setting
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def swept_keys(cells: list[Cell]) -> list[str]:
@@ -22,7 +18,7 @@ def swept_keys(cells: list[Cell]) -> list[str]:
     keys: dict[str, set[float]] = defaultdict(set)
     for cell in cells:
         for key, value in cell.values.items():
-            number = _number(value)
+            number = as_number(value)
             if number is not None:
                 keys[key].add(number)
     return [key for key, seen in keys.items() if len(seen) > 1]
@@ -93,7 +89,7 @@ def _lines(cells: list[Cell], key: str) -> dict[str, list[Cell]]:
     """Cells on one line: the same checkpoint and the same other settings, ordered by the swept value."""
     lines: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
-        if _number(cell.values.get(key)) is None:
+        if as_number(cell.values.get(key)) is None:
             continue
         others = ", ".join(f"{k}={v}" for k, v in sorted(cell.values.items()) if k != key and k in _varying(cells))
         lines[cell.checkpoint + (f" ({others})" if others else "")].append(cell)

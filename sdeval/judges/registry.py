@@ -1,4 +1,5 @@
-"""`build_judge(name, **options)`: the one place that turns a judge name (detector, clip, shapes, vqa) into a judge."""
+"""`build_judge(name, **options)`: the one place that turns a judge name (detector, clip, shapes, vqa, or an
+`sdeval.judges` entry point's) into a judge."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sdeval.core.errors import SdevalError
+from sdeval.core.registry import Registry
+from sdeval.core.suggest import did_you_mean
 from sdeval.judges.base import Judge
 
 #: Options build_judge understands; each judge reads those it needs and ignores the rest (None means "default").
@@ -65,14 +68,22 @@ def _vqa(options: dict[str, Any], device: str) -> Judge:
     )
 
 
-#: Each judge's builder, by the name `--judge` takes (each imports its models' libraries only when called).
-_BUILDERS: dict[str, Callable[[dict[str, Any], str], Judge]] = {
-    "detector": _detector,
-    "clip": _clip,
-    "shapes": _shapes,
-    "vqa": _vqa,
-}
-JUDGES = tuple(_BUILDERS)
+#: How a judge is built: from build_judge's options (OPTIONS; a builder reads those it needs) and the device.
+JudgeBuilder = Callable[[dict[str, Any], str], Judge]
+
+
+def _check(name: str, builder: JudgeBuilder) -> None:
+    if not callable(builder):
+        raise SdevalError(f"judge {name!r}: {builder!r} is no judge builder (options, device) -> Judge")
+
+
+#: Each judge's builder, by the name `--judge` takes (each imports its models' libraries only when called), then
+#: the `sdeval.judges` entry points of installed packages (each such a builder).
+BUILDERS: Registry[JudgeBuilder] = Registry("judge", group="sdeval.judges", check=_check)
+for _name, _builder in (("detector", _detector), ("clip", _clip), ("shapes", _shapes), ("vqa", _vqa)):
+    BUILDERS.register(_name, _builder)
+#: The judges `--judge` offers: those known when the command line is built.
+JUDGES = tuple(BUILDERS.names())
 
 
 def build_judge(name: str, **options: Any) -> Judge:
@@ -80,9 +91,10 @@ def build_judge(name: str, **options: Any) -> Judge:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"build_judge: unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
-    if name not in _BUILDERS:
-        raise SdevalError(f"--judge must be one of {', '.join(JUDGES)}, got {name!r}")
-    return _BUILDERS[name](options, _device(options.get("device")))
+    if name not in BUILDERS:
+        known = BUILDERS.names()
+        raise SdevalError(f"--judge must be one of {', '.join(known)}, got {name!r}{did_you_mean(name, known)}")
+    return BUILDERS.get(name)(options, _device(options.get("device")))
 
 
 def _device(requested: str | None) -> str:

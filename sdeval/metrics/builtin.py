@@ -1,4 +1,6 @@
-"""The built-in metrics, one registration each: how a cell's inputs reach each pure metric function."""
+"""The built-in metrics, one declaration each: how a cell's inputs reach each pure metric function.
+
+sdeval.metrics.registry names each as `sdeval.metrics.builtin:NAME` and imports this module on first use."""
 
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ from sdeval.metrics.registry import (
     PromptData,
     ResultKey,
     ScoreParams,
-    register,
 )
 from sdeval.metrics.rprecision import DEFAULT_MAX_R, clip_r_precision
 from sdeval.metrics.seed_robustness import robustness
@@ -154,15 +155,15 @@ def _kid_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
     return {"kid": {"subsets": params.kid_subsets, "subset_size": kid_subset_size(params, cell.n, n_ref)}}
 
 
-register(MetricSpec(
+FID = MetricSpec(
     name="fid",
     description="Fréchet distance of Inception pool3 features to the reference (torch-fidelity's, exactly).",
     results=(ResultKey("fid", "FID", Direction.LOWER, (0.0, None), Jackknife(_POOL, _fid_side)),),
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_fid,
     default=True,
-))  # fmt: skip
-register(MetricSpec(
+)  # fmt: skip
+KID = MetricSpec(
     name="kid",
     description="Kernel Inception Distance: unbiased MMD² with the cubic kernel over random subsets.",
     results=(ResultKey("kid", "KID", Direction.LOWER, interval=Jackknife(_POOL, _kid_side)),),
@@ -171,8 +172,8 @@ register(MetricSpec(
     default=True,
     protocol=_kid_protocol,
     binds=("seed",),  # its random subsets are drawn from the scoring seed
-))  # fmt: skip
-register(MetricSpec(
+)  # fmt: skip
+IS = MetricSpec(
     name="is",
     description="Inception Score over 10 splits (needs no reference).",
     results=(ResultKey("is", "Inception Score", Direction.HIGHER, (1.0, None), Jackknife(("logits", None), _is_side)),),
@@ -181,8 +182,8 @@ register(MetricSpec(
     default=True,
     protocol=lambda params, cell: {"is": {"splits": IS_SPLITS}},
     binds=("seed",),  # its splits are drawn from the scoring seed
-))  # fmt: skip
-register(MetricSpec(
+)  # fmt: skip
+PR = MetricSpec(
     name="pr",
     description="Improved precision and recall (Kynkäänniemi et al. 2019), k = 3, on pool3 features.",
     results=(
@@ -194,7 +195,7 @@ register(MetricSpec(
     compute=_pr,
     default=True,
     protocol=lambda params, cell: {"pr": {"k": PR_NEIGHBOURHOOD}},
-))  # fmt: skip
+)  # fmt: skip
 
 
 # -- CLIP ---------------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def _rprecision_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
     return {"rprecision": {"r": r, "seed": params.seed, "ties": "miss", "candidates": "distinct prompts of the cell"}}
 
 
-register(MetricSpec(
+CLIP = MetricSpec(
     name="clip",
     description="CLIP score: mean of 100·max(cos(image, its prompt), 0) (torchmetrics' scale).",
     results=(ResultKey("clip", "CLIP score", Direction.HIGHER, (0.0, 100.0), Bootstrap("clip_score"),
@@ -315,8 +316,8 @@ register(MetricSpec(
     needs=frozenset({Need.CLIP_IMAGE, Need.CLIP_TEXT, Need.PROMPTS}),
     compute=_clip,
     per_image=("clip_score", "clip_cosine"),
-))  # fmt: skip
-register(MetricSpec(
+)  # fmt: skip
+RPRECISION = MetricSpec(
     name="rprecision",
     description="CLIP R-precision: fraction of images whose own prompt ranks first among R distinct prompts.",
     results=(ResultKey("rprecision", "CLIP R-precision", Direction.HIGHER, (0.0, 1.0), Bootstrap("rprecision_hit"),
@@ -326,8 +327,8 @@ register(MetricSpec(
     per_image=("rprecision_hit",),
     protocol=_rprecision_protocol,
     binds=("seed",),  # the candidate prompts are drawn from the scoring seed
-))  # fmt: skip
-register(MetricSpec(
+)  # fmt: skip
+CMMD = MetricSpec(
     name="cmmd",
     description="CMMD (Jayasumana et al. 2024): RBF MMD² (σ = 10, ×1000) of CLIP image embeddings.",
     results=(ResultKey("cmmd", "CMMD", Direction.LOWER, (0.0, None), Jackknife(_CMMD, _cmmd_side), strict_range=False,
@@ -335,8 +336,8 @@ register(MetricSpec(
     needs=frozenset({Need.CMMD_IMAGE, Need.REFERENCE}),
     compute=_cmmd,
     protocol=lambda params, cell: {"cmmd": {"sigma": SIGMA, "scale": SCALE, "estimator": CMMD_ESTIMATOR}},
-))  # fmt: skip
-register(MetricSpec(
+)  # fmt: skip
+DIVERSITY = MetricSpec(
     name="diversity",
     description="Per prompt with 2+ images (seeds): mean pairwise cosine distance of CLIP image embeddings.",
     # The mean over prompts of each prompt's mean distance: each prompt (by its text, as the metric groups them)
@@ -350,7 +351,7 @@ register(MetricSpec(
     protocol=lambda params, cell: {
         "diversity": {"distance": "1 - cosine", "group_by": "prompt", "mean": "over prompts"}
     },
-))  # fmt: skip
+)  # fmt: skip
 
 
 # -- prompt adherence -----------------------------------------------------------------------------------------
@@ -398,7 +399,7 @@ def _adherence(cell: CellData) -> MetricOutput:
     return MetricOutput({"adherence": entry}, per_image=per_image)
 
 
-register(MetricSpec(
+ADHERENCE = MetricSpec(
     name="adherence",
     description="Prompt adherence (GenEval's rules): share of images whose every spec fact holds, per category; "
     "overall = mean over categories.",
@@ -408,7 +409,7 @@ register(MetricSpec(
     needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
     compute=_adherence,
     per_image=("category", "adherence_passed", "adherence_failed", "adherence_score"),
-))  # fmt: skip
+)  # fmt: skip
 
 
 def _per_image_clip_scores(cell: CellData) -> list[float | None] | None:
@@ -440,7 +441,7 @@ def _robustness(cell: CellData) -> MetricOutput:
     return MetricOutput({"robustness": entry}, per_image={"adherence_passed": passed})
 
 
-register(MetricSpec(
+ROBUSTNESS = MetricSpec(
     name="robustness",
     description="Seed robustness: per prompt the pass rate, unbiased pass@k (k = 1, 4, 10 where n >= k), CLIP "
     "score spread across seeds and expected seeds to the first pass; per category and overall.",
@@ -450,7 +451,7 @@ register(MetricSpec(
     needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
     compute=_robustness,
     per_image=("adherence_passed",),
-))  # fmt: skip
+)  # fmt: skip
 
 
 def _faithfulness(cell: CellData) -> MetricOutput:
@@ -473,7 +474,7 @@ def _faithfulness(cell: CellData) -> MetricOutput:
     return MetricOutput(entries, per_image=dict(columns))
 
 
-register(MetricSpec(
+FAITHFULNESS = MetricSpec(
     name="faithfulness",
     description="Image-to-image faithfulness to the init image: SSIM of edge maps and CLIP image-image cosine.",
     results=(
@@ -485,7 +486,7 @@ register(MetricSpec(
     needs=frozenset({Need.INIT_IMAGES, Need.CLIP_IMAGE}),
     compute=_faithfulness,
     per_image=("init_edge_ssim", "init_clip_cosine"),
-))  # fmt: skip
+)  # fmt: skip
 
 
 # -- DINOv2 ---------------------------------------------------------------------------------------------------
@@ -503,14 +504,14 @@ def _fd_dinov2(cell: CellData) -> MetricOutput:
     return MetricOutput({"fd_dinov2": entry}, warnings=[warning] if warning else [])
 
 
-register(MetricSpec(
+FD_DINOV2 = MetricSpec(
     name="fd_dinov2",
     description="FD_DINOv2 (Stein et al. 2023): Fréchet distance of DINOv2 ViT-L/14 CLS features to the reference.",
     results=(ResultKey("fd_dinov2", "FD_DINOv2", Direction.LOWER, (0.0, None),
                        Jackknife(("dinov2", "reference_dinov2"), _fid_side)),),
     needs=frozenset({Need.DINOV2, Need.REFERENCE}),
     compute=_fd_dinov2,
-))  # fmt: skip
+)  # fmt: skip
 
 
 # -- human-preference scorers (sdeval.preference): one score per image, prompt-relative where the model is --------
@@ -544,22 +545,26 @@ def _per_prompt_means(prompts: PromptData, rows: np.ndarray, values: np.ndarray)
     return out
 
 
-def _register_preference() -> None:
-    from sdeval.preference import SCORERS
+def preference_metric(name: str) -> MetricSpec:
+    """The metric of preference scorer `name` (sdeval.preference.SCORERS): its mean score over images."""
+    from sdeval.preference import SCORERS  # torch loads with the scorers
 
-    for name, scorer in SCORERS.items():
-        needs = {Need.PREFERENCE} | ({Need.PROMPTS} if scorer.prompt_relative else set())
-        relative = " against its prompt, compared between cells prompt by prompt" if scorer.prompt_relative else ""
-        register(MetricSpec(
-            name=name,
-            description=f"{scorer.label}: a human-preference score per image{relative} (mean over images).",
-            results=(ResultKey(name, scorer.label, Direction(scorer.direction), tuple(scorer.range),
-                               Bootstrap(name, pair_by="prompt" if scorer.prompt_relative else "item"),
-                               detail="({n} images)"),),
-            needs=frozenset(needs),
-            compute=_preference_metric(name),
-            per_image=(name,),
-        ))  # fmt: skip
+    scorer = SCORERS.get(name)
+    needs = {Need.PREFERENCE} | ({Need.PROMPTS} if scorer.prompt_relative else set())
+    relative = " against its prompt, compared between cells prompt by prompt" if scorer.prompt_relative else ""
+    return MetricSpec(
+        name=name,
+        description=f"{scorer.label}: a human-preference score per image{relative} (mean over images).",
+        results=(ResultKey(name, scorer.label, Direction(scorer.direction), tuple(scorer.range),
+                           Bootstrap(name, pair_by="prompt" if scorer.prompt_relative else "item"),
+                           detail="({n} images)"),),
+        needs=frozenset(needs),
+        compute=_preference_metric(name),
+        per_image=(name,),
+    )  # fmt: skip
 
 
-_register_preference()
+IMAGEREWARD = preference_metric("imagereward")
+HPS = preference_metric("hps")
+PICKSCORE = preference_metric("pickscore")
+AESTHETIC = preference_metric("aesthetic")

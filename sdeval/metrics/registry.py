@@ -4,7 +4,8 @@ A registration names the metric (its `--metrics` key), the result keys it fills 
 (higher or lower is better) and range, what it needs (Inception pool or logits, CLIP image or text
 embeddings, prompts, a reference), its per-image columns, and the function that computes it from one cell's
 inputs. CLI validation, `sdeval metrics`, the results table, the report and the gate all read it: adding a
-metric is its module plus one `register(...)`.
+metric is its module plus one registration (a built-in's `module:object` line below, `register(...)` in code, or a
+third-party package's `sdeval.metrics` entry point).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sdeval.core.errors import SdevalError
+from sdeval.core.registry import Registry
 from sdeval.core.suggest import did_you_mean
 
 
@@ -305,53 +307,65 @@ class MetricSpec:
         }
 
 
-_REGISTRY: dict[str, MetricSpec] = {}
-_BUILTINS_LOADED = False
+def _check(name: str, spec: MetricSpec) -> None:
+    """A registry entry is a MetricSpec under its own name whose result keys no other metric fills."""
+    if not isinstance(spec, MetricSpec):
+        raise SdevalError(f"metric {name!r} is a {type(spec).__name__}, not a MetricSpec")
+    if spec.name != name:
+        raise SdevalError(f"metric {name!r} is registered under another name than its own ({spec.name!r})")
+    taken = {key.key for other in _METRICS.loaded() if other.name != spec.name for key in other.results}
+    clash = [key.key for key in spec.results if key.key in taken]
+    if clash:
+        raise ValueError(f"metric {spec.name!r}: result key(s) {', '.join(clash)} belong to another metric")
+
+
+#: Every metric: the built-ins by reference (sdeval.metrics.builtin imports this module, never the other way, and
+#: loads on first use), then those registered in code, then the `sdeval.metrics` entry points of installed packages.
+_METRICS: Registry[MetricSpec] = Registry("metric", group="sdeval.metrics", check=_check)
+for _name, _object in (
+    ("fid", "FID"),
+    ("kid", "KID"),
+    ("is", "IS"),
+    ("pr", "PR"),
+    ("clip", "CLIP"),
+    ("rprecision", "RPRECISION"),
+    ("cmmd", "CMMD"),
+    ("diversity", "DIVERSITY"),
+    ("adherence", "ADHERENCE"),
+    ("robustness", "ROBUSTNESS"),
+    ("faithfulness", "FAITHFULNESS"),
+    ("fd_dinov2", "FD_DINOV2"),
+    ("imagereward", "IMAGEREWARD"),
+    ("hps", "HPS"),
+    ("pickscore", "PICKSCORE"),
+    ("aesthetic", "AESTHETIC"),
+):
+    _METRICS.register(_name, f"sdeval.metrics.builtin:{_object}")
 
 
 def register(spec: MetricSpec) -> MetricSpec:
     """Add a metric; its name and result keys must be new."""
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"metric {spec.name!r} is already registered")
-    taken = {key.key for other in _REGISTRY.values() if other.name != spec.name for key in other.results}
-    clash = [key.key for key in spec.results if key.key in taken]
-    if clash:
-        raise ValueError(f"metric {spec.name!r}: result key(s) {', '.join(clash)} belong to another metric")
-    _REGISTRY[spec.name] = spec
+    _METRICS.values()  # its result keys are checked against every other metric's
+    _METRICS.register(spec.name, spec)
     return spec
 
 
 def unregister(name: str) -> None:
     """Remove a metric (tests that register their own)."""
-    _REGISTRY.pop(name, None)
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        import sdeval.metrics.builtin  # noqa: F401  (registers the built-in metrics)
+    _METRICS.unregister(name)
 
 
 def metrics() -> Iterator[MetricSpec]:
     """Every registered metric, in registration order."""
-    _load_builtins()
-    return iter(list(_REGISTRY.values()))
+    return iter(_METRICS.values())
 
 
 def get(name: str) -> MetricSpec:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise SdevalError(
-            f"unknown metric {name!r}{did_you_mean(name, _REGISTRY)}; known: {', '.join(_REGISTRY)}"
-        ) from None
+    return _METRICS.get(name)
 
 
 def names() -> list[str]:
-    _load_builtins()
-    return list(_REGISTRY)
+    return _METRICS.names()
 
 
 def default_names() -> tuple[str, ...]:

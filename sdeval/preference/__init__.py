@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from sdeval.core.errors import SdevalError
+from sdeval.core.registry import Registry
 from sdeval.preference.aesthetic import AestheticScorer
 from sdeval.preference.base import EmbeddingScorer, PreferenceScorer
 from sdeval.preference.hps import HpsScorer
@@ -33,19 +34,23 @@ __all__ = [
     "scorer_options",
 ]
 
-#: Every preference scorer by its metric name.
-SCORERS: dict[str, type[Any]] = {
-    cls.name: cls for cls in (ImageRewardScorer, HpsScorer, PickScoreScorer, AestheticScorer)
-}
+
+def _check(name: str, cls: type[Any]) -> None:
+    if getattr(cls, "name", None) != name or not callable(getattr(cls, "load", None)):
+        raise SdevalError(f"preference scorer {name!r}: {cls!r} is no scorer class named {name!r} with a load()")
+
+
+#: Every preference scorer by its metric name: the built-ins, then the `sdeval.scorers` entry points of installed
+#: packages (each a scorer class, as the built-ins are).
+SCORERS: Registry[type[Any]] = Registry("preference scorer", group="sdeval.scorers", check=_check)
+for _cls in (ImageRewardScorer, HpsScorer, PickScoreScorer, AestheticScorer):
+    SCORERS.register(_cls.name, _cls)
 _COMMON = ("model", "device", "allow_pickle", "batch_size")
 
 
 def scorer_class(name: str) -> type[Any]:
     """The class of a scorer (its metadata is on the class: no model is loaded)."""
-    try:
-        return SCORERS[name]
-    except KeyError:
-        raise SdevalError(f"unknown preference scorer {name!r}; known: {', '.join(SCORERS)}") from None
+    return SCORERS.get(name)
 
 
 def scorer_options(name: str) -> tuple[str, ...]:

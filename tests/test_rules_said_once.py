@@ -32,3 +32,35 @@ def test_the_gate_result_reads_the_same_rule() -> None:
     assert result.exit_code(strict=True) == exit_code(result.counts, strict=True) == ExitCode.OK
     assert result.to_json()["format"] == "sdeval.gate" and result.to_json()["summary"] == result.counts
     assert exit_word(ExitCode.INCOMPLETE) == str(ExitCode.INCOMPLETE)
+
+
+# -- one unknown-key check: every config, rules file, suite and options mapping says "did you mean" ---------------
+
+
+def _suite_problems(tmp_path, text: str) -> list[str]:
+    from sdeval.suites.load import parse_suite
+
+    _, problems = parse_suite(text.encode(), tmp_path / "s.jsonl")
+    return [p.reason for p in problems]
+
+
+def test_every_unknown_key_check_says_did_you_mean(tmp_path) -> None:
+    from sdeval.calibration.world import parse_options
+    from sdeval.core.errors import ConfigError
+    from sdeval.gate.rules import parse_rules
+    from sdeval.preference.imagereward import vision_config
+
+    with pytest.raises(ConfigError, match=r"^x\.mistake: unknown key \(did you mean 'mistakes'\?\)$"):
+        parse_options({"mistake": {}}, "x")
+    with pytest.raises(ConfigError, match=r"rules\.yaml:2: rule 1: unknown key 'mx' \(did you mean 'max'\?\)$"):
+        parse_rules("rules:\n  - {metric: fid, mx: 1}\n", "rules.yaml")
+    header = '{"suite": {"id": "s", "version": "1", "descripton": "x"}}\n{"id": "a", "promt": "a cat"}\n'
+    problems = _suite_problems(tmp_path, header)
+    assert "suite.descripton: unknown key (did you mean 'description'?)" in problems
+    assert "unknown key 'promt' (did you mean 'prompt'?)" in problems
+    config = tmp_path / "vision_config.json"
+    config.write_text('{"hiden_size": 8}')
+    with pytest.raises(
+        ConfigError, match=r"vision_config .*: hiden_size: unknown key \(did you mean 'hidden_size'\?\)"
+    ):
+        vision_config(config)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sdeval.core.errors import ConfigError
+from sdeval.core.suggest import check_keys
 from sdeval.suites.spec import CATEGORIES
 
 #: The checkpoint path that names this world in a generation config.
@@ -147,9 +148,7 @@ def parse_options(raw: Any, where: str) -> ShapesOptions:
         return ShapesOptions()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping ({', '.join(OPTION_KEYS)}), got {raw!r}")
-    for key in raw:
-        if key not in OPTION_KEYS:
-            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(OPTION_KEYS)})")
+    check_keys(raw, OPTION_KEYS, f"{where}.")
     mistakes = raw.get("mistakes") or {}
     if not isinstance(mistakes, Mapping):
         raise ConfigError(f"{where}.mistakes: expected a mapping of category to rate, got {mistakes!r}")

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from sdeval.core.errors import ConfigError
-from sdeval.core.suggest import did_you_mean
+from sdeval.core.suggest import did_you_mean, unknown_key_hint, unknown_keys
 from sdeval.core.textfiles import read_user_text
 from sdeval.metrics.keys import known_names, lookup
 from sdeval.metrics.registry import Direction
@@ -145,12 +145,10 @@ def parse_rules(text: str, source: str = "rules.yaml") -> Rules:
         raise ConfigError(f"{source}: empty: expected a mapping with a `rules:` list")
     if not isinstance(doc, _Lined):
         raise ConfigError(f"{source}:1: expected a mapping with a `rules:` list, got a {type(doc).__name__}")
-    for key in doc:
-        if key not in TOP_KEYS:
-            raise ConfigError(
-                f"{source}:{doc.key_lines[key]}: unknown key {key!r}{did_you_mean(key, TOP_KEYS)}; "
-                f"known: {', '.join(TOP_KEYS)}"
-            )
+    unknown = unknown_keys(doc, TOP_KEYS)
+    if unknown:  # the first one, with its line
+        key = unknown[0]
+        raise ConfigError(f"{source}:{doc.key_lines[key]}: unknown key {key!r}{unknown_key_hint(key, TOP_KEYS)}")
     if "rules" not in doc:
         raise ConfigError(f"{source}:{doc.line}: no `rules:` list")
     items = doc["rules"]
@@ -172,12 +170,10 @@ def _parse_rule(item: Any, index: int, source: str, rules_line: int) -> Rule:
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(f"{source}:{item.key_lines.get(key, item.line)}: rule {index}: {key}: {reason}")
 
-    for key in item:
-        if key not in RULE_KEYS:
-            raise ConfigError(
-                f"{source}:{item.key_lines[key]}: rule {index}: unknown key {key!r}{did_you_mean(key, RULE_KEYS)}; "
-                f"known: {', '.join(RULE_KEYS)}"
-            )
+    unknown = unknown_keys(item, RULE_KEYS)
+    if unknown:
+        key, hint = unknown[0], unknown_key_hint(unknown[0], RULE_KEYS)
+        raise ConfigError(f"{source}:{item.key_lines[key]}: rule {index}: unknown key {key!r}{hint}")
     if "metric" not in item:
         raise ConfigError(f"{where}: no `metric` (a result key such as fid, or KEY.PART such as adherence.counting)")
     metric = item["metric"]

@@ -39,6 +39,7 @@ from torch import nn
 from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hashing import file_sha256
 from sdeval.core.hub import cached_hub_file, is_hub_id, model_source
+from sdeval.core.suggest import check_keys
 from sdeval.preference.base import (
     CLIP_MEAN,
     CLIP_STD,
@@ -477,12 +478,7 @@ def vision_config(path: Path | None) -> Any:
     values = dict(VISION_DEFAULTS)
     if path is not None:
         raw = _read_json(path, "ImageReward vision_config")
-        unknown = sorted(set(raw) - set(VISION_DEFAULTS))
-        if unknown:
-            raise SdevalError(
-                f"ImageReward vision_config {path}: unknown field(s) {', '.join(unknown)} "
-                f"(known: {', '.join(VISION_DEFAULTS)})"
-            )
+        check_keys(raw, tuple(VISION_DEFAULTS), f"ImageReward vision_config {path}: ")
         values.update(raw)
     return BlipVisionConfig(**values, attention_dropout=0.0)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.core.errors import ConfigError
+from sdeval.core.suggest import unknown_key_hint, unknown_keys
 from sdeval.core.textfiles import json_problem
 from sdeval.suites.spec import Spec, SpecError, parse_spec
 
@@ -244,9 +245,8 @@ def _header(
     if not isinstance(obj, dict):
         problems.append(Problem(line, f"{HEADER}: expected an object with {', '.join(HEADER_KEYS)}, got {_kind(obj)}"))
         return _stem_id(path), None, None
-    for key in obj:
-        if key not in HEADER_KEYS:
-            problems.append(Problem(line, f"{prefix}{key}: unknown key (known: {', '.join(HEADER_KEYS)})"))
+    for key in unknown_keys(obj, HEADER_KEYS):
+        problems.append(Problem(line, f"{prefix}{key}: unknown key{unknown_key_hint(key, HEADER_KEYS)}"))
     suite_id = obj.get("id")
     if not isinstance(suite_id, str) or not _SAFE_NAME.match(suite_id):
         problems.append(Problem(line, f"{prefix}id: expected a file-name-safe id, got {_show(suite_id)}"))
@@ -275,9 +275,8 @@ def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], chec
         problems.append(Problem(line, reason))
 
     known = ROW_KEYS + GENEVAL_KEYS
-    for key in obj:
-        if key not in known:
-            bad(f"unknown key {key!r} (known: {', '.join(known)})")
+    for key in unknown_keys(obj, known):
+        bad(f"unknown key {key!r}{unknown_key_hint(key, known)}")
     for key in ("id", "prompt"):
         if key not in obj and (key == "prompt" or not _has_spec(obj)):
             bad(f"missing {key!r}" + (" (only rows with a spec may leave it out)" if key == "id" else ""))

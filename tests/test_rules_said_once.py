@@ -64,3 +64,16 @@ def test_every_unknown_key_check_says_did_you_mean(tmp_path) -> None:
         ConfigError, match=r"vision_config .*: hiden_size: unknown key \(did you mean 'hidden_size'\?\)"
     ):
         vision_config(config)
+
+
+# -- one device grammar: generate's config and every --device read it ---------------------------------------------
+
+
+def test_one_device_grammar() -> None:
+    from sdeval.core.devices import is_device_name, resolve_device
+    from sdeval.core.errors import SdevalError
+
+    assert all(is_device_name(name) for name in ("auto", "cpu", "mps", "cuda", "cuda:1"))
+    assert not any(is_device_name(name) for name in ("gpu", "cuda:", "CPU", "", None, 0))
+    with pytest.raises(SdevalError, match=r"^--device must be auto, cpu, cuda\[:N\] or mps, got 'gpu'$"):
+        resolve_device("gpu")

@@ -7,6 +7,13 @@ import re
 from sdeval.core.errors import SdevalError
 
 _VALID = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: The device names a config or an option accepts, as its errors list them.
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def is_device_name(value: object) -> bool:
+    """Whether `value` is a device name (the grammar alone: no library is asked whether the device exists)."""
+    return isinstance(value, str) and _VALID.match(value) is not None
 
 
 def resolve_device(requested: str, local_rank: int = 0, world_size: int = 1, what: str = "--device") -> str:
@@ -16,7 +23,7 @@ def resolve_device(requested: str, local_rank: int = 0, world_size: int = 1, wha
     """
     import torch
 
-    if not _VALID.match(requested):
+    if not is_device_name(requested):
         raise SdevalError(f"{what} must be auto, cpu, cuda[:N] or mps, got {requested!r}")
     if requested == "auto":
         if torch.cuda.is_available():

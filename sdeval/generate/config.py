@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.calibration.world import SHAPES_NAME, ShapesOptions, parse_options
+from sdeval.core.devices import DEVICE_NAMES, is_device_name
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
@@ -66,7 +67,6 @@ CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _MAX_SEED = 2**63 - 1
 
 
@@ -193,8 +193,8 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
     )
 
     device = data.get("device", "auto")
-    if not isinstance(device, str) or not _DEVICE.match(device):
-        raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {_show(device)}")
+    if not is_device_name(device):
+        raise ConfigError(f"device: expected {DEVICE_NAMES}, got {_show(device)}")
     output_dir = _path(data["output_dir"], "output_dir", base_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"output_dir: {output_dir} exists and is not a folder")

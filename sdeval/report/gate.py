@@ -10,20 +10,13 @@ from typing import Any
 
 from sdeval.core.errors import SdevalError
 from sdeval.core.textfiles import json_problem, read_user_text
+from sdeval.gate.verdicts import GATE_FORMAT, GATE_FORMAT_VERSION, WORDS, overall_status
 from sdeval.report.formatting import as_number, fmt, fmt_signed
-
-GATE_FORMAT = "sdeval.gate"  # what `sdeval gate --json` writes (GateResult.to_json)
-GATE_VERSION = 1
-_GATE_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR"}
 
 
 def gate_verdict(counts: Counter[str]) -> str:
-    """The verdict of a gate run from its counts, in the gate's own order (GateResult.exit_code): any error makes
-    it ERROR, else any failure FAIL, else anything inconclusive INCONCLUSIVE, else PASS."""
-    for status in ("error", "fail", "inconclusive"):
-        if counts[status]:
-            return _GATE_WORDS[status]
-    return "PASS"
+    """The verdict of a gate run from its counts, by the gate's own rule (sdeval.gate.verdicts)."""
+    return WORDS[overall_status(counts)]
 
 
 def read_gate(path: str | os.PathLike[str], runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -44,12 +37,10 @@ def read_gate(path: str | os.PathLike[str], runs: list[dict[str, Any]] | None = 
         found = f"format {document['format']!r}" if has_format else "no `format` field"
         raise SdevalError(f"{where}: not a gate verdict of `sdeval gate --json` ({found}; expected {GATE_FORMAT!r})")
     version = document.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > GATE_VERSION:
-        raise SdevalError(f"{where}: gate verdict format_version {version!r}: this sdeval reads {GATE_VERSION}")
+    if not isinstance(version, int) or isinstance(version, bool) or version > GATE_FORMAT_VERSION:
+        raise SdevalError(f"{where}: gate verdict format_version {version!r}: this sdeval reads {GATE_FORMAT_VERSION}")
     verdicts = document.get("verdicts")
-    if not isinstance(verdicts, list) or not all(
-        isinstance(v, dict) and v.get("status") in _GATE_WORDS for v in verdicts
-    ):
+    if not isinstance(verdicts, list) or not all(isinstance(v, dict) and v.get("status") in WORDS for v in verdicts):
         raise SdevalError(f"{where}: not a gate verdict (`verdicts` must be a list of verdicts with a status)")
     counts = Counter(v["status"] for v in verdicts)
     levels = {
@@ -68,7 +59,7 @@ def read_gate(path: str | os.PathLike[str], runs: list[dict[str, Any]] | None = 
     return {
         "name": Path(path).name,
         "verdict": gate_verdict(counts),
-        "counts": {status: counts[status] for status in _GATE_WORDS},
+        "counts": {status: counts[status] for status in WORDS},
         "rows": rows,
         # A column with no value in any row (every check an error: no value, no evidence) is not shown.
         "columns": [c for c in ("value", "evidence", "reason") if any(row[c] != "–" for row in rows)],
@@ -147,7 +138,7 @@ def _gate_row(verdict: dict[str, Any], run: str | None = None, baseline_run: str
             evidence = span if evidence == "–" else f"{evidence} {span}"
     return {
         "status": verdict["status"],
-        "verdict": _GATE_WORDS[verdict["status"]],
+        "verdict": WORDS[verdict["status"]],
         "cell": cell,
         "rule": _text(name),
         "value": fmt(as_number(verdict.get("value"))),

@@ -30,16 +30,17 @@ class ScoreOptions:
     images: str
     reference: str | None = None
     metrics: tuple[str, ...] | None = None  # None: the registry's defaults
-    kid_subset_size: int | None = None  # None: min(1000, n, n_reference)
-    kid_subsets: int = 100
-    seed: int = 2020  # torch-fidelity's default, so default KID subsets and IS splits match it
+    # The metric parameters' defaults are the registry's (ScoreParams), said once.
+    kid_subset_size: int | None = ScoreParams.kid_subset_size  # None: min(1000, n, n_reference)
+    kid_subsets: int = ScoreParams.kid_subsets
+    seed: int = ScoreParams.seed
     features: FeatureOptions = field(default_factory=FeatureOptions)
     prompts: str | None = None  # manifest (JSONL/CSV); prompts also come from image metadata and captions
     clip_model: str | None = None  # None: ViT-L-14 (see features/clip_models.py)
     clip_pretrained: str | None = None  # tag or local file; None: openai
     cmmd_model: str | None = None  # None: the --clip-* model if one was given, else ViT-L-14-336
     cmmd_pretrained: str | None = None
-    rprecision_r: int | None = None  # None: min(100, distinct prompts of the cell)
+    rprecision_r: int | None = ScoreParams.rprecision_r  # None: min(100, distinct prompts of the cell)
     group_by: str | None = None  # plain folders: `folder` or a prompt/metadata column
     suite: str | None = None  # specs for adherence (a built-in suite name or a file); a run's own by default
     judge: str = "detector"  # adherence judge: detector, clip or shapes

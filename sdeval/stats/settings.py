@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sdeval.metrics.registry import ScoreParams
 from sdeval.stats.core import DEFAULT_BLOCKS
 
 DEFAULT_LEVEL = 0.95
 DEFAULT_REPLICATES = 200
-DEFAULT_SEED = 2020  # score's --seed default (torch-fidelity's), which score --ci draws its intervals with
+DEFAULT_SEED = ScoreParams.seed  # score's --seed default, which score --ci draws its intervals with
 
 
 @dataclass(frozen=True)

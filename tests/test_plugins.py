@@ -139,3 +139,51 @@ def test_a_plugin_judge_is_built_by_name(tmp_path: Path, monkeypatch: pytest.Mon
     assert build_judge("lenient").protocol() == {"name": "lenient"}
     with pytest.raises(SdevalError, match=r"--judge must be one of .*vqa, lenient, got 'lenent' \(did you mean"):
         build_judge("lenent")
+
+
+PIPELINE_PLUGIN = """
+from PIL import Image
+
+from sdeval.generate.pipelines import Loaded
+
+
+class Grey:
+    unused = ("variant",)
+    takes_options = False
+
+    def parse_options(self, raw, where):
+        raise AssertionError("takes none")
+
+    def identity(self, spec):
+        return "0" * 64
+
+    def load(self, spec, dtype, options):
+        render = lambda items, kind, init: [Image.new("RGB", (8, 8), (128, 128, 128)) for _ in items]
+        return Loaded(pipe=None, base_scheduler=None, render=render, size=(8, 8))
+
+
+GREY = Grey()
+"""
+
+
+def test_a_plugin_pipeline_is_a_checkpoint_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdeval.core.errors import ConfigError
+    from sdeval.generate.config import parse_config
+    from sdeval.generate.pipelines import LoadOptions, checkpoint_identity, generate_batch, load_pipeline
+
+    _install(tmp_path / "site", monkeypatch, PIPELINE_PLUGIN, "[sdeval.pipelines]\ngrey = myplugin:GREY\n")
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "prompt": "a photo of a circle"}\n')
+
+    def config(**entry: object):
+        data = {"checkpoints": [{"name": "g", "path": "grey", **entry}], "suite": "p.jsonl", "output_dir": "o"}
+        return parse_config(data, tmp_path)
+
+    spec = config().checkpoints[0]
+    assert (spec.kind, spec.location) == ("builtin", "grey") and checkpoint_identity(spec).sha256 == "0" * 64
+    loaded = load_pipeline(spec, "fp32", LoadOptions(pipeline="text2image", device="cpu"))
+    assert loaded.native_size == (8, 8)
+    assert [im.size for im in generate_batch(loaded, [object()], "text2image")] == [(8, 8)]
+    with pytest.raises(ConfigError, match=r"checkpoints\[0\]\.options: only used with path: shapes"):
+        config(options={})
+    with pytest.raises(ConfigError, match=r"checkpoints\[0\]\.variant: not used by the built-in grey checkpoint"):
+        config(variant="fp16")

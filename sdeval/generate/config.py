@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdeval.calibration.world import SHAPES_NAME, ShapesOptions, parse_options
 from sdeval.core.devices import DEVICE_NAMES, is_device_name
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
+from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
-from sdeval.generate.tiny import TINY_NAME
 from sdeval.suites.builtin import resolve_suite_path
 
 PIPELINES = ("text2image", "image2image")
@@ -83,7 +82,7 @@ class CheckpointSpec:
     allow_pickle: bool = False
     config: str | None = None  # diffusers folder or hub id giving a single file its architecture
     variant: str | None = None
-    options: ShapesOptions | None = None  # the built-in `shapes` checkpoint's options (part of its identity)
+    options: Any = None  # a named pipeline's options (shapes: calibration.world.ShapesOptions), part of its identity
 
     @property
     def is_pickle(self) -> bool:
@@ -308,13 +307,15 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
         if variant is not None and not isinstance(variant, str):
             raise ConfigError(f"{where}.variant: expected a string such as 'fp16', got {_show(variant)}")
         options = None
-        if location == SHAPES_NAME and kind == "builtin":
-            options = parse_options(entry.get("options"), f"{where}.options")
-            for key in ("lora", "variant"):
-                if entry.get(key) is not None:
-                    raise ConfigError(f"{where}.{key}: not used by the built-in {SHAPES_NAME} checkpoint")
+        named = NAMED_PIPELINES.get(location) if kind == "builtin" else None
+        if named is not None and named.takes_options:
+            options = named.parse_options(entry.get("options"), f"{where}.options")
         elif entry.get("options") is not None:
-            raise ConfigError(f"{where}.options: only used with path: {SHAPES_NAME}")
+            takers = [name for name, candidate in NAMED_PIPELINES.items() if candidate.takes_options]
+            raise ConfigError(f"{where}.options: only used with path: {' or '.join(takers)}")
+        for key in () if named is None else named.unused:
+            if entry.get(key) is not None:
+                raise ConfigError(f"{where}.{key}: not used by the built-in {location} checkpoint")
         specs.append(
             CheckpointSpec(
                 name=name,
@@ -333,8 +334,9 @@ def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
 
 
 def _resolve_checkpoint(path: str, where: str, base_dir: Path) -> tuple[str, str]:
-    """Classify a checkpoint path: a built-in (tiny model, shapes world), a local folder or file, or a hub id."""
-    if path in (TINY_NAME, SHAPES_NAME):
+    """Classify a checkpoint path: a named pipeline (tiny model, shapes world, a plugin's), a local folder or file,
+    or a hub id."""
+    if path in NAMED_PIPELINES:
         return "builtin", path
     local = (base_dir / Path(path).expanduser()).resolve()
     if local.is_dir():

@@ -1,25 +1,24 @@
-"""Loading checkpoints (folder, hub id, single file, built-in tiny) into diffusers pipelines; calling them.
+"""Loading checkpoints (folder, hub id, single file, or a named pipeline) into diffusers pipelines; calling them.
 
-The built-in `shapes` checkpoint is no diffusers pipeline: it draws each item's spec (`sdeval.calibration`).
+A named pipeline (`path: NAME`: the built-in tiny-random and shapes, or a plugin's) loads itself
+(sdeval.generate.registry); the shapes world is no diffusers pipeline: it draws each item's spec.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdeval.calibration.world import SHAPES_NAME, ShapesOptions
 from sdeval.core.devices import resolve_device as _resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import path_sha256
 from sdeval.core.offline import require_download
 from sdeval.generate.config import CheckpointSpec
 from sdeval.generate.plan import CheckpointIdentity, WorkItem
+from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
-from sdeval.generate.tiny import TINY_NAME, tiny_random_path
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Key that only SDXL single-file checkpoints carry (base: embedders.1, refiner: embedders.0).
@@ -43,11 +42,8 @@ class LoadOptions:
 
 def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
     """Content hashes of a checkpoint (and LoRA); a hub id has none until it is a local path."""
-    if spec.kind == "builtin" and spec.location == SHAPES_NAME:
-        # The world has no weights: its identity is its version and options.
-        sha = (spec.options or ShapesOptions()).sha256
-    elif spec.kind == "builtin":
-        sha = path_sha256(tiny_random_path())
+    if spec.kind == "builtin":
+        sha = NAMED_PIPELINES.get(spec.location).identity(spec)
     elif spec.kind in ("folder", "single_file"):
         sha = path_sha256(spec.location)
     else:
@@ -113,14 +109,16 @@ class Loaded:
 
 def load_pipeline(spec: CheckpointSpec, dtype: str, options: LoadOptions) -> Loaded:
     """Load one checkpoint as a text2image or image2image pipeline on the run's device, ready to call."""
-    if spec.kind == "builtin" and spec.location == SHAPES_NAME:
-        from sdeval.calibration.checkpoint import DEFAULT_SIZE, ShapesCheckpoint
+    if spec.kind == "builtin":
+        return NAMED_PIPELINES.get(spec.location).load(spec, dtype, options)
+    return load_diffusers(spec, dtype, options)
 
-        shapes = ShapesCheckpoint(spec.name, spec.options)
-        return Loaded(pipe=None, base_scheduler=None, render=shapes.generate, size=(DEFAULT_SIZE, DEFAULT_SIZE))
+
+def load_diffusers(spec: CheckpointSpec, dtype: str, options: LoadOptions, location: str | None = None) -> Loaded:
+    """A diffusers pipeline from `location` (default: the checkpoint's own), its LoRA fused, ready to call."""
     _quiet_libraries()
     try:
-        pipe = _load(spec, dtype, options.pipeline)
+        pipe = _load(spec, dtype, options.pipeline, location or spec.location)
         if spec.lora is not None:
             pipe.load_lora_weights(spec.lora)
             # Fusing bakes the LoRA into the weights: no per-step adapter cost.
@@ -141,14 +139,9 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _load(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
+def _load(spec: CheckpointSpec, dtype: str, kind: str, location: str) -> Any:
     if spec.kind == "single_file":
         return _load_single_file(spec, dtype, kind)
-    if spec.kind == "builtin":
-        print(f"sdeval: checkpoint {spec.name!r} is {TINY_NAME}: RANDOM weights, for tests only", file=sys.stderr)
-        location = str(tiny_random_path())
-    else:
-        location = spec.location
     kwargs: dict[str, Any] = _dtype_kwargs(dtype)
     if not spec.allow_pickle:
         # Refuse .bin (pickle) weights unless the user opted in.
@@ -251,7 +244,7 @@ def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images
     import torch
 
     setting = items[0].setting
-    spec = SCHEDULERS.get(setting.scheduler)
+    spec = SCHEDULERS.find(setting.scheduler)
     extra = {"noise_sampler_seed": items[0].seed} if spec is not None and spec.per_call_noise else {}
     loaded.set_scheduler(setting.scheduler, **extra)
     negatives = [item.negative_prompt for item in items]

@@ -288,7 +288,7 @@ def _size(item: WorkItem, loaded: Loaded) -> tuple[int, int]:
 def _a1111_parameters(item: WorkItem, size: tuple[int, int]) -> str:
     """A1111-style `parameters` text so other tools (and image viewers) show the prompt and settings."""
     s = item.setting
-    spec = SCHEDULERS.get(s.scheduler)
+    spec = SCHEDULERS.find(s.scheduler)
     fields = [
         f"Steps: {s.num_inference_steps}",
         f"Sampler: {spec.a1111 if spec else s.scheduler}",

@@ -6,6 +6,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
+from sdeval.core.registry import Registry
+
 
 @dataclass(frozen=True)
 class SchedulerSpec:
@@ -24,7 +26,7 @@ _KARRAS = {"use_karras_sigmas": True}
 _SDE = {"algorithm_type": "sde-dpmsolver++"}
 
 # Names follow the common A1111/ComfyUI vocabulary; mapping as in the diffusers scheduler docs.
-SCHEDULERS: dict[str, SchedulerSpec] = {
+_BUILTIN: dict[str, SchedulerSpec] = {
     "ddim": SchedulerSpec("DDIMScheduler", a1111="DDIM"),
     "ddpm": SchedulerSpec("DDPMScheduler", a1111="DDPM"),
     "pndm": SchedulerSpec("PNDMScheduler", a1111="PLMS"),
@@ -49,6 +51,10 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
     "unipc": SchedulerSpec("UniPCMultistepScheduler", a1111="UniPC"),
     "deis": SchedulerSpec("DEISMultistepScheduler", a1111="DEIS"),
 }
+#: Every named sampler a setting's `scheduler` may name (the registry type of metrics, judges and pipelines).
+SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
+for _name, _spec in _BUILTIN.items():
+    SCHEDULERS.register(_name, _spec)
 
 #: The checkpoint's own scheduler, as saved with it.
 DEFAULT_SCHEDULER = "default"
@@ -56,7 +62,7 @@ DEFAULT_SCHEDULER = "default"
 
 def missing_dependency(name: str) -> str | None:
     """The package a scheduler needs that is not installed, or None."""
-    spec = SCHEDULERS.get(name)
+    spec = SCHEDULERS.find(name)
     if spec is None or spec.needs is None:
         return None
     return None if importlib.util.find_spec(spec.needs) else spec.needs
@@ -66,6 +72,6 @@ def build_scheduler(name: str, base_config: Any, **extra: Any) -> Any:
     """A fresh scheduler `name` built from the checkpoint's scheduler config (betas, offset, prediction)."""
     import diffusers
 
-    spec = SCHEDULERS[name]
+    spec = SCHEDULERS.get(name)
     cls = getattr(diffusers, spec.class_name)
     return cls.from_config(base_config, **spec.flags, **extra)

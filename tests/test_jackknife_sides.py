@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from sdeval.cli import main
 from sdeval.metrics import registry
 from sdeval.metrics.builtin import IS_SPLITS, PR_NEIGHBOURHOOD
 from sdeval.metrics.cmmd import cmmd
@@ -18,7 +20,7 @@ from sdeval.metrics.fid import FrechetState, fid_from_features
 from sdeval.metrics.inception_score import inception_score, split_of_rows
 from sdeval.metrics.kid import kid, mmd2_unbiased, polynomial_kernel
 from sdeval.metrics.precision_recall import precision_recall
-from sdeval.metrics.registry import Bootstrap, Jackknife
+from sdeval.metrics.registry import Bootstrap, Direction, Jackknife, ResultKey
 
 K = 6  # blocks
 SEED = 2020
@@ -158,3 +160,17 @@ def test_precision_hits_average_to_precision():
     assert hits.mean() == precision_recall(x, ref, PR_NEIGHBOURHOOD)[0]
     rows = _blocks(60) != 0
     assert hits[rows].mean() == precision_recall(x[rows], ref, PR_NEIGHBOURHOOD)[0]
+
+
+@pytest.mark.parametrize("command", ["score", "merge"])
+def test_ci_help_names_the_jackknife_keys_from_the_registry(monkeypatch, command):
+    """--ci's help lists the jackknife keys as registered (it once listed them by hand, and drifted)."""
+    method = Jackknife(("pool", "reference_pool"), lambda *args: None)
+    extra = ResultKey("glow", "Glow", Direction.HIGHER, interval=method)
+    keys = registry.result_keys()
+    monkeypatch.setattr(registry, "result_keys", lambda: [*keys, extra])
+    result = CliRunner().invoke(main, [command, "--help"], terminal_width=1000)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "--ci LEVEL" in line)
+    listed = line.split("block jackknife for ")[1].split(";")[0].split(", ")
+    assert listed == [*sorted(_builtin_jackknife_keys(), key=[r.key for r in keys].index), "glow"]

@@ -76,6 +76,21 @@ class MetricsHelp(click.Option):
         return super().get_help_record(ctx)
 
 
+class CiHelp(click.Option):
+    """--ci, whose help names the result keys with a jackknife interval, read from their registrations when shown."""
+
+    def get_help_record(self, ctx: click.Context):  # type: ignore[override]
+        from sdeval.metrics import registry
+        from sdeval.metrics.registry import Jackknife
+
+        jackknife = [result.key for result in registry.result_keys() if isinstance(result.interval, Jackknife)]
+        self.help = (
+            f"add an interval to every metric (bootstrap over prompts; block jackknife for {', '.join(jackknife)}; "
+            "docs/statistics.md) at LEVEL [flag alone: 0.95]."
+        )
+        return super().get_help_record(ctx)
+
+
 def parse_metrics(text: str) -> tuple[str, ...]:
     names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
     if not names:

@@ -11,7 +11,15 @@ import click
 
 from sdeval.core.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
-from sdeval.score.clioptions import DEFAULTS, MetricsHelp, clip_options, feature_options, feature_values, parse_metrics
+from sdeval.score.clioptions import (
+    DEFAULTS,
+    CiHelp,
+    MetricsHelp,
+    clip_options,
+    feature_options,
+    feature_values,
+    parse_metrics,
+)
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
@@ -88,9 +96,8 @@ def _model_options(func):
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=DEFAULTS["kid_subsets"], show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True,
               help="KID subsets, IS splits, R-precision draws, interval resampling.")  # fmt: skip
-@click.option("--ci", type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
-              metavar="LEVEL", help="add an interval to every metric (bootstrap over prompts; block jackknife for "
-              "FID, KID, CMMD, FD_DINOv2, recall, IS; docs/statistics.md) at LEVEL [flag alone: 0.95].")  # fmt: skip
+@click.option("--ci", cls=CiHelp, type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
+              metavar="LEVEL")  # fmt: skip
 @click.option("--ci-replicates", type=click.IntRange(min=20), default=DEFAULTS["ci_replicates"], show_default=True,
               help="bootstrap replicates for --ci.")  # fmt: skip
 @_model_options
@@ -185,8 +192,8 @@ def _write_part(options, shard: str, out: str, geneval_results: str | None) -> N
 
 @click.command("merge")
 @click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--ci", type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
-              metavar="LEVEL", help="add an interval to every metric at LEVEL [flag alone: 0.95].")  # fmt: skip
+@click.option("--ci", cls=CiHelp, type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,
+              metavar="LEVEL")  # fmt: skip
 @click.option("--ci-replicates", type=click.IntRange(min=20), default=DEFAULTS["ci_replicates"], show_default=True)
 @click.option("--geneval-results", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="also write the adherence verdicts as GenEval's results.jsonl.")  # fmt: skip

@@ -11,6 +11,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from sdeval.features.extract import extract_folder
 from sdeval.features.inception import POOL, InceptionExtractor, resize_clean, resize_legacy
 from sdeval.score import FeatureOptions, ScoreOptions, score
+from sdeval.score.demo import make_image_set
 
 
 def _options(weights, **kwargs):
@@ -45,14 +46,21 @@ def test_folded_network_equals_torch_fidelitys_unfolded_one(inception_weights):
     assert float((ours["logits_unbiased"] - logits_lib).norm() / logits_lib.norm()) < 1e-5
 
 
-def test_scores_agree_with_torch_fidelity(inception_weights, image_sets):
-    ours = score(
-        ScoreOptions(image_sets["gen"], image_sets["ref"], kid_subset_size=30, features=_options(inception_weights))
-    )
+@pytest.fixture(scope="module")
+def small_sets(tmp_path_factory) -> dict:
+    """The fast twins' sets: 20 images each, the fewest Inception Score's 10 splits take."""
+    root = tmp_path_factory.mktemp("small")
+    make_image_set(root / "gen", 20, seed=1, style="blobs")
+    make_image_set(root / "ref", 20, seed=2, style="spots")
+    return {"gen": str(root / "gen"), "ref": str(root / "ref")}
+
+
+def _assert_agrees_with_torch_fidelity(weights: str, sets: dict, kid_subset_size: int) -> None:
+    ours = score(ScoreOptions(sets["gen"], sets["ref"], kid_subset_size=kid_subset_size, features=_options(weights)))
     theirs = torch_fidelity.calculate_metrics(
-        input1=image_sets["gen"], input2=image_sets["ref"], cuda=False, isc=True, fid=True, kid=True, prc=True,
-        kid_subset_size=30, feature_extractor="inception-v3-compat", feature_layer_prc="2048",
-        feature_extractor_weights_path=inception_weights, verbose=False, save_cpu_ram=True,
+        input1=sets["gen"], input2=sets["ref"], cuda=False, isc=True, fid=True, kid=True, prc=True,
+        kid_subset_size=kid_subset_size, feature_extractor="inception-v3-compat", feature_layer_prc="2048",
+        feature_extractor_weights_path=weights, verbose=False, save_cpu_ram=True,
     )  # fmt: skip
     m = ours["cells"][0]["metrics"]
     assert m["fid"]["value"] > 1.0  # the two sets really differ
@@ -65,6 +73,15 @@ def test_scores_agree_with_torch_fidelity(inception_weights, image_sets):
     assert m["recall"]["value"] == pytest.approx(theirs["recall"], abs=1e-6)
 
 
+@pytest.mark.slow
+def test_scores_agree_with_torch_fidelity(inception_weights, image_sets):
+    _assert_agrees_with_torch_fidelity(inception_weights, image_sets, kid_subset_size=30)
+
+
+def test_scores_agree_with_torch_fidelity_on_few_images(inception_weights, small_sets):
+    _assert_agrees_with_torch_fidelity(inception_weights, small_sets, kid_subset_size=10)
+
+
 def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
     results = score(
         ScoreOptions(image_sets["gen"], image_sets["gen"], metrics=("fid",), features=_options(inception_weights))
@@ -72,26 +89,35 @@ def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
     assert results["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
+def _assert_agrees_with_clean_fid(weights: str, sets: dict) -> None:
     cleanfid = pytest.importorskip("cleanfid.fid")
-    extractor = InceptionExtractor(inception_weights, preprocess="clean")
+    extractor = InceptionExtractor(weights, preprocess="clean")
 
     class Float299(torch.nn.Module):  # clean-fid hands the model float 0..255 299x299 batches
         def forward(self, x):
             return extractor.extract(x)[POOL]
 
     theirs = cleanfid.compute_fid(
-        image_sets["gen"], image_sets["ref"], mode="clean", custom_feat_extractor=Float299(),
+        sets["gen"], sets["ref"], mode="clean", custom_feat_extractor=Float299(),
         device=torch.device("cpu"), num_workers=0, batch_size=16, verbose=False,
     )  # fmt: skip
     ours = score(
         ScoreOptions(
-            image_sets["gen"], image_sets["ref"], metrics=("fid",),
-            features=_options(inception_weights, preprocess="clean"),
+            sets["gen"], sets["ref"], metrics=("fid",),
+            features=_options(weights, preprocess="clean"),
         )
     )  # fmt: skip
     assert ours["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(theirs, rel=1e-4)
     assert ours["cells"][0]["protocol"]["inception"]["preprocess"] == "clean"
+
+
+@pytest.mark.slow
+def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
+    _assert_agrees_with_clean_fid(inception_weights, image_sets)
+
+
+def test_clean_mode_agrees_with_clean_fid_on_few_images(inception_weights, small_sets):
+    _assert_agrees_with_clean_fid(inception_weights, small_sets)
 
 
 def test_clean_resize_is_clean_fids_resizer():

@@ -39,9 +39,23 @@ def test_reference_build_then_score_against_the_file(tmp_path, inception_weights
     ref = tmp_path / "ref.npz"
     common = ["--inception-weights", inception_weights, "--cache-dir", tmp_path / "cache", "--workers", 0]
     assert _run("reference", "build", image_sets["ref"], "-o", ref, *common).exit_code == 0
-    result = _run("score", image_sets["gen"], "-r", ref, "--metrics", "fid,pr", *common)
+    result = _run("score", image_sets["gen"], "-r", ref, "--metrics", "fid,pr", *common, "-o", tmp_path / "file.json")
     assert result.exit_code == 0, result.output
     assert "FID" in result.output and "KID" not in result.output
+    # The file gives the numbers the folder gives (its features come from the cache the build filled), and the
+    # table prints them.
+    folder = _run("score", image_sets["gen"], "-r", image_sets["ref"], "--metrics", "fid,pr", *common,
+                  "-o", tmp_path / "folder.json")  # fmt: skip
+    assert folder.exit_code == 0, folder.output
+    from_file, from_folder = (
+        {k: e["value"] for k, e in json.loads((tmp_path / name).read_text())["cells"][0]["metrics"].items()}
+        for name in ("file.json", "folder.json")
+    )
+    assert from_file == from_folder
+    assert set(from_file) == {"fid", "precision", "recall"} and from_file["fid"] > 1.0  # the two sets differ
+    assert all(0.0 <= from_file[k] <= 1.0 for k in ("precision", "recall"))
+    for key, value in from_file.items():
+        assert f"{value:.6g}" in result.output, key
 
 
 @pytest.mark.parametrize(

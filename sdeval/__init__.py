@@ -6,7 +6,10 @@ results document `sdeval score` writes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers only: at run time __getattr__ imports them on first use
+    from sdeval.api import Evaluator, score_folder, score_images
 
 __version__ = "0.1.0"
 __all__ = ["Evaluator", "__version__", "score_folder", "score_images"]

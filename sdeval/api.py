@@ -172,7 +172,7 @@ class Evaluator:
                 if known:
                     batch = torch.stack([scorer.preprocess(rgbs[i]) for i in known])
                     found = scorer.score(batch, [prompts[i] or "" for i in known])
-                    values.update(zip(known, (float(v) for v in np.float32(found)), strict=True))
+                    values.update(zip(known, (float(v) for v in np.asarray(found, dtype=np.float32)), strict=True))
                 scores.extend(values[i] for i in chunk)
         for rgb, prompt, pid in zip(rgbs, prompts, ids, strict=True):
             self._hashes.append(hashlib.sha256(f"{rgb.shape}".encode() + rgb.tobytes()).hexdigest())

@@ -117,11 +117,12 @@ def _unwritable(err: OSError) -> NoReturn:
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    code = tb.tb_frame.f_code if tb is not None else None
-    if where is None and code is not None and code.co_name == "echo" and "click" in code.co_filename:
-        where = "standard error" if tb.tb_frame.f_locals.get("err") else "standard output"
+    frame = tb.tb_frame if tb is not None else None
+    if where is None and frame is not None and frame.f_code.co_name == "echo" and "click" in frame.f_code.co_filename:
+        where = "standard error" if frame.f_locals.get("err") else "standard output"
         if where == "standard output":  # what is still buffered must not fail again at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    assert err.errno is not None  # main() sends here only the errnos of _FULL_ERRNOS
     name = errno.errorcode.get(err.errno, str(err.errno))
     click.echo(f"error: cannot write {where or 'an output'}: {err.strerror} ({name})", err=True)
     sys.exit(ExitCode.USAGE)

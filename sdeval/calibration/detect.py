@@ -67,7 +67,9 @@ def detect_shapes(image: np.ndarray) -> list[Detection]:
     background = np.median(border, axis=0)
     diff = srgb_to_lab(rgb8) - srgb_to_lab(background)
     foreground = np.einsum("...i,...i->...", diff, diff) > FOREGROUND_DELTA_E**2
-    labels, count = ndimage.label(foreground, structure=np.ones((3, 3), dtype=bool))
+    # Without `output=`, label returns (labels, count); the type inferred from scipy's source also has the int
+    # it returns when given one.
+    labels, count = ndimage.label(foreground, structure=np.ones((3, 3), dtype=bool))  # pyright: ignore[reportGeneralTypeIssues]
     if count == 0:
         return []
     min_side = max(3.0, MIN_SIDE * min(height, width))
@@ -112,7 +114,8 @@ def _measure(
         interior = ndimage.binary_erosion(component, iterations=1)
     if interior.sum() < 4:
         interior = component
-    color = np.median(rgb[interior], axis=0)
+    # binary_erosion returns a bool array; the type inferred from scipy's source is a union of array types.
+    color = np.median(rgb[interior], axis=0)  # pyright: ignore[reportCallIssue, reportArgumentType]
     # How far each pixel is from the background towards this shape's colour (its coverage when anti-aliased),
     # measured in YCbCr with chroma down-weighted: JPEG keeps luma sharp but halves chroma resolution.
     contrast = (color - background) @ _YCC_WEIGHTED
@@ -132,7 +135,7 @@ def _measure(
     # there follows anti-aliased edges to a fraction of a pixel, where a cut of the raw pixels is blocky.
     factor = int(min(4, max(1, math.ceil(_MEASURE_SIDE / max(np.ptp(xs), np.ptp(ys))))))
     fine = ndimage.zoom(alpha, factor, order=1) >= 0.5 if factor > 1 else mask
-    features = _features(fine)
+    features = _features(fine)  # pyright: ignore[reportArgumentType]  # zoom returns an ndarray (scipy's source says less)
     if features is None:
         return None
     x0, y0 = origin
@@ -143,7 +146,7 @@ def _measure(
 def _features(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """(h3, h4, solidity, fill) of a binary mask; None if it is too thin to have a hull."""
     ys, xs = np.nonzero(mask)
-    edge = mask & ~ndimage.binary_erosion(mask)
+    edge = mask & ~ndimage.binary_erosion(mask)  # pyright: ignore[reportOperatorIssue]  # binary_erosion returns a bool ndarray
     ey, ex = np.nonzero(edge)
     try:
         hull = ConvexHull(np.column_stack([ex, ey]).astype(np.float64))

@@ -29,7 +29,8 @@ def _toml_loads() -> Any:
 
         return tomllib
     try:
-        import tomli  # a declared dependency on Python 3.10 only
+        # A declared dependency on Python 3.10 only, so absent from an environment of a newer Python.
+        import tomli  # pyright: ignore[reportMissingImports]
     except ImportError as err:  # a missing package is not a syntax error in the user's file
         raise ConfigError("config: reading TOML on Python 3.10 needs the `tomli` package: pip install tomli") from err
     return tomli

@@ -164,7 +164,9 @@ class ClipEmbedder:
             label = pretrained
         return cls(
             model,
-            transform,
+            # The eval transform (a Compose of torchvision transforms ending in a tensor); open_clip's inferred
+            # return type also has the training transforms' tuple.
+            transform,  # pyright: ignore[reportArgumentType]
             tokenizer,
             name=name,
             pretrained=label,
@@ -208,7 +210,8 @@ class ClipEmbedder:
         """Image embeddings of a preprocessed batch: {'clip_image': L2-normalized float32 [N, D] on CPU}."""
         model = self._require_model()
         with torch.inference_mode():
-            features = model.encode_image(batch.to(self.device, dtype=torch.float32))
+            # An open_clip model's method: torch types a Module's attributes as Tensor | Module.
+            features = model.encode_image(batch.to(self.device, dtype=torch.float32))  # pyright: ignore[reportCallIssue]
             features = F.normalize(features.float(), dim=-1)
         return {FEATURE_NAME: features.cpu()}
 
@@ -265,7 +268,7 @@ class ClipEmbedder:
         with torch.inference_mode():
             for start in range(0, len(distinct), self.batch_size):
                 tokens = tokenizer(distinct[start : start + self.batch_size])
-                features = model.encode_text(tokens.to(self.device))
+                features = model.encode_text(tokens.to(self.device))  # pyright: ignore[reportCallIssue]  # as in extract
                 rows.append(F.normalize(features.float(), dim=-1).cpu())
         if not rows:
             return np.zeros((0, self.embed_dim), dtype=np.float32)

@@ -72,11 +72,13 @@ class Dinov2Extractor:
     def __init__(
         self, model: torch.nn.Module, *, source: str, weights_sha256: str, device: str | torch.device = "cpu"
     ) -> None:
-        config = model.config
+        # A transformers Dinov2Model: torch types a Module's attributes as Tensor | Module, so its config and
+        # embeddings are taken as what they are, untyped.
+        config: Any = model.config
         if getattr(config, "model_type", None) != "dinov2":
             raise SdevalError(f"{source}: a {getattr(config, 'model_type', None)!r} model, not DINOv2")
         self.model: torch.nn.Module | None = model.to(device=device, dtype=torch.float32).eval()
-        embeddings = model.embeddings
+        embeddings: Any = model.embeddings
         embeddings.interpolate_pos_encoding = _hub_interpolate_pos_encoding.__get__(embeddings)
         self.source = source
         self.weights_sha256 = weights_sha256
@@ -166,7 +168,8 @@ def _load_model(model: str, location: str, local_files_only: bool) -> torch.nn.M
     if getattr(config, "model_type", None) != "dinov2":
         raise SdevalError(f"--dinov2-model {model}: a {getattr(config, 'model_type', None)!r} model, not dinov2")
     try:
-        network, info = Dinov2Model.from_pretrained(
+        # With output_loading_info, a (model, info) pair; transformers annotates only the model.
+        network, info = Dinov2Model.from_pretrained(  # pyright: ignore[reportGeneralTypeIssues]
             location, local_files_only=local_files_only, dtype=torch.float32, output_loading_info=True
         )
     except ValueError as err:

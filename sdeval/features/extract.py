@@ -75,7 +75,7 @@ def _identity(sample):
     return sample
 
 
-def unique_extractors(extractors: list[FeatureExtractor]) -> list[FeatureExtractor]:
+def unique_extractors(extractors: Sequence[FeatureExtractor]) -> list[FeatureExtractor]:
     """One extractor per cache key: two with one key produce the same features (the aesthetic head reads CLIP's),
     so the model runs once."""
     unique: dict[str, FeatureExtractor] = {}

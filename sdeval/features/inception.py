@@ -88,7 +88,7 @@ def resize_clean(rgb: np.ndarray) -> torch.Tensor:
     channels = []
     for c in range(3):
         plane = Image.fromarray(rgb[:, :, c].astype(np.float32), mode="F")
-        plane = plane.resize((INPUT_SIZE, INPUT_SIZE), resample=Image.BICUBIC)
+        plane = plane.resize((INPUT_SIZE, INPUT_SIZE), resample=Image.Resampling.BICUBIC)
         channels.append(np.asarray(plane).clip(0, 255))
     return torch.from_numpy(np.stack(channels).astype(np.float32))
 
@@ -205,7 +205,9 @@ class InceptionExtractor:
                     f"{self.weights_path}: not torch-fidelity Inception weights ({str(err)[:200]})"
                 ) from None
             fold_batch_norms(network.eval())
-            self._network = network.to(self.device, memory_format=torch.channels_last)
+            # In place (Module.to returns the module itself); torch's overloads of Module.to omit memory_format.
+            network.to(self.device, memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue]
+            self._network = network
         return self._network
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:

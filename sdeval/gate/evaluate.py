@@ -255,7 +255,7 @@ def check_protocols(
         a, b = baseline.cells[base_id]["protocol"], candidate.cells[cell_id]["protocol"]
         binding, _ = differences(a, b)
         if metrics is not None:
-            keys = [(lookup(name).result.key if lookup(name) else name) for name in metrics.get(cell_id, [])]
+            keys = [(found.result.key if (found := lookup(name)) else name) for name in metrics.get(cell_id, [])]
             unrelated = [path for path in binding if not any(binds(path, key) for key in keys)]
             binding = [path for path in binding if path not in unrelated]
             if unrelated:

@@ -71,7 +71,8 @@ def _write_tokenizer(folder: Path) -> None:
 
 def sd15_scheduler():
     """The scheduler config Stable Diffusion 1.5 ships with, so scheduler swaps behave as on real models."""
-    from diffusers import PNDMScheduler
+    # diffusers exports its classes lazily, without an __all__ that type checkers would read.
+    from diffusers import PNDMScheduler  # pyright: ignore[reportPrivateImportUsage]
 
     return PNDMScheduler(
         beta_start=0.00085,
@@ -88,7 +89,7 @@ def _build(folder: Path) -> None:
     """Build the tiny pipeline with seeded weights and save it in diffusers folder layout."""
     import torch
     import transformers
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel  # pyright: ignore[reportPrivateImportUsage]  # as above
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars on stderr
@@ -96,6 +97,8 @@ def _build(folder: Path) -> None:
     # fork_rng: seeding must not disturb the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
+        # diffusers annotates the per-block tuples below as tuple[int] / tuple[str] (one element); they take one
+        # entry per block.
         unet = UNet2DConditionModel(
             block_out_channels=(32, 64),
             layers_per_block=1,
@@ -105,15 +108,15 @@ def _build(folder: Path) -> None:
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32,
-            attention_head_dim=(2, 4),
+            attention_head_dim=(2, 4),  # pyright: ignore[reportArgumentType]
         )
         torch.manual_seed(_SEED + 1)
         vae = AutoencoderKL(
-            block_out_channels=(32, 64),
+            block_out_channels=(32, 64),  # pyright: ignore[reportArgumentType]
             in_channels=3,
             out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),  # pyright: ignore[reportArgumentType]
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),  # pyright: ignore[reportArgumentType]
             latent_channels=4,
             sample_size=64,
         )
@@ -133,14 +136,16 @@ def _build(folder: Path) -> None:
             )
         )
     scheduler = sd15_scheduler()
+    # diffusers annotates the scheduler as the KarrasDiffusionSchedulers enum (it takes any scheduler) and the
+    # safety parts as required (None is its documented way to go without, with requires_safety_checker=False).
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
         unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
+        scheduler=scheduler,  # pyright: ignore[reportArgumentType]
+        safety_checker=None,  # pyright: ignore[reportArgumentType]
+        feature_extractor=None,  # pyright: ignore[reportArgumentType]
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)

@@ -337,7 +337,8 @@ def _load_parts(model: str, dtype: str, location: str, local_files_only: bool) -
         raise SdevalError(f"--vqa-model {model}: encoder-decoder language models are not supported; use a decoder-only")
     cls = BlipForQuestionAnswering if is_blip else AutoModelForImageTextToText
     try:
-        network, info = cls.from_pretrained(
+        # With output_loading_info, a (model, info) pair; transformers annotates only the model.
+        network, info = cls.from_pretrained(  # pyright: ignore[reportGeneralTypeIssues]
             location, local_files_only=local_files_only, dtype=getattr(torch, dtype), output_loading_info=True
         )
         processor = AutoProcessor.from_pretrained(location, local_files_only=local_files_only)

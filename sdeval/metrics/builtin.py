@@ -120,6 +120,7 @@ def _kid(cell: CellData) -> MetricOutput:
     ref = _require(cell.reference, "a reference")
     pool, ref_pool = _require(cell.pool, "Inception features"), _require(ref.pool, "reference Inception features")
     size = kid_subset_size(cell.params, len(pool), len(ref_pool))
+    assert size is not None  # None only without a reference
     mean, std = kid(pool, ref_pool, cell.params.kid_subsets, size, cell.params.seed)
     entry: dict[str, Any] = {"value": mean, "std": std, "subset_size": size, "subsets": cell.params.kid_subsets}
     warnings = []

@@ -4,38 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from sdeval.metrics.embeddings import NotEnoughDataError, l2_normalize
 
+#: What images are grouped by (prompt text, id or index): the results name prompts by the same values.
+P = TypeVar("P", bound=Hashable)
+
 
 @dataclass(frozen=True)
-class PromptDiversity:
+class PromptDiversity(Generic[P]):
     """Mean of 1 - cos over all pairs of one prompt's images (0: identical images; 1: orthogonal)."""
 
-    prompt: Hashable
+    prompt: P
     n_images: int
     mean_distance: float
 
 
 @dataclass(frozen=True)
-class SkippedPrompt:
-    prompt: Hashable
+class SkippedPrompt(Generic[P]):
+    prompt: P
     reason: str
 
 
 @dataclass(frozen=True)
-class DiversityResult:
+class DiversityResult(Generic[P]):
     """`overall` is the unweighted mean over prompts, so a prompt with many seeds does not dominate."""
 
     overall: float
     n_prompts: int
-    per_prompt: list[PromptDiversity]
-    skipped: list[SkippedPrompt]
+    per_prompt: list[PromptDiversity[P]]
+    skipped: list[SkippedPrompt[P]]
 
 
-def prompt_diversity(image_embeddings: np.ndarray, prompts: Sequence[Hashable]) -> DiversityResult:
+def prompt_diversity(image_embeddings: np.ndarray, prompts: Sequence[P]) -> DiversityResult[P]:
     """Diversity of each prompt's images (grouped by `prompts[i]`, e.g. prompt text or id) and overall.
 
     A collapse detector: a model that ignores the seed gives ~0. Prompts with a single image have
@@ -44,11 +48,11 @@ def prompt_diversity(image_embeddings: np.ndarray, prompts: Sequence[Hashable]) 
     embeddings = l2_normalize(image_embeddings, "image_embeddings")
     if len(prompts) != len(embeddings):
         raise ValueError(f"got {len(prompts)} prompts for {len(embeddings)} embeddings")
-    groups: dict[Hashable, list[int]] = {}
+    groups: dict[P, list[int]] = {}
     for i, prompt in enumerate(prompts):
         groups.setdefault(prompt, []).append(i)
-    per_prompt: list[PromptDiversity] = []
-    skipped: list[SkippedPrompt] = []
+    per_prompt: list[PromptDiversity[P]] = []
+    skipped: list[SkippedPrompt[P]] = []
     for prompt, members in groups.items():
         k = len(members)
         if k < 2:

@@ -70,7 +70,8 @@ def edge_ssim(init: np.ndarray, output: np.ndarray, size: int = DEFAULT_SIZE) ->
     # Fixed data range: the maps are scaled to [0, 1] by a fixed bound, and a range taken from the data would
     # change SSIM's stabilising constants from pair to pair.
     value = structural_similarity_index_measure(b, a, data_range=1.0)
-    return float(value)
+    # A tensor: torchmetrics returns a tuple only with return_full_image or return_contrast_sensitivity.
+    return float(value)  # pyright: ignore[reportArgumentType]
 
 
 def clip_image_cosine(a_embeddings: np.ndarray, b_embeddings: np.ndarray) -> np.ndarray:

@@ -167,25 +167,26 @@ def fid_from_features(
     state = FrechetState.from_features(x)
     if state.n < 2 or reference.n < 2:
         raise NotEnoughDataError(f"FID needs at least 2 images per set, got {state.n} and {reference.n}")
-    small_reference = reference_features is not None and reference.n < reference.dim
-    if small_reference:  # checked only where used: a large reference's rows are never read here
-        reference_features = np.asarray(_rows(reference_features, reference.dim, "reference features"), np.float64)
+    small_reference = None  # the reference's rows where it has fewer images than dimensions, else None
+    if reference_features is not None and reference.n < reference.dim:
+        # Checked only where used: a large reference's rows are never read here.
+        small_reference = np.asarray(_rows(reference_features, reference.dim, "reference features"), np.float64)
         # A mismatched pair would mix one set's trace term with another's mean and covariance, silently.
         # The tolerance admits rows stored in float32 while the state was summed from float64.
-        scale = np.abs(reference_features).sum(axis=0)
-        if len(reference_features) != reference.n or not np.all(
-            np.abs(reference_features.sum(axis=0) - reference.sum) <= 1e-5 * scale + 1e-12
+        scale = np.abs(small_reference).sum(axis=0)
+        if len(small_reference) != reference.n or not np.all(
+            np.abs(small_reference.sum(axis=0) - reference.sum) <= 1e-5 * scale + 1e-12
         ):
             raise SdevalError(
-                f"reference_features ({len(reference_features)} rows) are not the {reference.n} images the "
+                f"reference_features ({len(small_reference)} rows) are not the {reference.n} images the "
                 "reference state was accumulated from"
             )
     mu1, mu2 = state.mean(), reference.mean()
     sigma1, sigma2 = state.covariance(), reference.covariance()
-    if state.n < state.dim and not (small_reference and reference.n < state.n):
+    if state.n < state.dim and not (small_reference is not None and reference.n < state.n):
         trace = trace_sqrt_product_low_rank(x, sigma2)
-    elif small_reference:
-        trace = trace_sqrt_product_low_rank(reference_features, sigma1)
+    elif small_reference is not None:
+        trace = trace_sqrt_product_low_rank(small_reference, sigma1)
     else:
         return frechet_distance(mu1, sigma1, mu2, sigma2)
     return frechet_from_traces(mu1 - mu2, np.trace(sigma1), np.trace(sigma2), trace)

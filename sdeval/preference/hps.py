@@ -124,7 +124,8 @@ class HpsScorer:
         self.version = version
         self.weights_sha256 = weights_sha256
         self.batch_size = batch_size
-        self.image_transform = HpsImageTransform(_square_size(model.visual.image_size, arch))
+        # An open_clip model's attributes and methods, here and below: torch types a Module's as Tensor | Module.
+        self.image_transform = HpsImageTransform(_square_size(model.visual.image_size, arch))  # pyright: ignore[reportAttributeAccessIssue]
         self.context_length = int(getattr(tokenizer, "context_length", 77))
         identity = {"arch": arch, "preprocess": self.image_transform.describe(), "normalized": True}
         self.cache_key = make_cache_key(FEATURE_NAME, _SCORER_VERSION, source, weights_sha256, identity)
@@ -176,7 +177,7 @@ class HpsScorer:
         if len(batch) == 0:
             return {FEATURE_NAME: torch.zeros((0, _embed_dim(model)), dtype=torch.float32)}
         with torch.inference_mode():
-            features = model.encode_image(batch.to(self.device, dtype=torch.float32))
+            features = model.encode_image(batch.to(self.device, dtype=torch.float32))  # pyright: ignore[reportCallIssue]
             features = F.normalize(features.float(), dim=-1)
         return {FEATURE_NAME: features.cpu()}
 
@@ -189,7 +190,7 @@ class HpsScorer:
         with torch.inference_mode():
             for start in range(0, len(distinct), self.batch_size):
                 tokens = self.tokenizer(distinct[start : start + self.batch_size]).to(self.device)
-                rows.append(F.normalize(model.encode_text(tokens).float(), dim=-1).cpu())
+                rows.append(F.normalize(model.encode_text(tokens).float(), dim=-1).cpu())  # pyright: ignore[reportCallIssue]
         if not rows:
             return np.zeros((0, _embed_dim(model)), dtype=np.float32)
         return distinct_rows(prompts, torch.cat(rows).numpy(), distinct)

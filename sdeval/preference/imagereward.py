@@ -205,7 +205,8 @@ class ImageRewardTransform:
         )
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        return self.transform(to_pil(rgb))
+        # ToTensor and Normalize end the Compose, so a tensor; its type is inferred as its input's (an image).
+        return self.transform(to_pil(rgb))  # pyright: ignore[reportReturnType]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -491,7 +492,12 @@ def build_model(files: ImageRewardFiles, *, allow_pickle: bool) -> ImageRewardMo
         network = ImageRewardModel(vision, text_config(files.med_config, vision.hidden_size))
     expected = {to_original_key(key): tuple(value.shape) for key, value in network.state_dict().items()}
     check_state(expected, state, what="ImageReward weights", source=str(files.weights), ignored=UNUSED_KEYS)
-    renamed = {to_model_key(key): value for key, value in state.items() if key in expected}
+    renamed: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in expected:
+            name = to_model_key(key)
+            assert name is not None  # `expected` holds the ImageReward.pt names of model keys only
+            renamed[name] = value
     network.load_state_dict(renamed, strict=True)
     return network.eval()
 

@@ -319,7 +319,8 @@ def _from_pretrained(location: str, model: str, *, local_only: bool, allow_pickl
 
     try:
         with quiet_transformers():
-            network, info = CLIPModel.from_pretrained(
+            # With output_loading_info, a (model, info) pair; transformers annotates only the model.
+            network, info = CLIPModel.from_pretrained(  # pyright: ignore[reportGeneralTypeIssues]
                 location,
                 local_files_only=local_only,
                 use_safetensors=None if allow_pickle else True,

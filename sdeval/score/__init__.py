@@ -5,10 +5,13 @@ the cells are scored from (models, reference, features, prompts, cells, judgemen
 assemble.py writes the results document and the feature state; run.py chains them; command.py is the command.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdeval.features.options import FeatureOptions
 from sdeval.score.options import ScoreOptions, defaults, options_from_mapping
+
+if TYPE_CHECKING:  # for type checkers only: at run time __getattr__ imports them on first use
+    from sdeval.score.run import ScoreRun, score, score_run
 
 _RUN = ("ScoreRun", "score", "score_run")
 

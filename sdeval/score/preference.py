@@ -121,7 +121,7 @@ def _pair_scores(
             if batch:
                 values = scorer.score(torch.stack(tensors), [texts[i] or "" for i in batch])
                 # float32, as the cache keeps it: a score does not depend on whether it came from the cache.
-                found.update(zip(batch, (float(v) for v in np.float32(values)), strict=True))
+                found.update(zip(batch, (float(v) for v in np.asarray(values, dtype=np.float32)), strict=True))
                 if cache is not None:
                     cache.put_many([(keys[i], {_SCORE: np.array([found[i]])}) for i in batch], scorer.cache_key)
             bar.update(len(todo[start : start + batch_size]))

@@ -6,8 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,10 +30,15 @@ class ScoreRun:
 
     document: dict[str, Any]
     make_state: Callable[[], dict[str, np.ndarray]] = dict
+    # Cached here rather than by functools.cached_property: type checkers read a cached_property as an object of
+    # its own class, not as the property results' Scored protocol asks for.
+    _state: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def state(self) -> dict[str, np.ndarray]:
-        return self.make_state()
+        if self._state is None:
+            self._state = self.make_state()
+        return self._state
 
     @property
     def cell_ids(self) -> list[str]:

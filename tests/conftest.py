@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 # Tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,7 +26,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
 
+from sdeval.cli import main  # noqa: E402
 from sdeval.score.demo import make_image_set  # noqa: E402
 
 # Fixed thread count: CPU results can change in the last bits with it.
@@ -92,3 +98,45 @@ def tiny_clip_weights(tiny_name, tmp_path_factory) -> dict[int, str]:
         torch.save(model.state_dict(), path)
         paths[seed] = str(path)
     return paths
+
+
+# A run of the calibration world (the `shapes` checkpoints), generated and judged as a user would: the shared
+# fixture of the gate, calibration and report tests.
+SHAPES_CHECKPOINTS = [
+    {"name": "clean", "path": "shapes"},
+    {"name": "colours", "path": "shapes", "options": {"mistakes": {"colors": 0.5}}},
+]
+
+
+def write_shapes_run(folder: Path, suite: Path | str | list[dict[str, Any]], **config: Any) -> Path:
+    """A `sdeval generate` config, `folder/config.yaml`: the `clean` and `colours` (colour mistakes at 0.5) shapes
+    checkpoints, 1 seed per prompt, 128 px on the CPU into `folder/out`; `config` replaces any of these keys.
+    `suite` is a suite file, or its rows (written to `folder/prompts.jsonl`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(suite, list):
+        (folder / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in suite), encoding="utf-8")
+        suite = "prompts.jsonl"
+    data = {
+        "checkpoints": SHAPES_CHECKPOINTS,
+        "suite": str(suite),
+        "seeds_per_prompt": 1,
+        "settings": {"width": 128, "height": 128},
+        "batch_size": 4,
+        "output_dir": "out",
+        "device": "cpu",
+        **config,
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def generate_and_judge(config: Path, results: Path, metrics: str = "adherence") -> Path:
+    """`sdeval generate CONFIG`, then `sdeval score` of the images it made, with the shapes judge, into `results`."""
+    generated = CliRunner().invoke(main, ["generate", str(config), "--quiet"])
+    assert generated.exit_code == 0, generated.output
+    out = config.parent / yaml.safe_load(config.read_text(encoding="utf-8"))["output_dir"]
+    args = ["score", str(out), "--metrics", metrics, "--judge", "shapes", "-o", str(results)]
+    scored = CliRunner().invoke(main, args)
+    assert scored.exit_code == 0, scored.output
+    return results

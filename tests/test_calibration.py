@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
+from conftest import write_shapes_run
 from PIL import Image, ImageDraw
 from scipy.stats import binom
 
@@ -465,27 +465,6 @@ def _suite_rows(n_per_category: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_run(folder: Path, rows: list[dict[str, Any]], **config: Any) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    data = {
-        "checkpoints": [
-            {"name": "clean", "path": "shapes"},
-            {"name": "colours", "path": "shapes", "options": {"mistakes": {"colors": 0.5}}},
-        ],
-        "suite": "prompts.jsonl",
-        "seeds_per_prompt": 1,
-        "settings": {"width": 128, "height": 128},
-        "batch_size": 4,
-        "output_dir": "out",
-        "device": "cpu",
-        **config,
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _pixels(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
@@ -494,7 +473,7 @@ def _pixels(path: Path) -> np.ndarray:
 def test_generate_and_score_shapes_end_to_end(tmp_path: Path) -> None:
     """Two shapes checkpoints (no mistakes, colours at 0.5), 2 x 54 images, generated then judged."""
     rows = _suite_rows(9, seed=7)
-    config = _write_run(tmp_path, rows)
+    config = write_shapes_run(tmp_path, rows)
     result = CliRunner().invoke(main, ["generate", str(config), "--quiet"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
@@ -529,13 +508,13 @@ def test_generate_and_score_shapes_end_to_end(tmp_path: Path) -> None:
 
 def test_generate_image_to_image_strength_sweep(tmp_path: Path, tiny_name: str, tiny_clip_weights: dict) -> None:
     rows = _suite_rows(2, seed=8)
-    first = _write_run(tmp_path / "t2i", rows)
+    first = write_shapes_run(tmp_path / "t2i", rows)
     assert CliRunner().invoke(main, ["generate", str(first), "--quiet"]).exit_code == 0
     init = tmp_path / "init"
     init.mkdir()
     for path in (tmp_path / "t2i" / "out" / "clean").rglob("*.png"):
         shutil.copy(path, init / (path.name.split("__")[0] + ".png"))
-    sweep = _write_run(
+    sweep = write_shapes_run(
         tmp_path / "i2i",
         rows,
         pipeline="image2image",
@@ -579,7 +558,7 @@ def test_generate_image_to_image_strength_sweep(tmp_path: Path, tiny_name: str, 
 
 
 def test_generate_refuses_a_prompt_without_spec(tmp_path: Path) -> None:
-    config = _write_run(tmp_path, [{"id": "plain", "prompt": "a photo of a circle"}])
+    config = write_shapes_run(tmp_path, [{"id": "plain", "prompt": "a photo of a circle"}])
     result = CliRunner().invoke(main, ["generate", str(config), "--quiet"])
     assert result.exit_code == 2
     assert "'plain'" in result.output and "no spec" in result.output

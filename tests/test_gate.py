@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
+from conftest import generate_and_judge, write_shapes_run
 
 from sdeval.cli import main
 from sdeval.core.errors import ConfigError, ExitCode, ProtocolMismatchError
@@ -338,30 +338,13 @@ def _suite_rows(n: int) -> list[dict[str, Any]]:
 
 
 def _generate_and_score(root: Path, prompts: Path, name: str, colors: float, base_seed: int) -> Path:
-    folder = root / name
-    folder.mkdir()
     checkpoint: dict[str, Any] = {"name": "shapes", "path": "shapes"}
     if colors:
         checkpoint["options"] = {"mistakes": {"colors": colors}}
-    config = {
-        "checkpoints": [checkpoint],
-        "suite": str(prompts),
-        "seeds_per_prompt": 2,
-        "base_seed": base_seed,
-        "settings": {"width": 128, "height": 128},
-        "batch_size": 8,
-        "output_dir": "out",
-        "device": "cpu",
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = CliRunner().invoke(main, ["generate", str(folder / "config.yaml"), "--quiet"])
-    assert result.exit_code == 0, result.output
-    out = root / f"{name}.json"
-    scored = CliRunner().invoke(
-        main, ["score", str(folder / "out"), "--metrics", "adherence", "--judge", "shapes", "-o", str(out)]
+    config = write_shapes_run(
+        root / name, prompts, checkpoints=[checkpoint], seeds_per_prompt=2, base_seed=base_seed, batch_size=8
     )
-    assert scored.exit_code == 0, scored.output
-    return out
+    return generate_and_judge(config, root / f"{name}.json")
 
 
 @pytest.fixture(scope="module")

@@ -43,12 +43,12 @@ def parse_a1111_parameters(text: str) -> PromptRecord:
     for line in lines:
         stripped = line.strip()
         starts = next((key for key in _EXTRA_LINES if stripped.startswith(key)), None)
-        if starts is not None or extra_key is not None:
-            if starts is not None:
-                extra_key = starts[:-1]
-                settings[extra_key] = stripped[len(starts) :].strip()
-            else:
-                settings[extra_key] += "\n" + stripped
+        if starts is not None:
+            extra_key = starts[:-1]
+            settings[extra_key] = stripped[len(starts) :].strip()
+            continue
+        if extra_key is not None:  # the lines after an extra's first belong to it
+            settings[extra_key] += "\n" + stripped
             continue
         if negative_lines is None and stripped.startswith(_NEGATIVE):
             negative_lines = [stripped[len(_NEGATIVE) :].strip()]

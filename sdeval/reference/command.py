@@ -71,6 +71,7 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
 
         dino = dinov2_model or DEFAULT_MODEL
     if not by_set:
+        assert images is not None  # refused above without --set
         check_output_file(out, "--out")
         ref = build_reference_file(images, out, make_feature_options(kwargs), cmmd=spec, dinov2=dino)
         click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")

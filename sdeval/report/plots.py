@@ -164,7 +164,7 @@ def _part_plots(
                     for c in members
                     if higher.key in table[c.label] and lower.key in table[c.label]
                 ]
-                points = [p for p in points if p[0] is not None and p[1] is not None]
+                points = [(x, y, value) for x, y, value in points if x is not None and y is not None]
                 if not points:
                     continue
                 axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
@@ -190,12 +190,12 @@ def _part_plots(
         for axes, column in zip(grid.flat, panels, strict=False):
             for name, members in lines.items():
                 marks = [(float(c.values[key]), table[c.label].get(column.key)) for c in members]
-                marks = [(x, m) for x, m in marks if m is not None and m.value is not None]
-                if not marks:
+                found = [(x, m.value, m) for x, m in marks if m is not None and m.value is not None]
+                if not found:
                     continue
-                xs, ys = [x for x, _ in marks], [m.value for _, m in marks]
-                low = [m.value - m.low if m.low is not None else 0.0 for _, m in marks]
-                high = [m.high - m.value if m.high is not None else 0.0 for _, m in marks]
+                xs, ys = [x for x, _, _ in found], [y for _, y, _ in found]
+                low = [y - m.low if m.low is not None else 0.0 for _, y, m in found]
+                high = [m.high - y if m.high is not None else 0.0 for _, y, m in found]
                 axes.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=name)
             better = {"higher": " ↑", "lower": " ↓"}.get(column.direction or "", "")
             axes.set_title(column.label + better, fontsize=10)

@@ -63,7 +63,8 @@ def _markdown_escape(text: Any) -> str:
 
 
 def _static(name: str) -> str:
-    return importlib.resources.files("sdeval.report").joinpath("static", name).read_text(encoding="utf-8")
+    # One part per joinpath: Traversable.joinpath takes several only from Python 3.11.
+    return importlib.resources.files("sdeval.report").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 def _make_folders(folder: Path, what: str) -> list[Path]:

@@ -231,7 +231,8 @@ def _part_p(best: Cell, other: Cell, declared: ResultKey, part: str) -> float | 
             return 1.0
         return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
     table = [[sum(a.values()), len(a) - sum(a.values())], [sum(b.values()), len(b) - sum(b.values())]]
-    return float(fisher_exact(table).pvalue)
+    # A SignificanceResult; the type inferred from scipy's source is a class of its own without the field.
+    return float(fisher_exact(table).pvalue)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def category_table(cells: list[Cell], options: ReportOptions) -> dict[str, Any] | None:

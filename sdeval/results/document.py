@@ -170,7 +170,10 @@ def _document_order(doc: Any, path: tuple[str | int, ...]) -> tuple[int, ...]:
             out.append(keys.index(part) if part in node else len(keys))
         else:
             out.append(part if isinstance(part, int) else 0)
-        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) else None
+        if isinstance(node, dict):
+            node = node.get(part)
+        else:  # an array's item by its index (a key there, as a position above, names none)
+            node = node[part] if isinstance(node, list) and isinstance(part, int) else None
     return tuple(out)
 
 

@@ -191,7 +191,7 @@ def group_folder(
     values = [
         _group_value(group_by, rel, record) for rel, record in zip(paths, records or [None] * len(paths), strict=True)
     ]
-    order = list(dict.fromkeys(sorted(v for v in values if v is not None)))
+    order: list[str | None] = list(dict.fromkeys(sorted(v for v in values if v is not None)))
     if any(v is None for v in values):
         order.append(None)
     cells = [Cell(str(v) if v is not None else UNASSIGNED, group={"by": group_by, "value": v}) for v in order]

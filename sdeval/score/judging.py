@@ -120,10 +120,11 @@ def judge_images(
             what = f"prompt id {pid!r}" if pid is not None else "no prompt id"
             text = "no prompt text" if record is None else "its prompt text matches no suite prompt"
             missing[i] = f"no spec: {what} is not in the suite, and {text}"
-        asked = questions.lookup(pid, record.prompt if record is not None else None) if questions else None
-        if asked is not None:
-            found[i] = (asked, found[i][1] if found[i] is not None else questions.format)
-            missing.pop(i, None)
+        if questions:
+            asked = questions.lookup(pid, record.prompt if record is not None else None)
+            if asked is not None:
+                found[i] = (asked, found[i][1] if found[i] is not None else questions.format)
+                missing.pop(i, None)
     judgements: list[Any] = [None] * n
     todo = [i for i in range(n) if found[i] is not None]
     bar = tqdm(todo, desc="judging", unit="img", file=sys.stderr, disable=not progress or not todo, leave=False)
@@ -143,8 +144,8 @@ def judge_images(
         judgements=judgements,
         categories=[f[1] if f is not None else None for f in found],
         prompt_ids=[
-            prompt_ids[i] if prompt_ids[i] is not None else (records[i].id if records and records[i] else None)
-            for i in range(n)
+            pid if pid is not None else (record.id if record else None)
+            for pid, record in ((prompt_ids[i], records[i] if records else None) for i in range(n))
         ],
         specs=[f[0].to_json() if f is not None and not isinstance(f[0], tuple) else None for f in found],
         missing=missing,
@@ -171,7 +172,7 @@ def faithfulness_columns(
     inits: dict[str, Path] = {}
     if suite_arg:
         loaded = load_suite(suite_arg, need_init_images=True, init_images=folder)
-        inits = {p.id: p.init_image for p in loaded.prompts if getattr(p, "init_image", None) is not None}
+        inits = {p.id: p.init_image for p in loaded.prompts if p.init_image is not None}
     edge: list[float | None] = [None] * len(paths)
     cosine: list[float | None] = [None] * len(paths)
     missing: dict[int, str] = {}

@@ -92,6 +92,7 @@ def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: C
         elif options.clip_model is not None or options.clip_pretrained is not None:
             # The same defaults as the CLIP metrics' (features/clip_models.py): a name alone means OpenAI's weights.
             spec = choose_clip_models(True, False, options.clip_model, options.clip_pretrained).prompt
+            assert spec is not None  # asked for (wants_prompt_model), so chosen
             extra.update(clip_model=spec.name, clip_pretrained=spec.pretrained)
     model = getattr(options, f"{name}_model", None)
     return load_scorer(name, model, device=device, allow_pickle=options.allow_pickle,

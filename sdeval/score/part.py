@@ -397,12 +397,14 @@ def _merge_reference(parts: list[ImagePart], names: list[str]) -> ReferencePart 
 def _check_reference_cover(shares: list[ReferencePart], names: list[str]) -> None:
     """The shares hold every file of the reference folder once, as it was listed when each was made."""
     owner: dict[str, str] = {}
+    listed: set[int] = set()
     for name, share in zip(names, shares, strict=True):
         for path in [*(share.paths or ()), *share.skipped]:
             if path in owner:
                 raise SdevalError(f"merge: reference image {path} is in both {owner[path]} and {name}")
             owner[path] = name
-    listed = {share.n_listed for share in shares}
+        assert share.n_listed is not None  # a share is made, and read back, with the count its folder listed
+        listed.add(share.n_listed)
     if len(listed) > 1 or len(owner) != next(iter(listed)):
         raise SdevalError(
             f"merge: the reference shares hold {len(owner)} images but the folder {shares[0].identity['source']} had "
@@ -470,7 +472,8 @@ def _merge_judged(
     blocks = [part.judged for part in parts]
     if blocks[0] is None:
         return None
-    out = {key: [blocks[p][key][i] for _, p, i in order] for key in ("judgements", "categories", "prompt_ids", "specs")}  # type: ignore[index]
+    keys = ("judgements", "categories", "prompt_ids", "specs")
+    out: dict[str, Any] = {key: [blocks[p][key][i] for _, p, i in order] for key in keys}  # type: ignore[index]
     out["missing"] = {
         str(position[(p, int(i))]): r
         for p, block in enumerate(blocks)

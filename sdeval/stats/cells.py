@@ -325,6 +325,7 @@ def compare_cells(
     sides = _Sides(a_cell, b_cell, a_groups, a_prompts, b_groups, b_prompts, paired, everything)
     for key in _comparable_keys(a_cell, b_cell, keys):
         method = registry.result_key(key).interval  # type: ignore[union-attr]  (_comparable_keys checked it)
+        assert method is not None  # _comparable_keys keeps only keys with an interval method
         if by_prompt.get(key) is not None:
             out[key] = by_prompt[key]  # type: ignore[assignment]
             continue

@@ -265,7 +265,9 @@ def build(out: Path = DATA_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sdeval.suites.build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sdeval.suites.build", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--out", type=Path, default=DATA_DIR, help="folder to write into (default: the package's)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a shipped file differs")
     args = parser.parse_args(argv)

@@ -305,6 +305,7 @@ def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], chec
         return None
     if spec is not None and category is None:
         category = spec.tag
+    assert isinstance(text, str)  # a row without a prompt string was a problem above
     return Prompt(
         id=pid if "id" in obj else derived_id(text, spec),  # type: ignore[arg-type]
         prompt=text,

@@ -89,35 +89,26 @@ def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
     assert results["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
-def _assert_agrees_with_clean_fid(weights: str, sets: dict) -> None:
+def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
     cleanfid = pytest.importorskip("cleanfid.fid")
-    extractor = InceptionExtractor(weights, preprocess="clean")
+    extractor = InceptionExtractor(inception_weights, preprocess="clean")
 
     class Float299(torch.nn.Module):  # clean-fid hands the model float 0..255 299x299 batches
         def forward(self, x):
             return extractor.extract(x)[POOL]
 
     theirs = cleanfid.compute_fid(
-        sets["gen"], sets["ref"], mode="clean", custom_feat_extractor=Float299(),
+        image_sets["gen"], image_sets["ref"], mode="clean", custom_feat_extractor=Float299(),
         device=torch.device("cpu"), num_workers=0, batch_size=16, verbose=False,
     )  # fmt: skip
     ours = score(
         ScoreOptions(
-            sets["gen"], sets["ref"], metrics=("fid",),
-            features=_options(weights, preprocess="clean"),
+            image_sets["gen"], image_sets["ref"], metrics=("fid",),
+            features=_options(inception_weights, preprocess="clean"),
         )
     )  # fmt: skip
     assert ours["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(theirs, rel=1e-4)
     assert ours["cells"][0]["protocol"]["inception"]["preprocess"] == "clean"
-
-
-@pytest.mark.slow
-def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
-    _assert_agrees_with_clean_fid(inception_weights, image_sets)
-
-
-def test_clean_mode_agrees_with_clean_fid_on_few_images(inception_weights, small_sets):
-    _assert_agrees_with_clean_fid(inception_weights, small_sets)
 
 
 def test_clean_resize_is_clean_fids_resizer():

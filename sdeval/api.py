@@ -32,7 +32,7 @@ import torch
 from sdeval.core.distributed import DistContext, from_group
 from sdeval.core.errors import SdevalError
 from sdeval.metrics.registry import Need
-from sdeval.score.options import ScoreOptions, options_from_mapping
+from sdeval.options.score import ScoreOptions, options_from_mapping
 
 #: What the in-memory path cannot do: it keeps no pixels after `update`.
 _NOT_IN_MEMORY = {

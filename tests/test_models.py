@@ -28,9 +28,9 @@ from sdeval.metrics.registry import Need
 from sdeval.models.check import check_run_models, problems, run_models, verify
 from sdeval.models.locate import header_problem
 from sdeval.models.table import JUDGE_MODELS, NEED_MODELS, SCORER_MODELS, SLOTS, run_slots
+from sdeval.options.score import ScoreOptions, options_from_mapping
 from sdeval.preference import SCORERS, load_scorer
 from sdeval.preference import weights as preference_weights
-from sdeval.score.options import ScoreOptions, options_from_mapping
 
 PAYLOAD = b"stand-in for the standard Inception weights"
 CLIP_REPO = "timm/vit_large_patch14_clip_224.openai"

@@ -165,8 +165,8 @@ def test_the_aesthetic_head_gets_weights_with_a_clip_name_alone(monkeypatch):
     import sdeval.preference as preference
     from sdeval.core.errors import SdevalError
     from sdeval.features.clip import ClipEmbedder
+    from sdeval.options.score import ScoreOptions
     from sdeval.score.models import _load_scorer
-    from sdeval.score.options import ScoreOptions
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(preference, "load_scorer", lambda name, model, **kw: seen.update(kw))

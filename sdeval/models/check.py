@@ -15,7 +15,7 @@ from sdeval.core.hashing import file_sha256, hub_record_key, record_sha256
 from sdeval.core.offline import offline_reason
 from sdeval.models.locate import Located, locate_slot
 from sdeval.models.table import config_key, flag, run_slots
-from sdeval.score.options import ScoreOptions
+from sdeval.options.score import ScoreOptions
 
 
 def run_models(options: ScoreOptions, judges: Iterable[str] | None = None) -> list[Located]:

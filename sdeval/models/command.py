@@ -10,7 +10,7 @@ import click
 from sdeval.core.errors import SdevalError
 from sdeval.judges.registry import JUDGES
 from sdeval.models.table import SLOTS, config_key, flag
-from sdeval.score.clioptions import DEFAULTS, MetricsHelp, parse_metrics
+from sdeval.options.cli import DEFAULTS, MetricsHelp, parse_metrics
 
 if TYPE_CHECKING:
     from sdeval.models.locate import Located
@@ -54,7 +54,7 @@ def models_command(metrics, judge, every, allow_pickle, check, as_json, **values
     """
     from sdeval.metrics import registry
     from sdeval.models.check import problems, run_models, verify
-    from sdeval.score.options import options_from_mapping
+    from sdeval.options.score import options_from_mapping
 
     names = tuple(registry.names()) if every else parse_metrics(metrics) if metrics else None
     chosen = {key: value for key, value in values.items() if value is not None}

@@ -23,8 +23,8 @@ from sdeval.core.offline import hub_url
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import choose_clip_models
 from sdeval.models.table import SLOTS, ModelSlot
+from sdeval.options.score import ScoreOptions
 from sdeval.preference.weights import is_pickle, safetensors_twin, url_cache_path
-from sdeval.score.options import ScoreOptions
 
 #: The weight files transformers reads from a model folder, in the order it prefers them.
 MODEL_WEIGHTS = (

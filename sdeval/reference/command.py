@@ -7,7 +7,7 @@ import os
 import click
 
 from sdeval.core.errors import SdevalError
-from sdeval.score.clioptions import feature_options, make_feature_options
+from sdeval.options.cli import feature_options, make_feature_options
 
 
 @click.group()

@@ -8,7 +8,7 @@ assemble.py writes the results document and the feature state; run.py chains the
 from typing import TYPE_CHECKING, Any
 
 from sdeval.features.options import FeatureOptions
-from sdeval.score.options import ScoreOptions, defaults, options_from_mapping
+from sdeval.options.score import ScoreOptions, defaults, options_from_mapping
 
 if TYPE_CHECKING:  # for type checkers only: at run time __getattr__ imports them on first use
     from sdeval.score.run import ScoreRun, score, score_run

@@ -11,7 +11,7 @@ import click
 
 from sdeval.core.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
-from sdeval.score.clioptions import (
+from sdeval.options.cli import (
     DEFAULTS,
     CiHelp,
     MetricsHelp,
@@ -204,7 +204,7 @@ def merge(parts, ci, ci_replicates, geneval_results, out) -> None:
     same document as scoring every image in one process. Missing, repeated or overlapping shards, and parts made
     with different options, models or references, are refused naming the part."""
     from sdeval.core.atomic import check_output_file
-    from sdeval.score.options import options_from_record
+    from sdeval.options.score import options_from_record
     from sdeval.score.part import ImagePart, merge_parts
     from sdeval.score.run import score_part
 

@@ -14,8 +14,8 @@ from sdeval.features.inception import InceptionExtractor
 from sdeval.features.options import build_inception
 from sdeval.features.text_embeddings import embed_prompts
 from sdeval.metrics.registry import Need
+from sdeval.options.score import ScoreOptions
 from sdeval.prompts.lookup import ImagePrompts
-from sdeval.score.options import ScoreOptions
 
 
 @dataclass

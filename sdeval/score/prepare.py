@@ -26,6 +26,7 @@ from sdeval.features.options import extract
 from sdeval.metrics import registry
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
+from sdeval.options.score import ScoreOptions
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
@@ -40,7 +41,6 @@ from sdeval.score.grouping import (
 )
 from sdeval.score.judging import Judged, faithfulness_columns, judge_images, load_spec_source
 from sdeval.score.models import PromptTexts, RunModels
-from sdeval.score.options import ScoreOptions
 from sdeval.score.part import (
     REFERENCE_ARRAYS,
     ROLES,

@@ -13,9 +13,9 @@ import numpy as np
 
 from sdeval.core.distributed import DistContext, detect
 from sdeval.core.provenance import now
+from sdeval.options.score import ScoreOptions
 from sdeval.score.assemble import assemble, state_arrays
 from sdeval.score.compute import score_cells
-from sdeval.score.options import ScoreOptions
 from sdeval.score.part import ImagePart, merge_parts
 from sdeval.score.prepare import finish, prepare_part
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from sdeval.core.errors import SdevalError
-from sdeval.score.options import PREPROCESS_MODES, defaults
+from sdeval.options.score import PREPROCESS_MODES, defaults
 
 #: Option values that are FeatureOptions fields (besides the cache, which `--no-cache` turns off).
 FEATURE_KEYS = ("preprocess", "inception_weights", "batch_size", "workers", "device", "cache_dir", "no_cache")
@@ -43,7 +43,7 @@ def feature_values(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def make_feature_options(kwargs: dict[str, Any]) -> Any:
     """FeatureOptions from a command's feature options (taken out of `kwargs`), through the shared reader."""
-    from sdeval.score.options import options_from_mapping
+    from sdeval.options.score import options_from_mapping
 
     return options_from_mapping(feature_values(kwargs), images="", where="option").features
 

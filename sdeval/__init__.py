@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sdeval.core.version import __version__
+
 if TYPE_CHECKING:  # for type checkers only: at run time __getattr__ imports them on first use
     from sdeval.api import Evaluator, score_folder, score_images
 
-__version__ = "0.1.0"
 __all__ = ["Evaluator", "__version__", "score_folder", "score_images"]
 _API = ("Evaluator", "score_folder", "score_images")
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdeval import __version__
+from sdeval.core.version import __version__
 
 PACKAGES = (
     "torch",

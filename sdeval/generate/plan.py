@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sdeval import __version__
 from sdeval.core.errors import ConfigError
+from sdeval.core.version import __version__
 from sdeval.generate.config import CheckpointSpec, GenerateConfig, Setting
 from sdeval.suites.load import Prompt, Suite, SuiteIdentity
 

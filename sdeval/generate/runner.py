@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sdeval import __version__
 from sdeval.core import atomic
 from sdeval.core import distributed as distmod
 from sdeval.core.atomic import check_output_folder
 from sdeval.core.errors import OutputError, SdevalError
 from sdeval.core.provenance import command as provenance_command
 from sdeval.core.provenance import device_info, git_commit, versions
+from sdeval.core.version import __version__
 from sdeval.generate.config import GenerateConfig
 from sdeval.generate.pipelines import (
     Loaded,

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from sdeval import __version__
 from sdeval.core.atomic import write_bytes
 from sdeval.core.errors import ProtocolMismatchError, SdevalError
 from sdeval.core.npz import npz_bytes
+from sdeval.core.version import __version__
 from sdeval.metrics.fid import FrechetState
 
 FORMAT = "sdeval-reference"

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from sdeval import __version__
 from sdeval.core.provenance import now, provenance
+from sdeval.core.version import __version__
 from sdeval.reference.files import images_hash
 from sdeval.results.document import RESULTS_FORMAT as FORMAT
 from sdeval.results.document import RESULTS_VERSION as FORMAT_VERSION

@@ -139,6 +139,11 @@ def test_a_plugin_judge_is_built_by_name(tmp_path: Path, monkeypatch: pytest.Mon
     assert build_judge("lenient").protocol() == {"name": "lenient"}
     with pytest.raises(SdevalError, match=r"--judge must be one of .*vqa, lenient, got 'lenent' \(did you mean"):
         build_judge("lenent")
+    # The pre-run model check knows no models of a plugin judge (it loads its own): no lookup error, none listed.
+    from sdeval.models.table import run_slots
+
+    assert run_slots(["adherence"], ["lenient"]) == {}
+    assert "detector" in run_slots(["adherence"], ["detector"])
 
 
 PIPELINE_PLUGIN = """

@@ -138,7 +138,8 @@ SCORER_MODELS: dict[str, tuple[str, ...]] = {
     "pickscore": ("pickscore",),
     "aesthetic": ("aesthetic", "clip"),
 }
-#: Need.JUDGEMENTS: the models of each --judge (the detector names colours with the CLIP model).
+#: Need.JUDGEMENTS: the models of each --judge (the detector names colours with the CLIP model). A judge or scorer
+#: from a plugin is not listed: it loads (and names) its own models, so none is checked for it before the run.
 JUDGE_MODELS: dict[str, tuple[str, ...]] = {
     "detector": ("detector", "clip"),
     "clip": ("clip",),
@@ -151,7 +152,7 @@ def metric_slots(spec: MetricSpec) -> list[str]:
     """The slot keys metric `spec` needs besides its judge's, in table order."""
     keys = [key for need in sorted(spec.needs, key=list(Need).index) for key in NEED_MODELS.get(need, ())]
     if Need.PREFERENCE in spec.needs:
-        keys += SCORER_MODELS[spec.name]
+        keys += SCORER_MODELS.get(spec.name, ())  # a plugin's scorer finds its own models
     return list(dict.fromkeys(keys))
 
 
@@ -163,7 +164,7 @@ def run_slots(metrics: Iterable[str], judges: Iterable[str]) -> dict[str, list[s
     for spec in registry.check_names(tuple(metrics)):
         needs = [(key, spec.name) for key in metric_slots(spec)]
         if Need.JUDGEMENTS in spec.needs:
-            needs += [(key, f"{spec.name} (judge {judge})") for judge in judges for key in JUDGE_MODELS[judge]]
+            needs += [(key, f"{spec.name} (judge {judge})") for judge in judges for key in JUDGE_MODELS.get(judge, ())]
         for key, user in needs:
             if user not in used.setdefault(key, []):
                 used[key].append(user)

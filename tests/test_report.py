@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
+from conftest import generate_and_judge, write_shapes_run
 
 from sdeval.cli import main
 from sdeval.report import ReportOptions, build_report
@@ -46,27 +46,8 @@ def _suite_rows(per_category: int) -> list[dict[str, Any]]:
 def shapes_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated and scored shapes run: `clean` and `colours` (colour mistakes at 0.5), 2 seeds per prompt."""
     folder = tmp_path_factory.mktemp("shapes-run")
-    rows = _suite_rows(20)
-    (folder / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    config = {
-        "checkpoints": [
-            {"name": "clean", "path": "shapes"},
-            {"name": "colours", "path": "shapes", "options": {"mistakes": {"colors": 0.5}}},
-        ],
-        "suite": "prompts.jsonl",
-        "seeds_per_prompt": 2,
-        "settings": {"width": 128, "height": 128},
-        "batch_size": 8,
-        "output_dir": "out",
-        "device": "cpu",
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    generated = CliRunner().invoke(main, ["generate", str(folder / "config.yaml"), "--quiet"])
-    assert generated.exit_code == 0, generated.output
-    out = folder / "results.json"
-    args = ["score", str(folder / "out"), "--metrics", "adherence,robustness", "--judge", "shapes", "-o", str(out)]
-    scored = CliRunner().invoke(main, args)
-    assert scored.exit_code == 0, scored.output
+    config = write_shapes_run(folder, _suite_rows(20), seeds_per_prompt=2, batch_size=8)
+    out = generate_and_judge(config, folder / "results.json", metrics="adherence,robustness")
     return out
 
 

@@ -166,11 +166,12 @@ def _from_pretrained(location: str, kind: str, kwargs: dict[str, Any], local_fil
     import diffusers
 
     kwargs = {**kwargs, "local_files_only": local_files_only}
-    index = diffusers.DiffusionPipeline.load_config(location, local_files_only=local_files_only)
+    # diffusers exports its classes lazily, without an __all__ that type checkers would read (here and below).
+    index = diffusers.DiffusionPipeline.load_config(location, local_files_only=local_files_only)  # pyright: ignore[reportPrivateImportUsage]
     if "safety_checker" in index:
         # Evaluation needs the raw outputs: the checker blacks out images it flags.
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    auto = diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image
+    auto = diffusers.AutoPipelineForText2Image if kind == "text2image" else diffusers.AutoPipelineForImage2Image  # pyright: ignore[reportPrivateImportUsage]
     return auto.from_pretrained(location, **kwargs)
 
 
@@ -183,7 +184,8 @@ def _load_single_file(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
         raise SdevalError(
             f"checkpoint {spec.name!r}: {spec.path} is not a readable checkpoint: {_first_line(err)}"
         ) from err
-    cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline
+    # Exported lazily, as in _from_pretrained.
+    cls = diffusers.StableDiffusionXLPipeline if xl else diffusers.StableDiffusionPipeline  # pyright: ignore[reportPrivateImportUsage]
     # from_single_file still takes `torch_dtype` in diffusers 0.42.
     kwargs: dict[str, Any] = {"torch_dtype": torch_dtype(dtype)}
     if spec.config is not None:
@@ -192,7 +194,7 @@ def _load_single_file(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     pipe = cls.from_single_file(spec.location, **kwargs)
     if kind == "image2image":
-        pipe = diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
+        pipe = diffusers.AutoPipelineForImage2Image.from_pipe(pipe)  # pyright: ignore[reportPrivateImportUsage]
     return pipe
 
 

@@ -80,9 +80,8 @@ def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float, b_sq: np.ndarray | No
     """exp(-gamma |a_i - b_j|^2) [len(a), len(b)] of float64 rows. Squared distances use the expansion
     |a|^2 + |b|^2 - 2 a.b, as the reference does, clipped at 0 against rounding; `b_sq`: b's squared norms, if
     already computed."""
-    if b_sq is None:
-        b_sq = np.einsum("ij,ij->i", b, b)
-    sq = np.einsum("ij,ij->i", a, a)[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
+    b_norms = b_sq if b_sq is not None else np.einsum("ij,ij->i", b, b)
+    sq = np.einsum("ij,ij->i", a, a)[:, None] + b_norms[None, :] - 2.0 * (a @ b.T)
     return np.exp(-gamma * np.maximum(sq, 0.0))
 
 

@@ -106,7 +106,9 @@ class Jackknife:
     """
 
     inputs: tuple[str, str | None]
-    side: Callable[[np.ndarray, np.ndarray | None, np.ndarray, int, int], CorpusSide]
+    # The reference argument is its rows (an ndarray) where `inputs` names them, else None: typed Any so that a
+    # side with a reference may declare it an ndarray.
+    side: Callable[[np.ndarray, Any, np.ndarray, int, int], CorpusSide]
     #: Below this many prompts the jackknife's coverage was not checked (few, noisy blocks): a warning says so.
     min_prompts: int = 50
     name: str = "jackknife over prompt blocks"

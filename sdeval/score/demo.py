@@ -52,5 +52,6 @@ def run_demo(out: Path, n: int = 48, workers: int = 1) -> dict[str, Any]:
         features=FeatureOptions(inception_weights=str(weights), cache_dir=str(out / "cache"), workers=workers),
     )
     run = score_run(options)
+    assert run is not None  # None only on a torchrun's other ranks; the demo is one process
     write_outputs(out / "results.json", run)
     return run.document

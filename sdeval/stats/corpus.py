@@ -60,7 +60,7 @@ class FidProjection:
 
     def _fid(self, m: int, x_sum: np.ndarray, sq_sum: float, trace_part: float) -> float:
         mu = x_sum / m
-        trace_gen = (sq_sum - m * mu @ mu) / (m - 1)
+        trace_gen = float((sq_sum - m * mu @ mu) / (m - 1))
         return frechet_from_traces(mu - self.root.mean, trace_gen, self.root.trace, trace_part)
 
     def fid(self, rows: np.ndarray | None = None) -> float:
@@ -96,9 +96,10 @@ class FidProjection:
         return np.array([self.fid(np.flatnonzero(blocks != k)) for k in range(n_blocks)])
 
     def _full_gram(self) -> np.ndarray:
-        if self._gram is None:
-            self._gram = self.y.T @ self.y
-        return self._gram
+        gram = self._gram
+        if gram is None:
+            gram = self._gram = self.y.T @ self.y
+        return gram
 
 
 def _rbf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -150,7 +151,7 @@ class KernelBlocks:
     def value(self, keep: np.ndarray, ref_sum: float = 0.0) -> float:
         """The metric over the kept blocks (boolean [K]); `ref_sum` is the reference-reference kernel sum
         (`kernel_reference_sum`; 0 leaves that constant term out)."""
-        m = float(self.counts[keep].sum())
+        m = int(self.counts[keep].sum())  # a count of rows (the counts are sums of one-hot floats)
         sxx = float(self.xx[np.ix_(keep, keep)].sum())
         sxy = float(self.xy[keep].sum())
         if self.kind == "kid":  # unbiased: the diagonal out

@@ -95,7 +95,7 @@ class Evaluator:
     ) -> None:
         from sdeval.core.devices import resolve_device
         from sdeval.metrics import registry
-        from sdeval.reference.build import load_any_reference
+        from sdeval.reference.build import load_any_reference, reference_share
         from sdeval.score.models import RunModels
         from sdeval.score.prepare import _needs_of
 
@@ -119,7 +119,13 @@ class Evaluator:
         self.reference = None
         if self.options.reference is not None and any(spec.needs_reference for spec in specs):
             needs = self.models.reference_needs(self.needs, self.options.reference)
-            self.reference = load_any_reference(self.options.reference, needs, self.options.features)
+            if sync and ctx.world_size > 1 and Path(self.options.reference).is_dir():
+                # Each rank extracts its share of a reference folder; compute() gathers the shares with the images.
+                extractors = [extractor for extractor, _ in needs]
+                share = (ctx.rank, ctx.world_size)
+                self.reference = reference_share(self.options.reference, extractors, self.options.features, share)
+            else:
+                self.reference = load_any_reference(self.options.reference, needs, self.options.features)
         self.reset()
 
     def reset(self) -> None:

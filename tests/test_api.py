@@ -160,6 +160,8 @@ for start in range(0, len(mine), 4):  # a short last batch
     evaluator.update([np.asarray(Image.open(folder + "/images/" + n)) for n in batch], [prompts[n] for n in batch])
 document = evaluator.compute()
 json.dump(document, open(f"{out}.{rank}.json", "w"))
+# How many reference images this rank extracted itself (a share of the folder, not all of it).
+json.dump(evaluator.reference.reference.n, open(f"{out}.{rank}.reference.json", "w"))
 dist.destroy_process_group()
 """
 
@@ -182,3 +184,7 @@ def test_ddp_ranks_compute_the_single_process_results(data, options, cli, tmp_pa
     assert _values(ranks[0]) == _values(ranks[1])  # every rank gets the same results
     assert_same_numbers(cli, ranks[0])
     assert ranks[0]["images"]["n_scored"] == N_IMAGES
+    # Each rank extracted only its share of the reference folder; the shares were gathered exactly (the numbers
+    # above equal the single process's).
+    extracted = [json.loads((tmp_path / f"out.{r}.reference.json").read_text()) for r in range(2)]
+    assert extracted == [N_REFERENCE // 2, N_REFERENCE - N_REFERENCE // 2]

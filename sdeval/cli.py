@@ -73,7 +73,7 @@ class _Group(click.Group):
         except click.UsageError as err:
             _usage_error(err)
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         try:
             with _sigterm_unwinds():
                 return super().invoke(ctx)

@@ -299,7 +299,7 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
     try:
         return _run_stages(config, progress, echo, shard, where)
     except (KeyboardInterrupt, Terminated, OutputError) as err:
-        err.sdeval_bench = where  # type: ignore[attr-defined]  # for the command to say what was kept
+        err.sdeval_bench = where  # pyright: ignore[reportAttributeAccessIssue]  # a mark for the command to say what was kept
         raise
 
 

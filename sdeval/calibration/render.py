@@ -189,7 +189,9 @@ def _inject(spec: Spec, groups: list[_Group], rng: np.random.Generator, allowed:
     placed = [i for i, g in enumerate(groups) if g.relation is not None]
     if tag == "position" and placed:
         i = placed[0]
-        rel, j = groups[i].relation  # type: ignore[misc]
+        relation = groups[i].relation
+        assert relation is not None  # `placed` holds only groups with a relation
+        rel, j = relation
         groups[i] = replace(groups[i], relation=(OPPOSITE[rel], j))
         return groups, Mistake("relation", f"drew the {groups[i].cls} {OPPOSITE[rel]} the {groups[j].cls}")
     i = int(rng.integers(len(groups)))

@@ -82,12 +82,12 @@ def parse_error(err: Exception, text: str, fmt: str) -> str:
             problem += f" ({' '.join(str(context).split())}{where})"
     elif isinstance(getattr(err, "position", None), int) and hasattr(err, "character"):
         # yaml.reader.ReaderError (a character YAML does not allow) gives only a character offset.
-        position = err.position  # type: ignore[attr-defined]
+        position = err.position  # pyright: ignore[reportAttributeAccessIssue]  # a ReaderError, duck-typed by the elif
         line = text.count("\n", 0, position) + 1
         column = position - text.rfind("\n", 0, position)
-        code = err.character  # type: ignore[attr-defined]
+        code = err.character  # pyright: ignore[reportAttributeAccessIssue]  # a ReaderError, duck-typed by the elif
         shown = f"U+{code:04X}" if isinstance(code, int) else repr(code)
-        problem = f"unacceptable character {shown}: {err.reason}"  # type: ignore[attr-defined]
+        problem = f"unacceptable character {shown}: {err.reason}"  # pyright: ignore[reportAttributeAccessIssue]  # a ReaderError, duck-typed by the elif
     elif isinstance(err, json.JSONDecodeError):
         # The place leads the line; a message that ends in "at" ("Unterminated string starting at") names it.
         line, column = err.lineno, err.colno

@@ -157,8 +157,8 @@ class ClipEmbedder:
             hint = "" if is_file else " (offline? pass a local weights file as the pretrained value)"
             raise SdevalError(f"cannot load CLIP model {name!r} with weights {pretrained!r}: {err}{hint}") from err
         if is_file:
-            sha = file_sha256(pretrained)  # type: ignore[arg-type]
-            label = f"file:{Path(pretrained).name}"  # type: ignore[arg-type]
+            sha = file_sha256(pretrained)
+            label = f"file:{Path(pretrained).name}"
         else:
             sha = state_dict_sha256(model)
             label = pretrained

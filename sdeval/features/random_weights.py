@@ -19,7 +19,7 @@ from sdeval.core.atomic import write_bytes
 class _Skeleton(FeatureExtractorInceptionV3):
     """The network's modules without weights (torch-fidelity's constructor always loads a state dict)."""
 
-    def load_state_dict(self, state_dict, *args, **kwargs):  # type: ignore[override]
+    def load_state_dict(self, state_dict, *args, **kwargs):
         if not state_dict:
             return None
         return super().load_state_dict(state_dict, *args, **kwargs)

@@ -161,7 +161,7 @@ def run_generate(
             if created and ctx.world_size == 1 and result.generated == 0 and result.skipped == 0:
                 # A run that failed before its first image leaves nothing behind: the folder is ours, made now.
                 shutil.rmtree(out, ignore_errors=True)
-        err.sdeval_run = result  # type: ignore[attr-defined]  # for the command to say what was kept
+        err.sdeval_run = result  # pyright: ignore[reportAttributeAccessIssue]  # a mark for the command to say what was kept
         raise
     _finish(plan, ctx, result, started, config_path)
     return result
@@ -259,7 +259,7 @@ def _generate(
                 init = None
                 if cfg.pipeline == "image2image":
                     size = _size(batch[0], loaded)
-                    init = [load_init_image(item.prompt.init_image, size) for item in batch]  # type: ignore[arg-type]
+                    init = [load_init_image(item.prompt.init_image, size) for item in batch]  # pyright: ignore[reportArgumentType]  # load_suite required one per row for image2image
                 images = generate_batch(loaded, batch, cfg.pipeline, init)
                 for item, image in zip(batch, images, strict=True):
                     meta = metadata_for(item, cfg.pipeline, cfg.vae_tiling)

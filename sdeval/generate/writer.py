@@ -38,7 +38,7 @@ _NOT_IDENTITY = ("sdeval_version", "suite", "tags")
 try:  # POSIX; elsewhere the lock is a no-op and only one process may use an output folder at a time.
     import fcntl
 except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None
 
 
 def shard_dir(out_dir: Path) -> Path:

@@ -255,7 +255,7 @@ def _color_verdict(
 ) -> bool:
     # GenEval classifies the colour of the `count` best objects only, and needs them all in the asked colour.
     colors = [d.color or "unknown" for d in found]
-    n = colors.count(include.color)  # type: ignore[arg-type]
+    n = colors.count(include.color)  # pyright: ignore[reportArgumentType]  # called only when include.color is set
     ok = n >= include.count
     seen = ", ".join(colors)
     best = f"the best {include.count} {include.cls}" if include.count > 1 else f"the best {include.cls}"

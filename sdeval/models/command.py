@@ -22,7 +22,7 @@ MODEL_OPTIONS = tuple(dict.fromkeys(option for slot in SLOTS.values() for option
 class _ModelHelp(click.Option):
     """A model option, whose help names its default when shown (reading it imports the model's module)."""
 
-    def get_help_record(self, ctx: click.Context):  # type: ignore[override]
+    def get_help_record(self, ctx: click.Context):
         slot = next(slot for slot in SLOTS.values() if self.name in slot.options)
         self.help = f"as in `sdeval score` ({slot.label}) [default: {slot.default}]."
         return super().get_help_record(ctx)

@@ -69,7 +69,7 @@ def clip_options(func):
 class MetricsHelp(click.Option):
     """--metrics, whose help lists the registered metrics when shown (a test module may have added one)."""
 
-    def get_help_record(self, ctx: click.Context):  # type: ignore[override]
+    def get_help_record(self, ctx: click.Context):
         from sdeval.metrics import registry
 
         self.help = f"comma-separated metrics: {', '.join(registry.names())} (see `sdeval metrics`)."
@@ -79,7 +79,7 @@ class MetricsHelp(click.Option):
 class CiHelp(click.Option):
     """--ci, whose help names the result keys with a jackknife interval, read from their registrations when shown."""
 
-    def get_help_record(self, ctx: click.Context):  # type: ignore[override]
+    def get_help_record(self, ctx: click.Context):
         from sdeval.metrics import registry
         from sdeval.metrics.registry import Jackknife
 

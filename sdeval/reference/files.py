@@ -319,10 +319,11 @@ def merge_references(parts: list[Reference], source: str, allow_duplicates: bool
         for key in first.features
     }
     fid_state = None
-    if all(p.fid_state is not None for p in ordered):
-        fid_state = ordered[0].fid_state
-        for p in ordered[1:]:
-            fid_state = fid_state.merge(p.fid_state)  # type: ignore[union-attr,arg-type]
+    states = [p.fid_state for p in ordered if p.fid_state is not None]
+    if len(states) == len(ordered):
+        fid_state = states[0]
+        for state in states[1:]:
+            fid_state = fid_state.merge(state)
     n = sum(p.n for p in ordered)
     if all(p.has_image_identity for p in ordered):
         paths = [path for p in ordered for path in p.image_paths or ()]

@@ -97,7 +97,7 @@ def _mark_column(
             continue
         best = members[0]
         for cell in members[1:]:
-            if _better(direction, values[cell.label], values[best.label]):  # type: ignore[arg-type]
+            if _better(direction, values[cell.label], values[best.label]):  # pyright: ignore[reportArgumentType]  # `members` keep only labels with a value
                 best = cell
         out[best.label] = ("best", None)
         for cell in members:

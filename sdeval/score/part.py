@@ -293,7 +293,7 @@ def merge_parts(parts: list[ImagePart], names: list[str] | None = None) -> Image
         n_computed=sum(part.n_computed for part in parts),
         features=_merge_features(parts, order),
         prompts=_merge_prompts(parts, order),
-        run_rows=None if first.run_rows is None else [parts[p].run_rows[i] for _, p, i in order],  # type: ignore[index]
+        run_rows=None if first.run_rows is None else [parts[p].run_rows[i] for _, p, i in order],  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
         texts=_merge_texts(parts),
         judged=_merge_judged(parts, order, position),
         faithful=_merge_faithful(parts, order, position),
@@ -424,9 +424,9 @@ def _merge_prompts(parts: list[ImagePart], order: list[tuple[str, int, int]]) ->
     if parts[0].prompts is None:
         return None
     return {
-        "records": [parts[p].prompts["records"][i] for _, p, i in order],  # type: ignore[index]
-        "missing": sorted((m for part in parts for m in part.prompts["missing"]), key=lambda m: m["path"]),  # type: ignore[index]
-        "warnings": list(dict.fromkeys(w for part in parts for w in part.prompts["warnings"])),  # type: ignore[index]
+        "records": [parts[p].prompts["records"][i] for _, p, i in order],  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
+        "missing": sorted((m for part in parts for m in part.prompts["missing"]), key=lambda m: m["path"]),  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
+        "warnings": list(dict.fromkeys(w for part in parts for w in part.prompts["warnings"])),  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
         "manifest": parts[0].prompts["manifest"],
     }
 
@@ -449,7 +449,7 @@ def _merge_texts(parts: list[ImagePart]) -> dict[str, Any] | None:
         "distinct": distinct,
         "embeddings": np.stack(list(rows.values())) if rows else np.zeros((0, width), np.float32),
         "truncated": [truncated[p] for p in distinct] if len(truncated) == len(distinct) else None,
-        "n_computed": sum(part.texts["n_computed"] for part in parts),  # type: ignore[index]
+        "n_computed": sum(part.texts["n_computed"] for part in parts),  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
         "context": parts[0].texts.get("context"),
     }
 
@@ -461,8 +461,8 @@ def _merge_faithful(
     blocks = [part.faithful for part in parts]
     if blocks[0] is None:
         return None
-    columns = {name: [blocks[p]["columns"][name][i] for _, p, i in order] for name in blocks[0]["columns"]}  # type: ignore[index]
-    missing = {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"].items()}  # type: ignore[union-attr]
+    columns = {name: [blocks[p]["columns"][name][i] for _, p, i in order] for name in blocks[0]["columns"]}  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
+    missing = {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"].items()}  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
     return {"columns": columns, "missing": missing}
 
 
@@ -473,13 +473,13 @@ def _merge_judged(
     if blocks[0] is None:
         return None
     keys = ("judgements", "categories", "prompt_ids", "specs")
-    out: dict[str, Any] = {key: [blocks[p][key][i] for _, p, i in order] for key in keys}  # type: ignore[index]
+    out: dict[str, Any] = {key: [blocks[p][key][i] for _, p, i in order] for key in keys}  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
     out["missing"] = {
         str(position[(p, int(i))]): r
         for p, block in enumerate(blocks)
-        for i, r in block["missing"].items()  # type: ignore[union-attr]
+        for i, r in block["missing"].items()  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
     }
-    out["protocol"] = blocks[0]["protocol"]  # type: ignore[index]
+    out["protocol"] = blocks[0]["protocol"]
     return out
 
 
@@ -489,9 +489,9 @@ def _merge_preference(
     blocks = [part.preference for part in parts]
     if blocks[0] is None:
         return None
-    scores = {name: np.array([blocks[p]["scores"][name][i] for _, p, i in order]) for name in blocks[0]["scores"]}  # type: ignore[index]
+    scores = {name: np.array([blocks[p]["scores"][name][i] for _, p, i in order]) for name in blocks[0]["scores"]}  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
     missing = {
-        name: {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"][name].items()}  # type: ignore[index]
+        name: {position[(p, i)]: r for p, block in enumerate(blocks) for i, r in block["missing"][name].items()}  # pyright: ignore[reportOptionalSubscript]  # all parts of a run have it when the first has
         for name in blocks[0]["missing"]
     }
     return {"scores": scores, "missing": missing}

@@ -208,7 +208,8 @@ def texts_block(models: RunModels, prompts: ImagePrompts | None, cache_dir: str 
     found = PromptTexts.build(models, prompts, cache_dir)
     if found is None:
         return None
-    context = getattr(models.clip.prompt.tokenizer, "context_length", 77)  # type: ignore[union-attr]
+    assert models.clip is not None and models.clip.prompt is not None  # PromptTexts.build needs them
+    context = getattr(models.clip.prompt.tokenizer, "context_length", 77)
     return {"distinct": found.distinct, "embeddings": found.embeddings, "truncated": found.truncated,
             "n_computed": found.n_computed, "context": context}  # fmt: skip
 

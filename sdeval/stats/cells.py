@@ -305,7 +305,7 @@ def compare_cells(
     by_prompt = {
         key: _by_prompt(key, a_rows, a_state, b_rows, b_state, level, replicates, seed)
         for key in _comparable_keys(a_cell, b_cell, keys)
-        if getattr(registry.result_key(key).interval, "pair_by", "item") == "prompt"  # type: ignore[union-attr]
+        if getattr(registry.result_key(key).interval, "pair_by", "item") == "prompt"  # pyright: ignore[reportOptionalMemberAccess]  # _comparable_keys keeps only registered keys
     }
     a_items, b_items = [r["item"] for r in a_rows], [r["item"] for r in b_rows]
     b_set = set(b_items)
@@ -324,17 +324,18 @@ def compare_cells(
     b_groups, b_prompts = (shared_groups, shared_prompts) if paired else group_index(b_items)
     sides = _Sides(a_cell, b_cell, a_groups, a_prompts, b_groups, b_prompts, paired, everything)
     for key in _comparable_keys(a_cell, b_cell, keys):
-        method = registry.result_key(key).interval  # type: ignore[union-attr]  (_comparable_keys checked it)
+        method = registry.result_key(key).interval  # pyright: ignore[reportOptionalMemberAccess]  # _comparable_keys keeps only registered keys
         assert method is not None  # _comparable_keys keeps only keys with an interval method
-        if by_prompt.get(key) is not None:
-            out[key] = by_prompt[key]  # type: ignore[assignment]
+        prompt_paired = by_prompt.get(key)
+        if prompt_paired is not None:
+            out[key] = prompt_paired
             continue
         if isinstance(method, Bootstrap):
             found = sides.bootstrap(key, method, a_rows, a_state, b_rows, b_state, level, replicates, seed)
         else:
             found = sides.jackknife(key, method, a_state, a_items, b_state, b_items, level, blocks, seed)
         if found is not None:
-            out[key] = Comparison(key, *found[:5], paired, len(shared), found[5])  # type: ignore[arg-type]
+            out[key] = Comparison(key, *found[:5], paired, len(shared), found[5])
     return out
 
 
@@ -342,7 +343,7 @@ def _by_prompt(key, a_rows, a_state, b_rows, b_state, level, replicates, seed) -
     """b - a of a per-image statistic paired on the prompts both cells have (each side's images of a prompt, however
     many seeds): the same resampled prompts on both sides. None when they share fewer than 2 prompts (then the
     comparison is unpaired, as for any other statistic)."""
-    method = registry.result_key(key).interval  # type: ignore[union-attr]
+    method = registry.result_key(key).interval  # pyright: ignore[reportOptionalMemberAccess]  # _comparable_keys keeps only registered keys
     assert isinstance(method, Bootstrap)
     b_prompts = {prompt_of(r["item"]) for r in b_rows}
     shared = list(dict.fromkeys(p for p in (prompt_of(r["item"]) for r in a_rows) if p in b_prompts))
@@ -425,7 +426,7 @@ class _Sides:
             a_value, b_value = _value(self.a_cell, key), _value(self.b_cell, key)
         else:
             a_value, b_value = a_side.value(), b_side.value()
-        difference = float(b_value - a_value)  # type: ignore[operator]
+        difference = float(b_value - a_value)  # pyright: ignore[reportOperatorIssue]  # both cells have the metric (_comparable_keys)
         if self.paired:
             how = self._how(method.name, "")
             leave = b_side.leave_outs - a_side.leave_outs

@@ -200,7 +200,7 @@ class _Lined(dict):
     line: int = 0
 
 
-def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] | None, list[tuple[int, Any]]]:
+def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] | None, list[tuple[int | None, Any]]]:
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -222,7 +222,7 @@ def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] |
     if doc is None:
         return None, []
     if isinstance(doc, list):  # a bare list of rows: no header
-        return None, [(getattr(obj, "line", 0) or None, obj) for obj in doc]  # type: ignore[misc]
+        return None, [(getattr(obj, "line", 0) or None, obj) for obj in doc]
     if not isinstance(doc, dict):
         problems.append(Problem(1, f"expected a mapping with id, version, description, prompts; got {_kind(doc)}"))
         return None, []
@@ -232,7 +232,7 @@ def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] |
         problems.append(Problem(getattr(doc, "line", 1), "prompts: expected a list of prompt rows"))
         rows = []
     records = [(getattr(obj, "line", 0) or None, obj) for obj in rows]
-    return ((getattr(doc, "line", 1), header) if header else None), records  # type: ignore[return-value]
+    return ((getattr(doc, "line", 1), header) if header else None), records
 
 
 def _header(
@@ -307,7 +307,7 @@ def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], chec
         category = spec.tag
     assert isinstance(text, str)  # a row without a prompt string was a problem above
     return Prompt(
-        id=pid if "id" in obj else derived_id(text, spec),  # type: ignore[arg-type]
+        id=pid if "id" in obj else derived_id(text, spec),  # pyright: ignore[reportArgumentType]  # a row without an id has a spec (checked above)
         prompt=text,
         category=category,
         negative_prompt=obj.get("negative_prompt"),

@@ -246,8 +246,8 @@ def _position_conflicts(spec: Spec, where: str) -> list[str]:
         cycle = _cycle(edges[axis])
         if cycle:
             facts = ", ".join(
-                f"include[{i}] ({spec.include[i].cls} {spec.include[i].position[0]} "  # type: ignore[index]
-                f"{spec.include[spec.include[i].position[1]].cls})"  # type: ignore[index]
+                f"include[{i}] ({spec.include[i].cls} {spec.include[i].position[0]} "  # pyright: ignore[reportOptionalSubscript]  # the cycle's edges come from includes with a position
+                f"{spec.include[spec.include[i].position[1]].cls})"  # pyright: ignore[reportOptionalSubscript]  # the cycle's edges come from includes with a position
                 for i in cycle
             )
             order = "from left to right" if axis == "x" else "from top to bottom"

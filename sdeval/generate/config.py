@@ -17,6 +17,7 @@ from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
+from sdeval.generate.series import expand_series, is_series, needs_base
 from sdeval.suites.builtin import resolve_suite_path
 
 PIPELINES = ("text2image", "image2image")
@@ -62,7 +63,7 @@ TOP_KEYS = (
     "vae_slicing",
     "vae_tiling",
 )
-CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config", "variant", "options")
+CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config", "variant", "options", "step")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -75,14 +76,16 @@ class CheckpointSpec:
 
     name: str
     path: str  # as written in the config
-    kind: str  # "builtin" | "folder" | "single_file" | "hub"
-    location: str  # absolute path, hub id, or the built-in name
+    kind: str  # "builtin" | "folder" | "single_file" | "hub" | "unet" (a training checkpoint's UNet on `config`)
+    location: str  # absolute path, hub id, or the built-in name; for "unet" the UNet folder
     lora: str | None = None  # absolute path
     lora_scale: float = 1.0
     allow_pickle: bool = False
-    config: str | None = None  # diffusers folder or hub id giving a single file its architecture
+    config: str | None = None  # diffusers folder or hub id giving a single file its architecture (a UNet its pipeline)
     variant: str | None = None
     options: Any = None  # a named pipeline's options (shapes: calibration.world.ShapesOptions), part of its identity
+    step: int | None = None  # training step, for a checkpoint of a series (sdeval.generate.series)
+    run: str | None = None  # the training run it comes from (its series folder)
 
     @property
     def is_pickle(self) -> bool:
@@ -157,7 +160,8 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
     if pipeline not in PIPELINES:
         raise ConfigError(f"pipeline: expected one of {', '.join(PIPELINES)}, got {_show(pipeline)}")
 
-    checkpoints = _parse_checkpoints(data["checkpoints"], base_dir)
+    parsed = _parse_checkpoints(data["checkpoints"], base_dir)
+    checkpoints = tuple(spec for spec, _ in parsed)
     suite = resolve_suite_path(data["suite"], base_dir)  # a file, or a built-in suite's name (builtin:NAME)
     init_images = None
     if data.get("init_images") is not None:
@@ -208,21 +212,7 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
         )
     }
     normalized = {
-        "checkpoints": [
-            {
-                "name": c.name,
-                "path": c.path,
-                # Paths as written, so the config hash does not change when the project folder moves.
-                "lora": entry.get("lora"),
-                "lora_scale": c.lora_scale,
-                "allow_pickle": c.allow_pickle,
-                "config": entry.get("config"),
-                "variant": c.variant,
-                # Only when set, so the hash of every config without a shapes checkpoint stays what it was.
-                **({"options": c.options.to_json()} if c.options is not None else {}),
-            }
-            for entry, c in zip(data["checkpoints"], checkpoints, strict=True)
-        ],
+        "checkpoints": [normal for _, normal in parsed],
         "pipeline": pipeline,
         "suite": str(data["suite"]),
         "init_images": None if init_images is None else str(data["init_images"]),
@@ -252,85 +242,166 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
     )
 
 
-def _parse_checkpoints(raw: Any, base_dir: Path) -> tuple[CheckpointSpec, ...]:
+def _parse_checkpoints(raw: Any, base_dir: Path) -> list[tuple[CheckpointSpec, dict[str, Any]]]:
+    """Each checkpoint with its normalized record (paths as written, so the config hash does not change when the
+    project folder moves); a series entry ({glob: ...}) expands into its checkpoints, ordered by run and step."""
+    if is_series(raw):
+        raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"checkpoints: expected a non-empty list of {{name, path}} entries, got {_show(raw)}")
-    specs: list[CheckpointSpec] = []
+    out: list[tuple[CheckpointSpec, dict[str, Any]]] = []
     for i, entry in enumerate(raw):
-        where = f"checkpoints[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{where}: expected a mapping with name and path, got {_show(entry)}")
-        check_keys(entry, CHECKPOINT_KEYS, where + ".")
-        for key in ("name", "path"):
-            if key not in entry:
-                raise ConfigError(f"{where}.{key}: required key is missing")
-        name = entry["name"]
-        if not isinstance(name, str) or not SAFE_NAME.match(name):
-            raise ConfigError(f"{where}.name: expected a folder-safe name (letters, digits, . _ -), got {_show(name)}")
-        if any(s.name == name for s in specs):
-            raise ConfigError(f"{where}.name: duplicate checkpoint name {name!r}")
-        path = entry["path"]
-        if not isinstance(path, str) or not path:
-            raise ConfigError(f"{where}.path: expected a folder, file or hub id, got {_show(path)}")
-        allow_pickle = _bool(entry.get("allow_pickle", False), f"{where}.allow_pickle")
-        kind, location = _resolve_checkpoint(path, f"{where}.path", base_dir)
-        if kind == "single_file" and location.lower().endswith(PICKLE_SUFFIXES) and not allow_pickle:
-            raise ConfigError(
-                f"{where}.path: {Path(location).name} is a pickle checkpoint, which can run code when loaded;"
-                " set allow_pickle: true for this checkpoint if you trust it, or convert it to .safetensors"
-            )
-        lora = None
-        if entry.get("lora") is not None:
-            lora_path = _existing_path(entry["lora"], f"{where}.lora", base_dir, want="any")
-            if lora_path.is_file() and lora_path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-                raise ConfigError(
-                    f"{where}.lora: {lora_path.name} is a pickle file; set allow_pickle: true if you trust it"
-                )
-            if importlib.util.find_spec("peft") is None:
-                raise ConfigError(f"{where}.lora: loading a LoRA needs the 'peft' package (pip install peft)")
-            lora = str(lora_path)
-        lora_scale = _number(entry.get("lora_scale", 1.0), f"{where}.lora_scale")
-        config = entry.get("config")
-        if config is not None:
-            if kind != "single_file":
-                raise ConfigError(f"{where}.config: only used with a single-file (.safetensors/.ckpt) checkpoint")
-            if not isinstance(config, str) or not config:
-                raise ConfigError(f"{where}.config: expected a diffusers folder or hub id, got {_show(config)}")
-            local = base_dir / config
-            if local.exists():
-                if not (local / "model_index.json").is_file():
-                    raise ConfigError(f"{where}.config: {local} is not a diffusers folder (no model_index.json)")
-                config = str(local.resolve())
-            elif not _HUB_ID.match(config):
-                raise ConfigError(f"{where}.config: no such folder: {local}")
-        variant = entry.get("variant")
-        if variant is not None and not isinstance(variant, str):
-            raise ConfigError(f"{where}.variant: expected a string such as 'fp16', got {_show(variant)}")
-        options = None
-        named = NAMED_PIPELINES.get(location) if kind == "builtin" else None
-        if named is not None and named.takes_options:
-            options = named.parse_options(entry.get("options"), f"{where}.options")
-        elif entry.get("options") is not None:
-            takers = [name for name, candidate in NAMED_PIPELINES.items() if candidate.takes_options]
-            raise ConfigError(f"{where}.options: only used with path: {' or '.join(takers)}")
-        for key in () if named is None else named.unused:
-            if entry.get(key) is not None:
-                raise ConfigError(f"{where}.{key}: not used by the built-in {location} checkpoint")
-        specs.append(
-            CheckpointSpec(
-                name=name,
-                path=path,
-                kind=kind,
-                location=location,
-                lora=lora,
-                lora_scale=lora_scale,
-                allow_pickle=allow_pickle,
-                config=config,
-                variant=variant,
-                options=options,
-            )
+        where = f"checkpoints[{i}]" if len(raw) > 1 or not is_series(entry) else "checkpoints"
+        made = _series(entry, where, base_dir) if is_series(entry) else [_checkpoint(entry, where, base_dir)]
+        for spec, normal in made:
+            if any(s.name == spec.name for s, _ in out):
+                raise ConfigError(f"{where}.name: duplicate checkpoint name {spec.name!r}")
+            out.append((spec, normal))
+    return out
+
+
+def _checkpoint(entry: Any, where: str, base_dir: Path) -> tuple[CheckpointSpec, dict[str, Any]]:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with name and path, got {_show(entry)}")
+    check_keys(entry, CHECKPOINT_KEYS, where + ".")
+    for key in ("name", "path"):
+        if key not in entry:
+            raise ConfigError(f"{where}.{key}: required key is missing")
+    name = entry["name"]
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise ConfigError(f"{where}.name: expected a folder-safe name (letters, digits, . _ -), got {_show(name)}")
+    path = entry["path"]
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{where}.path: expected a folder, file or hub id, got {_show(path)}")
+    allow_pickle = _bool(entry.get("allow_pickle", False), f"{where}.allow_pickle")
+    kind, location = _resolve_checkpoint(path, f"{where}.path", base_dir)
+    if kind == "single_file" and location.lower().endswith(PICKLE_SUFFIXES) and not allow_pickle:
+        raise ConfigError(
+            f"{where}.path: {Path(location).name} is a pickle checkpoint, which can run code when loaded;"
+            " set allow_pickle: true for this checkpoint if you trust it, or convert it to .safetensors"
         )
-    return tuple(specs)
+    lora = None
+    if entry.get("lora") is not None:
+        lora_path = _existing_path(entry["lora"], f"{where}.lora", base_dir, want="any")
+        if lora_path.is_file() and lora_path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+            raise ConfigError(
+                f"{where}.lora: {lora_path.name} is a pickle file; set allow_pickle: true if you trust it"
+            )
+        if importlib.util.find_spec("peft") is None:
+            raise ConfigError(f"{where}.lora: loading a LoRA needs the 'peft' package (pip install peft)")
+        lora = str(lora_path)
+    lora_scale = _number(entry.get("lora_scale", 1.0), f"{where}.lora_scale")
+    config = entry.get("config")
+    if config is not None:
+        if kind != "single_file":
+            raise ConfigError(f"{where}.config: only used with a single-file (.safetensors/.ckpt) checkpoint")
+        if not isinstance(config, str) or not config:
+            raise ConfigError(f"{where}.config: expected a diffusers folder or hub id, got {_show(config)}")
+        local = base_dir / config
+        if local.exists():
+            if not (local / "model_index.json").is_file():
+                raise ConfigError(f"{where}.config: {local} is not a diffusers folder (no model_index.json)")
+            config = str(local.resolve())
+        elif not _HUB_ID.match(config):
+            raise ConfigError(f"{where}.config: no such folder: {local}")
+    variant = entry.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise ConfigError(f"{where}.variant: expected a string such as 'fp16', got {_show(variant)}")
+    step = None if entry.get("step") is None else _int(entry["step"], f"{where}.step", 0)
+    options = None
+    named = NAMED_PIPELINES.get(location) if kind == "builtin" else None
+    if named is not None and named.takes_options:
+        options = named.parse_options(entry.get("options"), f"{where}.options")
+    elif entry.get("options") is not None:
+        takers = [name for name, candidate in NAMED_PIPELINES.items() if candidate.takes_options]
+        raise ConfigError(f"{where}.options: only used with path: {' or '.join(takers)}")
+    for key in () if named is None else named.unused:
+        if entry.get(key) is not None:
+            raise ConfigError(f"{where}.{key}: not used by the built-in {location} checkpoint")
+    spec = CheckpointSpec(
+        name=name,
+        path=path,
+        kind=kind,
+        location=location,
+        lora=lora,
+        lora_scale=lora_scale,
+        allow_pickle=allow_pickle,
+        config=config,
+        variant=variant,
+        options=options,
+        step=step,
+    )
+    normal = {
+        "name": name,
+        "path": path,
+        "lora": entry.get("lora"),
+        "lora_scale": lora_scale,
+        "allow_pickle": allow_pickle,
+        "config": entry.get("config"),
+        "variant": variant,
+        # Only when set, so the hash of every config without a shapes checkpoint or a step stays what it was.
+        **({"options": options.to_json()} if options is not None else {}),
+        **({"step": step} if step is not None else {}),
+    }
+    return spec, normal
+
+
+def _series(entry: Mapping[str, Any], where: str, base_dir: Path) -> list[tuple[CheckpointSpec, dict[str, Any]]]:
+    """The checkpoints of a series entry (sdeval.generate.series), each as a checkpoint of its own."""
+    found = expand_series(entry, where, base_dir)
+    allow_pickle = _bool(entry.get("allow_pickle", False), f"{where}.allow_pickle")
+    lora_scale = _number(entry.get("lora_scale", 1.0), f"{where}.lora_scale")
+    variant = entry.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise ConfigError(f"{where}.variant: expected a string such as 'fp16', got {_show(variant)}")
+    base_kind, base = None, None
+    if needs_base(found):
+        if entry.get("base") is None:
+            first = next(f for f in found if f.form in ("unet", "lora"))
+            raise ConfigError(
+                f"{where}.base: required: {first.path.name} holds a {'UNet' if first.form == 'unet' else 'LoRA'}, "
+                "to be loaded into the pipeline it was trained from (a diffusers folder or hub id)"
+            )
+        base_kind, base = _resolve_checkpoint(str(entry["base"]), f"{where}.base", base_dir)
+        if base_kind not in ("folder", "hub"):
+            raise ConfigError(f"{where}.base: expected a diffusers folder or hub id, got {entry['base']!r}")
+    if any(f.form == "lora" for f in found) and importlib.util.find_spec("peft") is None:
+        raise ConfigError(f"{where}: loading a LoRA checkpoint needs the 'peft' package (pip install peft)")
+    out = []
+    for f in found:
+        common: dict[str, Any] = {"allow_pickle": allow_pickle, "variant": variant, "step": f.step, "run": f.run}
+        if f.form == "unet":
+            spec = CheckpointSpec(f.name, str(f.path), "unet", str(f.weights), config=base, **common)
+        elif f.form == "lora":
+            assert base_kind is not None and base is not None  # needs_base(found) held
+            spec = CheckpointSpec(f.name, str(f.path), base_kind, base, lora=str(f.weights), lora_scale=lora_scale,
+                                  **common)  # fmt: skip
+        else:
+            kind = "folder" if f.form == "pipeline" else "single_file"
+            spec = CheckpointSpec(f.name, str(f.path), kind, str(f.weights), **common)
+        normal = {
+            "name": f.name,
+            "path": _as_written(f.path, base_dir),
+            "series": str(entry["glob"]),
+            "step": f.step,
+            "run": f.run,
+            "form": f.form,
+            "weights": _as_written(f.weights, base_dir),
+            "base": None if entry.get("base") is None else str(entry["base"]),
+            "lora_scale": lora_scale,
+            "allow_pickle": allow_pickle,
+            "variant": variant,
+        }
+        out.append((spec, normal))
+    return out
+
+
+def _as_written(path: Path, base_dir: Path) -> str:
+    """A path relative to the config's folder where it lies below it (the config hash survives a moved project)."""
+    try:
+        return path.resolve().relative_to(base_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _resolve_checkpoint(path: str, where: str, base_dir: Path) -> tuple[str, str]:

@@ -44,8 +44,8 @@ def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
     """Content hashes of a checkpoint (and LoRA); a hub id has none until it is a local path."""
     if spec.kind == "builtin":
         sha = NAMED_PIPELINES.get(spec.location).identity(spec)
-    elif spec.kind in ("folder", "single_file"):
-        sha = path_sha256(spec.location)
+    elif spec.kind in ("folder", "single_file", "unet"):
+        sha = path_sha256(spec.location)  # a training checkpoint: its UNet's (the base pipeline is named by path)
     else:
         sha = None
     lora = None if spec.lora is None else path_sha256(spec.lora)
@@ -148,14 +148,24 @@ def _load(spec: CheckpointSpec, dtype: str, kind: str, location: str) -> Any:
         kwargs["use_safetensors"] = True
     if spec.variant is not None:
         kwargs["variant"] = spec.variant
-    if spec.kind == "hub":
+    hub = spec.kind == "hub"
+    if spec.kind == "unet":
+        # A training checkpoint: its UNet (or EMA UNet) in the pipeline it was trained from, whose own UNet is
+        # never loaded.
+        from diffusers import UNet2DConditionModel  # pyright: ignore[reportPrivateImportUsage]  # lazy export
+
+        assert spec.config is not None  # the series parser requires `base` for a UNet
+        kwargs["unet"] = UNet2DConditionModel.from_pretrained(spec.location, **kwargs)
+        location = spec.config
+        hub = not Path(location).is_dir()
+    if hub:
         try:
             return _from_pretrained(location, kind, kwargs, local_files_only=True)
         except OSError:
             # Not (fully) in the Hugging Face cache, so it must be downloaded; offline, the hub client would
             # retry for half a minute and then fail with a message that does not say what to do.
             require_download(
-                f"checkpoint {spec.name!r} (hub id {spec.location})",
+                f"checkpoint {spec.name!r} (hub id {location})",
                 "set checkpoints[].path in the config to a local diffusers folder or a .safetensors file",
             )
     return _from_pretrained(location, kind, kwargs)

@@ -403,6 +403,9 @@ def _write_run_record(
                 "kind": c.kind,
                 "sha256": plan.identities[c.name].sha256,
                 "lora_sha256": plan.identities[c.name].lora_sha256,
+                # A series checkpoint's place in its training run (sdeval.generate.series).
+                **({"step": c.step} if c.step is not None else {}),
+                **({"run": c.run} if c.run is not None else {}),
             }
             for c in cfg.checkpoints
         ],

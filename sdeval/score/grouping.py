@@ -135,6 +135,12 @@ def group_generation_rows(
     """Cells of a generation run from each image's row (`generation_rows`): cells in the order their first image
     comes in `paths`."""
     root = Path(root)
+    # A series checkpoint's step and run, from the run record, so results and reports can order by training step.
+    steps = {
+        c["name"]: {k: c[k] for k in ("step", "run") if c.get(k) is not None}
+        for c in (source.get("run") or {}).get("checkpoints") or []
+        if isinstance(c, dict) and c.get("name") is not None
+    }
     cells: dict[str, Cell] = {}
     assignment: list[int] = []
     infos: list[ImageInfo] = []
@@ -147,7 +153,11 @@ def group_generation_rows(
         else:
             cell = Cell(
                 f"{row['checkpoint']}/{row['setting_id']}",
-                checkpoint={"name": row["checkpoint"], "sha256": row.get("checkpoint_hash")},
+                checkpoint={
+                    "name": row["checkpoint"],
+                    "sha256": row.get("checkpoint_hash"),
+                    **steps.get(row["checkpoint"], {}),
+                },
                 setting={"id": row["setting_id"], "values": row.get("settings")},
             )
             infos.append(ImageInfo(row.get("id"), row.get("seed"), row.get("seed_index"), row))

@@ -1,0 +1,56 @@
+"""MLflow: one run in an experiment, through MlflowClient (no global active run is touched). Series are metrics at
+their steps, the protocol is parameters, the results file, the report folder and the grid are artifacts."""
+
+from __future__ import annotations
+
+import time
+
+from sdeval.trackers.base import Attachments, Destination, require, safe_name
+from sdeval.trackers.series import Plan
+
+#: MLflow's limits on one log_batch call and on a parameter's value (mlflow.utils.validation).
+_METRICS_PER_BATCH = 1000
+_PARAMS_PER_BATCH = 100
+_PARAM_LENGTH = 6000
+
+
+def _param(value: str) -> str:
+    cut = " ... (cut: the whole value is in the results artifact)"
+    return value if len(value) <= _PARAM_LENGTH else value[: _PARAM_LENGTH - len(cut)] + cut
+
+
+def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
+    """Log `plan` as a new run; returns its id, experiment and tracking URI in words."""
+    require("mlflow", "mlflow")
+    from mlflow.entities import Metric, Param  # the library, only once it was found installed
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=destination.tracking_uri)
+    name = destination.experiment or "sdeval"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+    run = client.create_run(experiment_id, run_name=plan.run_name, tags={"sdeval.results": attachments.results.name})
+    run_id = run.info.run_id
+    try:
+        params = [Param(safe_name(key), _param(value)) for key, value in plan.params.items()]
+        for start in range(0, len(params), _PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[start : start + _PARAMS_PER_BATCH])
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(safe_name(series), value, now, step)
+            for step, values in plan.ordered()
+            for series, value in values.items()
+        ]
+        for start in range(0, len(metrics), _METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start : start + _METRICS_PER_BATCH])
+        client.log_artifact(run_id, str(attachments.results))
+        if attachments.report is not None:
+            client.log_artifacts(run_id, str(attachments.report), "report")
+        if attachments.grid is not None:
+            client.log_artifact(run_id, str(attachments.grid), "images")
+        client.set_tag(run_id, "sdeval.series", str(len(plan.series())))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return f"mlflow run {run_id} in experiment {name!r} ({client.tracking_uri})"

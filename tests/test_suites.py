@@ -17,7 +17,7 @@ from sdeval.cli import main
 from sdeval.core.errors import ConfigError
 from sdeval.judges.rules import relative_position
 from sdeval.suites import BUILTIN, CATEGORIES, RELATIONS, build, check_suite, compose, load_suite, parse_spec
-from sdeval.suites.builtin import DATA_DIR
+from sdeval.suites.builtin import DATA_DIR, builtin_path
 from sdeval.suites.sketches import CLASSES as SKETCH_CLASSES
 from sdeval.suites.sketches import draw_sketch, sketch_bytes, sketch_file
 from sdeval.suites.spec import Include, Spec
@@ -410,7 +410,7 @@ def test_validate_accepts_a_good_file_and_says_what_it_holds(tmp_path: Path) -> 
     document = json.loads(CliRunner().invoke(main, ["suites", "validate", str(path), "--json"]).stdout)
     assert document["valid"] and document["problems"] == [] and document["suite"]["n_prompts"] == 6
     for name in BUILTIN:
-        suite, problems = check_suite(DATA_DIR / f"{name}.jsonl")
+        suite, problems = check_suite(builtin_path(name))
         assert problems == [] and suite.prompts, name
 
 

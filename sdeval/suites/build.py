@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.suites import compose
-from sdeval.suites.builtin import BUILTIN, DATA_DIR
+from sdeval.suites.builtin import DATA_DIR, GENERATED
 from sdeval.suites.load import SKETCH_PREFIX
 
 COMPOSITIONAL_SIZES = {
@@ -191,7 +191,7 @@ HEADERS = {
     "sketch:KEY), with a prompt and spec, for strength sweeps.",
     "smoke": "One prompt per GenEval category, for demos and tests.",
 }
-VERSIONS = {name: "1" for name in BUILTIN}
+VERSIONS = {name: "1" for name in GENERATED}
 SEEDS = {"compositional": 20240601, "shapes": 20240602, "sketch2image": 20240603}
 
 
@@ -257,7 +257,7 @@ def build(out: Path = DATA_DIR) -> list[Path]:
     """Write every built-in suite into `out`; returns the files."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in BUILTIN:
+    for name in GENERATED:
         path = out / f"{name}.jsonl"
         path.write_text(render(name), encoding="utf-8", newline="\n")
         paths.append(path)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a shipped file differs")
     args = parser.parse_args(argv)
     if args.check:
-        stale = [name for name in BUILTIN if not _same(args.out / f"{name}.jsonl", render(name))]
+        stale = [name for name in GENERATED if not _same(args.out / f"{name}.jsonl", render(name))]
         for name in stale:
             print(f"{name}: differs from what sdeval.suites.build writes", file=sys.stderr)
         return 1 if stale else 0

@@ -1,4 +1,9 @@
-"""Built-in suites: data files shipped in the package, named `builtin:NAME` (or plain NAME where no file is)."""
+"""Built-in suites: data files shipped in the package, named `builtin:NAME` (or plain NAME where no file is).
+
+Two kinds: the suites sdeval generates (`DATA_DIR/NAME.jsonl`, written by `python -m sdeval.suites.build`) and the
+public benchmarks converted from their pinned upstream files (`DATA_DIR/NAME.jsonl.gz`, format 2, written by
+`python -m sdeval.suites.benchmarks`).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,20 @@ from sdeval.core.errors import ConfigError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PREFIX = "builtin:"
-#: The built-in suites, in the order `sdeval suites list` shows them (each is DATA_DIR/NAME.jsonl).
-BUILTIN = ("compositional", "shapes", "creative", "sketch2image", "smoke")
+#: The suites sdeval generates (each is DATA_DIR/NAME.jsonl).
+GENERATED = ("compositional", "shapes", "creative", "sketch2image", "smoke")
+#: The public benchmarks, as the literature names them in sdeval/suites/benchmarks.py (each DATA_DIR/NAME.jsonl.gz).
+BENCHMARKS = ("geneval", "partiprompts", "t2i-compbench", "dsg-1k", "tifa160", "dpg-bench", "mlperf-coco2014")
+#: The built-in suites, in the order `sdeval suites list` shows them.
+BUILTIN = GENERATED + BENCHMARKS
+_SUFFIXES = (".jsonl.gz", ".jsonl")
 
 
 def builtin_path(name: str) -> Path:
     """The data file of a built-in suite; ConfigError lists the names when there is none."""
     if name not in BUILTIN:
         raise ConfigError(f"suite: no built-in suite {name!r} (built-in: {', '.join(BUILTIN)})")
-    return DATA_DIR / f"{name}.jsonl"
+    return DATA_DIR / (f"{name}.jsonl.gz" if name in BENCHMARKS else f"{name}.jsonl")
 
 
 def builtin_name(path: Path) -> str | None:
@@ -26,8 +36,12 @@ def builtin_name(path: Path) -> str | None:
         resolved = path.resolve()
     except OSError:
         return None
-    if resolved.parent == DATA_DIR and resolved.suffix == ".jsonl" and resolved.stem in BUILTIN:
-        return resolved.stem
+    if resolved.parent != DATA_DIR:
+        return None
+    for suffix in _SUFFIXES:
+        name = resolved.name[: -len(suffix)]
+        if resolved.name.endswith(suffix) and name in BUILTIN and resolved == builtin_path(name):
+            return name
     return None
 
 

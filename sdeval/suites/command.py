@@ -1,4 +1,5 @@
-"""`sdeval suites list | show NAME|FILE | validate FILE`: the click group; each parses, calls the loader, prints."""
+"""`sdeval suites list | show NAME|FILE | validate FILE | build NAME --from FILE`: the click group; each parses, calls
+the loader (or the benchmark converter), prints."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def suites() -> None:
 
 
 def _summary(suite: Any) -> dict[str, Any]:
-    return {
+    out = {
         "id": suite.id,
         "version": suite.version,
         "description": suite.description,
@@ -28,6 +29,25 @@ def _summary(suite: Any) -> dict[str, Any]:
         "n_prompts": len(suite.prompts),
         "categories": suite.categories,
     }
+    if suite.format == 2:  # a benchmark: how the literature names it, where its files came from
+        out.update(format=2, name=suite.name, sources=list(suite.sources), notes=list(suite.notes))
+        if suite.challenges:
+            out["challenges"] = suite.challenges
+        if suite.question_sets:
+            out["question_sets"] = {
+                name: {**spec, "n": suite.question_counts()[name]} for name, spec in suite.question_sets.items()
+            }
+    return out
+
+
+def _source_line(source: dict[str, Any]) -> str:
+    sha = f"sha256 {source['sha256']}" if source.get("sha256") else f"git object {source.get('git_object')}"
+    return f"{source['repo']}@{source['commit'][:12]} {source['path']} ({source.get('license')}; {sha})"
+
+
+def _question_sets(suite: Any) -> str:
+    counts = suite.question_counts()
+    return ", ".join(f"{name} {counts[name]} ({spec['format']})" for name, spec in suite.question_sets.items())
 
 
 def _categories(suite: Any) -> str:
@@ -44,10 +64,15 @@ def list_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([_summary(s) for s in loaded], indent=2, ensure_ascii=False))
         return
-    width = max(len(s.id) for s in loaded)
+    widths = {f: max(len(s.id) for s in loaded if s.format == f) for f in {s.format for s in loaded}}
     for suite in loaded:
+        width = widths[suite.format]  # the generated suites and the benchmarks align each among their own
         click.echo(f"{suite.id:<{width}}  v{suite.version}  {len(suite.prompts):>4} prompts  ({_categories(suite)})")
         click.echo(f"{'':<{width}}  {suite.description}")
+        if suite.format == 2:
+            click.echo(f"{'':<{width}}  {suite.name}")
+            for source in suite.sources:
+                click.echo(f"{'':<{width}}  {_source_line(source)}")
 
 
 @suites.command("show")
@@ -68,6 +93,21 @@ def show_command(suite_arg: str, as_json: bool) -> None:
     if suite.description:
         click.echo(f"description: {suite.description}")
     click.echo(f"prompts: {len(suite.prompts)} ({_categories(suite)})")
+    if suite.format == 2:
+        click.echo(f"benchmark: {suite.name}")
+        if suite.challenges:
+            click.echo("challenges: " + ", ".join(f"{name} {n}" for name, n in suite.challenges.items()))
+        if suite.question_sets:
+            click.echo(f"question sets: {_question_sets(suite)}")
+        click.echo("sources:")
+        for source in suite.sources:
+            click.echo(f"  {_source_line(source)}")
+            click.echo(f"    prompts: {source.get('prompts_license')}")
+            if source.get("note"):
+                click.echo(f"    {source['note']}")
+        click.echo("notes:")
+        for note in suite.notes:
+            click.echo(f"  - {note}")
     width = max(len(p.id) for p in suite.prompts)
     cat_width = max(len(p.category or "") for p in suite.prompts)
     for prompt in suite.prompts:
@@ -100,3 +140,45 @@ def validate_command(suite_arg: str, as_json: bool) -> None:
     if problems:
         click.echo(f"error: {suite_arg}: {len(problems)} problem(s)", err=True)
         sys.exit(ExitCode.USAGE)
+
+
+@suites.command("build")
+@click.argument("name", metavar="NAME")
+@click.option(
+    "--from",
+    "from_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="your copy of the benchmark's file (its sha256 or git object id is checked).",
+)
+@click.option(
+    "-o",
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="the suite file to write (default NAME.jsonl; .jsonl.gz is compressed).",
+)
+def build_command(name: str, from_file: str, out: str | None) -> None:
+    """Build a benchmark suite from your copy of a file sdeval does not ship (docs/suites.md)."""
+    from pathlib import Path
+
+    from sdeval.core.atomic import check_output_file, write_bytes
+    from sdeval.core.errors import ConfigError
+    from sdeval.suites.benchmarks import build_from_copy, gzip_bytes
+    from sdeval.suites.load import parse_suite
+
+    target = Path(out or f"{name}.jsonl")
+    check_output_file(target, "--out")
+    try:
+        data = Path(from_file).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"--from: cannot read {from_file}: {err.strerror or err}") from err
+    text = build_from_copy(name, data, from_file)
+    suite, problems = parse_suite(text.encode("utf-8"), target.with_name(target.name.removesuffix(".gz")))
+    if problems:  # a conversion that the loader refuses is a bug, not the user's input
+        raise RuntimeError(f"suites build {name}: {problems[0].at(target.name)}")
+    write_bytes(target, gzip_bytes(text) if target.name.endswith(".gz") else text.encode("utf-8"))
+    sets = f"; question sets: {_question_sets(suite)}" if suite.question_sets else ""
+    click.echo(f"{target}: {suite.id} ({len(suite.prompts)} prompts{sets})")

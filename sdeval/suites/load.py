@@ -3,13 +3,17 @@
 Format (docs/suites.md): an optional header `{"suite": {"id", "version", "description"}}` on the first line, then
 one prompt row per line: `id`, `prompt`, optional `category`, `tags`, `negative_prompt`, `init_image`, `spec`.
 GenEval's metadata rows (`tag`, `include`, `exclude` at the top level, no id) load as they are.
+Format 2 (`"format": 2` in the header) adds the benchmark's name, sources, notes and question sets to the header and
+`challenge`, `meta` and `questions` to the rows. A `.jsonl.gz` file is read as the JSONL it holds.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +22,19 @@ from typing import Any
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import unknown_key_hint, unknown_keys
 from sdeval.core.textfiles import json_problem
+from sdeval.suites.questionsets import SuiteQuestion, parse_question_sets, parse_row_questions
 from sdeval.suites.spec import Spec, SpecError, parse_spec
 
 ROW_KEYS = ("id", "prompt", "category", "tags", "negative_prompt", "init_image", "spec")
+#: Row keys of format 2: Parti's challenge, upstream fields kept as they were, the row's question sets.
+ROW_KEYS_2 = ("challenge", "meta", "questions")
 #: GenEval's metadata keys, accepted at the top level of a row in place of `spec`.
 GENEVAL_KEYS = ("tag", "include", "exclude")
 HEADER_KEYS = ("id", "version", "description")
+#: Header keys of format 2 (docs/suites.md): how the literature names the benchmark, where each file came from.
+HEADER_KEYS_2 = ("format", "name", "sources", "notes", "question_sets")
+FORMATS = (1, 2)
+SOURCE_KEYS = ("repo", "path", "commit")
 HEADER = "suite"
 SKETCH_PREFIX = "sketch:"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -45,6 +56,13 @@ class Prompt:
     spec: Spec | None = None
     init_image_source: str | None = None  # as written in the row: a path relative to the suite, or sketch:KEY
     line: int | None = field(default=None, compare=False)  # where the row is in its file, for messages
+    challenge: str | None = None  # format 2: PartiPrompts' challenge axis
+    meta: tuple[tuple[str, Any], ...] = ()  # format 2: upstream fields kept as they were (scalars)
+    questions: tuple[tuple[str, tuple[SuiteQuestion, ...]], ...] = ()  # format 2: per question set
+
+    def question_set(self, name: str) -> tuple[SuiteQuestion, ...] | None:
+        """This row's questions of set `name`, or None when it has none."""
+        return dict(self.questions).get(name)
 
     def to_json(self) -> dict[str, Any]:
         """The row as a suite file holds it (init_image as written)."""
@@ -57,6 +75,12 @@ class Prompt:
             out["init_image"] = self.init_image_source
         if self.spec is not None:
             out["spec"] = self.spec.to_json()
+        if self.challenge is not None:
+            out["challenge"] = self.challenge
+        if self.meta:
+            out["meta"] = dict(self.meta)
+        if self.questions:
+            out["questions"] = {name: [q.to_json() for q in items] for name, items in self.questions}
         return out
 
 
@@ -81,6 +105,11 @@ class Suite:
     version: str | None = None
     description: str | None = None
     source: str = ""  # how to name it again: builtin:NAME for a built-in suite, else the file's path
+    format: int = 1
+    name: str | None = None  # format 2: the benchmark as the literature names it
+    sources: tuple[dict[str, Any], ...] = ()  # format 2: each upstream file (repo, path, commit, license, sha256, ...)
+    notes: tuple[str, ...] = ()  # format 2: what a reader must know to compare with published numbers
+    question_sets: dict[str, dict[str, str]] = field(default_factory=dict)  # format 2: name -> format, description
 
     @property
     def identity(self) -> SuiteIdentity:
@@ -90,6 +119,19 @@ class Suite:
     def categories(self) -> dict[str, int]:
         """Prompts per category, in first-seen order (rows without one count under "")."""
         return dict(Counter(p.category or "" for p in self.prompts))
+
+    @property
+    def challenges(self) -> dict[str, int]:
+        """Prompts per challenge (format 2), in first-seen order; empty when no row has one."""
+        return dict(Counter(p.challenge for p in self.prompts if p.challenge is not None))
+
+    def question_counts(self) -> dict[str, int]:
+        """Questions per declared question set, over every row (0 for a set no row fills)."""
+        counts = dict.fromkeys(self.question_sets, 0)
+        for prompt in self.prompts:
+            for name, items in prompt.questions:
+                counts[name] = counts.get(name, 0) + len(items)
+        return counts
 
 
 @dataclass(frozen=True)
@@ -116,8 +158,14 @@ def derived_id(prompt: str, spec: Spec) -> str:
 def parse_suite(data: bytes, path: Path, *, check_files: bool = False) -> tuple[Suite, list[Problem]]:
     """The suite in `data` (read from `path`) and every problem found; rows with a problem are left out.
 
-    `check_files`: also check that init images named by path exist and that sketches can be drawn.
+    `check_files`: also check that init images named by path exist and that sketches can be drawn. A `.gz` file is
+    decompressed first, and its sha256 is that of the JSONL it holds (so it does not depend on the compressor).
     """
+    if path.suffix.lower() == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            return _empty(path, hashlib.sha256(data).hexdigest()), [Problem(None, f"not a gzip file ({err})")]
     sha256 = hashlib.sha256(data).hexdigest()
     problems: list[Problem] = []
     try:
@@ -127,11 +175,11 @@ def parse_suite(data: bytes, path: Path, *, check_files: bool = False) -> tuple[
         return _empty(path, sha256), [Problem(line, "not UTF-8 text")]
     yaml = path.suffix.lower() in YAML_SUFFIXES
     header, records = _yaml_records(text, problems) if yaml else _jsonl_records(text, problems)
-    suite_id, version, description = _header(header, path, problems, "" if yaml else f"{HEADER}.")
+    head = _header(header, path, problems, "" if yaml else f"{HEADER}.")
     prompts: list[Prompt] = []
     seen: dict[str, int | None] = {}
     for line, obj in records:
-        prompt = _row(obj, line, path.parent, problems, check_files)
+        prompt = _row(obj, line, path.parent, problems, check_files, head)
         if prompt is None:
             continue
         if prompt.id in seen:
@@ -151,10 +199,15 @@ def parse_suite(data: bytes, path: Path, *, check_files: bool = False) -> tuple[
         prompts=tuple(prompts),
         path=path,
         sha256=sha256,
-        id=suite_id,
-        version=version,
-        description=description,
+        id=head.id,
+        version=head.version,
+        description=head.description,
         source=str(path),
+        format=head.format,
+        name=head.name,
+        sources=head.sources,
+        notes=head.notes,
+        question_sets=head.question_sets,
     )
     return suite, problems
 
@@ -164,8 +217,9 @@ def _empty(path: Path, sha256: str) -> Suite:
 
 
 def _stem_id(path: Path) -> str:
-    """A header-less suite's id: its file name without the suffix, made file-name safe."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._") or "suite"
+    """A header-less suite's id: its file name without the suffix (and .gz), made file-name safe."""
+    name = path.name[: -len(".gz")] if path.name.lower().endswith(".gz") else path.name
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).stem).strip("-._") or "suite"
     return stem[:100]
 
 
@@ -235,18 +289,38 @@ def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] |
     return ((getattr(doc, "line", 1), header) if header else None), records
 
 
-def _header(
-    header: tuple[int, Any] | None, path: Path, problems: list[Problem], prefix: str
-) -> tuple[str, str | None, str | None]:
-    """(id, version, description) from the header; a file without one is named after itself, unversioned."""
+@dataclass(frozen=True)
+class _Head:
+    """What the header says (a file without one: named after itself, unversioned, format 1)."""
+
+    id: str
+    version: str | None = None
+    description: str | None = None
+    format: int = 1
+    name: str | None = None
+    sources: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
+    question_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _header(header: tuple[int, Any] | None, path: Path, problems: list[Problem], prefix: str) -> _Head:
+    """The header's fields; a file without one is named after itself, unversioned."""
     if header is None:
-        return _stem_id(path), None, None
+        return _Head(_stem_id(path))
     line, obj = header
     if not isinstance(obj, dict):
         problems.append(Problem(line, f"{HEADER}: expected an object with {', '.join(HEADER_KEYS)}, got {_kind(obj)}"))
-        return _stem_id(path), None, None
-    for key in unknown_keys(obj, HEADER_KEYS):
-        problems.append(Problem(line, f"{prefix}{key}: unknown key{unknown_key_hint(key, HEADER_KEYS)}"))
+        return _Head(_stem_id(path))
+    form = obj.get("format", 1)
+    if form not in FORMATS or isinstance(form, bool):
+        problems.append(
+            Problem(line, f"{prefix}format: must be one of {', '.join(map(str, FORMATS))}, got {_show(form)}")
+        )
+        form = 1
+    known = HEADER_KEYS + (HEADER_KEYS_2 if form == 2 else ("format",))
+    for key in unknown_keys(obj, known):
+        hint = ' (a format 2 key: add "format": 2 to the header)' if key in HEADER_KEYS_2 else ""
+        problems.append(Problem(line, f"{prefix}{key}: unknown key{hint or unknown_key_hint(key, known)}"))
     suite_id = obj.get("id")
     if not isinstance(suite_id, str) or not _SAFE_NAME.match(suite_id):
         problems.append(Problem(line, f"{prefix}id: expected a file-name-safe id, got {_show(suite_id)}"))
@@ -261,10 +335,47 @@ def _header(
     if description is not None and not isinstance(description, str):
         problems.append(Problem(line, f"{prefix}description: expected a string, got {_show(description)}"))
         description = None
-    return suite_id, version, description
+    if form != 2:
+        return _Head(suite_id, version, description)
+
+    def bad(reason: str) -> None:
+        problems.append(Problem(line, f"{prefix}{reason}"))
+
+    name = obj.get("name")
+    if name is not None and not (isinstance(name, str) and name.strip()):
+        bad(f"name: expected a non-empty string, got {_show(name)}")
+        name = None
+    notes = obj.get("notes", [])
+    if not (isinstance(notes, list) and all(isinstance(n, str) and n.strip() for n in notes)):
+        bad(f"notes: expected a list of non-empty strings, got {_show(notes)}")
+        notes = []
+    sets = parse_question_sets(obj.get("question_sets", {}), "question_sets", bad)
+    return _Head(suite_id, version, description, 2, name, _sources(obj.get("sources", []), bad), tuple(notes), sets)
 
 
-def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], check_files: bool) -> Prompt | None:
+def _sources(value: Any, bad: Any) -> tuple[dict[str, Any], ...]:
+    """Format 2 `sources`: a list of objects, each naming at least its repository, path and 40-hex commit."""
+    if not isinstance(value, list):
+        bad(f"sources: expected a list of objects, got {_show(value)}")
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            bad(f"sources[{i}]: expected an object with {', '.join(SOURCE_KEYS)}, got {_kind(item)}")
+            continue
+        missing = [k for k in SOURCE_KEYS if not (isinstance(item.get(k), str) and item[k].strip())]
+        if missing:
+            bad(f"sources[{i}]: missing {', '.join(missing)}")
+        elif not re.fullmatch(r"[0-9a-f]{40}", item["commit"]):
+            bad(f"sources[{i}].commit: expected 40 hex digits, got {_show(item['commit'])}")
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def _row(
+    obj: Any, line: int | None, folder: Path, problems: list[Problem], check_files: bool, head: _Head | None = None
+) -> Prompt | None:
     """One prompt row, or None when it has a problem (each one is appended)."""
     if not isinstance(obj, dict):
         problems.append(Problem(line, f"expected a JSON object, got {_kind(obj)}"))
@@ -274,9 +385,11 @@ def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], chec
     def bad(reason: str) -> None:
         problems.append(Problem(line, reason))
 
-    known = ROW_KEYS + GENEVAL_KEYS
+    form = head.format if head is not None else 1
+    known = ROW_KEYS + (ROW_KEYS_2 if form == 2 else ()) + GENEVAL_KEYS
     for key in unknown_keys(obj, known):
-        bad(f"unknown key {key!r}{unknown_key_hint(key, known)}")
+        hint = ' (a format 2 key: add "format": 2 to the header)' if key in ROW_KEYS_2 else ""
+        bad(f"unknown key {key!r}{hint or unknown_key_hint(key, known)}")
     for key in ("id", "prompt"):
         if key not in obj and (key == "prompt" or not _has_spec(obj)):
             bad(f"missing {key!r}" + (" (only rows with a spec may leave it out)" if key == "id" else ""))
@@ -292,6 +405,7 @@ def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], chec
     tags = obj.get("tags")
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) and t.strip() for t in tags)):
         bad(f"tags: expected a list of non-empty strings, got {_show(tags)}")
+    challenge, meta, questions = _format2_fields(obj, head, bad) if form == 2 else (None, (), ())
     spec = _spec(obj, bad)
     category = obj.get("category")
     if spec is not None and isinstance(category, str) and category != spec.tag:
@@ -315,7 +429,28 @@ def _row(obj: Any, line: int | None, folder: Path, problems: list[Problem], chec
         spec=spec,
         init_image_source=init_source,
         line=line,
+        challenge=challenge,
+        meta=meta,
+        questions=questions,
     )
+
+
+def _format2_fields(
+    obj: dict[str, Any], head: _Head | None, bad: Any
+) -> tuple[str | None, tuple[tuple[str, Any], ...], tuple[tuple[str, tuple[SuiteQuestion, ...]], ...]]:
+    """A format 2 row's challenge, meta (an object of scalars) and questions (sets the header declares)."""
+    challenge = obj.get("challenge")
+    if challenge is not None and not (isinstance(challenge, str) and challenge.strip()):
+        bad(f"challenge: expected a non-empty string, got {_show(challenge)}")
+        challenge = None
+    meta = obj.get("meta") or {}
+    if not (isinstance(meta, dict) and all(v is None or isinstance(v, (str, int, float, bool)) for v in meta.values())):
+        bad(f"meta: expected an object of strings, numbers or null, got {_show(meta)}")
+        meta = {}
+    questions = ()
+    if obj.get("questions") is not None:
+        questions = parse_row_questions(obj["questions"], head.question_sets if head else {}, bad)
+    return challenge, tuple(meta.items()), questions
 
 
 def _has_spec(obj: dict[str, Any]) -> bool:

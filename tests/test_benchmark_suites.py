@@ -277,3 +277,21 @@ def test_format_2_keys_need_the_header_to_say_format_2(tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress(b'{"id": "a", "prompt": "x"}\n'))
     suite = load_suite(gz)
     assert suite.id == "s" and suite.sha256 == hashlib.sha256(b'{"id": "a", "prompt": "x"}\n').hexdigest()
+
+
+def test_a_suites_question_set_loads_as_the_vqa_judge_reads_questions() -> None:
+    from sdeval.core.errors import SdevalError
+    from sdeval.judges.questions import score_answers, suite_questions
+
+    suite = load_suite("dsg-1k")
+    questions = suite_questions(suite, "dsg")
+    assert questions.format == "dsg" and questions.identity()["n"] == 8182 and questions.identity()["prompts"] == 1060
+    items = questions.lookup("whoops_5", None)
+    assert items is not None and items[1].parents == ("1",) and items[1].binary
+    # DSG's rule: a "no" to the parent voids the child.
+    answered = score_answers(items[:2], [(0.1, 0.9), (0.9, 0.1)], threshold=0.5)
+    assert [a.passed for a in answered] == [False, False]
+    with pytest.raises(SdevalError, match=r"^suite tifa160: question set 'tifa' is empty"):
+        suite_questions(load_suite("tifa160"), "tifa")
+    with pytest.raises(SdevalError, match=r"^suite geneval: no question set 'dsg' \(its sets: none\)$"):
+        suite_questions(load_suite("geneval"), "dsg")

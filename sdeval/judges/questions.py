@@ -32,6 +32,7 @@ from typing import Any
 from sdeval.core.errors import SdevalError
 from sdeval.core.textfiles import json_problem, read_user_text
 from sdeval.judges.rules import fact_text, spec_facts
+from sdeval.suites.load import Suite
 from sdeval.suites.spec import Spec
 
 YES, NO = "yes", "no"
@@ -299,6 +300,39 @@ def load_questions(path: str | Path, format: str | None = None) -> QuestionSet:
             questions.by_text.setdefault(prompt_text, items)
     if not questions.by_id:
         raise SdevalError(f"{path}: no questions in it")
+    return questions
+
+
+def suite_questions(suite: Suite, name: str) -> QuestionSet:
+    """A suite's question set `name` (format 2, docs/suites.md) as the structure `load_questions` gives: the
+    questions of each row by its id (and text), with their dependencies; SdevalError when the suite has no such set
+    or no row fills it (`sdeval suites build` adds the sets sdeval cannot ship)."""
+    if name not in suite.question_sets:
+        known = ", ".join(suite.question_sets) or "none"
+        raise SdevalError(f"suite {suite.id}: no question set {name!r} (its sets: {known})")
+    questions = QuestionSet(
+        format=suite.question_sets[name]["format"], path=f"{suite.source}#{name}", sha256=suite.sha256
+    )
+    for prompt in suite.prompts:
+        items = prompt.question_set(name)
+        if not items:
+            continue
+        converted = tuple(
+            Question(
+                q.qid,
+                q.question,
+                q.answer,
+                q.choices,
+                q.parents,
+                kind=q.kind or "question",
+                label=q.label or q.question,
+            )
+            for q in items
+        )
+        questions.by_id[prompt.id] = converted
+        questions.by_text.setdefault(prompt.prompt, converted)
+    if not questions.by_id:
+        raise SdevalError(f"suite {suite.id}: question set {name!r} is empty (see `sdeval suites show {suite.id}`)")
     return questions
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import gettext
+import importlib
 import os
 import signal
 import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any, NoReturn
 
 import click
@@ -137,48 +139,134 @@ def _internal_error(err: Exception) -> NoReturn:
     sys.exit(ExitCode.INTERNAL)
 
 
-@click.group(cls=_Group)
+#: Every command: where it lives ("module:attribute", imported on first use, so that `sdeval --help` and one
+#: command's --help load no other command's module and its dependencies) and the first sentence of its help,
+#: which the command list of `sdeval --help` shows without the import (tests/test_cli_lazy.py keeps it equal to
+#: the command's own).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": (
+        "sdeval.bench.command:bench_command",
+        "Generate, score, gate and report from one CONFIG (resumable: each stage skips what is already done).",
+    ),
+    "demo": (
+        "sdeval.score.command:demo",
+        "Score a small synthetic folder offline on the CPU, with random Inception weights.",
+    ),
+    "diff": (
+        "sdeval.gate.command:diff_command",
+        "What differs between results A and B: protocol fields, and each metric's values with the difference "
+        "(B - A) and its interval (paired by image where both scored the same items).",
+    ),
+    "gate": (
+        "sdeval.gate.command:gate",
+        "Check RESULTS against the rules in RULES (absolute thresholds, regressions against --baseline).",
+    ),
+    "generate": (
+        "sdeval.generate.command:generate",
+        "Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable).",
+    ),
+    "merge": (
+        "sdeval.score.command:merge",
+        "Merge the parts of `sdeval score --shard I/N` (one per shard, any order) into the results of the whole: "
+        "the same document as scoring every image in one process.",
+    ),
+    "metrics": (
+        "sdeval.metrics.command:metrics_command",
+        "List the metrics: key, what they fill, direction (higher or lower is better), range, interval method, "
+        "needs, per-image columns.",
+    ),
+    "models": (
+        "sdeval.models.command:models_command",
+        "List every model a run needs: the option that chooses it (flag and bench config key), its default, where "
+        "it is looked for (the file or folder to copy it to from another machine), and whether it is there.",
+    ),
+    "reference": (
+        "sdeval.reference.command:reference",
+        "Build, merge and list reference statistics; build the defined reference sets (COCO, ...).",
+    ),
+    "report": (
+        "sdeval.report.command:report_command",
+        "One offline HTML page (index.html, thumbnails beside it) and summary.md over RESULTS files.",
+    ),
+    "score": (
+        "sdeval.score.command:score",
+        "Score a folder of IMAGES: FID, KID, IS, precision/recall; CLIP score, R-precision, CMMD, diversity; "
+        "prompt adherence, seed robustness, faithfulness (`sdeval metrics` lists them all).",
+    ),
+    "suites": (
+        "sdeval.suites.command:suites",
+        "List, show and validate prompt suites (docs/suites.md).",
+    ),
+}
+
+
+class _LazyCommands(MutableMapping[str, click.Command]):
+    """The group's commands by name: every name in COMMANDS is listed, and its module is imported when the
+    command is first looked up. Being the group's `commands` mapping, click's own lookup, listing and "did you
+    mean" suggestions work unchanged; commands added later (add_command) are kept like in a plain dict."""
+
+    def __init__(self, table: dict[str, tuple[str, str]]) -> None:
+        self._paths = {name: path for name, (path, _) in table.items()}
+        self._summaries = {name: summary for name, (_, summary) in table.items()}
+        self._loaded: dict[str, click.Command] = {}
+
+    def loaded(self, name: str) -> click.Command | None:
+        """The command if it was imported already, without importing it."""
+        return self._loaded.get(name)
+
+    def peek(self, name: str) -> click.Command:
+        """The command if it was imported already, else a stand-in that holds only its summary (for the list)."""
+        return self._loaded.get(name) or click.Command(name, help=self._summaries[name])
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module_name, _, attribute = self._paths[name].partition(":")  # KeyError: no such command
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command), f"{self._paths[name]} is not a click command"
+            self._loaded[name] = command
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        for held in (self._paths, self._summaries, self._loaded):
+            held.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths | dict.fromkeys(self._loaded))
+
+    def __len__(self) -> int:
+        return len(self._paths.keys() | self._loaded.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._paths or name in self._loaded
+
+
+class _LazyGroup(_Group):
+    """The top-level group: commands load on first use (click's lazy-group pattern, the table being the group's
+    `commands`), and the command list of --help reads each one-line summary from COMMANDS instead of importing."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        assert isinstance(self.commands, _LazyCommands)
+        lazy = self.commands
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)  # as click.Group.format_commands
+        rows = []
+        for name in names:
+            command = lazy.peek(name)
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section(gettext.gettext("Commands")):  # click's own words, translated alike
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, commands=_LazyCommands(COMMANDS))
 @click.version_option(__version__, prog_name="sdeval")
 def main() -> None:
     """sdeval: generate, score, compare and gate text-to-image models."""
-
-
-from sdeval.score.command import demo, merge, score  # noqa: E402
-
-main.add_command(score)
-main.add_command(merge)
-main.add_command(demo)
-
-from sdeval.metrics.command import metrics_command  # noqa: E402
-
-main.add_command(metrics_command)
-
-from sdeval.models.command import models_command  # noqa: E402
-
-main.add_command(models_command)
-
-from sdeval.reference.command import reference  # noqa: E402
-
-main.add_command(reference)
-
-from sdeval.generate.command import generate  # noqa: E402
-
-main.add_command(generate)
-
-from sdeval.suites.command import suites  # noqa: E402
-
-main.add_command(suites)
-
-from sdeval.gate.command import diff_command, gate  # noqa: E402
-
-main.add_command(gate)
-main.add_command(diff_command)
-
-
-from sdeval.report.command import report_command  # noqa: E402
-
-main.add_command(report_command)
-
-from sdeval.bench.command import bench_command  # noqa: E402
-
-main.add_command(bench_command)

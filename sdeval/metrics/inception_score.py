@@ -8,12 +8,15 @@ exp(mean KL(p(y|x) || p(y))) is computed in float64. Returns the mean and std ov
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
 
 from sdeval.metrics.embeddings import NotEnoughDataError
 
 
 def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
+    # scipy at call time: the metric declarations and the statistics import this module, and a --help that
+    # reaches them must not pay scipy's half second of import time.
+    from scipy.special import log_softmax
+
     n = len(logits)
     if n < splits:
         raise NotEnoughDataError(f"Inception Score with {splits} splits needs at least {splits} images, got {n}")

@@ -12,10 +12,16 @@ with MKL, see `_pairwise_distances`), so the results do not depend on the chunk 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from sdeval.metrics.embeddings import NotEnoughDataError, fingerprint, rows_per_block
+
+if TYPE_CHECKING:
+    # torch is imported where it runs: the metric declarations and the statistics import this module, and
+    # `sdeval report --help` (which reaches it through them) must not pay torch's second of import time.
+    import torch
 
 _CHUNK = 2048  # most rows in one block of distances
 _CHUNK_ELEMENTS = 1 << 23  # most distances in one block (whole rows: at least one row)
@@ -39,6 +45,8 @@ def _pairwise_distances(
 ) -> torch.Tensor:
     """Euclidean distances [len(a), len(b)] by |a|² + |b|² - 2 a.b (direct differences would need n*m*d memory;
     the expansion is exact enough in float64). `a_sq`, `b_sq`: the rows' squared norms, if already computed."""
+    import torch  # at call time (see the imports above)
+
     rows = len(a)
     a_sq = (_squared_norms(a) if a_sq is None else a_sq)[:, None]
     if b_sq is None:
@@ -56,6 +64,8 @@ def _pairwise_distances(
 def _squared_norms(x: torch.Tensor) -> torch.Tensor:
     """(x * x).sum(1) in blocks of 256 rows (x * x whole would be a copy of x), written into one output: results
     kept alive between large freed temporaries fragment malloc's heap (+0.3 GB resident measured at n = 20k)."""
+    import torch  # at call time (see the imports above)
+
     out = torch.empty(len(x), dtype=x.dtype)
     for start in range(0, len(x), 256):
         rows = slice(start, start + 256)
@@ -65,6 +75,8 @@ def _squared_norms(x: torch.Tensor) -> torch.Tensor:
 
 def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each row to its k-th nearest other row."""
+    import torch  # at call time (see the imports above)
+
     sq = _squared_norms(features)
     radii = torch.empty(len(features), dtype=features.dtype)
     for rows in _row_chunks(len(features), len(features)):
@@ -94,6 +106,8 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
 
 def inside_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
     """Per point, whether it lies within radii[i] of some centres[i] (bool [len(points)])."""
+    import torch  # at call time (see the imports above)
+
     sq = _squared_norms(centres)
     inside = torch.empty(len(points), dtype=torch.bool)
     for rows in _row_chunks(len(points), len(centres)):
@@ -109,6 +123,8 @@ def _not_enough(k: int, n_generated: int, n_real: int) -> NotEnoughDataError:
 
 def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = 3) -> tuple[float, float]:
     """(precision, recall) of generated features against real features."""
+    import torch  # at call time (see the imports above)
+
     if min(len(generated), len(real)) <= k:
         raise _not_enough(k, len(generated), len(real))
     gen = torch.from_numpy(np.asarray(generated, np.float64))
@@ -138,6 +154,8 @@ def recall_leave_outs(
     holds one of its k + 1 nearest rows; so each real row records which blocks' balls hold it at the full radii,
     plus, per block j, whether a ball grown by leaving j out holds it (at most k + 1 grown radii per row).
     """
+    import torch  # at call time (see the imports above)
+
     blocks = np.asarray(blocks, dtype=np.int64)
     counts = np.bincount(blocks, minlength=n_blocks)
     smallest = len(generated) - int(counts.max(initial=0))
@@ -182,6 +200,8 @@ def _grown_radii(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of the chunk and per other block among its k + 1 nearest rows (first occurrence of each), the
     row's radius with that block left out ([rows, k + 1], NaN where none) and that block (-1 where none)."""
+    import torch  # at call time (see the imports above)
+
     rows = len(near)
     grown_radius = torch.full((rows, k + 1), float("nan"), dtype=torch.float64)
     grown_block = torch.full((rows, k + 1), -1, dtype=torch.int64)

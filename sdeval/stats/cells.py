@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# scipy is imported where it runs: `sdeval report --help` reaches this module, and scipy takes half a second
+# to import.
 import numpy as np
-from scipy import stats as scipy_stats
 
 from sdeval.core.errors import SdevalError
 from sdeval.metrics import registry
@@ -437,6 +438,8 @@ class _Sides:
         df = min(ka, kb) - 1
         half = t_quantile(level, df) * se
         interval = Interval(difference - half, difference + half, level, f"{how} (K={ka}, {kb})")
+        from scipy import stats as scipy_stats  # at call time (see the imports above)
+
         p_value = float(2.0 * scipy_stats.t.sf(abs(difference) / se, df)) if se > 0 else float(difference == 0)
         return (a_value, b_value, difference, interval, p_value, how)
 

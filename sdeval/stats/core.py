@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# scipy is imported where it runs: `sdeval report --help` reaches this module, and scipy takes half a second
+# to import.
 import numpy as np
-from scipy import stats as _scipy_stats
 
 BOOTSTRAP = "bootstrap over prompts"
 JACKKNIFE = "jackknife over prompt blocks"
@@ -105,6 +106,8 @@ def blocks_of(groups: np.ndarray, n_groups: int, n_blocks: int, seed: int) -> np
 
 
 def t_quantile(level: float, df: int) -> float:
+    from scipy import stats as _scipy_stats  # at call time (see the imports above)
+
     return float(_scipy_stats.t.ppf(0.5 + level / 2, max(df, 1)))
 
 
@@ -123,6 +126,8 @@ def jackknife_interval(value: float, leave_outs: np.ndarray, level: float, metho
 
 
 def jackknife_p(difference: float, leave_outs: np.ndarray) -> float:
+    from scipy import stats as _scipy_stats  # at call time (see the imports above)
+
     se = jackknife_se(leave_outs)
     if se == 0.0:
         return 1.0 if difference == 0.0 else 0.0
@@ -148,6 +153,8 @@ def percentile_interval(replicates: np.ndarray, level: float, method: str = BOOT
 def bootstrap_p(difference: float, replicates: np.ndarray) -> float:
     """Two-sided p from the bootstrap standard error (normal): continuous, so Holm over many cells stays usable
     (a percentile p-value cannot go below 2 / replicates)."""
+    from scipy import stats as _scipy_stats  # at call time (see the imports above)
+
     values = np.asarray(replicates, dtype=np.float64)
     se = float(np.std(values[np.isfinite(values)], ddof=1))
     if se == 0.0:

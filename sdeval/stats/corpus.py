@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from sdeval.metrics.cmmd import SCALE, mmd2_from_sums, rbf_gamma, rbf_kernel
 from sdeval.metrics.embeddings import fingerprint
@@ -194,6 +193,8 @@ def kernel_reference(reference: np.ndarray, seed: int) -> np.ndarray:
 def precision_hits(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> np.ndarray:
     """Per generated row, whether it lies in some reference k-NN ball: precision is their mean, and with the
     reference fixed each image's hit depends on that image alone (a per-image statistic)."""
+    import torch  # at call time: `sdeval report --help` imports this module, and torch takes seconds to import
+
     ref = torch.from_numpy(np.asarray(reference, np.float64))
     gen = torch.from_numpy(np.asarray(generated, np.float64))
     return inside_balls(gen, ref, reference_radii(ref, k)).numpy()

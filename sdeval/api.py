@@ -201,6 +201,20 @@ class Evaluator:
             warnings.simplefilter("ignore", UserWarning)
             return score_part(self.options, merged).document
 
+    def log_to(
+        self, to: str, results: dict[str, Any] | None = None, *, step: int | None = None, **destination: Any
+    ) -> str:
+        """Log `results` (default: `compute()` now, on every rank) to `to` (mlflow, wandb, tensorboard) at `step`,
+        from rank 0 only; into the script's active MLflow or W&B run when there is one. `destination`: the fields
+        of sdeval.trackers.log.LogOptions (run_name, experiment, tracking_uri, logdir, ...; no report by default).
+        Returns where the run is, in words ("" on the other ranks). docs/trackers.md."""
+        from sdeval.trackers.log import LogOptions, log_document  # the trackers and their libraries: on use
+
+        document = self.compute() if results is None else results
+        if self.sync and from_group().rank != 0:
+            return ""
+        return log_document(document, LogOptions(to=to, step=step, **{"make_report": False, **destination}))
+
     def _part(self, rank: int, world: int, total: int) -> Any:
         from sdeval.features.extract import FolderFeatures
         from sdeval.prompts.lookup import ImagePrompts

@@ -161,11 +161,17 @@ def test_options_for_another_tracker_are_refused(results: Path) -> None:
 # -- MLflow: a sqlite store and local artifacts, read through its client -------------------------------------------
 
 
-def test_mlflow(results: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite store for the module: making its tables takes MLflow seconds."""
     pytest.importorskip("mlflow")
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def test_mlflow(results: Path, mlflow_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_uri
     output = _log(results, "--to", "mlflow", "--tracking-uri", uri, "--step-from", "checkpoint", "--run-name", "r1")
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("sdeval")
@@ -261,3 +267,52 @@ def test_tensorboard(results: Path, tmp_path: Path) -> None:
     (params,) = events.Tensors("sdeval/params/text_summary")  # torch's writer names a text entry so
     assert "| protocol.judge.judge | shapes |" in params.tensor_proto.string_val[0].decode("utf-8")
     assert (folder / "files" / "results.json").is_file() and not (folder / "files" / "report").exists()
+
+
+# -- from a training loop: the Evaluator logs at its step, into the script's own run ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def evaluator(inception_weights: str) -> Any:
+    import numpy as np
+
+    from sdeval.api import Evaluator
+
+    found = Evaluator(metrics=["is"], inception_weights=inception_weights, no_cache=True, workers=0, device="cpu")
+    found.update(list(np.random.default_rng(0).integers(0, 256, size=(20, 32, 32, 3), dtype=np.uint8)))
+    return found
+
+
+def test_evaluator_logs_into_the_active_mlflow_run(evaluator: Any, mlflow_uri: str) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    try:
+        with mlflow.start_run() as run:
+            mlflow.log_param("lr", "0.1")  # the training script's own
+            document = evaluator.compute()
+            for step in (3, 5):
+                assert run.info.run_id in evaluator.log_to("mlflow", document, step=step)
+                assert mlflow.active_run() is not None  # the script's run goes on
+        client = mlflow.tracking.MlflowClient()
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "is")}
+        value = document["cells"][0]["metrics"]["is"]["value"]
+        assert history == {3: pytest.approx(value), 5: pytest.approx(value)}
+        finished = client.get_run(run.info.run_id)
+        assert finished.data.params["lr"] == "0.1" and "protocol.seed" in finished.data.params
+        assert {f.path for f in client.list_artifacts(run.info.run_id)} == {"results-step3.json", "results-step5.json"}
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_evaluator_logs_to_tensorboard_at_its_step(evaluator: Any, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    document = evaluator.compute()
+    evaluator.log_to("tensorboard", document, step=42, logdir=str(tmp_path), run_name="train")
+    events = EventAccumulator(str(tmp_path / "train"))
+    events.Reload()
+    (scalar,) = events.Scalars("is")
+    assert scalar.step == 42 and scalar.value == pytest.approx(document["cells"][0]["metrics"]["is"]["value"])
+    assert "images/grid" not in events.Tags()["images"]  # images scored in memory: no folder to draw from

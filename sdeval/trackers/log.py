@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sdeval.core.errors import SdevalError
 from sdeval.report.model import ReportOptions
 from sdeval.report.render import build_report
-from sdeval.results.document import load_results
+from sdeval.results.document import load_results, write_results
 from sdeval.trackers import series
 from sdeval.trackers.base import Attachments, Destination, tracker
 from sdeval.trackers.grid import write_grid
@@ -23,7 +25,8 @@ class LogOptions:
     """What `sdeval log` (and a bench config's `log:`) asks for."""
 
     to: str  # mlflow | wandb | tensorboard
-    step_from: str | None = None  # None: every cell at step 0; "checkpoint": the step in each checkpoint label
+    step_from: str | None = None  # None: every cell at `step`; "checkpoint": the step in each checkpoint label
+    step: int | None = None  # the step of every cell (a training loop's); None: 0
     run_name: str | None = None  # None: the results file's name (its folder's for results.json)
     experiment: str | None = None  # MLflow experiment or W&B project (None: "sdeval")
     tracking_uri: str | None = None  # MLflow only
@@ -62,7 +65,7 @@ def log_results(results: str | os.PathLike[str], options: LogOptions) -> str:
     check(options)
     path = Path(results)
     document = load_results(path)
-    plan = series.plan(document, options.run_name or default_run_name(path), options.step_from)
+    plan = series.plan(document, options.run_name or default_run_name(path), options.step_from, options.step)
     log = tracker(options.to)  # a missing library fails here, before the report is made
     with tempfile.TemporaryDirectory(prefix="sdeval-log-") as tmp:
         report = Path(options.report) if options.report is not None else None
@@ -77,6 +80,20 @@ def log_results(results: str | os.PathLike[str], options: LogOptions) -> str:
             if drawn["missing"] and not options.quiet:
                 print(f"log: grid: {drawn['missing']} images not found (drawn grey)", file=sys.stderr)
         return log(plan, Attachments(results=path, report=report, grid=grid), _destination(plan, options))
+
+
+def log_document(document: dict[str, Any], options: LogOptions) -> str:
+    """Log a results document held in memory (the Evaluator's): written, checked, to a temp results file first, so
+    the run carries it as any other. Its name says the step, so a training loop's files do not replace each other."""
+    check(options)
+    with tempfile.TemporaryDirectory(prefix="sdeval-log-") as tmp:
+        name = "results.json" if options.step is None else f"results-step{options.step}.json"
+        path = Path(tmp) / name
+        if document.get("state") is None:  # the Evaluator keeps its features in memory, never as a state file
+            document = {**document, "state": {"path": None, "reason": "scored in memory: no feature state was kept"}}
+        write_results(path, document)
+        run_name = options.run_name or "evaluator"
+        return log_results(path, dataclasses.replace(options, run_name=run_name))
 
 
 def _destination(plan: series.Plan, options: LogOptions) -> Destination:

@@ -20,19 +20,28 @@ def _param(value: str) -> str:
 
 
 def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
-    """Log `plan` as a new run; returns its id, experiment and tracking URI in words."""
-    require("mlflow", "mlflow")
+    """Log `plan` as a new run, or into the active run (`mlflow.start_run()` of a training script) when there is
+    one and no tracking URI is given; returns the run's id, experiment and tracking URI in words."""
+    mlflow = require("mlflow", "mlflow")
     from mlflow.entities import Metric, Param  # the library, only once it was found installed
     from mlflow.tracking import MlflowClient
 
+    active = mlflow.active_run() if destination.tracking_uri is None else None
     client = MlflowClient(tracking_uri=destination.tracking_uri)
-    name = destination.experiment or "sdeval"
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
-    run = client.create_run(experiment_id, run_name=plan.run_name, tags={"sdeval.results": attachments.results.name})
-    run_id = run.info.run_id
+    if active is not None:
+        run_id, experiment_id = active.info.run_id, active.info.experiment_id
+        name = client.get_experiment(experiment_id).name
+        logged = dict(client.get_run(run_id).data.params)  # MLflow refuses to change a parameter: keep the first
+    else:
+        name = destination.experiment or "sdeval"
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        tags = {"sdeval.results": attachments.results.name}
+        run_id = client.create_run(experiment_id, run_name=plan.run_name, tags=tags).info.run_id
+        logged = {}
     try:
-        params = [Param(safe_name(key), _param(value)) for key, value in plan.params.items()]
+        named = {safe_name(key): _param(value) for key, value in plan.params.items()}
+        params = [Param(key, value) for key, value in named.items() if key not in logged]
         for start in range(0, len(params), _PARAMS_PER_BATCH):
             client.log_batch(run_id, params=params[start : start + _PARAMS_PER_BATCH])
         now = int(time.time() * 1000)
@@ -48,9 +57,10 @@ def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
             client.log_artifacts(run_id, str(attachments.report), "report")
         if attachments.grid is not None:
             client.log_artifact(run_id, str(attachments.grid), "images")
-        client.set_tag(run_id, "sdeval.series", str(len(plan.series())))
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        if active is None:
+            client.set_terminated(run_id, "FAILED")
         raise
-    client.set_terminated(run_id, "FINISHED")
+    if active is None:  # the training script ends its own run
+        client.set_terminated(run_id, "FINISHED")
     return f"mlflow run {run_id} in experiment {name!r} ({client.tracking_uri})"

@@ -105,15 +105,18 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def plan(document: dict[str, Any], run_name: str, step_from: str | None = None) -> Plan:
-    """The series of a (loaded and checked) results document, at step 0 or at each cell's step."""
+def plan(document: dict[str, Any], run_name: str, step_from: str | None = None, step: int | None = None) -> Plan:
+    """The series of a (loaded and checked) results document: at `step` (default 0), or at each cell's step read
+    as `step_from` says (a training loop gives its own step; a run of checkpoints reads theirs)."""
     if step_from is not None and step_from not in STEP_SOURCES:
         raise SdevalError(f"--step-from: {step_from!r} is not one of {', '.join(STEP_SOURCES)}")
+    if step_from is not None and step is not None:
+        raise SdevalError("a step and --step-from: give one")
     cells = document["cells"]
     out = Plan(run_name=run_name, params=_params(document))
     if step_from is None:
         prefixes = {cell["id"]: (f"{cell['id']}/" if len(cells) > 1 else "") for cell in cells}
-        steps = dict.fromkeys(prefixes, 0)
+        steps = dict.fromkeys(prefixes, step or 0)
     else:
         steps = {cell["id"]: step_of(cell) for cell in cells}
         rests = {cell["id"]: _rest_label(cell) for cell in cells}

@@ -13,10 +13,16 @@ _ARTIFACT_UNSAFE = re.compile(r"[^\w.-]")  # artifact names: letters, digits, `_
 
 
 def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
-    """Log `plan` as a new run; returns its id, project and folder in words."""
+    """Log `plan` as a new run, or into the active run (`wandb.init()` of a training script) when there is one;
+    returns the run's id, project and folder in words."""
     wandb = require("wandb", "wandb")
-    project = destination.experiment or "sdeval"
-    run = wandb.init(project=project, name=plan.run_name, config=dict(plan.params), job_type="sdeval-results")
+    active = wandb.run
+    if active is not None:
+        run, project = active, active.project
+        run.config.update(dict(plan.params), allow_val_change=True)
+    else:
+        project = destination.experiment or "sdeval"
+        run = wandb.init(project=project, name=plan.run_name, config=dict(plan.params), job_type="sdeval-results")
     try:
         steps = plan.ordered()
         for step, values in steps:
@@ -30,9 +36,11 @@ def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
             artifact.add_dir(str(attachments.report), name="report")
         run.log_artifact(artifact)
     except BaseException:
-        run.finish(exit_code=1)
+        if active is None:
+            run.finish(exit_code=1)
         raise
     where = run.url or run.dir
     run_id = run.id
-    run.finish()
+    if active is None:  # the training script ends its own run
+        run.finish()
     return f"wandb run {run_id} in project {project!r} ({where})"

@@ -15,7 +15,7 @@ from sdeval.core.suggest import check_keys, did_you_mean
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/bench/examples/.
 EXAMPLE_PREFIX = "builtin:"
-BENCH_KEYS = ("reference", "metrics", "score", "report", "gate", "about")
+BENCH_KEYS = ("reference", "metrics", "score", "report", "gate", "pick", "about")
 REPORT_KEYS = ("output", "title")
 GATE_KEYS = ("rules", "pairs", "baseline", "strict")
 BASELINE_KEYS = ("checkpoint", "cell")
@@ -67,6 +67,7 @@ class BenchConfig:
     #: The bench sections as canonical JSON (paths as written): part of every later stage's stamp.
     sections_json: str
 
+    pick: Any = None  # sdeval.gate.pick.PickRule: which checkpoint to ship (None: no rule)
     @property
     def out(self) -> Path:
         return self.generate.output_dir
@@ -128,9 +129,25 @@ def load_bench_config(source: str) -> BenchConfig:
         about=about.strip() if about else None,
         sections_json=json.dumps(bench, sort_keys=True, default=str),
     )
+        pick=_parse_pick(bench.get("pick"), score.options.metrics),
 
 
 def _mapping(data: Any, where: str) -> Mapping[str, Any]:
+def _parse_pick(raw: Any, metrics: tuple[str, ...]) -> Any:
+    """The pick rule, its metrics checked against what the run computes (before anything runs)."""
+    if raw is None:
+        return None
+    from sdeval.gate.pick import parse_pick
+    from sdeval.metrics import registry
+
+    rule = parse_pick(raw)
+    computed = [key.key for name in metrics for key in registry.get(name).results]
+    for key in rule.metrics:
+        if key not in computed:
+            raise ConfigError(f"pick: {key} is not computed by this run (metrics: {', '.join(metrics)})")
+    return rule
+
+
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     return data

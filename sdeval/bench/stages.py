@@ -256,14 +256,27 @@ def stage_report(config: BenchConfig, progress: bool) -> StageLine:
         "gate": _file_sha(gate_file),
         "output": str(section.output),
         "title": section.title,
+        **({"pick": config.pick.raw} if config.pick is not None else {}),
     }
     index = section.output / "index.html"
     if index.is_file() and _read_stamps(config.out).get("report") == stamp:
         return StageLine("report", True, str(index))
-    options = ReportOptions(title=section.title, gate=gate_file, quiet=not progress)
+    options = ReportOptions(title=section.title, gate=gate_file, quiet=not progress, pick=config.pick)
     written = build_report([config.results_path], section.output, options)
     _write_stamp(config.out, "report", stamp)
     return StageLine("report", False, str(written["index"]))
+
+
+def stage_pick(config: BenchConfig) -> StageLine:
+    """Apply the pick rule to OUT/results.json into OUT/pick.json: the checkpoint chosen and the reason."""
+    from sdeval.core.atomic import write_json
+    from sdeval.gate import load_side
+    from sdeval.gate.pick import document_intervals, pick
+
+    side = load_side(config.results_path)
+    found = pick(side.document, config.pick, document_intervals(side.document, side.states))
+    write_json(config.out / "pick.json", found)
+    return StageLine("pick", False, f"{found['chosen'] or 'none'}: {found['reason']}")
 
 
 @dataclass
@@ -327,6 +340,9 @@ def _run_stages(
         where.stage = "gate"
         gate_line, code, table = stage_gate(config)
         echo(str(gate_line))
+    if config.pick is not None:
+        where.stage = "pick"
+        echo(str(stage_pick(config)))
     if config.report is not None:
         where.stage = "report"
         echo(str(stage_report(config, progress)))

@@ -20,6 +20,7 @@ class ReportOptions:
     seed: int | None = None
     quiet: bool = False
     labels: tuple[str, ...] = ()  # one run label per results file, in order; empty: derived from the paths
+    pick: Any = None  # sdeval.gate.pick.PickRule: which checkpoint to ship, shown with its reason
 
 
 @dataclass

@@ -76,7 +76,7 @@ def label_points(figure: Any, axes: Any, points: list[tuple[float, float, str]],
     return notes
 
 
-def _png(figure: Any) -> str:
+def figure_png(figure: Any) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -177,7 +177,7 @@ def _part_plots(
             if axes.lines:
                 axes.legend(fontsize=8)
                 title = f"Trade-off over {key}{suffix}"
-                plots.append({"key": key, "title": title, "cells": labels, "src": _png(figure)})
+                plots.append({"key": key, "title": title, "cells": labels, "src": figure_png(figure)})
             else:
                 plt.close(figure)
         panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value
@@ -209,5 +209,5 @@ def _part_plots(
                           bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 4)))  # fmt: skip
         figure.tight_layout(rect=(0, 0.06, 1, 1))
         title = ("Image-to-image strength sweep" if key == "strength" else f"Metrics over {key}") + suffix
-        plots.append({"key": key, "title": title, "cells": labels, "src": _png(figure)})
+        plots.append({"key": key, "title": title, "cells": labels, "src": figure_png(figure)})
     return plots

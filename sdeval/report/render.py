@@ -14,14 +14,16 @@ from typing import Any
 
 from sdeval.core.atomic import check_output_folder, write_text
 from sdeval.core.errors import SdevalError
+from sdeval.gate.pick import pick
 from sdeval.report.formatting import fmt, fmt_bound
 from sdeval.report.gallery import image_grid, shown_images, worst_prompts
 from sdeval.report.gate import read_gate
 from sdeval.report.images import make_thumbnails
 from sdeval.report.load import load_cells
-from sdeval.report.model import ReportOptions
+from sdeval.report.model import Cell, ReportOptions
 from sdeval.report.plots import sweep_plots
 from sdeval.report.protocol import protocol_card
+from sdeval.report.series import series_section
 from sdeval.report.tables import (
     category_table,
     interval_footnotes,
@@ -95,6 +97,18 @@ def _remove_folders(created: list[Path]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _pick(options: ReportOptions, cells: list[Cell], documents: list[dict[str, Any]], table: Any) -> Any:
+    """The pick rule applied to a one-run report, with the intervals the page shows (None: no rule)."""
+    if options.pick is None:
+        return None
+    if len(documents) != 1:
+        raise SdevalError("report: a pick rule applies to one results file")
+    intervals = {
+        cell.data["id"]: {key: {"low": m.low, "high": m.high} for key, m in table[cell.label].items()} for cell in cells
+    }
+    return pick(documents[0]["document"], options.pick, intervals)
+
+
 def build_report(
     results: list[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -129,6 +143,7 @@ def build_report(
         grid = image_grid(cells)
         worst = worst_prompts(cells)
         plots = sweep_plots(cells, columns, table)
+        series = series_section(cells, columns, table, _pick(options, cells, documents, table))
         footnotes = interval_footnotes(columns, table)
         gate = read_gate(options.gate, documents) if options.gate is not None else None
         prepared = time.perf_counter()
@@ -148,6 +163,7 @@ def build_report(
             "grid": grid,
             "worst": worst,
             "plots": plots,
+            "series": series,
             "protocol": protocol,
             "gate": gate,
             "level": options.level,

@@ -157,6 +157,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "What differs between results A and B: protocol fields, and each metric's values with the difference "
         "(B - A) and its interval (paired by image where both scored the same items).",
     ),
+    "export": (
+        "sdeval.export.command:export",
+        "Write results in other tools' formats (a Hugging Face model card's model-index).",
+    ),
     "gate": (
         "sdeval.gate.command:gate",
         "Check RESULTS against the rules in RULES (absolute thresholds, regressions against --baseline).",
@@ -164,6 +168,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": (
         "sdeval.generate.command:generate",
         "Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable).",
+    ),
+    "log": (
+        "sdeval.trackers.command:log_command",
+        "Log RESULTS to an experiment tracker: every metric (and per-category adherence) with its interval bounds as "
+        "series, the protocol as parameters, the results file and the HTML report as artifacts, and a grid of the "
+        "same prompts across cells.",
     ),
     "merge": (
         "sdeval.score.command:merge",

@@ -15,8 +15,6 @@ from click.testing import CliRunner
 from conftest import write_shapes_run
 
 from sdeval.cli import main
-from sdeval.core.errors import SdevalError
-from sdeval.export.command import export
 from sdeval.export.model_index import model_index
 
 
@@ -44,7 +42,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _export(*args: str) -> str:
-    outcome = CliRunner().invoke(export, ["model-index", *args])
+    outcome = CliRunner().invoke(main, ["export", "model-index", *args])
     assert outcome.exit_code == 0, outcome.output
     return outcome.output
 
@@ -108,10 +106,17 @@ def test_printed_front_matter_is_the_same(results: Path, tmp_path: Path) -> None
 
 
 def test_several_checkpoints_need_a_choice(results: Path) -> None:
-    outcome = CliRunner().invoke(export, ["model-index", str(results)])
-    assert isinstance(outcome.exception, SdevalError)
-    assert "several checkpoints (sd-clean, sd-colours)" in str(outcome.exception)
-    assert "--checkpoint NAME" in str(outcome.exception)
+    outcome = CliRunner().invoke(main, ["export", "model-index", str(results)])
+    assert outcome.exit_code == 2
+    assert outcome.output == (
+        "error: the results hold several checkpoints (sd-clean, sd-colours); a model card describes one model: "
+        "choose one with --checkpoint NAME (or cells with --cell ID)\n"
+    )
+    outcome = CliRunner().invoke(main, ["export", "model-index", str(results), "--checkpoint", "sd-1"])
+    assert outcome.exit_code == 2
+    assert (
+        outcome.output == "error: --checkpoint 'sd-1': no cell of that checkpoint (checkpoints: sd-clean, sd-colours)\n"
+    )
 
 
 def test_reference_metrics_name_the_reference_set() -> None:

@@ -18,7 +18,6 @@ from sdeval.cli import main
 from sdeval.core.errors import SdevalError
 from sdeval.trackers import series
 from sdeval.trackers.base import safe_name
-from sdeval.trackers.command import log_command
 from sdeval.trackers.log import LogOptions, log_results
 
 CATEGORIES = ("colors", "counting", "single_object")
@@ -67,7 +66,7 @@ def _expected(results: Path) -> dict[int, dict[str, float]]:
 
 
 def _log(results: Path, *args: str) -> str:
-    outcome = CliRunner().invoke(log_command, [str(results), *args])
+    outcome = CliRunner().invoke(main, ["log", str(results), *args])
     assert outcome.exit_code == 0, outcome.output
     return outcome.output
 
@@ -147,15 +146,41 @@ def test_safe_names() -> None:
 
 def test_missing_tracker_names_the_extra(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
-    with pytest.raises(SdevalError, match=r"^--to wandb: wandb is not installed: pip install 'sdeval\[wandb\]'$"):
+    outcome = CliRunner().invoke(main, ["log", str(results), "--to", "wandb"])
+    assert outcome.exit_code == 2
+    assert outcome.output == "error: --to wandb: wandb is not installed: pip install 'sdeval[wandb]'\n"
+    with pytest.raises(SdevalError, match=r"^--to wandb: wandb is not installed"):  # the Python API says the same
         log_results(results, LogOptions(to="wandb"))
 
 
-def test_options_for_another_tracker_are_refused(results: Path) -> None:
-    with pytest.raises(SdevalError, match="--logdir is for --to tensorboard, not --to mlflow"):
-        log_results(results, LogOptions(to="mlflow", logdir="runs"))
-    with pytest.raises(SdevalError, match="--tracking-uri is for --to mlflow"):
-        log_results(results, LogOptions(to="tensorboard", tracking_uri="sqlite:///x.db"))
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "mlflow", "--logdir", "runs"], "--logdir is for --to tensorboard, not --to mlflow"),
+        (["--to", "wandb", "--tracking-uri", "sqlite:///x.db"], "--tracking-uri is for --to mlflow, not --to wandb"),
+        (["--to", "tensorboard", "--experiment", "x"], "--experiment is for --to mlflow and --to wandb"),
+        (["--to", "tensorboard", "--step-from", "checkpoint", "--report", "."], "--report: . is not a report folder"),
+    ],
+)
+def test_options_that_do_not_fit_are_one_line(results: Path, args: list[str], message: str) -> None:
+    outcome = CliRunner().invoke(main, ["log", str(results), *args])
+    assert outcome.exit_code == 2 and outcome.output.startswith(f"error: {message}"), outcome.output
+    assert outcome.output.count("\n") == 1
+
+
+def test_a_checkpoint_without_a_step_is_one_line(results: Path, tmp_path: Path) -> None:
+    document = json.loads(results.read_text(encoding="utf-8"))
+    for cell in document["cells"]:
+        cell["checkpoint"]["name"] = "final"
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps(document), encoding="utf-8")
+    outcome = CliRunner().invoke(main, ["log", str(renamed), "--to", "tensorboard", "--step-from", "checkpoint"])
+    assert outcome.exit_code == 2
+    cell = document["cells"][0]["id"]
+    assert outcome.output == (
+        f"error: --step-from checkpoint: checkpoint 'final' of cell {cell!r} holds no number to read a step from "
+        "(name checkpoints after their step, e.g. checkpoint-1500)\n"
+    )
 
 
 # -- MLflow: a sqlite store and local artifacts, read through its client -------------------------------------------

@@ -15,10 +15,11 @@ from click.testing import CliRunner
 from conftest import write_shapes_run
 
 from sdeval.cli import main
-from sdeval.core.errors import SdevalError
+from sdeval.core.errors import ConfigError, SdevalError
 from sdeval.trackers import series
 from sdeval.trackers.base import safe_name
-from sdeval.trackers.log import LogOptions, log_results
+from sdeval.trackers.log import log_results
+from sdeval.trackers.options import LogOptions, parse_log_section
 
 CATEGORIES = ("colors", "counting", "single_object")
 
@@ -142,6 +143,33 @@ def test_safe_names() -> None:
     assert safe_name("clean/g7.5 s50/fid") == "clean/g7.5 s50/fid"
     assert safe_name("a:b#c//d/") == "a_b_c/d"
     assert safe_name("../x") == "x"
+
+
+def test_bench_log_section(tmp_path: Path) -> None:
+    one = {"to": "mlflow", "tracking_uri": "sqlite:///mlflow.db", "step_from": "checkpoint", "experiment": "e"}
+    (parsed,) = parse_log_section(one, tmp_path)
+    assert parsed == LogOptions(to="mlflow", step_from="checkpoint", experiment="e", quiet=True,
+                                tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # fmt: skip
+    several = parse_log_section([{"to": "tensorboard", "logdir": "runs"}, {"to": "wandb", "grid": False}], tmp_path)
+    assert [o.to for o in several] == ["tensorboard", "wandb"] and several[0].logdir == str(tmp_path / "runs")
+    assert parse_log_section(None, tmp_path) == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"to": "mlfow"}, "log.to: 'mlfow' is not a tracker (did you mean 'mlflow'?) (mlflow, wandb, tensorboard)"),
+        ({"experiment": "e"}, "log.to: required key is missing"),
+        ({"to": "wandb", "logdir": "runs"}, "log.logdir: for to: tensorboard, not to: wandb"),
+        ([{"to": "wandb"}, {"to": "mlflow", "step": 3}], "log[1].step: unknown key"),
+        ({"to": "mlflow", "step_from": "setting"}, "log.step_from: expected one of checkpoint, got 'setting'"),
+        ("mlflow", "log: expected a mapping (to: mlflow, ...) or a list of them, got 'mlflow'"),
+    ],
+)
+def test_bench_log_section_errors_name_the_key(raw: Any, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as found:
+        parse_log_section(raw, tmp_path)
+    assert str(found.value).startswith(message)
 
 
 def test_missing_tracker_names_the_extra(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:

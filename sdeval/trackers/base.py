@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from sdeval.core.errors import SdevalError, first_line
+from sdeval.trackers.options import TRACKERS
 from sdeval.trackers.series import Plan
 
 
@@ -36,14 +37,6 @@ class Attachments:
 
 #: A tracker: logs a plan with its attachments to a destination; returns where the run can be found, in words.
 LogFunction = Callable[[Plan, Attachments, Destination], str]
-
-#: The trackers: the module of each (imported only when chosen) and the library it needs, which is also the name
-#: of the extra that installs it (`pip install 'sdeval[mlflow]'`).
-TRACKERS: dict[str, tuple[str, str]] = {
-    "mlflow": ("sdeval.trackers.mlflow", "mlflow"),
-    "wandb": ("sdeval.trackers.wandb", "wandb"),
-    "tensorboard": ("sdeval.trackers.tensorboard", "tensorboard"),
-}
 
 
 def tracker(name: str) -> LogFunction:

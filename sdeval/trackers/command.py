@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sdeval.trackers.base import TRACKERS
-from sdeval.trackers.series import STEP_SOURCES
+from sdeval.trackers.options import STEP_SOURCES, TRACKERS
 
 
 @click.command("log")
@@ -59,7 +58,8 @@ def log_command(
     as series, the protocol as parameters, the results file and the HTML report as artifacts, and a grid of the
     same prompts across cells. Each tracker is an extra: pip install 'sdeval[mlflow]' (or wandb, tensorboard)."""
     from sdeval.core.errors import SdevalError
-    from sdeval.trackers.log import LogOptions, log_results  # the report and the stats: only when a command runs
+    from sdeval.trackers.log import log_results  # the report and the statistics: only when the command runs
+    from sdeval.trackers.options import LogOptions
 
     if report is not None and no_report:
         raise SdevalError("--report and --no-report: give one")

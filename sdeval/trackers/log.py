@@ -7,51 +7,16 @@ import dataclasses
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdeval.core.errors import SdevalError
 from sdeval.report.model import ReportOptions
 from sdeval.report.render import build_report
 from sdeval.results.document import load_results, write_results
 from sdeval.trackers import series
 from sdeval.trackers.base import Attachments, Destination, tracker
 from sdeval.trackers.grid import write_grid
-
-
-@dataclass(frozen=True)
-class LogOptions:
-    """What `sdeval log` (and a bench config's `log:`) asks for."""
-
-    to: str  # mlflow | wandb | tensorboard
-    step_from: str | None = None  # None: every cell at `step`; "checkpoint": the step in each checkpoint label
-    step: int | None = None  # the step of every cell (a training loop's); None: 0
-    run_name: str | None = None  # None: the results file's name (its folder's for results.json)
-    experiment: str | None = None  # MLflow experiment or W&B project (None: "sdeval")
-    tracking_uri: str | None = None  # MLflow only
-    logdir: str | None = None  # TensorBoard only (None: runs/)
-    report: str | os.PathLike[str] | None = None  # an existing report folder to attach instead of making one
-    make_report: bool = True  # False: attach no report
-    grid: bool = True  # False: no same-prompt grid
-    quiet: bool = False
-
-
-#: Options that only one tracker reads: giving one to another tracker is an error, not silently nothing.
-_ONLY_FOR = {"tracking_uri": ("--tracking-uri", "mlflow"), "logdir": ("--logdir", "tensorboard")}
-
-
-def check(options: LogOptions) -> None:
-    """Refuse options that do not fit the chosen tracker, before any work."""
-    for field, (flag, owner) in _ONLY_FOR.items():
-        if getattr(options, field) is not None and options.to != owner:
-            raise SdevalError(f"{flag} is for --to {owner}, not --to {options.to}")
-    if options.experiment is not None and options.to == "tensorboard":
-        raise SdevalError(
-            "--experiment is for --to mlflow and --to wandb (TensorBoard: choose the folder with --logdir)"
-        )
-    if options.report is not None and not Path(options.report, "index.html").is_file():
-        raise SdevalError(f"--report: {options.report} is not a report folder (no index.html; see `sdeval report`)")
+from sdeval.trackers.options import LogOptions, check
 
 
 def default_run_name(results: Path) -> str:

@@ -18,9 +18,8 @@ from typing import Any
 from sdeval.core.errors import SdevalError
 from sdeval.metrics.keys import value_of, with_parts
 from sdeval.results.protocol import flatten
+from sdeval.trackers.options import STEP_SOURCES
 
-#: The ways a step can be read from a cell (the --step-from choices).
-STEP_SOURCES = ("checkpoint",)
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 

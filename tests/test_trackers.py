@@ -369,3 +369,43 @@ def test_evaluator_logs_to_tensorboard_at_its_step(evaluator: Any, tmp_path: Pat
     (scalar,) = events.Scalars("is")
     assert scalar.step == 42 and scalar.value == pytest.approx(document["cells"][0]["metrics"]["is"]["value"])
     assert "images/grid" not in events.Tags()["images"]  # images scored in memory: no folder to draw from
+
+
+# -- from a bench config: `log:` after the report, once per result --------------------------------------------------
+
+
+def test_bench_logs_after_its_report_and_once(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _suite_rows(2)), encoding="utf-8")
+    checkpoints = [
+        {"name": "step-100", "path": "shapes", "options": {"mistakes": {"colors": 0.5}}},
+        {"name": "step-200", "path": "shapes"},
+    ]
+    config = {
+        "checkpoints": checkpoints,
+        "suite": "prompts.jsonl",
+        "settings": {"width": 128, "height": 128},
+        "output_dir": "out",
+        "device": "cpu",
+        "metrics": ["adherence"],
+        "score": {"judge": "shapes", "device": "cpu"},
+        "report": {"output": "report"},
+        "log": {"to": "tensorboard", "logdir": "runs", "step_from": "checkpoint", "run_name": "bench"},
+    }
+    path = tmp_path / "bench.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+    first = CliRunner().invoke(main, ["bench", str(path), "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert f"log:      done: tensorboard run {tmp_path / 'runs' / 'bench'}" in first.output, first.output
+    second = CliRunner().invoke(main, ["bench", str(path), "--quiet"])
+    assert "log:      skipped (already done): tensorboard: these results were logged" in second.output
+    events = EventAccumulator(str(tmp_path / "runs" / "bench"))
+    events.Reload()
+    document = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
+    expected = {
+        int(c["checkpoint"]["name"].split("-")[1]): c["metrics"]["adherence"]["value"] for c in document["cells"]
+    }
+    assert {s.step: s.value for s in events.Scalars("adherence")} == pytest.approx(expected)
+    assert (tmp_path / "runs" / "bench" / "files" / "report" / "index.html").is_file()  # the bench's own report

@@ -12,10 +12,11 @@ from typing import Any
 from sdeval.core.configfile import config_format, parse_text
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
+from sdeval.trackers.options import parse_log_section
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/bench/examples/.
 EXAMPLE_PREFIX = "builtin:"
-BENCH_KEYS = ("reference", "metrics", "score", "report", "gate", "pick", "about")
+BENCH_KEYS = ("reference", "metrics", "score", "report", "gate", "pick", "log", "about")
 REPORT_KEYS = ("output", "title")
 GATE_KEYS = ("rules", "pairs", "baseline", "strict")
 BASELINE_KEYS = ("checkpoint", "cell")
@@ -66,6 +67,8 @@ class BenchConfig:
     about: str | None
     #: The bench sections as canonical JSON (paths as written): part of every later stage's stamp.
     sections_json: str
+    #: Trackers to log the results to, after the report (sdeval.trackers.options.LogOptions; docs/trackers.md).
+    log: tuple[Any, ...] = ()
 
     pick: Any = None  # sdeval.gate.pick.PickRule: which checkpoint to ship (None: no rule)
     @property
@@ -128,6 +131,7 @@ def load_bench_config(source: str) -> BenchConfig:
         gate=_parse_gate(bench.get("gate"), base_dir, Path(source).name, generate, score.options),
         about=about.strip() if about else None,
         sections_json=json.dumps(bench, sort_keys=True, default=str),
+        log=parse_log_section(bench.get("log"), base_dir),
     )
         pick=_parse_pick(bench.get("pick"), score.options.metrics),
 

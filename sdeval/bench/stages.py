@@ -279,6 +279,25 @@ def stage_pick(config: BenchConfig) -> StageLine:
     return StageLine("pick", False, f"{found['chosen'] or 'none'}: {found['reason']}")
 
 
+def stage_log(config: BenchConfig, number: int, options: Any) -> StageLine:
+    """Log OUT/results.json, with the bench's report, to the tracker of `log:` entry `number` (LogOptions). A rerun
+    whose results, report and entry are unchanged logs nothing: the tracker gets no second run."""
+    from sdeval.trackers.log import log_results  # the tracker and its library: when a log runs
+
+    report = config.report.output if config.report is not None else None
+    stamp = {
+        "results": _file_sha(config.results_path),
+        "report": _file_sha(report / "summary.md") if report is not None else None,
+        "options": dataclasses.asdict(options),
+    }
+    if _read_stamps(config.out).get(f"log[{number}]") == stamp:
+        return StageLine("log", True, f"{options.to}: these results were logged")
+    options = dataclasses.replace(options, report=report, make_report=False)  # the report the stage above made
+    where = log_results(config.results_path, options)  # "mlflow run ID ...", "tensorboard run FOLDER ..."
+    _write_stamp(config.out, f"log[{number}]", stamp)
+    return StageLine("log", False, where)
+
+
 @dataclass
 class BenchProgress:
     """Where a bench run is, for the line an interrupted run ends with: the stage, and once generation is done,
@@ -346,6 +365,9 @@ def _run_stages(
     if config.report is not None:
         where.stage = "report"
         echo(str(stage_report(config, progress)))
+    for number, options in enumerate(config.log):
+        where.stage = "log"
+        echo(str(stage_log(config, number, options)))
     echo("")
     if table:
         echo(table)

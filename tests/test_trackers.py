@@ -54,14 +54,21 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _expected(results: Path) -> dict[int, dict[str, float]]:
-    """{step: {series: value}} as the results file holds them."""
-    document = json.loads(results.read_text(encoding="utf-8"))
+    """{step: {series: value}} as the results file holds them; each category's bounds as the gate draws them
+    (the results hold no interval for a part)."""
+    from sdeval.gate.evaluate import load_side, value_interval
+
+    side = load_side(results)
     out: dict[int, dict[str, float]] = {}
-    for cell in document["cells"]:
+    for cell in side.document["cells"]:
         entry = cell["metrics"]["adherence"]
         values = {"adherence": entry["value"], "adherence/low": entry["interval"]["low"]}
         values["adherence/high"] = entry["interval"]["high"]
-        values.update({f"adherence.{c}": part["accuracy"] for c, part in entry["categories"].items()})
+        for category, part in entry["categories"].items():
+            name = f"adherence.{category}"
+            drawn = value_interval(cell, side.states.get(cell["id"]), name)
+            assert not isinstance(drawn, str), drawn
+            values.update({name: part["accuracy"], f"{name}/low": drawn.low, f"{name}/high": drawn.high})
         out[int(cell["checkpoint"]["name"].split("-")[1])] = values
     return out
 
@@ -320,6 +327,27 @@ def test_tensorboard(results: Path, tmp_path: Path) -> None:
     (params,) = events.Tensors("sdeval/params/text_summary")  # torch's writer names a text entry so
     assert "| protocol.judge.judge | shapes |" in params.tensor_proto.string_val[0].decode("utf-8")
     assert (folder / "files" / "results.json").is_file() and not (folder / "files" / "report").exists()
+
+
+def test_bounds_the_results_lack_are_drawn_as_score_ci_draws_them(results: Path, tmp_path: Path) -> None:
+    """Scored without --ci, the results hold no interval: the bounds logged are those `score --ci` would have
+    recorded (its default settings, the same draws), as the report and the gate show them."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    document = json.loads(results.read_text(encoding="utf-8"))
+    for cell in document["cells"]:
+        cell.pop("intervals")
+        for entry in cell["metrics"].values():
+            entry.pop("interval", None)
+    plain = results.parent / "plain.json"  # beside the state file its `state` block names
+    plain.write_text(json.dumps(document), encoding="utf-8")
+    _log(plain, "--to", "tensorboard", "--logdir", str(tmp_path), "--step-from", "checkpoint", "--no-report")
+    events = EventAccumulator(str(tmp_path / "plain"), size_guidance={"scalars": 0})
+    events.Reload()
+    for step, values in _expected(results).items():
+        for name in ("adherence/low", "adherence/high", "adherence.colors/low"):
+            assert {s.step: s.value for s in events.Scalars(name)}[step] == pytest.approx(values[name], abs=1e-6)
 
 
 # -- from a training loop: the Evaluator logs at its step, into the script's own run ---------------------------------

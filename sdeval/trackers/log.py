@@ -12,10 +12,11 @@ from typing import Any
 
 from sdeval.report.model import ReportOptions
 from sdeval.report.render import build_report
-from sdeval.results.document import load_results, write_results
+from sdeval.results.document import write_results
 from sdeval.trackers import series
 from sdeval.trackers.base import Attachments, Destination, tracker
 from sdeval.trackers.grid import write_grid
+from sdeval.trackers.intervals import document_intervals, read_results
 from sdeval.trackers.options import LogOptions, check
 
 
@@ -29,8 +30,13 @@ def log_results(results: str | os.PathLike[str], options: LogOptions) -> str:
     """Log a results file as one tracker run; returns where the run is, in words."""
     check(options)
     path = Path(results)
-    document = load_results(path)
-    plan = series.plan(document, options.run_name or default_run_name(path), options.step_from, options.step)
+    side = read_results(path)
+    document = side.document
+    found, missing = document_intervals(side)  # the gate's and the report's intervals, per-category ones too
+    if missing and not options.quiet:
+        print(f"log: {len(missing)} values have no interval bounds, e.g. {missing[0]}", file=sys.stderr)
+    name = options.run_name or default_run_name(path)
+    plan = series.plan(document, name, options.step_from, options.step, intervals=found)
     log = tracker(options.to)  # a missing library fails here, before the report is made
     with tempfile.TemporaryDirectory(prefix="sdeval-log-") as tmp:
         report = Path(options.report) if options.report is not None else None

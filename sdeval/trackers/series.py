@@ -75,18 +75,23 @@ def _rest_label(cell: dict[str, Any]) -> str:
     return "" if group.get("by") in (None, "checkpoint") else str(group.get("value"))
 
 
-def _values(cell: dict[str, Any]) -> dict[str, float]:
-    """{KEY or KEY.PART: value, KEY/low, KEY/high} of one cell; a metric without a value (skipped) is left out."""
+def _values(cell: dict[str, Any], intervals: dict[str, tuple[float, float]] | None) -> dict[str, float]:
+    """{KEY or KEY.PART: value, NAME/low, NAME/high} of one cell; a metric without a value (skipped) is left out.
+    Bounds come from `intervals` when given (sdeval.trackers.intervals), else from the entries' own."""
     out: dict[str, float] = {}
     for name in with_parts([cell]):
         value, _ = value_of(cell, name)
         if value is None:
             continue
         out[name] = value
-        interval = (cell["metrics"].get(name) or {}).get("interval")
-        if interval and interval.get("low") is not None and interval.get("high") is not None:
-            out[f"{name}/low"] = float(interval["low"])
-            out[f"{name}/high"] = float(interval["high"])
+        if intervals is not None:
+            bounds = intervals.get(name)
+        else:
+            interval = (cell["metrics"].get(name) or {}).get("interval") or {}
+            has = interval.get("low") is not None and interval.get("high") is not None
+            bounds = (float(interval["low"]), float(interval["high"])) if has else None
+        if bounds is not None:
+            out[f"{name}/low"], out[f"{name}/high"] = bounds
     return out
 
 
@@ -104,9 +109,16 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def plan(document: dict[str, Any], run_name: str, step_from: str | None = None, step: int | None = None) -> Plan:
+def plan(
+    document: dict[str, Any],
+    run_name: str,
+    step_from: str | None = None,
+    step: int | None = None,
+    intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
+) -> Plan:
     """The series of a (loaded and checked) results document: at `step` (default 0), or at each cell's step read
-    as `step_from` says (a training loop gives its own step; a run of checkpoints reads theirs)."""
+    as `step_from` says (a training loop gives its own step; a run of checkpoints reads theirs). `intervals`: each
+    cell's bounds by name (None: those the document holds)."""
     if step_from is not None and step_from not in STEP_SOURCES:
         raise SdevalError(f"--step-from: {step_from!r} is not one of {', '.join(STEP_SOURCES)}")
     if step_from is not None and step is not None:
@@ -133,7 +145,8 @@ def plan(document: dict[str, Any], run_name: str, step_from: str | None = None, 
             seen[where] = cell["id"]
     by_step: dict[int, dict[str, float]] = defaultdict(dict)
     for cell in cells:
-        for name, value in _values(cell).items():
+        found = intervals.get(cell["id"], {}) if intervals is not None else None
+        for name, value in _values(cell, found).items():
             by_step[steps[cell["id"]]][prefixes[cell["id"]] + name] = value
     out.steps = dict(by_step)
     return out

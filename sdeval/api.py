@@ -114,8 +114,7 @@ class Evaluator:
         ctx = from_group()
         local_rank = int(os.environ.get("LOCAL_RANK", ctx.rank))
         self.device = torch.device(resolve_device(self.options.features.device, local_rank, ctx.world_size))
-        preference = tuple(spec.name for spec in specs if Need.PREFERENCE in spec.needs)
-        self.models = RunModels.build(self.needs, self.options, self.device, preference)
+        self.models = RunModels.for_metrics(specs, self.needs, self.options, self.device)
         self.reference = None
         if self.options.reference is not None and any(spec.needs_reference for spec in specs):
             needs = self.models.reference_needs(self.needs, self.options.reference)

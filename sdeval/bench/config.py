@@ -12,6 +12,7 @@ from typing import Any
 from sdeval.core.configfile import config_format, parse_text
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
+from sdeval.options.score import options_json
 from sdeval.trackers.options import parse_log_section
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/bench/examples/.
@@ -31,7 +32,7 @@ class ScoreSection:
 
     def stamp(self) -> dict[str, Any]:
         """Everything that moves the results, as JSON (where the cache lives and progress bars do not)."""
-        options = dataclasses.asdict(self.options)
+        options = options_json(self.options)
         for key in ("cache_dir", "progress"):
             options["features"].pop(key)
         return json.loads(json.dumps(options))  # as read back from bench.json (tuples become lists)

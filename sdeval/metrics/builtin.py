@@ -497,8 +497,9 @@ def _fd_dinov2(cell: CellData) -> MetricOutput:
     from sdeval.metrics.fd_dinov2 import fd_dinov2, small_set_warning
 
     ref = _require(cell.reference, "a reference")
-    features = _require(cell.dinov2, "DINOv2 features")
-    ref_features = _require(ref.dinov2, "the reference's DINOv2 features (`sdeval reference build --dinov2`)")
+    features = _require(cell.features.get("dinov2"), "DINOv2 features")
+    ref_features = _require(ref.features.get("dinov2"),
+                            "the reference's DINOv2 features (`sdeval reference build --dinov2`)")  # fmt: skip
     value = fd_dinov2(features, ref_features)
     warning = small_set_warning(min(len(features), len(ref_features)), features.shape[1])
     entry = {"value": value, "n": len(features), "n_reference": len(ref_features)}
@@ -510,8 +511,9 @@ FD_DINOV2 = MetricSpec(
     description="FD_DINOv2 (Stein et al. 2023): Fréchet distance of DINOv2 ViT-L/14 CLS features to the reference.",
     results=(ResultKey("fd_dinov2", "FD_DINOv2", Direction.LOWER, (0.0, None),
                        Jackknife(("dinov2", "reference_dinov2"), _fid_side)),),
-    needs=frozenset({Need.DINOV2, Need.REFERENCE}),
+    needs=frozenset({Need.REFERENCE}),
     compute=_fd_dinov2,
+    inputs=("dinov2",),  # sdeval.features.dinov2:INPUT
 )  # fmt: skip
 
 

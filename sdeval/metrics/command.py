@@ -28,6 +28,6 @@ def metrics_command(as_json: bool) -> None:
             click.echo(f"  {key.key}: {key.label}, {key.direction.value} is better{span}{interval}")
             if key.parts is not None:
                 click.echo(f"  {key.key}.{key.parts.column.upper()}: one {key.parts.column}'s value, as a rule key")
-        click.echo(f"  needs: {', '.join(sorted(n.value for n in spec.needs))}")
+        click.echo(f"  needs: {', '.join(spec.need_names)}")
         if spec.per_image:
             click.echo(f"  per image: {', '.join(spec.per_image)}")

@@ -2,7 +2,8 @@
 
 A registration names the metric (its `--metrics` key), the result keys it fills with their label, direction
 (higher or lower is better) and range, what it needs (Inception pool or logits, CLIP image or text
-embeddings, prompts, a reference), its per-image columns, and the function that computes it from one cell's
+embeddings, prompts, a reference), the feature inputs it reads (sdeval.features.inputs: each with its model, options,
+protocol block and reference storage), its per-image columns, and the function that computes it from one cell's
 inputs. CLI validation, `sdeval metrics`, the results table, the report and the gate all read it: adding a
 metric is its module plus one registration (a built-in's `module:object` line below, `register(...)` in code, or a
 third-party package's `sdeval.metrics` entry point).
@@ -21,6 +22,7 @@ import numpy as np
 from sdeval.core.errors import SdevalError
 from sdeval.core.registry import Registry
 from sdeval.core.suggest import did_you_mean
+from sdeval.features import inputs as feature_inputs
 
 
 class Direction(str, Enum):
@@ -40,12 +42,12 @@ class Need(str, Enum):
     REFERENCE = "reference"  # a reference set (its features of the same kinds)
     JUDGEMENTS = "judgements"  # each image judged against its prompt's spec (--judge; needs a suite)
     INIT_IMAGES = "init_images"  # image-to-image: each output's init image, compared with the output
-    DINOV2 = "dinov2"  # DINOv2 ViT CLS features (--dinov2-model)
     PREFERENCE = "preference"  # the metric's own human-preference scorer, one score per image (sdeval.preference)
 
 
 #: The top-level protocol block where each input records its model or source. A metric's numbers move with the
-#: blocks of its needs, its own block (named as the metric: `kid`, `pickscore`) and the fields it `binds`.
+#: blocks of its needs and of its feature inputs (each named as the input), its own block (named as the metric:
+#: `kid`, `pickscore`) and the fields it `binds`.
 NEED_BLOCKS: dict[Need, tuple[str, ...]] = {
     Need.INCEPTION_POOL: ("inception",),
     Need.INCEPTION_LOGITS: ("inception",),
@@ -56,7 +58,6 @@ NEED_BLOCKS: dict[Need, tuple[str, ...]] = {
     Need.REFERENCE: ("reference",),
     Need.JUDGEMENTS: ("judge",),
     Need.INIT_IMAGES: (),
-    Need.DINOV2: ("dinov2",),
     Need.PREFERENCE: (),  # the scorer records itself in the metric's own block
 }
 
@@ -208,8 +209,9 @@ class ReferenceData:
     pool: np.ndarray | None = None
     fid_state: Any = None  # FrechetState
     cmmd_image: np.ndarray | None = None
-    dinov2: np.ndarray | None = None
     n: int = 0
+    #: The rows of each feature input the reference stores, by input name (sdeval.features.inputs).
+    features: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -244,7 +246,8 @@ class CellData:
     judged: JudgedData | None = None
     faithfulness: dict[str, list[float | None]] | None = None  # per image: edge_ssim, clip_cosine (None: no init)
     faithfulness_missing: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}: no init image
-    dinov2: np.ndarray | None = None
+    #: Each feature input's rows [n, d], by input name (sdeval.features.inputs), for the metrics that name it.
+    features: dict[str, np.ndarray] = field(default_factory=dict)
     #: Preference scores by metric name: one float per image, NaN where the image was not scored (listed in
     #: `preference_missing` with the reason), and the scorer's protocol.
     preference: dict[str, np.ndarray] = field(default_factory=dict)
@@ -278,6 +281,9 @@ class MetricSpec:
     results: tuple[ResultKey, ...]
     needs: frozenset[Need]
     compute: Callable[[CellData], MetricOutput]
+    #: The feature inputs it reads (registered names, sdeval.features.inputs): `CellData.features[NAME]`, and with
+    #: Need.REFERENCE the reference's rows too (`ReferenceData.features[NAME]`).
+    inputs: tuple[str, ...] = ()
     per_image: tuple[str, ...] = ()  # per-image columns it fills
     default: bool = False  # in the default --metrics
     #: Its parameters for the protocol record, from the run's parameters and the cell (sizes that depend on n).
@@ -288,7 +294,8 @@ class MetricSpec:
     @property
     def protocol_blocks(self) -> frozenset[str]:
         """The top-level protocol keys whose binding fields move this metric's numbers."""
-        return frozenset({self.name, *self.binds, *(block for need in self.needs for block in NEED_BLOCKS[need])})
+        needs = (block for need in self.needs for block in NEED_BLOCKS[need])
+        return frozenset({self.name, *self.binds, *needs, *self.inputs})
 
     @property
     def needs_reference(self) -> bool:
@@ -298,12 +305,17 @@ class MetricSpec:
     def needs_prompts(self) -> bool:
         return bool({Need.PROMPTS, Need.CLIP_TEXT} & self.needs)
 
+    @property
+    def need_names(self) -> list[str]:
+        """What it needs, by name: its needs and its feature inputs, sorted."""
+        return sorted({*(need.value for need in self.needs), *self.inputs})
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "results": [key.to_json() for key in self.results],
-            "needs": sorted(need.value for need in self.needs),
+            "needs": self.need_names,
             "per_image": list(self.per_image),
             "default": self.default,
         }
@@ -405,4 +417,20 @@ def check_names(requested: tuple[str, ...]) -> list[MetricSpec]:
     unknown = [f"{name}{did_you_mean(name, known)}" for name in requested if name not in known]
     if unknown:
         raise SdevalError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return [get(name) for name in dict.fromkeys(requested)]
+    specs = [get(name) for name in dict.fromkeys(requested)]
+    declared = feature_inputs.names()
+    for spec in specs:
+        for name in spec.inputs:
+            if name not in declared:
+                raise SdevalError(
+                    f"metric {spec.name!r} reads feature input {name!r}{did_you_mean(name, declared)}, which is not "
+                    f"registered; registered: {', '.join(declared)}"
+                )
+    return specs
+
+
+def inputs_of(specs: list[MetricSpec], reference: bool = False) -> tuple[str, ...]:
+    """The feature inputs `specs` read, in registration order (with `reference`, those of the metrics that compare
+    with a reference: the reference must hold their rows)."""
+    wanted = {name for spec in specs if spec.needs_reference or not reference for name in spec.inputs}
+    return tuple(name for name in feature_inputs.names() if name in wanted)

@@ -10,13 +10,15 @@ import click
 from sdeval.core.errors import SdevalError
 from sdeval.judges.registry import JUDGES
 from sdeval.models.table import SLOTS, config_key, flag
-from sdeval.options.cli import DEFAULTS, MetricsHelp, parse_metrics
+from sdeval.options.cli import DEFAULTS, InputsCommand, MetricsHelp, parse_metrics
 
 if TYPE_CHECKING:
     from sdeval.models.locate import Located
 
-#: The options that choose a model, from the table (each slot's options), in table order.
-MODEL_OPTIONS = tuple(dict.fromkeys(option for slot in SLOTS.values() for option in slot.options))
+
+def model_options() -> tuple[str, ...]:
+    """The options that choose a model, from the table (each slot's options), in table order."""
+    return tuple(dict.fromkeys(option for slot in SLOTS.values() for option in slot.options))
 
 
 class _ModelHelp(click.Option):
@@ -28,19 +30,17 @@ class _ModelHelp(click.Option):
         return super().get_help_record(ctx)
 
 
-def _model_options(func):
-    """One --OPTION per option of the table, so `sdeval models` looks where `sdeval score` with them would."""
-    for option in reversed(MODEL_OPTIONS):
-        func = click.option(flag(option), option, cls=_ModelHelp, default=None, metavar="VALUE")(func)
-    return func
+def _model_options() -> list[click.Parameter]:
+    """One --OPTION per option of the table, so `sdeval models` looks where `sdeval score` with them would (made when
+    the command parses or shows help: a feature input registered since has its slot)."""
+    return [_ModelHelp([flag(option), option], default=None, metavar="VALUE") for option in model_options()]
 
 
-@click.command("models")
+@click.command("models", cls=InputsCommand, make_options=_model_options, inputs_before="allow_pickle")
 @click.option("--metrics", cls=MetricsHelp, default=None, help="comma-separated metrics [default: fid,kid,is,pr].")
 @click.option("--judge", type=click.Choice(JUDGES), default=DEFAULTS["judge"], show_default=True,
               help="the adherence judge whose models adherence and robustness need.")  # fmt: skip
 @click.option("--all", "every", is_flag=True, help="the models of every metric and every judge.")
-@_model_options
 @click.option("--allow-pickle", is_flag=True, help="as in `sdeval score`: pickle checkpoints are allowed.")
 @click.option("--check", is_flag=True,
               help="also compare each hub or URL file's sha256 with the one it had at its first download, and exit 2 "

@@ -63,8 +63,9 @@ class Located:
 
 
 def locate_slot(key: str, options: ScoreOptions) -> list[Located]:
-    """The files and folders slot `key` stands for under `options`."""
-    return _RESOLVERS[key](SLOTS[key], options)
+    """The files and folders slot `key` stands for under `options` (a feature input's: its hub model or folder)."""
+    resolve = _RESOLVERS.get(key, _input_model)
+    return resolve(SLOTS[key], options)
 
 
 # -- file checks -------------------------------------------------------------------------------------------------
@@ -324,8 +325,9 @@ def _cmmd(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
     return [_clip_located(slot, choice.cmmd, "clip_pretrained" if follows_clip else "cmmd_pretrained")]
 
 
-def _dinov2(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    value = options.dinov2_model or slot.default
+def _input_model(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
+    """A feature input's model (sdeval.features.inputs, `model_option`): a hub id or a local folder."""
+    value = options.input_values().get(slot.option) or slot.default
     return [_hub_model(slot, f"{slot.label} {value}", value)]
 
 
@@ -456,7 +458,6 @@ _RESOLVERS: dict[str, Callable[[ModelSlot, ScoreOptions], list[Located]]] = {
     "inception": _inception,
     "clip": _clip,
     "cmmd": _cmmd,
-    "dinov2": _dinov2,
     "imagereward": _imagereward,
     "hps": _hps,
     "pickscore": _pickscore,

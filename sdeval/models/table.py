@@ -1,16 +1,18 @@
 """Which models each metric, judge and preference scorer needs, and which options choose them: said once.
 
 A metric needs the models of its inputs (`Need`s: Inception for pool features and logits, the --clip-* CLIP model
-for image and prompt embeddings, ...); a preference metric its own scorer's; adherence and robustness the models of
-the --judge they run. `sdeval models` and the pre-generation check of `sdeval bench` read these tables; the metric
-registry can take them over as a field of each registration.
+for image and prompt embeddings, ...; each feature input with a model file, sdeval.features.inputs, is a slot of its
+own name); a preference metric its own scorer's; adherence and robustness the models of the --judge they run.
+`sdeval models` and the pre-generation check of `sdeval bench` read these tables; the metric registry can take them
+over as a field of each registration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from sdeval.features import inputs as feature_inputs
 from sdeval.metrics import registry
 from sdeval.metrics.registry import MetricSpec, Need
 
@@ -53,12 +55,6 @@ def _cmmd() -> str:
     return f"{CMMD_MODEL.name} + {CMMD_MODEL.pretrained} (the --clip-* model when only that one is given)"
 
 
-def _dinov2() -> str:
-    from sdeval.features.dinov2 import DEFAULT_MODEL
-
-    return DEFAULT_MODEL
-
-
 def _imagereward() -> str:
     from sdeval.preference.imagereward import IMAGEREWARD_REPO, TOKENIZER_REPO
 
@@ -95,21 +91,44 @@ def _vqa() -> str:
     return DEFAULT_VQA_MODEL
 
 
-SLOTS: dict[str, ModelSlot] = {
-    slot.key: slot
-    for slot in (
-        ModelSlot("inception", "Inception-v3 weights", ("inception_weights",), _inception),
-        ModelSlot("clip", "CLIP model", ("clip_model", "clip_pretrained"), _clip),
-        ModelSlot("cmmd", "CMMD's CLIP model", ("cmmd_model", "cmmd_pretrained"), _cmmd),
-        ModelSlot("dinov2", "DINOv2 model", ("dinov2_model",), _dinov2),
-        ModelSlot("imagereward", "ImageReward", ("imagereward_model",), _imagereward),
-        ModelSlot("hps", "HPS checkpoint", ("hps_model",), _hps),
-        ModelSlot("pickscore", "PickScore model", ("pickscore_model",), _pickscore),
-        ModelSlot("aesthetic", "LAION aesthetic head", ("aesthetic_model",), _aesthetic),
-        ModelSlot("detector", "detector", ("detector_model",), _detector),
-        ModelSlot("vqa", "VQA model", ("vqa_model",), _vqa),
-    )
-}
+_MODELS = (
+    ModelSlot("inception", "Inception-v3 weights", ("inception_weights",), _inception),
+    ModelSlot("clip", "CLIP model", ("clip_model", "clip_pretrained"), _clip),
+    ModelSlot("cmmd", "CMMD's CLIP model", ("cmmd_model", "cmmd_pretrained"), _cmmd),
+)
+_SCORERS_AND_JUDGES = (
+    ModelSlot("imagereward", "ImageReward", ("imagereward_model",), _imagereward),
+    ModelSlot("hps", "HPS checkpoint", ("hps_model",), _hps),
+    ModelSlot("pickscore", "PickScore model", ("pickscore_model",), _pickscore),
+    ModelSlot("aesthetic", "LAION aesthetic head", ("aesthetic_model",), _aesthetic),
+    ModelSlot("detector", "detector", ("detector_model",), _detector),
+    ModelSlot("vqa", "VQA model", ("vqa_model",), _vqa),
+)
+
+
+def _input_slot(declared: feature_inputs.FeatureInput, option: str) -> ModelSlot:
+    return ModelSlot(declared.name, declared.label, (option,), declared.option(option).describe_default)
+
+
+class _Slots(Mapping[str, ModelSlot]):
+    """The table, slot key -> slot: the models' slots, then one per feature input with a model file (read when used:
+    a test or plugin may have registered one), then the scorers' and judges'."""
+
+    def _table(self) -> dict[str, ModelSlot]:
+        inputs = [_input_slot(d, d.model_option) for d in feature_inputs.inputs() if d.model_option is not None]
+        return {slot.key: slot for slot in (*_MODELS, *inputs, *_SCORERS_AND_JUDGES)}
+
+    def __getitem__(self, key: str) -> ModelSlot:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+SLOTS: Mapping[str, ModelSlot] = _Slots()
 
 
 def flag(option: str) -> str:
@@ -129,7 +148,6 @@ NEED_MODELS: dict[Need, tuple[str, ...]] = {
     Need.CLIP_IMAGE: ("clip",),
     Need.CLIP_TEXT: ("clip",),
     Need.CMMD_IMAGE: ("cmmd",),
-    Need.DINOV2: ("dinov2",),
 }
 #: Need.PREFERENCE: each preference metric's own scorer (the aesthetic head reads the CLIP model's embeddings).
 SCORER_MODELS: dict[str, tuple[str, ...]] = {
@@ -151,6 +169,7 @@ JUDGE_MODELS: dict[str, tuple[str, ...]] = {
 def metric_slots(spec: MetricSpec) -> list[str]:
     """The slot keys metric `spec` needs besides its judge's, in table order."""
     keys = [key for need in sorted(spec.needs, key=list(Need).index) for key in NEED_MODELS.get(need, ())]
+    keys += [name for name in spec.inputs if name in SLOTS]  # its feature inputs with a model file
     if Need.PREFERENCE in spec.needs:
         keys += SCORER_MODELS.get(spec.name, ())  # a plugin's scorer finds its own models
     return list(dict.fromkeys(keys))

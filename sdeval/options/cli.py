@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from sdeval.core.errors import SdevalError
+from sdeval.features import inputs as feature_inputs
 from sdeval.options.score import PREPROCESS_MODES, defaults
 
 #: Option values that are FeatureOptions fields (besides the cache, which `--no-cache` turns off).
@@ -64,6 +66,88 @@ def clip_options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+class InputsCommand(click.Command):
+    """A command with options generated from the registered feature inputs (sdeval.features.inputs) each time it
+    parses or shows help, so an input registered after the command was made (a plugin, a test) has its options too;
+    `make_options()` makes them and they go before the parameter named `inputs_before`."""
+
+    def __init__(self, *args: Any, make_options: Callable[[], list[click.Parameter]], inputs_before: str,
+                 **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.make_options = make_options
+        self.inputs_before = inputs_before
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        at = next((i for i, param in enumerate(params) if param.name == self.inputs_before), len(params))
+        return [*params[:at], *self.make_options(), *params[at:]]
+
+
+class _InputHelp(click.Option):
+    """A feature input's option, whose help names its default when shown (reading it may import its module)."""
+
+    def __init__(self, *args: Any, input_option: Any, text: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.input_option = input_option
+        self.text = text
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = f"{self.text} [default: {self.input_option.describe_default()}]."
+        return super().get_help_record(ctx)
+
+
+def _click_type(option: Any) -> Any:
+    if option.kind is int:
+        return click.IntRange(min=None if option.minimum is None else int(option.minimum))
+    if option.kind is float:
+        return click.FloatRange(min=option.minimum)
+    return None
+
+
+def input_options() -> list[click.Parameter]:
+    """`sdeval score`'s options of every feature input: `--KEY`, None when not given (the declared default)."""
+    return [
+        _InputHelp([option.flag, option.key], type=_click_type(option), default=None, metavar=option.metavar,
+                   input_option=option, text=option.help)
+        for _, option in feature_inputs.options()
+    ]  # fmt: skip
+
+
+def reference_input_options() -> list[click.Parameter]:
+    """`sdeval reference build`'s options of every feature input that references store: `--NAME` stores its rows,
+    and its options (each implies `--NAME`)."""
+    out: list[click.Parameter] = []
+    for declared in feature_inputs.inputs():
+        if not declared.reference:
+            continue
+        out.append(click.Option([declared.flag, f"store_{declared.name}"], is_flag=True,
+                                help=f"also store {declared.stores or f'the {declared.name} features'} (same decode "
+                                "pass)."))  # fmt: skip
+        for option in declared.options:
+            text = f"{option.reference_help or option.help} (implies {declared.flag})"
+            out.append(_InputHelp([option.flag, option.key], type=_click_type(option), default=None,
+                                  metavar=option.metavar, input_option=option, text=text))  # fmt: skip
+    return out
+
+
+def input_values(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The feature inputs' option values given, taken out of a command's keyword arguments."""
+    return {key: kwargs.pop(key) for key in feature_inputs.option_keys() if key in kwargs}
+
+
+def stored_inputs(kwargs: dict[str, Any], values: dict[str, Any]) -> tuple[str, ...]:
+    """The feature inputs `reference build` stores: their flag given (taken out of `kwargs`), or one of their options
+    given in `values`."""
+    return tuple(
+        declared.name
+        for declared in feature_inputs.inputs()
+        if declared.reference
+        and (
+            kwargs.pop(f"store_{declared.name}", False) or any(values.get(o.key) is not None for o in declared.options)
+        )
+    )
 
 
 class MetricsHelp(click.Option):

@@ -11,6 +11,7 @@ from typing import Any
 
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
+from sdeval.features import inputs as feature_inputs
 from sdeval.features.options import FeatureOptions
 from sdeval.metrics import registry
 from sdeval.metrics.registry import ScoreParams
@@ -47,7 +48,6 @@ class ScoreOptions:
     detector_model: str | None = None  # hub id or local folder (judge `detector`)
     ci: float | None = None  # add an interval at this level to every metric that declares a method
     ci_replicates: int = 200
-    dinov2_model: str | None = None  # hub id or local folder; None: facebook/dinov2-large (fd_dinov2)
     imagereward_model: str | None = None  # hub id, file or folder; None: THUDM/ImageReward
     hps_model: str | None = None  # v2.0 (or v2) | v2.1 | a file; None: v2.1
     pickscore_model: str | None = None  # hub id or folder; None: yuvalkirstain/PickScore_v1
@@ -57,6 +57,9 @@ class ScoreOptions:
     vqa_template: str | None = None  # --judge vqa: prompt of an image-text-to-text model, with {question}
     vqa_threshold: float | None = None  # --judge vqa: a question holds when P(yes) >= this; None: 0.5
     questions: str | None = None  # --judge vqa: a TIFA or DSG question file (default: questions from the specs)
+    #: The feature inputs' option values given (sdeval.features.inputs), by key (`dinov2_model`); the others take
+    #: their declared defaults.
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -65,6 +68,19 @@ class ScoreOptions:
     @property
     def params(self) -> ScoreParams:
         return ScoreParams(self.seed, self.kid_subsets, self.kid_subset_size, self.rprecision_r)
+
+    def input_values(self) -> dict[str, Any]:
+        """Every registered feature input's option values by key: the one given, else the declared default."""
+        return {option.key: self.inputs.get(option.key, option.default) for _, option in feature_inputs.options()}
+
+
+def options_json(options: ScoreOptions) -> dict[str, Any]:
+    """The options as JSON-ready values, each feature input's option beside the others (`dinov2_model`), as a part
+    file and a bench stamp record them."""
+    record = dataclasses.asdict(options)
+    record.pop("inputs")
+    record.update(options.input_values())
+    return record
 
 
 def defaults() -> dict[str, Any]:
@@ -152,7 +168,6 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "device": _text,
     "cache_dir": _text,  # default: the user's cache ($SDEVAL_CACHE_DIR or ~/.cache/sdeval)
     "no_cache": _flag,
-    "dinov2_model": _text,
     "imagereward_model": _text,
     "hps_model": _text,
     "pickscore_model": _text,
@@ -172,7 +187,6 @@ _PATHS = (
     "cmmd_pretrained",
     "detector_model",
     "cache_dir",
-    "dinov2_model",
     "imagereward_model",
     "hps_model",
     "pickscore_model",
@@ -181,6 +195,26 @@ _PATHS = (
     "questions",
 )
 OPTION_KEYS = tuple(_CHECKS)
+
+
+def option_keys() -> tuple[str, ...]:
+    """Every option a mapping may set: the fixed ones, then the registered feature inputs' (a test or plugin may have
+    added one)."""
+    return (*OPTION_KEYS, *feature_inputs.option_keys())
+
+
+def _check(key: str, value: Any) -> Any:
+    if key in _CHECKS:
+        return _CHECKS[key](value)
+    declared = {option.key: option for _, option in feature_inputs.options()}[key]
+    try:
+        return declared.check(value)
+    except ValueError as err:
+        raise _Invalid(str(err)) from None
+
+
+def _is_path(key: str) -> bool:
+    return key in _PATHS or any(option.key == key and option.path for _, option in feature_inputs.options())
 
 
 def options_from_mapping(
@@ -197,20 +231,20 @@ def options_from_mapping(
     `no_cache`). Every key and value is checked, and each problem is a ConfigError naming `where.KEY`, with "did you
     mean" for unknown keys and choices. With `base_dir`, path-like options that exist relative to it are taken from
     there (a config file's own folder)."""
-    check_keys(values, OPTION_KEYS, f"{where}.")
+    check_keys(values, option_keys(), f"{where}.")
     chosen: dict[str, Any] = {}
     for key, value in values.items():
         if value is None:
             continue
         try:
-            checked = _CHECKS[key](value)
+            checked = _check(key, value)
         except _Invalid as err:
             raise ConfigError(f"{where}.{key}: expected {err}, got {value!r}") from None
         if key == "suite":
             from sdeval.suites.builtin import resolve_suite_path
 
             checked = str(resolve_suite_path(checked, base_dir or Path.cwd()))
-        elif base_dir is not None and key in _PATHS and (base_dir / checked).exists():
+        elif base_dir is not None and _is_path(key) and (base_dir / checked).exists():
             checked = str((base_dir / checked).resolve())
         chosen[key] = checked
     if chosen.pop("no_cache", False):
@@ -220,18 +254,28 @@ def options_from_mapping(
 
         chosen["cache_dir"] = str(cache_root())
     feature_keys = {f.name for f in dataclasses.fields(FeatureOptions)}
+    input_keys = set(feature_inputs.option_keys())
     features = FeatureOptions(**{k: v for k, v in chosen.items() if k in feature_keys}, progress=progress)
-    score = {k: v for k, v in chosen.items() if k not in feature_keys}
-    return ScoreOptions(images=images, reference=reference, metrics=metrics, features=features, **score)
+    given = {k: v for k, v in chosen.items() if k in input_keys}
+    score = {k: v for k, v in chosen.items() if k not in feature_keys and k not in input_keys}
+    return ScoreOptions(images=images, reference=reference, metrics=metrics, features=features, inputs=given, **score)
 
 
 def options_from_record(record: dict[str, Any], images: str, **runtime: Any) -> ScoreOptions:
     """The options a part was made with (`prepare.options_record`), with `runtime` ones set anew (ci, features'
-    device or progress): what `sdeval merge` scores the merged parts with."""
+    device or progress): what `sdeval merge` scores the merged parts with. Keys that are no ScoreOptions field are
+    feature inputs' option values (`options_json` puts them beside the others)."""
     record = dict(record)
     features = dict(record.pop("features"))
     feature_runtime = {k: runtime.pop(k) for k in ("device", "progress") if k in runtime}
     metrics = tuple(record.pop("metrics"))
+    fields = {f.name for f in dataclasses.fields(ScoreOptions)}
+    given = {k: record.pop(k) for k in list(record) if k not in fields}
     return ScoreOptions(
-        images=images, metrics=metrics, features=FeatureOptions(**features, **feature_runtime), **record, **runtime
+        images=images,
+        metrics=metrics,
+        features=FeatureOptions(**features, **feature_runtime),
+        **record,
+        inputs={k: v for k, v in given.items() if v is not None},
+        **runtime,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from sdeval.core.devices import resolve_device
+from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipEmbedder, ClipModelSpec
 from sdeval.features.inception import POOL, InceptionExtractor
 from sdeval.features.options import FeatureOptions, build_inception, extract
@@ -65,19 +67,22 @@ def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) ->
 
 
 def build_reference_file(
-    images: str, out: str, options: FeatureOptions, cmmd: ClipModelSpec | None = None, dinov2: str | None = None
+    images: str,
+    out: str,
+    options: FeatureOptions,
+    cmmd: ClipModelSpec | None = None,
+    inputs: tuple[str, ...] = (),
+    values: Mapping[str, Any] | None = None,
 ) -> Reference:
     """`sdeval reference build`: Inception features and Fréchet state of a folder (plus, with `cmmd`, the CLIP
-    image embeddings CMMD needs; with `dinov2`, a hub id or folder, the DINOv2 features FD_DINOv2 needs), extracted
-    in one pass and written to `out`."""
+    image embeddings CMMD needs; and the rows of each feature input named in `inputs`, sdeval.features.inputs, its
+    extractor made with the option `values` given, the others taking their defaults: `("dinov2",)` stores the DINOv2
+    features FD_DINOv2 needs), extracted in one pass and written to `out`."""
     extractors: list = [build_inception(options)]
     device = torch.device(resolve_device(options.device))
     if cmmd is not None:
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
-    if dinov2 is not None:
-        from sdeval.features.dinov2 import Dinov2Extractor
-
-        extractors.append(Dinov2Extractor.load(dinov2, device=device))
+    extractors += [feature_inputs.get(name).build(values or {}, device) for name in inputs]
     reference = reference_from_folder(images, extractors, options)
     save_reference(out, reference)
     return reference

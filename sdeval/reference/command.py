@@ -7,7 +7,14 @@ import os
 import click
 
 from sdeval.core.errors import SdevalError
-from sdeval.options.cli import feature_options, make_feature_options
+from sdeval.options.cli import (
+    InputsCommand,
+    feature_options,
+    input_values,
+    make_feature_options,
+    reference_input_options,
+    stored_inputs,
+)
 
 
 @click.group()
@@ -15,7 +22,7 @@ def reference() -> None:
     """Build, merge and list reference statistics; build the defined reference sets (COCO, ...)."""
 
 
-@reference.command("build")
+@reference.command("build", cls=InputsCommand, make_options=reference_input_options, inputs_before="preprocess")
 @click.argument("images", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
               help="reference file (.npz); required without --set [default with --set: the cache's "
@@ -34,12 +41,8 @@ def reference() -> None:
               help="open_clip model for those embeddings (implies --cmmd) [default: ViT-L-14-336].")  # fmt: skip
 @click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
               help="its weights, tag or local file (implies --cmmd) [default: openai].")  # fmt: skip
-@click.option("--dinov2", is_flag=True, help="also store the DINOv2 features FD_DINOv2 needs (same decode pass).")
-@click.option("--dinov2-model", default=None, metavar="ID|PATH",
-              help="DINOv2 model for those features (implies --dinov2) [default: facebook/dinov2-large].")  # fmt: skip
 @feature_options
-def reference_build(images, out, set_name, set_images, captions, definition, cmmd, cmmd_model, cmmd_pretrained, dinov2,
-                    dinov2_model,
+def reference_build(images, out, set_name, set_images, captions, definition, cmmd, cmmd_model, cmmd_pretrained,
                     **kwargs) -> None:  # fmt: skip
     """Extract the features and Fréchet state of IMAGES (with --cmmd also CLIP embeddings, with --dinov2 DINOv2
     features) into a reference file.
@@ -65,15 +68,12 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
     spec = None
     if cmmd or cmmd_model or cmmd_pretrained:
         spec = ClipModelSpec(cmmd_model or CMMD_MODEL.name, cmmd_pretrained or CMMD_MODEL.pretrained)
-    dino = None
-    if dinov2 or dinov2_model:
-        from sdeval.features.dinov2 import DEFAULT_MODEL
-
-        dino = dinov2_model or DEFAULT_MODEL
+    values = input_values(kwargs)
+    stored = stored_inputs(kwargs, values)
     if not by_set:
         assert images is not None  # refused above without --set
         check_output_file(out, "--out")
-        ref = build_reference_file(images, out, make_feature_options(kwargs), cmmd=spec, dinov2=dino)
+        ref = build_reference_file(images, out, make_feature_options(kwargs), cmmd=spec, inputs=stored, values=values)
         click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
         return
 
@@ -91,7 +91,8 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
                    f"({found.file_pattern}) of set {found.id} were checked, not the exact names", err=True)  # fmt: skip
     if check.unused:
         click.echo(f"note: {len(check.unused)} image(s) of the pool are not in set {found.id}: left out", err=True)
-    built = refsets.build_set_reference(check, out, make_feature_options(kwargs), cmmd=spec, dinov2=dino)
+    built = refsets.build_set_reference(check, out, make_feature_options(kwargs), cmmd=spec, inputs=stored,
+                                        values=values)  # fmt: skip
     ref = built.reference
     click.echo(f"reference: {out}  (set {found.id}, {ref.n} images, sha256 {ref.images_hash[:16]}...)")
     if found.pinned:

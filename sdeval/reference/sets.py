@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -369,9 +370,15 @@ class SetBuild:
 
 
 def build_set_reference(
-    check: CopyCheck, out: str | os.PathLike[str], options: Any, cmmd: Any = None, dinov2: str | None = None
+    check: CopyCheck,
+    out: str | os.PathLike[str],
+    options: Any,
+    cmmd: Any = None,
+    inputs: tuple[str, ...] = (),
+    values: Mapping[str, Any] | None = None,
 ) -> SetBuild:
-    """Build the reference of a checked copy through the normal `reference build` path; its source is `refset:ID`.
+    """Build the reference of a checked copy through the normal `reference build` path (`cmmd`, `inputs` and
+    `values` as `build_reference_file` takes them); its source is `refset:ID`.
 
     A copy holding the whole pool (e.g. all of val2014 for the 30k set) is built from a temporary folder of links
     to the set's files, so the reference's paths and hash are those of the set alone.
@@ -390,7 +397,8 @@ def build_set_reference(
             for name in check.names:
                 (folder / name).symlink_to((check.folder / name).resolve())
         # Written to a temporary file first: `out` must only ever hold a verified set.
-        reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, cmmd=cmmd, dinov2=dinov2)
+        reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, cmmd=cmmd, inputs=inputs,
+                                         values=values)  # fmt: skip
     if reference.images_hash != check.file_list_sha256:
         # A file that could not be decoded is skipped by extraction: the reference would not be the set.
         raise SdevalError(

@@ -4,10 +4,11 @@ computed later without the images or the models.
 `RESULTS.state.npz` (read with allow_pickle=False) holds one row per scored image, in the order of the
 results' per-image rows (cell after cell): `cell` (int32, the cell's position), `item` and `sha256`
 (strings), and each feature the run computed, float32: `pool` [N, 2048] and `logits` [N, 1008] (Inception),
-`clip_image` [N, D] and `cmmd_image` [N, D'] (CLIP), `dinov2` [N, 1024] (FD_DINOv2). The reference's features
-go in too, `reference_pool`, `reference_cmmd_image` and `reference_dinov2`, so a statistic can resample both
-sides. Rows are not keyed by content hash: identical outputs (all-black images) must each count. `meta` is JSON
-text: format, version, n_rows, the results' cell ids.
+`clip_image` [N, D] and `cmmd_image` [N, D'] (CLIP), and each feature input's rows under its name
+(sdeval.features.inputs: `dinov2` [N, 1024] for FD_DINOv2). The reference's features go in too, `reference_pool`,
+`reference_cmmd_image` and `reference_NAME` of each input it stores, so a statistic can resample both sides. Rows
+are not keyed by content hash: identical outputs (all-black images) must each count. `meta` is JSON text: format,
+version, n_rows, the results' cell ids.
 
 Size per 10k images: 82 MB of pool features, 40 MB of logits, 31 MB of ViT-L/14 embeddings (768-d), float32.
 """

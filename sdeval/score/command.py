@@ -14,26 +14,28 @@ from sdeval.judges.registry import JUDGES
 from sdeval.options.cli import (
     DEFAULTS,
     CiHelp,
+    InputsCommand,
     MetricsHelp,
     clip_options,
     feature_options,
     feature_values,
+    input_options,
+    input_values,
     parse_metrics,
 )
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
                "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
-               "cmmd_pretrained", "dinov2_model", "imagereward_model", "hps_model", "pickscore_model",
+               "cmmd_pretrained", "imagereward_model", "hps_model", "pickscore_model",
                "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
                "questions")  # fmt: skip
 
 
 def _model_options(func):
-    """The models of FD_DINOv2, the preference scorers and the VQA judge: hub ids or local paths."""
+    """The models of the preference scorers and the VQA judge: hub ids or local paths (the feature inputs' options,
+    FD_DINOv2's model among them, come before them: InputsCommand)."""
     options = [
-        click.option("--dinov2-model", default=None, metavar="ID|PATH",
-                     help="DINOv2 for fd_dinov2 [default: facebook/dinov2-large]."),
         click.option("--imagereward-model", default=None, metavar="ID|PATH",
                      help="ImageReward checkpoint (ImageReward.pt/.safetensors, or a folder with it, med_config.json "
                      "and vocab.txt) [default: THUDM/ImageReward]."),
@@ -64,7 +66,7 @@ def _model_options(func):
     return func
 
 
-@click.command()
+@click.command(cls=InputsCommand, make_options=input_options, inputs_before="imagereward_model")
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option("--reference", "-r", default=None, help="reference folder, or a file from `sdeval reference build`.")
 @click.option("--metrics", cls=MetricsHelp, default=None, help="comma-separated metrics [default: fid,kid,is,pr].")
@@ -124,7 +126,7 @@ def score(images, reference, metrics, geneval_results, per_image, shard, out, **
         check_output_file(out, "--out")  # before any work: an unwritable path must not cost the whole run
     if geneval_results:
         check_output_file(geneval_results, "--geneval-results")
-    chosen = {**feature_values(values), **{key: values.pop(key) for key in _SCORE_KEYS}}
+    chosen = {**feature_values(values), **input_values(values), **{key: values.pop(key) for key in _SCORE_KEYS}}
     options = options_from_mapping(
         chosen, images=images, reference=reference, metrics=parse_metrics(metrics) if metrics else None, where="option"
     )

@@ -12,10 +12,13 @@ import numpy as np
 
 from sdeval.metrics.registry import CellData, MetricSkip, MetricSpec, PromptData
 from sdeval.reference.files import images_hash
+from sdeval.score.part import ROLES
 from sdeval.score.prepare import Prepared
 
 #: What a metric may raise for a degenerate input; each becomes a listed skip with its reason.
 METRIC_SKIPS = (MetricSkip, np.linalg.LinAlgError)
+#: The state arrays of the models that are CellData fields; every other array is a feature input's.
+_MODEL_ARRAYS = ("pool", "logits", "clip_image", "cmmd_image")
 #: How each image is decoded before any model sees it (part of every cell's protocol).
 DECODE_RULE = "8-bit RGB, first frame, no EXIF rotation, alpha dropped, 16-bit scaled by 1/257"
 
@@ -37,8 +40,11 @@ def cell_data(prep: Prepared, members: list[int]) -> CellData:
     """What a metric may read about the cell of images `members`."""
     rows = np.asarray(members, dtype=np.int64)
     data = CellData(paths=[prep.paths[i] for i in members], params=prep.options.params, reference=prep.reference_data)
-    for name, values in prep.features.items():  # pool, logits, clip_image, cmmd_image, dinov2
-        setattr(data, name, values[rows])
+    for name, values in prep.features.items():
+        if name in _MODEL_ARRAYS:
+            setattr(data, name, values[rows])
+        else:  # a feature input's rows (sdeval.features.inputs)
+            data.features[name] = values[rows]
     if prep.prompts is not None:
         data.prompts = _prompt_data(prep, members, set(data.paths))
     if prep.faithful is not None:
@@ -151,8 +157,9 @@ def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
         }
     if models.protocol("cmmd") is not None and "cmmd" in protocol:
         protocol["cmmd"]["clip"] = models.protocol("cmmd")
-    if models.protocol("dinov2") is not None:
-        protocol["dinov2"] = models.protocol("dinov2")
+    for role, (_, record) in models.roles.items():  # each feature input's extractor, in its own block
+        if role not in ROLES:
+            protocol[role] = record
     protocol.update(models.preference)
     if prep.judge_protocol is not None:
         protocol["judge"] = prep.judge_protocol

@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_rebuild_hint, load_clip_models
 from sdeval.features.inception import InceptionExtractor
 from sdeval.features.options import build_inception
 from sdeval.features.text_embeddings import embed_prompts
-from sdeval.metrics.registry import Need
+from sdeval.metrics.registry import MetricSpec, Need, inputs_of
 from sdeval.options.score import ScoreOptions
 from sdeval.prompts.lookup import ImagePrompts
 
@@ -21,20 +22,29 @@ from sdeval.prompts.lookup import ImagePrompts
 @dataclass
 class RunModels:
     """Inception only for metrics that read it, CLIP only for those that read embeddings (one CLIP model when the
-    prompt metrics and CMMD use the same one)."""
+    prompt metrics and CMMD use the same one), and the extractor of each feature input the metrics name."""
 
     inception: InceptionExtractor | None
     clip: ClipModels | None
     cmmd_spec: ClipModelSpec | None
     warnings: list[str]
-    dinov2: Any = None  # sdeval.features.dinov2.Dinov2Extractor
+    #: Each feature input's extractor by input name (sdeval.features.inputs), and those a reference must feed.
+    inputs: dict[str, Any] = field(default_factory=dict)
+    reference_inputs: tuple[str, ...] = ()
     preference: dict[str, Any] = field(default_factory=dict)  # metric name -> sdeval.preference scorer
 
     @classmethod
     def build(
-        cls, needs: set[Need], options: ScoreOptions, device: torch.device, preference: tuple[str, ...] = ()
+        cls,
+        needs: set[Need],
+        options: ScoreOptions,
+        device: torch.device,
+        preference: tuple[str, ...] = (),
+        inputs: tuple[str, ...] = (),
+        reference_inputs: tuple[str, ...] = (),
     ) -> RunModels:
-        """The models `needs` call for, and the preference scorers of the metrics named in `preference`."""
+        """The models `needs` call for, the extractors of the feature `inputs` (those in `reference_inputs` also feed
+        the reference), and the preference scorers of the metrics named in `preference`."""
         inception = None
         if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs:
             inception = build_inception(options.features)
@@ -48,20 +58,28 @@ class RunModels:
             )  # fmt: skip
             clip = load_clip_models(choice, device, options.features.batch_size)
         models = cls(inception, clip, choice.cmmd if choice else None, list(choice.warnings) if choice else [])
-        if Need.DINOV2 in needs:
-            from sdeval.features.dinov2 import DEFAULT_MODEL, Dinov2Extractor
-
-            models.dinov2 = Dinov2Extractor.load(options.dinov2_model or DEFAULT_MODEL, device=device)
+        values = options.input_values()
+        models.inputs = {name: feature_inputs.get(name).build(values, device) for name in inputs}
+        models.reference_inputs = tuple(name for name in reference_inputs if name in models.inputs)
         for name in preference:
             models.preference[name] = _load_scorer(name, options, device, clip)
         return models
+
+    @classmethod
+    def for_metrics(
+        cls, specs: list[MetricSpec], needs: set[Need], options: ScoreOptions, device: torch.device
+    ) -> RunModels:
+        """The models of the metrics `specs` (whose needs are `needs`): their inputs' extractors, their scorers."""
+        preference = tuple(spec.name for spec in specs if Need.PREFERENCE in spec.needs)
+        stored = tuple(name for name in inputs_of(specs, reference=True) if feature_inputs.get(name).reference)
+        return cls.build(needs, options, device, preference, inputs_of(specs), stored)
 
     @property
     def extractors(self) -> list:
         """Every model the decode pass feeds (one cache key runs once: the aesthetic head reads CLIP's features)."""
         out: list[Any] = [self.inception] if self.inception else []
         out += self.clip.extractors if self.clip else []
-        out += [self.dinov2] if self.dinov2 is not None else []
+        out += list(self.inputs.values())
         from sdeval.score.preference import is_embedding
 
         return out + [scorer for scorer in self.preference.values() if is_embedding(scorer)]
@@ -73,9 +91,11 @@ class RunModels:
             out.append((self.inception, "build it with `sdeval reference build`"))
         if self.clip is not None and self.clip.cmmd is not None and self.cmmd_spec is not None:
             out.append((self.clip.cmmd, cmmd_rebuild_hint(self.cmmd_spec, source)))
-        if self.dinov2 is not None:
-            hint = f"rebuild it with `sdeval reference build REFERENCE_IMAGES -o {source} --dinov2`"
-            out.append((self.dinov2, hint))
+        for name in self.reference_inputs:
+            flag = feature_inputs.get(name).flag
+            out.append(
+                (self.inputs[name], f"rebuild it with `sdeval reference build REFERENCE_IMAGES -o {source} {flag}`")
+            )
         return out
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from sdeval.core.atomic import atomic_open, sync, write_bytes
 from sdeval.core.errors import NoImagesError, ProtocolMismatchError, SdevalError
 from sdeval.core.npz import npz_bytes
+from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
-from sdeval.features.dinov2 import FEATURE_NAME as DINOV2_FEATURE
 from sdeval.features.inception import LOGITS, POOL
 from sdeval.judges.base import Detection, FactVerdict, Judgement
 from sdeval.metrics.fid import FrechetState
@@ -31,14 +31,28 @@ FORMAT = "sdeval.score-part"
 FORMAT_VERSION = 2  # 2: a part may hold a share of a reference folder (version 1 parts still load)
 _READS = (1, 2)
 #: Model role -> {feature name the extractor returns: state array name}; a reference keeps `reference_` + name.
+#: These are the models not declared as feature inputs yet; each feature input is a role of its own name.
 ROLES: dict[str, dict[str, str]] = {
     "inception": {POOL: "pool", LOGITS: "logits"},
     "clip": {CLIP_FEATURE: "clip_image"},
     "cmmd": {CLIP_FEATURE: "cmmd_image"},
-    "dinov2": {DINOV2_FEATURE: "dinov2"},
 }
-#: State arrays a reference can hold (the logits serve IS only, which needs no reference).
-REFERENCE_ARRAYS = ("pool", "cmmd_image", "dinov2")
+#: State arrays of those a reference can hold (the logits serve IS only, which needs no reference).
+REFERENCE_ARRAYS = ("pool", "cmmd_image")
+
+
+def role_features(role: str) -> dict[str, str]:
+    """{feature name its extractor returns: state array name} of a model role or feature input (sdeval.features.inputs:
+    one array, named as the input)."""
+    if role in ROLES:
+        return ROLES[role]
+    declared = feature_inputs.get(role)
+    return {declared.feature: declared.name}
+
+
+def reference_arrays() -> tuple[str, ...]:
+    """Every state array a reference can hold: REFERENCE_ARRAYS and each feature input that references store."""
+    return (*REFERENCE_ARRAYS, *(declared.name for declared in feature_inputs.inputs() if declared.reference))
 
 
 @dataclass
@@ -71,7 +85,7 @@ class ReferencePart:
 
     identity: dict[str, Any]
     n: int
-    arrays: dict[str, np.ndarray]  # state names (pool, cmmd_image, dinov2)
+    arrays: dict[str, np.ndarray]  # state names (pool, cmmd_image, each stored feature input's)
     fid_state: FrechetState | None
     share: tuple[int, int] = (0, 1)
     paths: list[str] | None = None  # a share's rows (relative to the folder), sorted
@@ -413,6 +427,8 @@ def _check_reference_cover(shares: list[ReferencePart], names: list[str]) -> Non
 
 
 def _merge_features(parts: list[ImagePart], order: list[tuple[str, int, int]]) -> dict[str, np.ndarray]:
+    """Every feature array by rows, in the whole's image order: the models' and each feature input's (the one merge
+    rule an input declares, sdeval.features.inputs.ROWS)."""
     names = [k for part in parts for k in part.features]
     out = {}
     for name in dict.fromkeys(names):

@@ -9,7 +9,6 @@ each distinct prompt's text embedding, the reference's features.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from sdeval.features.options import extract
 from sdeval.metrics import registry
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
-from sdeval.options.score import ScoreOptions
+from sdeval.options.score import ScoreOptions, options_json
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
@@ -43,12 +42,13 @@ from sdeval.score.judging import Judged, faithfulness_columns, judge_images, loa
 from sdeval.score.models import PromptTexts, RunModels
 from sdeval.score.part import (
     REFERENCE_ARRAYS,
-    ROLES,
     ImagePart,
     ModelKeys,
     ReferencePart,
     judgement_from_json,
     judgement_json,
+    reference_arrays,
+    role_features,
 )
 from sdeval.score.preference import PreferenceScores
 
@@ -101,7 +101,7 @@ def _needs_of(specs: list[MetricSpec], options: ScoreOptions) -> set[Need]:
 
 def options_record(options: ScoreOptions) -> dict[str, Any]:
     """The options that move results, as JSON: every part of one run must have the same."""
-    record = dataclasses.asdict(options)
+    record = options_json(options)
     for key in _RUNTIME:
         record.pop(key)
     for key in _RUNTIME_FEATURES:
@@ -139,8 +139,7 @@ def prepare_part(
     spec_source = None
     if Need.JUDGEMENTS in needs and not (not run and is_geneval_layout(options.images)):
         spec_source = load_spec_source(options.suite, source or {})
-    preference = tuple(spec.name for spec in specs if Need.PREFERENCE in spec.needs)
-    models = RunModels.build(needs, options, device, preference)
+    models = RunModels.for_metrics(specs, needs, options, device)
     warns = list(models.warnings)
 
     reference: Any = None
@@ -380,13 +379,13 @@ def _prompts_block(prompts: ImagePrompts) -> dict[str, Any]:
 
 
 def _roles(models: RunModels) -> dict[str, Any]:
-    """The run's feature models by role (see part.ROLES)."""
+    """The run's feature models by role (see part.ROLES; each feature input is a role of its name)."""
     clip = models.clip
     found = {
         "inception": models.inception,
         "clip": clip.prompt if clip is not None else None,
         "cmmd": clip.cmmd if clip is not None else None,
-        "dinov2": models.dinov2,
+        **models.inputs,
     }
     return {role: model for role, model in found.items() if model is not None}
 
@@ -401,7 +400,7 @@ def _state_features(generated: Any, models: RunModels) -> dict[str, np.ndarray]:
     out = {}
     for role, model in _roles(models).items():
         arrays = generated.features.get(model.cache_key) or {}
-        for feature, name in ROLES[role].items():
+        for feature, name in role_features(role).items():
             if feature in arrays:
                 out[name] = arrays[feature]
     return out
@@ -414,10 +413,11 @@ def _reference_part(reference: Any, models: RunModels) -> ReferencePart | None:
     share = reference if isinstance(reference, ReferenceShare) else None
     reference = share.reference if share is not None else reference
     arrays = {}
+    stored_names = reference_arrays()
     for role, model in _roles(models).items():
         stored = reference.features.get(model.cache_key) or {}
-        for feature, name in ROLES[role].items():
-            if name in REFERENCE_ARRAYS and feature in stored:
+        for feature, name in role_features(role).items():
+            if name in stored_names and feature in stored:
                 arrays[name] = stored[feature]
     part = ReferencePart(reference.identity(), reference.n, arrays, reference.fid_state)
     if share is not None:
@@ -430,8 +430,8 @@ def _reference_data(reference: ReferencePart | None) -> ReferenceData | None:
     if reference is None:
         return None
     data = ReferenceData(n=reference.n, fid_state=reference.fid_state)
-    for name in REFERENCE_ARRAYS:
-        setattr(data, name, reference.arrays.get(name))
+    data.pool, data.cmmd_image = reference.arrays.get("pool"), reference.arrays.get("cmmd_image")
+    data.features = {name: rows for name, rows in reference.arrays.items() if name not in REFERENCE_ARRAYS}
     if data.fid_state is None and data.pool is not None:
         data.fid_state = FrechetState.from_features(data.pool)
     return data

@@ -1,0 +1,174 @@
+"""Feature inputs: what a metric reads, declared once, as torchmetrics' `add_state(name, default, dist_reduce_fx)`
+declares what a metric accumulates and how it merges.
+
+A `FeatureInput` names one kind of per-image feature (DINOv2 CLS tokens, ...) and says everything the stages need
+to know about it:
+- its name: the state array (`NAME`, and `reference_NAME` for the reference's rows), the key of `CellData.features`
+  and `ReferenceData.features`, and the top-level protocol block its extractor's protocol is recorded under;
+- its options (`InputOption`): `--KEY` on `sdeval score` and `sdeval models`, `score.KEY` in a bench config, keyword
+  arguments of `score_folder` and the `Evaluator`, and (for references) options of `sdeval reference build`;
+- how its extractor (sdeval.features.base.FeatureExtractor) is built from those options and the run's device: the
+  one decode pass feeds it with the other models;
+- whether references store it (`sdeval reference build --NAME`);
+- how its rows merge across shards and ranks (`merge`).
+
+A metric names the inputs it reads in `MetricSpec.inputs`; prepare, the part merge, reference build, the Evaluator,
+the CLI options, `sdeval models` and the protocol are derived from the declarations, so a new feature is one module
+and one registration: a built-in's lazy `module:object` line below, `register(...)` in code, or a third-party
+package's `sdeval.inputs` entry point.
+
+Inception (pool features, logits) and the two CLIP models (`--clip-*`, `--cmmd-*`) are not declared this way yet:
+they share one model between several metrics and the prompt embeddings, and their options and protocol blocks
+predate this interface. They stay special cases in score/ and reference/ until they are ported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sdeval.core.errors import SdevalError
+from sdeval.core.registry import Registry
+
+#: The one merge rule an input may declare: one row per image, rows concatenated in image order across shards and
+#: ranks (as one process would have them). A summed statistic (a Fréchet state) would be a second rule.
+ROWS = "rows"
+MERGES = (ROWS,)
+#: Value types an option may take: its values are checked (config files) and parsed (command line) by these.
+KINDS = (str, int, float)
+
+
+@dataclass(frozen=True)
+class InputOption:
+    """One option of a feature input: `key` is its name in ScoreOptions' input values and config files
+    (`dinov2_model`: `--dinov2-model`, `score.dinov2_model`)."""
+
+    key: str
+    help: str  # the command's help, before "[default: ...]"
+    default: Any = None  # the value a run gets when none is given (None: the input's own default, `default_label`)
+    #: What the default is, for help texts and `sdeval models` (a callable is read only when shown).
+    default_label: str | Callable[[], str] | None = None
+    metavar: str | None = None
+    kind: type = str  # str, int or float
+    minimum: float | None = None  # numbers: the least value taken
+    path: bool = False  # a local file or folder where one exists (a config file's own folder is looked in first)
+    reference_help: str | None = None  # `reference build`'s help (None: `help`)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    def describe_default(self) -> str:
+        label = self.default_label() if callable(self.default_label) else self.default_label
+        return label if label is not None else str(self.default)
+
+    def check(self, value: Any) -> Any:
+        """The value to use, or ValueError saying what the option expects."""
+        if self.kind is str:
+            if isinstance(value, str) and value:
+                return value
+            raise ValueError("text")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and value % 1):
+            raise ValueError(self._expects())
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(self._expects())
+        return self.kind(value)
+
+    def _expects(self) -> str:
+        what = "an integer" if self.kind is int else "a number"
+        return what if self.minimum is None else f"{what} >= {self.minimum:g}"
+
+
+@dataclass(frozen=True)
+class FeatureInput:
+    """One per-image feature a metric may read (module docstring)."""
+
+    name: str  # state array, CellData/ReferenceData key, protocol block
+    label: str  # the model as `sdeval models` and errors name it ("DINOv2 model")
+    feature: str  # the name its extractor's `extract` returns the rows under
+    #: The extractor from the option values (every option's, by key) and the run's torch.device.
+    load: Callable[[Mapping[str, Any], Any], Any]
+    options: tuple[InputOption, ...] = ()
+    #: References store it: `sdeval reference build --NAME` adds its rows to the file (`reference_NAME` arrays).
+    reference: bool = True
+    #: What `reference build --NAME` says it stores ("the DINOv2 features FD_DINOv2 needs").
+    stores: str = ""
+    #: The option naming a hub id or local folder of a transformers model, which `sdeval models` looks for (None:
+    #: the input has no model file to look for).
+    model_option: str | None = None
+    merge: str = ROWS
+
+    @property
+    def flag(self) -> str:
+        """`reference build`'s flag that stores it."""
+        return "--" + self.name.replace("_", "-")
+
+    def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option's value: the one in `given`, else its default."""
+        return {o.key: given[o.key] if given.get(o.key) is not None else o.default for o in self.options}
+
+    def build(self, given: Mapping[str, Any], device: Any) -> Any:
+        """Its extractor for option values `given` (missing ones take their defaults) on `device`."""
+        return self.load(self.values(given), device)
+
+    def option(self, key: str) -> InputOption:
+        return next(o for o in self.options if o.key == key)
+
+
+def _check(name: str, declared: FeatureInput) -> None:
+    if not isinstance(declared, FeatureInput):
+        raise SdevalError(f"feature input {name!r} is a {type(declared).__name__}, not a FeatureInput")
+    if declared.name != name:
+        raise SdevalError(f"feature input {name!r} is registered under another name than its own ({declared.name!r})")
+    if declared.merge not in MERGES:
+        raise SdevalError(f"feature input {name!r}: merge {declared.merge!r} is not one of {', '.join(MERGES)}")
+    for option in declared.options:
+        if option.kind not in KINDS:
+            raise SdevalError(
+                f"feature input {name!r}: option {option.key} has kind {option.kind!r}, not str/int/float"
+            )
+    taken = {o.key: other.name for other in _INPUTS.loaded() if other.name != name for o in other.options}
+    clash = [o.key for o in declared.options if o.key in taken]
+    if clash:
+        raise SdevalError(f"feature input {name!r}: option(s) {', '.join(clash)} belong to another input")
+
+
+#: Every feature input: the built-ins by lazy reference (loaded on first use), then those registered in code, then
+#: the `sdeval.inputs` entry points of installed packages.
+_INPUTS: Registry[FeatureInput] = Registry("feature input", group="sdeval.inputs", check=_check)
+_INPUTS.register("dinov2", "sdeval.features.dinov2:INPUT")
+
+
+def register(declared: FeatureInput) -> FeatureInput:
+    """Add a feature input; its name and option keys must be new."""
+    _INPUTS.values()  # its option keys are checked against every other input's
+    _INPUTS.register(declared.name, declared)
+    return declared
+
+
+def unregister(name: str) -> None:
+    """Remove a feature input (tests that register their own)."""
+    _INPUTS.unregister(name)
+
+
+def get(name: str) -> FeatureInput:
+    return _INPUTS.get(name)
+
+
+def names() -> list[str]:
+    return _INPUTS.names()
+
+
+def inputs() -> Iterator[FeatureInput]:
+    """Every registered feature input, in registration order."""
+    return iter(_INPUTS.values())
+
+
+def options() -> list[tuple[FeatureInput, InputOption]]:
+    """Every input's options, in registration order."""
+    return [(declared, option) for declared in inputs() for option in declared.options]
+
+
+def option_keys() -> tuple[str, ...]:
+    return tuple(option.key for _, option in options())

@@ -70,8 +70,8 @@ class BenchConfig:
     sections_json: str
     #: Trackers to log the results to, after the report (sdeval.trackers.options.LogOptions; docs/trackers.md).
     log: tuple[Any, ...] = ()
-
     pick: Any = None  # sdeval.gate.pick.PickRule: which checkpoint to ship (None: no rule)
+
     @property
     def out(self) -> Path:
         return self.generate.output_dir
@@ -133,11 +133,10 @@ def load_bench_config(source: str) -> BenchConfig:
         about=about.strip() if about else None,
         sections_json=json.dumps(bench, sort_keys=True, default=str),
         log=parse_log_section(bench.get("log"), base_dir),
-    )
         pick=_parse_pick(bench.get("pick"), score.options.metrics),
+    )
 
 
-def _mapping(data: Any, where: str) -> Mapping[str, Any]:
 def _parse_pick(raw: Any, metrics: tuple[str, ...]) -> Any:
     """The pick rule, its metrics checked against what the run computes (before anything runs)."""
     if raw is None:
@@ -153,6 +152,7 @@ def _parse_pick(raw: Any, metrics: tuple[str, ...]) -> Any:
     return rule
 
 
+def _mapping(data: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     return data

@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -29,12 +28,8 @@ from PIL import Image
 
 from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hub import load_pretrained
-from sdeval.features.inputs import FeatureInput, InputOption
+from sdeval.features.dinov2_input import DEFAULT_MODEL, FEATURE_NAME
 
-#: Name of the feature `extract` returns: float32 [N, D] CLS tokens after the final layer norm.
-FEATURE_NAME = "dinov2"
-#: ViT-L/14, the model of Stein et al. 2023 (dgm-eval's default `vitl14`).
-DEFAULT_MODEL = "facebook/dinov2-large"
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -207,28 +202,3 @@ def _hub_interpolate_pos_encoding(self: Any, embeddings: torch.Tensor, height: i
     patch = torch.nn.functional.interpolate(patch, scale_factor=scale, mode="bicubic", antialias=False)
     patch = patch.permute(0, 2, 3, 1).reshape(1, -1, position.shape[-1])
     return torch.cat((position[:, :1].float(), patch), dim=1).to(position.dtype)
-
-
-def _load_input(values: Mapping[str, Any], device: Any) -> Dinov2Extractor:
-    return Dinov2Extractor.load(values["dinov2_model"] or DEFAULT_MODEL, device=device)
-
-
-#: FD_DINOv2's input (sdeval.features.inputs): `--dinov2-model`, `reference build --dinov2`, protocol `dinov2`.
-INPUT = FeatureInput(
-    name="dinov2",
-    label="DINOv2 model",
-    feature=FEATURE_NAME,
-    load=_load_input,
-    options=(
-        InputOption(
-            "dinov2_model",
-            "DINOv2 for fd_dinov2",
-            default_label=DEFAULT_MODEL,
-            metavar="ID|PATH",
-            path=True,
-            reference_help="DINOv2 model for those features",
-        ),
-    ),
-    stores="the DINOv2 features FD_DINOv2 needs",
-    model_option="dinov2_model",
-)

@@ -137,7 +137,7 @@ def _check(name: str, declared: FeatureInput) -> None:
 #: Every feature input: the built-ins by lazy reference (loaded on first use), then those registered in code, then
 #: the `sdeval.inputs` entry points of installed packages.
 _INPUTS: Registry[FeatureInput] = Registry("feature input", group="sdeval.inputs", check=_check)
-_INPUTS.register("dinov2", "sdeval.features.dinov2:INPUT")
+_INPUTS.register("dinov2", "sdeval.features.dinov2_input:INPUT")
 
 
 def register(declared: FeatureInput) -> FeatureInput:

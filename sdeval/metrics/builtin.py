@@ -513,7 +513,7 @@ FD_DINOV2 = MetricSpec(
                        Jackknife(("dinov2", "reference_dinov2"), _fid_side)),),
     needs=frozenset({Need.REFERENCE}),
     compute=_fd_dinov2,
-    inputs=("dinov2",),  # sdeval.features.dinov2:INPUT
+    inputs=("dinov2",),  # sdeval.features.dinov2_input:INPUT
 )  # fmt: skip
 
 

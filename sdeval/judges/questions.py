@@ -259,6 +259,16 @@ class QuestionSet:
     sha256: str
     by_id: dict[str, tuple[Question, ...]] = field(default_factory=dict)
     by_text: dict[str, tuple[Question, ...]] = field(default_factory=dict)
+    name: str | None = None  # a suite's set: its name there (None: a file)
+    #: A suite's set: each row's category by prompt id and by text (a file has none: its format is the category).
+    categories: dict[str, str] = field(default_factory=dict)
+    categories_by_text: dict[str, str] = field(default_factory=dict)
+
+    def category(self, prompt_id: str | None, prompt_text: str | None) -> str | None:
+        """The suite row's category of a prompt whose questions this set gives (None: none known)."""
+        if prompt_id is not None and str(prompt_id) in self.by_id:
+            return self.categories.get(str(prompt_id))
+        return self.categories_by_text.get(prompt_text) if prompt_text is not None else None
 
     def lookup(self, prompt_id: str | None, prompt_text: str | None) -> tuple[Question, ...] | None:
         """The questions of a prompt: by id first, then by exact prompt text; None when neither matches."""
@@ -271,7 +281,16 @@ class QuestionSet:
     def identity(self) -> dict[str, Any]:
         """What the protocol records about the questions."""
         n = sum(len(q) for q in self.by_id.values())
-        return {"format": self.format, "path": self.path, "sha256": self.sha256, "prompts": len(self.by_id), "n": n}
+        out: dict[str, Any] = {
+            "format": self.format,
+            "path": self.path,
+            "sha256": self.sha256,
+            "prompts": len(self.by_id),
+            "n": n,
+        }
+        if self.name is not None:
+            out["set"] = self.name
+        return out
 
 
 def load_questions(path: str | Path, format: str | None = None) -> QuestionSet:
@@ -311,7 +330,7 @@ def suite_questions(suite: Suite, name: str) -> QuestionSet:
         known = ", ".join(suite.question_sets) or "none"
         raise SdevalError(f"suite {suite.id}: no question set {name!r} (its sets: {known})")
     questions = QuestionSet(
-        format=suite.question_sets[name]["format"], path=f"{suite.source}#{name}", sha256=suite.sha256
+        format=suite.question_sets[name]["format"], path=f"{suite.source}#{name}", sha256=suite.sha256, name=name
     )
     for prompt in suite.prompts:
         items = prompt.question_set(name)
@@ -331,9 +350,19 @@ def suite_questions(suite: Suite, name: str) -> QuestionSet:
         )
         questions.by_id[prompt.id] = converted
         questions.by_text.setdefault(prompt.prompt, converted)
+        if prompt.category:
+            questions.categories[prompt.id] = prompt.category
+            questions.categories_by_text.setdefault(prompt.prompt, prompt.category)
     if not questions.by_id:
         raise SdevalError(f"suite {suite.id}: question set {name!r} is empty (see `sdeval suites show {suite.id}`)")
     return questions
+
+
+def default_question_set(suite: Suite) -> str | None:
+    """The set `--judge vqa` asks without `--questions`: the first the suite's header declares that holds questions
+    (tifa160: `dsg`, which ships; `tifa` only with `--questions tifa`), None when no set holds any."""
+    filled = {name for prompt in suite.prompts for name, items in prompt.questions if items}
+    return next((name for name in suite.question_sets if name in filled), None)
 
 
 # A record: (where it is, for messages; its fields).

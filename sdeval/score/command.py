@@ -57,9 +57,10 @@ def _model_options(func):
                      "template]."),
         click.option("--vqa-threshold", type=click.FloatRange(0.0, 1.0), default=None,
                      help="--judge vqa: a question holds when P(yes) >= this [default: 0.5]."),
-        click.option("--questions", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+        click.option("--questions", type=click.Path(dir_okay=False), default=None, metavar="FILE|SET",
                      help="--judge vqa: TIFA or DSG questions per prompt (joined by prompt id, else text) instead of "
-                     "questions from the suite's specs."),
+                     "questions from the suite's specs: a question file, or one of the suite's question sets "
+                     "[default: the suite's first set that holds questions, if any]."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)

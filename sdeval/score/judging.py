@@ -35,10 +35,11 @@ class SpecSource:
     by_id: dict[str, Any] = field(default_factory=dict)  # prompt id -> (Spec, category)
     by_text: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    suite: Any = None  # the suite itself: its question sets are what `--judge vqa` asks by default
 
     @classmethod
     def from_suite(cls, suite: Any) -> SpecSource:
-        source = cls(identity={k: getattr(suite, k, None) for k in ("id", "version", "sha256")})
+        source = cls(identity={k: getattr(suite, k, None) for k in ("id", "version", "sha256")}, suite=suite)
         source.identity["path"] = str(getattr(suite, "path", "") or "") or None
         for prompt in suite.prompts:
             spec = getattr(prompt, "spec", None)
@@ -64,6 +65,29 @@ def load_spec_source(suite_arg: str | None, run_source: dict[str, Any]) -> SpecS
 
     suite_arg = suite_argument(suite_arg, run_source)
     return None if suite_arg is None else SpecSource.from_suite(load_suite(suite_arg))
+
+
+def vqa_questions(judge: str, questions: str | None, specs: SpecSource | None) -> Any:
+    """What `--judge vqa` asks besides the specs: `--questions` naming one of the suite's question sets, else a
+    TIFA/DSG file (its path); without `--questions`, the suite's default set (`default_question_set`: the first its
+    header declares that holds questions). None: the specs' own questions. Other judges ask no questions."""
+    from sdeval.judges.questions import default_question_set, suite_questions
+
+    suite = specs.suite if specs is not None else None
+    if judge != "vqa" or suite is None:
+        return questions
+    sets = suite.question_sets
+    if questions is not None:
+        if Path(questions).is_file():
+            return questions  # a file of that name wins, as with suites
+        if questions in sets:
+            return suite_questions(suite, questions)
+        if sets:
+            raise SdevalError(f"--questions {questions}: no such file, nor a question set of suite {suite.id} "
+                              f"(its sets: {', '.join(sets)})")  # fmt: skip
+        return questions  # the file's loader names what is wrong with it
+    default = default_question_set(suite)
+    return suite_questions(suite, default) if default is not None else None
 
 
 @dataclass
@@ -121,9 +145,12 @@ def judge_images(
             text = "no prompt text" if record is None else "its prompt text matches no suite prompt"
             missing[i] = f"no spec: {what} is not in the suite, and {text}"
         if questions:
-            asked = questions.lookup(pid, record.prompt if record is not None else None)
+            text = record.prompt if record is not None else None
+            asked = questions.lookup(pid, text)
             if asked is not None:
-                found[i] = (asked, found[i][1] if found[i] is not None else questions.format)
+                # A suite's set names each row's category; a file's questions take the spec's, else the format.
+                category = questions.category(pid, text)
+                found[i] = (asked, category or (found[i][1] if found[i] is not None else questions.format))
                 missing.pop(i, None)
     judgements: list[Any] = [None] * n
     todo = [i for i in range(n) if found[i] is not None]

@@ -38,7 +38,7 @@ from sdeval.score.grouping import (
     is_generation_run,
     run_source,
 )
-from sdeval.score.judging import Judged, faithfulness_columns, judge_images, load_spec_source
+from sdeval.score.judging import Judged, faithfulness_columns, judge_images, load_spec_source, vqa_questions
 from sdeval.score.models import PromptTexts, RunModels
 from sdeval.score.part import (
     REFERENCE_ARRAYS,
@@ -226,11 +226,12 @@ def _judge(
     """Each image of the share judged against its spec (or its TIFA/DSG questions), in JSON form."""
     from sdeval.judges.registry import build_judge  # transformers and the detectors load only here
 
+    questions = vqa_questions(options.judge, options.questions, spec_source)  # before the judge's model loads
     judge = build_judge(options.judge, detector_model=options.detector_model, device=str(device),
                         clip=models.clip.prompt if models.clip is not None else None,
                         clip_model=options.clip_model, clip_pretrained=options.clip_pretrained,
                         vqa_model=options.vqa_model, vqa_template=options.vqa_template,
-                        vqa_threshold=options.vqa_threshold, questions=options.questions)  # fmt: skip
+                        vqa_threshold=options.vqa_threshold, questions=questions)  # fmt: skip
     found = judge_images(generated.root, generated.paths, records, prompt_ids, spec_source, preset, judge,
                          options.features.progress)  # fmt: skip
     return {

@@ -15,6 +15,7 @@ from typing import Any
 from sdeval.core.devices import DEVICE_NAMES, is_device_name
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
+from sdeval.generate.latents import LatentsFile, parse_latents
 from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
 from sdeval.generate.series import expand_series, is_series, needs_base
@@ -62,7 +63,10 @@ TOP_KEYS = (
     "channels_last",
     "vae_slicing",
     "vae_tiling",
+    "latents",
 )
+#: A settings key outside the grid's fixed axes: set, it is recorded and named in setting ids; unset, nothing changes.
+LATENTS_KEY = "latents"
 CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config", "variant", "options", "step")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -104,9 +108,14 @@ class Setting:
     negative_prompt: str | None
     strength: float | None
     dtype: str  # as configured ("auto" allowed); the plan resolves it for the device
+    #: One initial latent for every prompt (MLPerf's text-to-image protocol); None: drawn from each image's seed.
+    latents: LatentsFile | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in SETTING_KEYS}
+        out = {k: getattr(self, k) for k in SETTING_KEYS}
+        if self.latents is not None:  # only when set: the metadata of every other image stays what it was
+            out[LATENTS_KEY] = self.latents.record()
+        return out
 
 
 @dataclass(frozen=True)
@@ -190,9 +199,11 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
     if not isinstance(settings_raw, Mapping):
         raise ConfigError(f"settings: expected a mapping, got {_show(settings_raw)}")
     axes = _parse_settings(settings_raw, pipeline)
+    latents = _parse_latents_axis(data, settings_raw, pipeline, base_dir)
     settings = tuple(
-        Setting(**dict(zip(SETTING_KEYS, combo, strict=True)))
+        Setting(**dict(zip(SETTING_KEYS, combo, strict=True)), latents=latent)
         for combo in itertools.product(*(axes[k] for k in SETTING_KEYS))
+        for latent in latents
     )
 
     device = data.get("device", "auto")
@@ -220,6 +231,8 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
         "seeds": None if seeds is None else list(seeds),
         "base_seed": base_seed,
         "settings": {k: list(axes[k]) for k in SETTING_KEYS},
+        # Only when set, so the hash of every config without latents stays what it was.
+        **({"latents": [f.normal() for f in latents if f is not None]} if latents != (None,) else {}),
         "batch_size": _int(data.get("batch_size", 1), "batch_size", 1),
         "output_dir": str(data["output_dir"]),
         "device": device,
@@ -423,8 +436,32 @@ def _resolve_checkpoint(path: str, where: str, base_dir: Path) -> tuple[str, str
     raise ConfigError(f"{where}: no such file or folder: {local}")
 
 
+def _parse_latents_axis(
+    data: Mapping[str, Any], settings: Mapping[str, Any], pipeline: str, base_dir: Path
+) -> tuple[LatentsFile | None, ...]:
+    """The latents axis: `latents:` (every setting) or `settings.latents:` (a file or a list of them); (None,) unset."""
+    top, axis = data.get(LATENTS_KEY), settings.get(LATENTS_KEY)
+    if top is not None and axis is not None:
+        raise ConfigError("latents: give either latents or settings.latents, not both")
+    if top is None and axis is None:
+        return (None,)
+    where = "latents" if top is not None else "settings.latents"
+    if pipeline != "text2image":
+        raise ConfigError(f"{where}: only used by pipeline: text2image (image2image starts from its init image)")
+    raw = top if top is not None else axis
+    values = raw if isinstance(raw, list) and where == "settings.latents" else [raw]
+    if not values:
+        raise ConfigError(f"{where}: expected a file or a non-empty list of files, got []")
+    files = tuple(
+        parse_latents(v, f"{where}[{i}]" if len(values) > 1 else where, base_dir) for i, v in enumerate(values)
+    )
+    if len({f.sha256 for f in files}) != len(files):
+        raise ConfigError(f"{where}: the list repeats a latent, which would generate the same images twice")
+    return files
+
+
 def _parse_settings(raw: Mapping[str, Any], pipeline: str) -> dict[str, tuple[Any, ...]]:
-    check_keys(raw, SETTING_KEYS, "settings.")
+    check_keys(raw, (*SETTING_KEYS, LATENTS_KEY), "settings.")  # latents: its own axis (_parse_latents_axis)
     axes: dict[str, tuple[Any, ...]] = {}
     for key in SETTING_KEYS:
         where = f"settings.{key}"

@@ -274,7 +274,28 @@ def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images
     else:
         kwargs["width"] = setting.width
         kwargs["height"] = setting.height
+    if setting.latents is not None:
+        kwargs["latents"] = _file_latents(loaded, setting, len(items))
     return list(loaded.pipe(**kwargs).images)
+
+
+def _file_latents(loaded: Loaded, setting: Any, batch: int) -> Any:
+    """The setting's latent file for each image of a batch (one latent for every prompt, as MLPerf feeds SDXL), in
+    the dtype the pipeline would draw its own in; its shape checked against the model's at the setting's size."""
+    import torch
+
+    from sdeval.generate.latents import expected_shape
+
+    latents = setting.latents
+    expected = expected_shape(loaded.pipe, setting.width, setting.height, loaded.native_size)
+    if latents.shape != expected:
+        size = "its native size" if setting.width is None else f"{setting.width}x{setting.height}"
+        raise SdevalError(
+            f"latents: {latents.written} holds a latent of shape {list(latents.shape)}, but this checkpoint at {size} "
+            f"draws {list(expected)}"
+        )
+    array = torch.from_numpy(latents.array()).to(loaded.pipe.unet.dtype)
+    return array.expand(batch, *array.shape[1:]).clone()
 
 
 def load_init_image(path: Path, size: tuple[int, int]) -> Any:

@@ -65,6 +65,8 @@ def setting_id(setting: Setting) -> str:
     if setting.negative_prompt is not None:
         # The text itself can be long or not file-name safe; a short hash keeps ids distinct and stable.
         parts.append("neg" + hashlib.sha256(setting.negative_prompt.encode("utf-8")).hexdigest()[:8])
+    if setting.latents is not None:
+        parts.append("lat" + setting.latents.sha256[:8])  # the file's bytes name it, as the metadata does
     parts.append(setting.dtype)
     return "-".join(parts)
 

@@ -104,3 +104,54 @@ def test_configs_without_latents_keep_their_hash(tmp_path: Path) -> None:
     # The key is added only when set: every earlier config and image keeps its identity.
     config = load_config(write_config(tmp_path))
     assert "latents" not in config.to_dict() and "latents" not in config.settings[0].to_dict()
+
+
+# -- 3. MLPerf's CLIP score aggregation ---------------------------------------------------------------------------
+
+
+def _mlperf_clip_score(image_features: np.ndarray, text_features: np.ndarray) -> float:
+    """MLPerf's CLIPEncoder.get_clip_score and accuracy_coco.py's mean, one image and its caption at a time
+    (mlcommons/inference b66003e10e2db4b8c36a448b0545ec90fcc6e9e9, text_to_image/tools/clip/clip_encoder.py)."""
+    import torch
+
+    scores = []
+    for image, text in zip(image_features, text_features, strict=True):
+        image_t = torch.from_numpy(image[None]).float()
+        image_t /= image_t.norm(dim=-1, keepdim=True)
+        text_t = torch.from_numpy(text[None]).float()
+        text_t /= text_t.norm(dim=-1, keepdim=True)
+        scores.append(100 * (image_t @ text_t.T).item())
+    return float(np.mean(scores))
+
+
+def test_clip_mean_aggregation_is_mlperfs_formula() -> None:
+    from sdeval.metrics.clip_score import clip_score
+
+    rng = np.random.default_rng(3)
+    images, texts = rng.standard_normal((50, 64)), rng.standard_normal((50, 64))
+    texts[:25] = images[:25] + 0.5 * texts[:25]  # half of them aligned, half near 0 or negative
+    mean = clip_score(images, texts, aggregation="mean")
+    assert mean.mean == pytest.approx(_mlperf_clip_score(images, texts), rel=1e-5)
+    assert min(row.score for row in mean.rows) < 0  # no clamp
+    clamped = clip_score(images, texts)  # today's default: each image's score clamped at 0
+    assert clamped.mean > mean.mean and clamped.mean == pytest.approx(np.mean([max(r.score, 0) for r in mean.rows]))
+
+
+def test_clip_aggregation_is_an_option_recorded_in_the_protocol() -> None:
+    from sdeval.metrics.builtin import CLIP
+    from sdeval.metrics.registry import CellData, PromptData
+    from sdeval.options.score import options_from_mapping
+
+    options = options_from_mapping({"clip_aggregation": "mean"}, images=".", metrics=("clip",))
+    assert options.params.clip_aggregation == "mean"
+    with pytest.raises(ConfigError, match=r"score\.clip_aggregation: expected one of clamped, mean"):
+        options_from_mapping({"clip_aggregation": "max"}, images=".")
+    rng = np.random.default_rng(0)
+    texts = rng.standard_normal((3, 8))
+    cell = CellData(paths=["a", "b", "c"], params=options.params, clip_image=rng.standard_normal((3, 8)),
+                    prompts=PromptData(np.arange(3), texts, ["x", "y", "z"], None, []))  # fmt: skip
+    out = CLIP.compute(cell)
+    assert out.entries["clip"]["value"] == pytest.approx(_mlperf_clip_score(cell.clip_image, texts), rel=1e-5)  # pyright: ignore[reportArgumentType]  # set above
+    assert CLIP.protocol is not None and CLIP.protocol(options.params, cell)["clip_score"]["aggregation"] == "mean"
+    default = options_from_mapping({}, images=".").params
+    assert CLIP.protocol(default, cell) == {}  # the default adds nothing: earlier results files stay as they were

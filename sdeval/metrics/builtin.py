@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sdeval.metrics.adherence import adherence
-from sdeval.metrics.clip_score import clip_score, clip_scores
+from sdeval.metrics.clip_score import DEFAULT_AGGREGATION, clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
 from sdeval.metrics.diversity import image_distances, prompt_diversity
 from sdeval.metrics.fid import FrechetState, fid_from_features
@@ -231,7 +231,7 @@ def _clip(cell: CellData) -> MetricOutput:
     prompts, rows = _prompted(cell)
     images = _require(cell.clip_image, "CLIP image embeddings")[rows]
     texts = _require(prompts.texts, "CLIP text embeddings")[prompts.index[rows]]
-    result = clip_score(images, texts)
+    result = clip_score(images, texts, aggregation=cell.params.clip_aggregation)
     entry = {
         "value": result.mean,
         "n": result.n,
@@ -309,14 +309,25 @@ def _rprecision_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
     return {"rprecision": {"r": r, "seed": params.seed, "ties": "miss", "candidates": "distinct prompts of the cell"}}
 
 
+def _clip_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
+    """The aggregation, recorded where it is not the default (so every earlier results file stays as it was)."""
+    if params.clip_aggregation == DEFAULT_AGGREGATION:
+        return {}
+    return {"clip_score": {"aggregation": params.clip_aggregation, "formula": "mean of 100 * cos, no clamp"}}
+
+
 CLIP = MetricSpec(
     name="clip",
-    description="CLIP score: mean of 100·max(cos(image, its prompt), 0) (torchmetrics' scale).",
+    description="CLIP score: mean of 100·max(cos(image, its prompt), 0) (torchmetrics' scale; --clip-aggregation mean: "
+    "of 100·cos, MLPerf's).",
+    # The `mean` aggregation does not clamp: an untrained model's negative cosines may take it below 0.
     results=(ResultKey("clip", "CLIP score", Direction.HIGHER, (0.0, 100.0), Bootstrap("clip_score"),
-                       detail="({n} images)"),),
+                       detail="({n} images)", strict_range=False),),
     needs=frozenset({Need.CLIP_IMAGE, Need.CLIP_TEXT, Need.PROMPTS}),
     compute=_clip,
     per_image=("clip_score", "clip_cosine"),
+    protocol=_clip_protocol,
+    binds=("clip_score",),
 )  # fmt: skip
 RPRECISION = MetricSpec(
     name="rprecision",

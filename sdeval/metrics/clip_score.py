@@ -1,4 +1,6 @@
-"""CLIP score: 100 * max(cos(image, prompt), 0) per image, and its mean (torchmetrics' CLIPScore scale)."""
+"""CLIP score: 100 * max(cos(image, prompt), 0) per image, and its mean (torchmetrics' CLIPScore scale); or, with the
+`mean` aggregation, 100 * cos unclamped, as MLPerf Inference's text-to-image accuracy check computes it
+(`text_to_image/tools/accuracy_coco.py`: np.mean of 100 * the cosine of each image with its caption)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdeval.metrics.embeddings import NotEnoughDataError, l2_normalize
+
+#: How per-image cosines become scores: `clamped` 100 * max(cos, 0) (Hessel et al., torchmetrics' scale), `mean`
+#: 100 * cos (MLPerf's, no clamp). Either way the value is the mean of the per-image scores.
+AGGREGATIONS = ("clamped", "mean")
+DEFAULT_AGGREGATION = "clamped"
 
 
 @dataclass(frozen=True)
@@ -39,17 +46,27 @@ class ClipScoreResult:
         return np.array([row.score for row in self.rows], dtype=np.float64)
 
 
-def clip_scores(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
+def clip_scores(
+    image_embeddings: np.ndarray, text_embeddings: np.ndarray, aggregation: str = DEFAULT_AGGREGATION
+) -> np.ndarray:
     """Per-image CLIP score, float64 [N]: row i of images against row i of texts (its own prompt)."""
-    return 100.0 * np.maximum(_cosines(image_embeddings, text_embeddings), 0.0)
+    return _scores(_cosines(image_embeddings, text_embeddings), aggregation)
+
+
+def _scores(cosines: np.ndarray, aggregation: str) -> np.ndarray:
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"CLIP score aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+    return 100.0 * (np.maximum(cosines, 0.0) if aggregation == "clamped" else cosines)
 
 
 def clip_score(
     image_embeddings: np.ndarray,
     text_embeddings: np.ndarray,
     image_ids: Sequence[str] | None = None,
+    aggregation: str = DEFAULT_AGGREGATION,
 ) -> ClipScoreResult:
-    """CLIP score of N images, each against its own prompt's embedding (row-aligned, any scale)."""
+    """CLIP score of N images, each against its own prompt's embedding (row-aligned, any scale), aggregated as
+    `aggregation` says (AGGREGATIONS)."""
     cosines = _cosines(image_embeddings, text_embeddings)
     n = len(cosines)
     if n == 0:
@@ -58,7 +75,7 @@ def clip_score(
         image_ids = [str(i) for i in range(n)]
     elif len(image_ids) != n:
         raise ValueError(f"got {len(image_ids)} image ids for {n} embeddings")
-    scores = 100.0 * np.maximum(cosines, 0.0)
+    scores = _scores(cosines, aggregation)
     rows = [
         ClipScoreRow(str(image_id), float(c), float(s))
         for image_id, c, s in zip(image_ids, cosines, scores, strict=True)

@@ -185,6 +185,7 @@ class ScoreParams:
     kid_subsets: int = 100
     kid_subset_size: int | None = None  # None: min(1000, n, n_reference)
     rprecision_r: int | None = None  # None: min(100, distinct prompts)
+    clip_aggregation: str = "clamped"  # sdeval.metrics.clip_score.AGGREGATIONS: clamped (torchmetrics) | mean (MLPerf)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.options import FeatureOptions
 from sdeval.metrics import registry
+from sdeval.metrics.clip_score import AGGREGATIONS as CLIP_AGGREGATIONS
 from sdeval.metrics.registry import ScoreParams
 
 #: The adherence judges `--judge` takes (sdeval.judges.registry builds them).
@@ -42,6 +43,7 @@ class ScoreOptions:
     cmmd_model: str | None = None  # None: the --clip-* model if one was given, else ViT-L-14-336
     cmmd_pretrained: str | None = None
     rprecision_r: int | None = ScoreParams.rprecision_r  # None: min(100, distinct prompts of the cell)
+    clip_aggregation: str = ScoreParams.clip_aggregation  # clamped (torchmetrics) | mean (MLPerf: 100 cos, no clamp)
     group_by: str | None = None  # plain folders: `folder` or a prompt/metadata column
     suite: str | None = None  # specs for adherence (a built-in suite name or a file); a run's own by default
     judge: str = "detector"  # adherence judge: detector, clip or shapes
@@ -67,7 +69,9 @@ class ScoreOptions:
 
     @property
     def params(self) -> ScoreParams:
-        return ScoreParams(self.seed, self.kid_subsets, self.kid_subset_size, self.rprecision_r)
+        return ScoreParams(
+            self.seed, self.kid_subsets, self.kid_subset_size, self.rprecision_r, clip_aggregation=self.clip_aggregation
+        )
 
     def input_values(self) -> dict[str, Any]:
         """Every registered feature input's option values by key: the one given, else the declared default."""
@@ -155,6 +159,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cmmd_model": _text,
     "cmmd_pretrained": _text,
     "rprecision_r": _int(2),
+    "clip_aggregation": _choice(lambda: CLIP_AGGREGATIONS),
     "group_by": _text,
     "suite": _text,
     "judge": _choice(_judges),

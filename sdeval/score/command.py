@@ -11,6 +11,7 @@ import click
 
 from sdeval.core.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
+from sdeval.metrics.clip_score import AGGREGATIONS as CLIP_AGGREGATIONS
 from sdeval.options.cli import (
     DEFAULTS,
     CiHelp,
@@ -27,7 +28,7 @@ from sdeval.options.cli import (
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
                "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
-               "cmmd_pretrained", "imagereward_model", "hps_model", "pickscore_model",
+               "cmmd_pretrained", "clip_aggregation", "imagereward_model", "hps_model", "pickscore_model",
                "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
                "questions")  # fmt: skip
 
@@ -94,6 +95,9 @@ def _model_options(func):
 @clip_options
 @click.option("--rprecision-r", type=click.IntRange(min=2), default=None,
               help="prompts ranked per image for rprecision [default: min(100, distinct prompts)].")  # fmt: skip
+@click.option("--clip-aggregation", type=click.Choice(CLIP_AGGREGATIONS), default=DEFAULTS["clip_aggregation"],
+              show_default=True, help="clip: mean of 100·max(cos, 0) per image (clamped: torchmetrics' scale), or "
+              "of 100·cos (mean: MLPerf's, no clamp).")  # fmt: skip
 @click.option("--per-image", is_flag=True, hidden=True, help="kept for compatibility: per-image rows are always there.")
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=DEFAULTS["kid_subsets"], show_default=True)

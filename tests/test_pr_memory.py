@@ -121,21 +121,32 @@ def test_recall_leave_outs_of_too_few_rows_say_so_as_from_scratch():
         pr.recall_leave_outs(gen, real, blocks, 2, K)[1]
 
 
-def test_no_distance_block_holds_more_than_the_chunk_budget(monkeypatch):
-    """Every distance block of every path stays within the budget: a few whole rows, never n x m."""
+@pytest.mark.parametrize("gemm", ["float32", "float64"])
+def test_no_distance_block_holds_more_than_the_chunk_budget(monkeypatch, gemm):
+    """Every distance block of every path stays within the budget: a few whole rows, never n x m (the float64
+    formula's blocks, and the float32 screen's)."""
     gen, real, blocks = _clustered(5, prompts=100, seeds=3, n_real=250)
     budget = 2000
     monkeypatch.setattr(pr, "_CHUNK_ELEMENTS", budget)
     shapes: list[tuple[int, int]] = []
-    compute = pr._pairwise_distances
+    compute, screen = pr._pairwise_distances, pr.screen
 
     def recorded(a: torch.Tensor, b: torch.Tensor, *norms: torch.Tensor | None) -> torch.Tensor:
         out = compute(a, b, *norms)
         shapes.append(tuple(out.shape))
         return out
 
+    def screened(a: pr.ScreenedSet, rows: slice, b: pr.ScreenedSet) -> torch.Tensor:
+        out = screen(a, rows, b)
+        shapes.append(tuple(out.shape))
+        return out
+
     monkeypatch.setattr(pr, "_pairwise_distances", recorded)
-    pr.precision_recall(gen, real, K)
+    monkeypatch.setattr(pr, "screen", screened)
+    pr._REFERENCE_RADII.clear()
+    pr.precision_recall(gen, real, K, gemm)
+    pr.inside_balls(gen, real, pr.reference_radii(real, K, gemm), gemm)
+    pr.recall_leave_outs(gen, real, blocks, int(blocks.max()) + 1, K, gemm)
     precision_hits(gen, real, K)
     RecallSide(gen, real, blocks, int(blocks.max()) + 1, 0, K)
     assert {cols for _, cols in shapes} == {len(gen), len(real)}  # every pairing went through the recorder

@@ -2,26 +2,47 @@
 
 Each real feature gets a ball whose radius is the distance to its k-th nearest other real feature;
 precision is the fraction of generated features inside at least one real ball, recall the fraction of
-real features inside at least one generated ball (distances <= radius, as in torch-fidelity). Float64.
+real features inside at least one generated ball (distances <= radius, as in torch-fidelity).
+
+Distances: the float64 formula of `sdeval.metrics.distances` decides every radius and hit. By default
+(`gemm="float32"`) the distances are screened by a float32 GEMM and only the pairs the screen's rigorous error
+bound cannot settle are recomputed with the float64 formula, so radii and hits are the same, bit for bit, as with
+`gemm="float64"` (every distance by the float64 formula), at about float32 GEMM speed (benchmarks/RESULTS.md).
 
 Memory: no n x m distance matrix is ever held. Distances are computed in blocks of whole rows, at most
-`_CHUNK` rows and about `_CHUNK_ELEMENTS` distances each (64 MiB), so the peak is the two float64 copies of the
-features plus a few such blocks, whatever n. Each distance comes out the same whatever the chunking (bit for bit
-with MKL, see `_pairwise_distances`), so the results do not depend on the chunk size (tests/test_pr_memory.py).
+`_CHUNK` rows and about `_CHUNK_ELEMENTS` distances each (64 MiB in float64), so the peak is the features'
+copies (float64 for `gemm="float64"`, float32 for the screen) plus a few such blocks, whatever n. Each distance
+comes out the same whatever the chunking (bit for bit with MKL, see `distances.squared_distances`), so the results
+do not depend on the chunk size (tests/test_pr_memory.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from sdeval.metrics.distances import (
+    ScreenedSet,
+    exact_rows,
+    hit_masks,
+    nearest,
+    reproduces_float64,
+    screen,
+    screen_supported,
+)
+from sdeval.metrics.distances import pairwise_distances as _pairwise_distances
+from sdeval.metrics.distances import squared_norms as _squared_norms
 from sdeval.metrics.embeddings import NotEnoughDataError, fingerprint, rows_per_block
 
 if TYPE_CHECKING:
     # torch is imported where it runs: the metric declarations and the statistics import this module, and
     # `sdeval report --help` (which reaches it through them) must not pay torch's second of import time.
     import torch
+
+Gemm = Literal["float32", "float64"]
 
 _CHUNK = 2048  # most rows in one block of distances
 _CHUNK_ELEMENTS = 1 << 23  # most distances in one block (whole rows: at least one row)
@@ -40,60 +61,70 @@ def _row_chunks(rows: int, cols: int) -> list[slice]:
     return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
 
 
-def _pairwise_distances(
-    a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor | None = None, a_sq: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Euclidean distances [len(a), len(b)] by |a|² + |b|² - 2 a.b (direct differences would need n*m*d memory;
-    the expansion is exact enough in float64). `a_sq`, `b_sq`: the rows' squared norms, if already computed."""
+def _screened(*sets: np.ndarray) -> list[ScreenedSet] | None:
+    """The sets prepared for the float32 screen, or None where the screen cannot give the float64 formula's
+    results here (d too large for its bound, or this BLAS recomputes entries differently: warned)."""
+    if not screen_supported(np.shape(sets[0])[1]):
+        return None
+    prepared = [ScreenedSet(np.asarray(s)) for s in sets]
+    if not all(reproduces_float64(prepared[0], other) for other in prepared):
+        warnings.warn(
+            "this BLAS does not recompute float64 distances exactly: precision/recall in float64", stacklevel=3
+        )
+        return None
+    return prepared
+
+
+def _float64(features: np.ndarray | torch.Tensor) -> torch.Tensor:
     import torch  # at call time (see the imports above)
 
-    rows = len(a)
-    a_sq = (_squared_norms(a) if a_sq is None else a_sq)[:, None]
-    if b_sq is None:
-        b_sq = _squared_norms(b)
-    # MKL computes the last rows of a product whose row count is not a multiple of 4 with another kernel, whose
-    # rounding differs: zero rows up to a multiple of 8 make every distance the same whatever the chunking.
-    pad = -rows % _ROW_ALIGN
-    ab = (torch.cat([a, a.new_zeros(pad, a.shape[1])]) if pad else a) @ b.T
-    d2 = a_sq + b_sq
-    d2.sub_(ab[:rows], alpha=2.0)  # = (|a|² + |b|²) - (2a).b, bit for bit; no third n x m buffer
-    del ab
-    return d2.clamp_min_(0).sqrt_()
+    if isinstance(features, torch.Tensor):
+        return features.double()
+    return torch.from_numpy(np.asarray(features, np.float64))
 
 
-def _squared_norms(x: torch.Tensor) -> torch.Tensor:
-    """(x * x).sum(1) in blocks of 256 rows (x * x whole would be a copy of x), written into one output: results
-    kept alive between large freed temporaries fragment malloc's heap (+0.3 GB resident measured at n = 20k)."""
+def _array(features: np.ndarray | torch.Tensor | ScreenedSet) -> np.ndarray:
+    return features.source if isinstance(features, ScreenedSet) else np.asarray(features)
+
+
+def knn_radii(features: np.ndarray | torch.Tensor | ScreenedSet, k: int, gemm: Gemm = "float32") -> torch.Tensor:
+    """Distance from each row to its k-th nearest other row (float64, the float64 formula's, whichever `gemm`)."""
     import torch  # at call time (see the imports above)
 
-    out = torch.empty(len(x), dtype=x.dtype)
-    for start in range(0, len(x), 256):
-        rows = slice(start, start + 256)
-        torch.sum(x[rows] * x[rows], dim=1, out=out[rows])
-    return out
+    if isinstance(features, ScreenedSet):
+        return _screened_radii(features, k)
+    screened = _screened(np.asarray(features)) if gemm == "float32" else None
+    if screened is None:
+        x = _float64(features)
+        sq = _squared_norms(x)
+        radii = torch.empty(len(x), dtype=torch.float64)
+        for rows in _row_chunks(len(x), len(x)):
+            radii[rows] = _kth_smallest(_pairwise_distances(x[rows], x, sq, sq[rows]), k + 1)
+        return radii
+    return _screened_radii(screened[0], k)
 
 
-def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance from each row to its k-th nearest other row."""
+def _screened_radii(x: ScreenedSet, k: int) -> torch.Tensor:
     import torch  # at call time (see the imports above)
 
-    sq = _squared_norms(features)
-    radii = torch.empty(len(features), dtype=features.dtype)
-    for rows in _row_chunks(len(features), len(features)):
-        radii[rows] = _kth_smallest(_pairwise_distances(features[rows], features, sq, sq[rows]), k + 1)
+    radii = torch.empty(x.n, dtype=torch.float64)
+    for rows in _row_chunks(x.n, x.n):
+        values, _ = nearest(x, rows, x, screen(x, rows, x), k + 1)
+        radii[rows] = values[:, k].clamp_min(0).sqrt()  # sqrt is monotone: the k-th of the distances
     return radii
 
 
 _REFERENCE_RADII: dict[tuple, torch.Tensor] = {}
 
 
-def reference_radii(reference: torch.Tensor, k: int) -> torch.Tensor:
+def reference_radii(reference: np.ndarray | torch.Tensor | ScreenedSet, k: int, gemm: Gemm = "float32") -> torch.Tensor:
     """`knn_radii` of a reference set, kept for the next call on the same set and k: every cell of a run and the
     precision interval measure against one reference, and its radii are the costliest pass (n_ref² d)."""
-    key = (fingerprint(reference.numpy()), k)
+    key = (fingerprint(_array(reference)), k, gemm)
     if key not in _REFERENCE_RADII:
         _REFERENCE_RADII.clear()  # one reference at a time (a run has one)
-        _REFERENCE_RADII[key] = knn_radii(reference, k)
+        # The float32 screen is the default: called with two arguments so that a wrapped knn_radii sees the same.
+        _REFERENCE_RADII[key] = knn_radii(reference, k) if gemm == "float32" else knn_radii(reference, k, gemm)
     return _REFERENCE_RADII[key]
 
 
@@ -104,14 +135,47 @@ def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     return values.topk(k, dim=1, largest=False).values[:, k - 1]
 
 
-def inside_balls(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+#: Precision's per-image hits from the last pass that computed them (the metric's or the recall interval's), for
+#: the precision interval: the same blocks, not a third generated-to-reference pass.
+_HITS: dict[tuple, np.ndarray] = {}
+
+
+def _hits_key(generated: np.ndarray, real: np.ndarray, k: int) -> tuple:
+    return (fingerprint(np.asarray(generated)), fingerprint(np.asarray(real)), k)
+
+
+def _keep_hits(generated: np.ndarray, real: np.ndarray, k: int, hits: torch.Tensor) -> None:
+    _HITS.clear()  # one cell at a time
+    _HITS[_hits_key(generated, real, k)] = hits.numpy().copy()
+
+
+def precision_hits(generated: np.ndarray, real: np.ndarray, k: int = 3, gemm: Gemm = "float32") -> np.ndarray:
+    """Per generated row, whether it lies in some real k-NN ball (precision is their mean); reused from the pass
+    that last computed them for these sets, else one generated-to-real pass."""
+    kept = _HITS.get(_hits_key(generated, real, k))
+    if kept is not None:
+        return kept.copy()
+    return inside_balls(generated, real, reference_radii(real, k, gemm), gemm).numpy()
+
+
+def inside_balls(
+    points: np.ndarray | torch.Tensor, centres: np.ndarray | torch.Tensor, radii: torch.Tensor, gemm: Gemm = "float32"
+) -> torch.Tensor:
     """Per point, whether it lies within radii[i] of some centres[i] (bool [len(points)])."""
     import torch  # at call time (see the imports above)
 
-    sq = _squared_norms(centres)
+    screened = _screened(np.asarray(points), np.asarray(centres)) if gemm == "float32" else None
     inside = torch.empty(len(points), dtype=torch.bool)
-    for rows in _row_chunks(len(points), len(centres)):
-        inside[rows] = (_pairwise_distances(points[rows], centres, sq) <= radii).any(dim=1)
+    if screened is None:
+        pts, ctr = _float64(points), _float64(centres)
+        sq = _squared_norms(ctr)
+        for rows in _row_chunks(len(pts), len(ctr)):
+            inside[rows] = (_pairwise_distances(pts[rows], ctr, sq) <= radii).any(dim=1)
+        return inside
+    a, b = screened
+    for rows in _row_chunks(a.n, b.n):
+        (mask,) = hit_masks(a, rows, b, screen(a, rows, b), radii, per_row=False)
+        inside[rows] = mask.any(dim=1)
     return inside
 
 
@@ -121,30 +185,48 @@ def _not_enough(k: int, n_generated: int, n_real: int) -> NotEnoughDataError:
     )
 
 
-def precision_recall(generated: np.ndarray, real: np.ndarray, k: int = 3) -> tuple[float, float]:
-    """(precision, recall) of generated features against real features."""
+def precision_recall(
+    generated: np.ndarray, real: np.ndarray, k: int = 3, gemm: Gemm = "float32"
+) -> tuple[float, float]:
+    """(precision, recall) of generated features against real features; `gemm` picks how distances are computed
+    (the same results either way, see the module docstring)."""
     import torch  # at call time (see the imports above)
 
     if min(len(generated), len(real)) <= k:
         raise _not_enough(k, len(generated), len(real))
-    gen = torch.from_numpy(np.asarray(generated, np.float64))
-    ref = torch.from_numpy(np.asarray(real, np.float64))
-    ref_radii, gen_radii = reference_radii(ref, k), knn_radii(gen, k)
-    gen_sq, ref_sq = _squared_norms(gen), _squared_norms(ref)
-    # One pass over the generated-to-real distances serves both directions.
-    gen_inside = torch.empty(len(gen), dtype=torch.bool)
-    ref_inside = torch.zeros(len(ref), dtype=torch.bool)
-    for rows in _row_chunks(len(gen), len(ref)):
-        distances = _pairwise_distances(gen[rows], ref, ref_sq, gen_sq[rows])
-        gen_inside[rows] = (distances <= ref_radii).any(dim=1)
-        ref_inside |= (distances <= gen_radii[rows, None]).any(dim=0)
+    screened = _screened(np.asarray(generated), np.asarray(real)) if gemm == "float32" else None
+    if screened is None:
+        gen = torch.from_numpy(np.asarray(generated, np.float64))
+        ref = torch.from_numpy(np.asarray(real, np.float64))
+        ref_radii, gen_radii = reference_radii(real, k, "float64"), knn_radii(gen, k, "float64")
+        gen_sq, ref_sq = _squared_norms(gen), _squared_norms(ref)
+        # One pass over the generated-to-real distances serves both directions.
+        gen_inside = torch.empty(len(gen), dtype=torch.bool)
+        ref_inside = torch.zeros(len(ref), dtype=torch.bool)
+        for rows in _row_chunks(len(gen), len(ref)):
+            distances = _pairwise_distances(gen[rows], ref, ref_sq, gen_sq[rows])
+            gen_inside[rows] = (distances <= ref_radii).any(dim=1)
+            ref_inside |= (distances <= gen_radii[rows, None]).any(dim=0)
+    else:
+        a, b = screened
+        ref_radii, gen_radii = reference_radii(b, k, gemm), knn_radii(a, k)
+        gen_inside = torch.empty(a.n, dtype=torch.bool)
+        ref_inside = torch.zeros(b.n, dtype=torch.bool)
+        for rows in _row_chunks(a.n, b.n):
+            hi = screen(a, rows, b)
+            (precision_mask,) = hit_masks(a, rows, b, hi, ref_radii, per_row=False)
+            gen_inside[rows] = precision_mask.any(dim=1)
+            del precision_mask
+            (recall_mask,) = hit_masks(a, rows, b, hi, gen_radii[rows, None], per_row=True)
+            ref_inside |= recall_mask.any(dim=0)
+    _keep_hits(generated, real, k, gen_inside)
     precision = float(gen_inside.double().mean())
     recall = float(ref_inside.double().mean())
     return precision, recall
 
 
 def recall_leave_outs(
-    generated: np.ndarray, real: np.ndarray, blocks: np.ndarray, n_blocks: int, k: int = 3
+    generated: np.ndarray, real: np.ndarray, blocks: np.ndarray, n_blocks: int, k: int = 3, gemm: Gemm = "float32"
 ) -> tuple[float, np.ndarray]:
     """Recall of all generated rows, and with each block of them left out in turn ([n_blocks]); the same values
     as `precision_recall(generated[blocks != j], real, k)[1]`, from one pass over the generated-to-generated and
@@ -153,6 +235,7 @@ def recall_leave_outs(
     Leaving rows out only grows the other rows' radii, and a row's radius changes only when the left-out block
     holds one of its k + 1 nearest rows; so each real row records which blocks' balls hold it at the full radii,
     plus, per block j, whether a ball grown by leaving j out holds it (at most k + 1 grown radii per row).
+    The generated-to-real pass also gives precision's per-image hits, kept for the precision interval.
     """
     import torch  # at call time (see the imports above)
 
@@ -161,37 +244,72 @@ def recall_leave_outs(
     smallest = len(generated) - int(counts.max(initial=0))
     if min(smallest, len(real)) <= k:
         raise _not_enough(k, smallest, len(real))
-    gen = torch.from_numpy(np.asarray(generated, np.float64))
-    ref = torch.from_numpy(np.asarray(real, np.float64))
     block_of = torch.from_numpy(blocks)
-    gen_sq, ref_sq = _squared_norms(gen), _squared_norms(ref)
-    n = len(gen)
+    n = len(generated)
     width = min(n, _NEAR * (k + 1))
-    held = torch.zeros(n_blocks, len(ref), dtype=torch.bool)  # held[b, r]: a ball of block b at full radius holds r
+    held = torch.zeros(n_blocks, len(real), dtype=torch.bool)  # held[b, r]: a ball of block b at full radius holds r
     # grown[j, r]: a ball grown by leaving j out holds r; the extra last row collects the rows with no such ball.
-    grown = torch.zeros(n_blocks + 1, len(ref), dtype=torch.bool)
-    for rows in _row_chunks(n, max(n, len(ref))):
+    grown = torch.zeros(n_blocks + 1, len(real), dtype=torch.bool)
+    screened = _screened(np.asarray(generated), np.asarray(real)) if gemm == "float32" else None
+    if screened is None:
+        gen = torch.from_numpy(np.asarray(generated, np.float64))
+        ref = torch.from_numpy(np.asarray(real, np.float64))
+        gen_sq, ref_sq = _squared_norms(gen), _squared_norms(ref)
+    else:
+        a, b = screened
+    # Precision's hits come with the same blocks when the reference's radii are at hand (no extra reference pass).
+    ref_radii = _REFERENCE_RADII.get((fingerprint(np.asarray(real)), k, gemm if screened is not None else "float64"))
+    gen_inside = torch.empty(n, dtype=torch.bool)
+    for rows in _row_chunks(n, max(n, len(real))):
         own = block_of[rows]
-        distances = _pairwise_distances(gen[rows], gen, gen_sq, gen_sq[rows])
-        near, near_index = distances.topk(width, dim=1, largest=False)  # ascending
+        whole: Callable[[torch.Tensor], torch.Tensor]  # some rows' distances to every generated row
+        if screened is None:
+            distances = _pairwise_distances(gen[rows], gen, gen_sq, gen_sq[rows])
+            near, near_index = distances.topk(width, dim=1, largest=False)  # ascending
+            whole = distances.__getitem__
+        else:
+            near_squared, near_index = nearest(a, rows, a, screen(a, rows, a), width)
+            near = near_squared.clamp_min_(0).sqrt_()
+            whole = _exact_whole_rows(a, rows.start)
         radius = near[:, k]  # = _kth_smallest(distances, k + 1)
-        grown_radius, grown_block = _grown_radii(distances, near, block_of[near_index], own, block_of, k)
-        del distances
-        distances = _pairwise_distances(gen[rows], ref, ref_sq, gen_sq[rows])
+        grown_radius, grown_block = _grown_radii(whole, near, block_of[near_index], own, block_of, k)
+        del whole  # it holds the generated-to-generated block
+        if screened is None:
+            del distances
+            distances = _pairwise_distances(gen[rows], ref, ref_sq, gen_sq[rows])
+            if ref_radii is not None:
+                gen_inside[rows] = (distances <= ref_radii).any(dim=1)
+            inside = [distances <= radius[:, None]] + [distances <= grown_radius[:, t, None] for t in range(k + 1)]
+            del distances
+        else:
+            hi = screen(a, rows, b)
+            if ref_radii is not None:
+                gen_inside[rows] = hit_masks(a, rows, b, hi, ref_radii, per_row=False)[0].any(dim=1)
+            inside = hit_masks(a, rows, b, hi, torch.cat([radius[:, None], grown_radius], dim=1), per_row=True)
+            del hi
         # OR each row's verdicts into its block's row (accumulating booleans is an OR); bool masks are an eighth of
         # the distance block, so memory stays at one block.
-        held.index_put_((own,), distances <= radius[:, None], accumulate=True)
-        for t in range(k + 1):
-            inside = distances <= grown_radius[:, t, None]  # NaN (no t-th grown radius) is never inside
-            grown.index_put_((grown_block[:, t].where(grown_block[:, t] >= 0, n_blocks),), inside, accumulate=True)
+        held.index_put_((own,), inside[0], accumulate=True)
+        for t in range(k + 1):  # NaN (no t-th grown radius) is never inside
+            grown.index_put_(
+                (grown_block[:, t].where(grown_block[:, t] >= 0, n_blocks),), inside[t + 1], accumulate=True
+            )
+        del inside
+    if ref_radii is not None:
+        _keep_hits(generated, real, k, gen_inside)
     holders = held.sum(dim=0)
     recall = float((holders > 0).double().mean())
     leave_outs = [float(((holders - held[j].long() > 0) | grown[j]).double().mean()) for j in range(n_blocks)]
     return recall, np.array(leave_outs)
 
 
+def _exact_whole_rows(x: ScreenedSet, start: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Rows of a chunk starting at `start`: their float64-formula distances to every row of x."""
+    return lambda again: exact_rows(x, again.numpy() + start, x).clamp_min_(0).sqrt_()
+
+
 def _grown_radii(
-    distances: torch.Tensor,
+    whole: Callable[[torch.Tensor], torch.Tensor],
     near: torch.Tensor,
     near_block: torch.Tensor,
     own: torch.Tensor,
@@ -199,7 +317,8 @@ def _grown_radii(
     k: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of the chunk and per other block among its k + 1 nearest rows (first occurrence of each), the
-    row's radius with that block left out ([rows, k + 1], NaN where none) and that block (-1 where none)."""
+    row's radius with that block left out ([rows, k + 1], NaN where none) and that block (-1 where none).
+    `whole(rows)`: those rows' distances to every generated row (read when a block holds most of the nearest)."""
     import torch  # at call time (see the imports above)
 
     rows = len(near)
@@ -217,8 +336,8 @@ def _grown_radii(
         short = outside.sum(dim=1) <= k  # the block holds most of the nearest: read the whole row
         if short.any():
             again = which[short]
-            whole = distances[again].masked_fill(block_of[None, :] == block[again, None], float("inf"))
-            radius[short] = _kth_smallest(whole, k + 1)
+            distances = whole(again).masked_fill(block_of[None, :] == block[again, None], float("inf"))
+            radius[short] = _kth_smallest(distances, k + 1)
         grown_radius[which, t] = radius
         grown_block[which, t] = block[which]
     return grown_radius, grown_block

@@ -20,7 +20,8 @@ from sdeval.metrics.embeddings import fingerprint
 from sdeval.metrics.fid import FrechetState, frechet_from_traces, psd_root, trace_sqrt_psd
 from sdeval.metrics.inception_score import split_of_rows
 from sdeval.metrics.kid import mmd2_unbiased_from_sums, polynomial_kernel
-from sdeval.metrics.precision_recall import inside_balls, recall_leave_outs, reference_radii
+from sdeval.metrics.precision_recall import precision_hits as pr_precision_hits
+from sdeval.metrics.precision_recall import recall_leave_outs
 from sdeval.stats.core import Interval, t_quantile
 
 #: Reference rows used for the generated-to-reference kernel terms of the KID/CMMD jackknife: the reference is
@@ -192,12 +193,9 @@ def kernel_reference(reference: np.ndarray, seed: int) -> np.ndarray:
 
 def precision_hits(generated: np.ndarray, reference: np.ndarray, k: int = 3) -> np.ndarray:
     """Per generated row, whether it lies in some reference k-NN ball: precision is their mean, and with the
-    reference fixed each image's hit depends on that image alone (a per-image statistic)."""
-    import torch  # at call time: `sdeval report --help` imports this module, and torch takes seconds to import
-
-    ref = torch.from_numpy(np.asarray(reference, np.float64))
-    gen = torch.from_numpy(np.asarray(generated, np.float64))
-    return inside_balls(gen, ref, reference_radii(ref, k)).numpy()
+    reference fixed each image's hit depends on that image alone (a per-image statistic). Taken from the pass of
+    the metric or of the recall interval that computed them for these rows, when there was one."""
+    return pr_precision_hits(generated, reference, k)
 
 
 @dataclass(frozen=True)

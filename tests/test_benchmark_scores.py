@@ -16,7 +16,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdeval.cli import main
+from sdeval.judges.questions import spec_questions
 from sdeval.suites.builtin import builtin_path
+from sdeval.suites.spec import parse_spec
 
 SIZE = 32
 
@@ -73,7 +75,7 @@ def _images(folder: Path, rows: list[dict], per_prompt: int = 1) -> tuple[Path, 
             pixels[0, 0] = (k, 0, 0)
             name = f"{row['id']}-{seed}.png"
             Image.fromarray(pixels).save(folder / name)
-            lines.append({"file": name, "prompt": row["prompt"], "id": row["id"], "seed": seed})
+            lines.append({"file": f"{folder.name}/{name}", "prompt": row["prompt"], "id": row["id"], "seed": seed})
             images.append((k, row["id"]))
     manifest = folder.parent / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
@@ -93,11 +95,11 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return holder
 
 
-def _score(tmp_path: Path, suite: Path, manifest: Path, metrics: str, *extra: object) -> dict[str, Any]:
+def _score(tmp_path: Path, suite: Path, manifest: Path, metrics: str, *extra: object, code: int = 0) -> dict[str, Any]:
     out = tmp_path / "results.json"
     result = _run("score", tmp_path / "images", "--metrics", metrics, "--judge", "vqa", "--suite", suite,
                   "--prompts", manifest, "--no-cache", "--workers", 0, "-o", out, *extra)  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     (cell,) = json.loads(out.read_text())["cells"]
     return cell
 
@@ -149,3 +151,120 @@ def test_questions_picks_another_set_by_name_and_a_file_still_wins(tmp_path: Pat
     assert "--questions dgs: no such file, nor a question set of suite tifa160 (its sets: dsg, tifa, mine)" in (
         result.output
     )
+
+
+# -- (2) the scores under the benchmark's name, against a hand computation -----------------------------------------
+
+
+def test_dsg_score_is_dsgs_rule_averaged_over_images(tmp_path: Path, stub: dict[str, Any]) -> None:
+    header, rows = _shipped("dsg-1k", ids=["whoops_5", "localized_narratives_95"])
+    suite = _write_suite(tmp_path / "dsg-slice.jsonl", header, rows)
+    manifest, _ = _images(tmp_path / "images", rows, per_prompt=2)
+    # Images 0, 1: whoops_5 (q1 cube, q2 purple <- 1, q3 ten squares <- 1); 2, 3: localized_narratives_95 (q1 rocks,
+    # q2 <- 1, q3 <- 1, q4 ground, q5 <- 1, 4).
+    stub["no"].update({
+        0: {"Is there a rubix cube?"},  # q1 no: q2, q3 void -> 0/3
+        1: {"Is the rubix cube purple?"},  # 2/3
+        2: {"Is there a ground?"},  # q4 no: q5 void -> 3/5
+        3: set(),  # 5/5
+    })  # fmt: skip
+    cell = _score(tmp_path, suite, manifest, "dsg,adherence")
+    expected = [0.0, 2 / 3, 3 / 5, 1.0]
+    dsg = cell["metrics"]["dsg"]
+    assert dsg["value"] == pytest.approx(np.mean(expected)) and dsg["n"] == 4 and dsg["n_prompts"] == 2
+    by_path = {r["path"]: r["dsg_score"] for r in cell["per_image"]}
+    names = ["whoops_5-0.png", "whoops_5-1.png", "localized_narratives_95-0.png", "localized_narratives_95-1.png"]
+    assert [by_path[n] for n in names] == pytest.approx(expected)
+    assert dsg["categories"]["defying"]["score"] == pytest.approx(1 / 3)  # whoops_5's category
+    protocol = cell["protocol"]["dsg"]
+    assert protocol["benchmark"].startswith("DSG score") and protocol["as_published"] is False
+    assert "StubVqa" in protocol["judge"] and "questions dsg" in protocol["judge"]
+    assert any("P(yes) >= 0.5" in d for d in protocol["differs"])
+    # TIFA's score needs TIFA's questions: said, not computed on DSG's.
+    cell = _score(tmp_path, suite, manifest, "tifa", code=3)  # incomplete: the reason is in the results
+    assert cell["metrics"]["tifa"]["value"] is None
+    assert "tifa needs TIFA's questions, and the judge asked dsg questions" in cell["metrics"]["tifa"]["skipped"]
+
+
+def test_tifa_score_and_accuracy_by_element_type(tmp_path: Path, stub: dict[str, Any]) -> None:
+    header, rows = _shipped("tifa160", n=2)
+    for row in rows:
+        row["questions"]["tifa"] = [
+            {"qid": "1", "question": f"Is there a thing in {row['id']}?", "kind": "object"},
+            {"qid": "2", "question": f"What color is {row['id']}?", "answer": "red", "choices": ["red", "blue"],
+             "kind": "color"},
+            {"qid": "3", "question": f"How many in {row['id']}?", "answer": "2", "choices": ["2", "1", "3"],
+             "kind": "counting"},
+        ]  # fmt: skip
+    suite = _write_suite(tmp_path / "tifa-slice.jsonl", header, rows)
+    manifest, _ = _images(tmp_path / "images", rows)
+    first, second = rows[0]["id"], rows[1]["id"]
+    stub["no"].update({0: {f"What color is {first}?"}, 1: {f"Is there a thing in {second}?", f"How many in {second}?"}})
+    cell = _score(tmp_path, suite, manifest, "tifa", "--questions", "tifa")
+    tifa = cell["metrics"]["tifa"]
+    assert tifa["value"] == pytest.approx(np.mean([2 / 3, 1 / 3]))
+    assert tifa["accuracy_by_type"] == pytest.approx({"object": 0.5, "color": 0.5, "counting": 0.5})
+    assert cell["protocol"]["tifa"]["benchmark"].startswith("TIFA score")
+
+
+def test_dpg_score_follows_ellas_rule_per_prompt_times_100(tmp_path: Path, stub: dict[str, Any]) -> None:
+    header, rows = _shipped("dpg-bench", n=2)
+    for row in rows:
+        row["questions"] = {"dpg": [
+            {"qid": "1", "question": f"Is there a field {row['id']}?", "label": "entity - whole (field)"},
+            {"qid": "2", "question": f"Is the field green {row['id']}?", "parents": ["1"],
+             "label": "attribute - color (field, green)"},
+            {"qid": "3", "question": f"Is the field wet {row['id']}?", "parents": ["2"],
+             "label": "attribute - texture (field, wet)"},
+        ]}  # fmt: skip
+    suite = _write_suite(tmp_path / "dpg-slice.jsonl", header, rows)
+    manifest, _ = _images(tmp_path / "images", rows, per_prompt=4)
+    a, b = rows[0]["id"], rows[1]["id"]
+    stub["no"].update({
+        0: {f"Is there a field {a}?"},  # 1 no -> 2 zeroed -> 3 zeroed (DSG's rule would keep 3): 0
+        1: {f"Is the field green {a}?"},  # 2 no -> 3 zeroed: 1/3
+        2: set(),  # 1
+        3: {f"Is the field wet {a}?"},  # 2/3
+        4: {f"Is there a field {b}?", f"Is the field green {b}?", f"Is the field wet {b}?"},  # 0
+    })  # fmt: skip
+    cell = _score(tmp_path, suite, manifest, "dpg,dsg")
+    dpg = cell["metrics"]["dpg"]
+    first, second = np.mean([0, 1 / 3, 1, 2 / 3]), np.mean([0, 1, 1, 1])
+    assert dpg["value"] == pytest.approx(100 * np.mean([first, second])) and dpg["n_prompts"] == 2
+    image = next(r for r in cell["per_image"] if r["path"] == f"{a}-0.png")
+    assert image["dpg_score"] == 0.0 and image["dsg_score"] == pytest.approx(1 / 3)  # the chain: ELLA's rule, DSG's
+    # Categories: answers before the rule, every image: entity 6 of 8 yes; attribute 12 of 16.
+    assert dpg["l1"] == pytest.approx({"attribute": 100 * 12 / 16, "entity": 100 * 6 / 8})
+    assert dpg["l2"]["attribute - color"] == pytest.approx(100 * 6 / 8)
+    protocol = cell["protocol"]["dpg"]
+    assert protocol["benchmark"].startswith("DPG-Bench score") and not protocol["as_published"]
+    assert any("first row" in d for d in protocol["differs"])
+
+
+def test_geneval_overall_is_the_mean_of_its_six_tags(tmp_path: Path, stub: dict[str, Any]) -> None:
+    header, rows = _shipped("geneval")
+    picked: list[dict] = []
+    for tag in ("single_object", "two_object", "counting", "colors", "position", "color_attr"):
+        picked += [r for r in rows if r["category"] == tag][: 1 if tag != "counting" else 3]
+    suite = _write_suite(tmp_path / "geneval-slice.jsonl", header, picked)
+    manifest, _ = _images(tmp_path / "images", picked)
+    # Truthful answers (an exclude's question expects "no"), then the two_object image and two of the three counting
+    # ones fail their first question: tags 1, 0, 1/3, 1, 1, 1.
+    questions = [spec_questions(parse_spec(row["spec"])) for row in picked]
+    for k, asked in enumerate(questions):
+        stub["no"][k] = {q.text for q in asked if q.answer == "no"} | ({asked[0].text} if k in (1, 3, 4) else set())
+    cell = _score(tmp_path, suite, manifest, "geneval,adherence")
+    per_image = {r["prompt_id"]: r["adherence_passed"] for r in cell["per_image"]}
+    tags = {r["id"]: r["category"] for r in picked}
+    by_tag = {t: np.mean([per_image[i] for i in per_image if tags[i] == t]) for t in set(tags.values())}
+    geneval = cell["metrics"]["geneval"]
+    assert geneval["value"] == pytest.approx(np.mean(list(by_tag.values()))) == pytest.approx((4 + 1 / 3) / 6)
+    assert geneval["categories"]["counting"]["accuracy"] == pytest.approx(1 / 3)
+    assert geneval["value"] == pytest.approx(cell["metrics"]["adherence"]["value"])  # GenEval's formula, as adherence
+    assert cell["protocol"]["geneval"]["benchmark"].startswith("GenEval overall")
+    assert any("judged by the vqa judge" in d for d in cell["protocol"]["geneval"]["differs"])
+    # Without one of the six tags there is no GenEval overall.
+    suite = _write_suite(tmp_path / "five.jsonl", header, [r for r in picked if r["category"] != "position"])
+    (tmp_path / "images" / f"{next(r['id'] for r in picked if r['category'] == 'position')}-0.png").unlink()
+    cell = _score(tmp_path, suite, manifest, "geneval", code=3)
+    assert "no image of position" in cell["metrics"]["geneval"]["skipped"]

@@ -27,7 +27,15 @@ from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hub import load_pretrained
 from sdeval.judges.base import FactVerdict, Judgement
 from sdeval.judges.detector import _name_of, _quiet_transformers
-from sdeval.judges.questions import Answered, Question, QuestionSet, QuestionTemplates, score_answers, spec_questions
+from sdeval.judges.questions import (
+    BINARY,
+    Answered,
+    Question,
+    QuestionSet,
+    QuestionTemplates,
+    score_answers,
+    spec_questions,
+)
 from sdeval.suites.spec import Spec
 
 #: The model `--judge vqa` loads when --vqa-model is not given (BLIP ViT-B, VQAv2-finetuned).
@@ -373,6 +381,31 @@ class VqaJudgement(Judgement):
         out["score"] = self.score
         out["questions"] = [a.to_json() for a in self.answers]
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], facts: tuple[FactVerdict, ...]) -> VqaJudgement:
+        """Back from `to_json` (a part or results file), with its answers: what the benchmarks' own rules read.
+        `facts`: the judgement's verdicts, one per question, which hold each question's kind and label."""
+        questions = [
+            Question(
+                str(q["qid"]),
+                q["question"],
+                q["answer"],
+                tuple(q.get("choices") or BINARY),
+                tuple(q.get("parents") or ()),
+                kind=fact.kind,
+                label=fact.fact,
+            )
+            for q, fact in zip(data["questions"], facts, strict=True)
+        ]
+        by_qid = {q.qid: q for q in questions}
+        answers = []
+        for q, raw in zip(questions, data["questions"], strict=True):
+            probs = (raw["p_yes"], 1.0 - raw["p_yes"]) if q.binary else tuple(raw["probs"][c] for c in q.choices)
+            voided = tuple(by_qid[p] for p in raw.get("voided_by") or ())
+            said = raw["said"]
+            answers.append(Answered(q, tuple(probs), said, said == q.answer, bool(raw["passed"]), voided))
+        return cls(passed=bool(data["passed"]), facts=facts, score=float(data["score"]), answers=tuple(answers))
 
 
 class VqaJudge:

@@ -354,6 +354,10 @@ for _name, _object in (
     ("hps", "HPS"),
     ("pickscore", "PICKSCORE"),
     ("aesthetic", "AESTHETIC"),
+    ("geneval", "GENEVAL"),
+    ("dsg", "DSG"),
+    ("tifa", "TIFA"),
+    ("dpg", "DPG"),
 ):
     _METRICS.register(_name, f"sdeval.metrics.builtin:{_object}")
 

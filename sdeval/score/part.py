@@ -23,6 +23,7 @@ from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
 from sdeval.features.inception import LOGITS, POOL
 from sdeval.judges.base import Detection, FactVerdict, Judgement
+from sdeval.judges.vqa import VqaJudgement
 from sdeval.metrics.fid import FrechetState
 from sdeval.prompts.record import PromptRecord
 from sdeval.reference.files import images_hash
@@ -525,6 +526,8 @@ def judgement_from_json(data: dict[str, Any] | None) -> Judgement | None:
     if data is None:
         return None
     facts = tuple(FactVerdict(f["kind"], f["fact"], bool(f["passed"]), f["reason"]) for f in data["facts"])
+    if "questions" in data:  # a VQA judgement keeps its answers: the benchmarks' own rules read them
+        return VqaJudgement.from_json(data, facts)
     detections = tuple(
         Detection(d["class"], float(d["score"]), tuple(d["box"]), d.get("color")) for d in data.get("detections", [])
     )

@@ -19,6 +19,7 @@ import click
 
 from sdeval.bench.config import EXAMPLE_PREFIX, STAMP_FILE, BenchConfig, load_bench_config
 from sdeval.core.errors import ConfigError, ExitCode, OutputError, Terminated
+from sdeval.generate.config import suite_defaults_line
 
 # --- stamps ---------------------------------------------------------------------------------------------------
 
@@ -85,6 +86,8 @@ def stage_generate(config: BenchConfig, progress: bool, shard: tuple[int, int] |
     else:
         generated, skipped, planned = result.generated, result.skipped, result.assigned
     detail = f"{planned} images in {config.out}, {generated} generated, {skipped} already there"
+    if (rules := suite_defaults_line(config.generate)) is not None:
+        detail += f"; {rules}"
     return StageLine("generate", generated == 0, detail), result
 
 

@@ -24,11 +24,13 @@ def generate(
     """Generate images for every checkpoint x setting x prompt x seed in CONFIG (resumable)."""
     from sdeval.core.atomic import check_output_folder
     from sdeval.core.distributed import parse_shard
-    from sdeval.generate.config import load_config
+    from sdeval.generate.config import load_config, suite_defaults_line
     from sdeval.generate.runner import kept_summary, prepare, run_generate, stopped_run
 
     config = load_config(config_path)
     check_output_folder(config.output_dir, "output_dir")  # before any model loads
+    if (rules := suite_defaults_line(config)) is not None:
+        click.echo(rules, err=True)
     shard_tuple = parse_shard(shard) if shard else None
     if dry_run:
         plan, ctx = prepare(config, shard_tuple)

@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,8 @@ class GenerateConfig:
     vae_tiling: bool
     #: The normalized config as canonical JSON (relative paths as written): recorded and hashed.
     normalized_json: str
+    #: The suite's own generation rules that filled keys the config leaves unset (docs/generate.md), by key.
+    suite_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
@@ -180,9 +182,16 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
 
     if "seeds" in data and "seeds_per_prompt" in data:
         raise ConfigError("seeds: give either seeds or seeds_per_prompt, not both")
+    rules = suite_generation(suite)
+    applied: dict[str, Any] = {}
+    seeding: Mapping[str, Any] = data
+    if "seeds" not in data and "seeds_per_prompt" not in data:
+        # The benchmark fixes how many images (and which seeds) where the config does not say.
+        seeding = {k: rules[k] for k in ("seeds", "seeds_per_prompt") if k in rules}
+        applied.update(seeding)
     seeds: tuple[int, ...] | None = None
-    if "seeds" in data:
-        raw_seeds = data["seeds"]
+    if "seeds" in seeding:
+        raw_seeds = seeding["seeds"]
         if not isinstance(raw_seeds, list) or not raw_seeds:
             raise ConfigError(f"seeds: expected a non-empty list of integers, got {_show(raw_seeds)}")
         seeds = tuple(_int(s, f"seeds[{i}]", 0, _MAX_SEED) for i, s in enumerate(raw_seeds))
@@ -190,7 +199,7 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
             raise ConfigError("seeds: values must be distinct (each names one image per prompt)")
         seeds_per_prompt = len(seeds)
     else:
-        seeds_per_prompt = _int(data.get("seeds_per_prompt", 1), "seeds_per_prompt", 1)
+        seeds_per_prompt = _int(seeding.get("seeds_per_prompt", 1), "seeds_per_prompt", 1)
     base_seed = _int(data.get("base_seed", 0), "base_seed", 0, _MAX_SEED)
 
     settings_raw = data.get("settings", {})
@@ -198,7 +207,9 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
         settings_raw = {}
     if not isinstance(settings_raw, Mapping):
         raise ConfigError(f"settings: expected a mapping, got {_show(settings_raw)}")
-    axes = _parse_settings(settings_raw, pipeline)
+    unset = {k: rules[k] for k in ("num_inference_steps", "guidance_scale") if k in rules and k not in settings_raw}
+    applied.update(unset)
+    axes = _parse_settings(settings_raw, pipeline, unset)
     latents = _parse_latents_axis(data, settings_raw, pipeline, base_dir)
     settings = tuple(
         Setting(**dict(zip(SETTING_KEYS, combo, strict=True)), latents=latent)
@@ -237,6 +248,8 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
         "output_dir": str(data["output_dir"]),
         "device": device,
         **flags,
+        # Only when a suite's rules filled a key, so the hash of every other config stays what it was.
+        **({"suite_defaults": applied} if applied else {}),
     }
     return GenerateConfig(
         checkpoints=checkpoints,
@@ -251,8 +264,29 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
         output_dir=output_dir,
         device=device,
         normalized_json=json.dumps(normalized, sort_keys=True, separators=(",", ":")),
+        suite_defaults=applied,
         **flags,
     )
+
+
+def suite_generation(suite: Path) -> dict[str, Any]:
+    """The suite header's `generation` rules (format 2; {} when it has none). A suite that cannot be read gives {}
+    here: loading it for generation names its problem, as before."""
+    from sdeval.suites.load import load_suite
+
+    try:
+        return dict(load_suite(suite).generation)
+    except ConfigError:
+        return {}
+
+
+def suite_defaults_line(config: GenerateConfig) -> str | None:
+    """What the suite's rules set, in one line, for generate and bench to say (None: nothing)."""
+    if not config.suite_defaults:
+        return None
+    said = ", ".join(f"{k} {v}" for k, v in config.suite_defaults.items())
+    suite = config.to_dict()["suite"]
+    return f"suite {suite}: its generation rules where the config sets none: {said} (set a key to override)"
 
 
 def _parse_checkpoints(raw: Any, base_dir: Path) -> list[tuple[CheckpointSpec, dict[str, Any]]]:
@@ -460,13 +494,15 @@ def _parse_latents_axis(
     return files
 
 
-def _parse_settings(raw: Mapping[str, Any], pipeline: str) -> dict[str, tuple[Any, ...]]:
+def _parse_settings(
+    raw: Mapping[str, Any], pipeline: str, suite_defaults: Mapping[str, Any] | None = None
+) -> dict[str, tuple[Any, ...]]:
     check_keys(raw, (*SETTING_KEYS, LATENTS_KEY), "settings.")  # latents: its own axis (_parse_latents_axis)
     axes: dict[str, tuple[Any, ...]] = {}
     for key in SETTING_KEYS:
         where = f"settings.{key}"
         if key not in raw:
-            default = SETTING_DEFAULTS[key]
+            default = (suite_defaults or {}).get(key, SETTING_DEFAULTS[key])
             if key == "strength" and pipeline == "image2image":
                 default = DEFAULT_STRENGTH
             axes[key] = (default,)

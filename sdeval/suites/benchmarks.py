@@ -79,6 +79,8 @@ class Benchmark:
     convert: Callable[[Mapping[str, bytes]], Rows]  # shipped originals by key -> rows
     question_sets: dict[str, dict[str, str]] = field(default_factory=dict)
     attach: Callable[[Rows, bytes], Rows] | None = None  # rows + the user's copy -> rows with its questions
+    #: The benchmark's own generation rules (docs/generate.md): used where a generate config leaves a key unset.
+    generation: dict[str, Any] = field(default_factory=dict)
 
     def source(self, key: str) -> Original:
         return next(s for s in self.sources if s.key == key)
@@ -95,6 +97,8 @@ class Benchmark:
         }
         if self.question_sets:
             suite["question_sets"] = self.question_sets
+        if self.generation:
+            suite["generation"] = self.generation
         return {"suite": suite}
 
 
@@ -344,8 +348,12 @@ BENCHMARK_LIST: tuple[Benchmark, ...] = (
             "GenEval's overall score is the mean of its six task scores, not the mean over the 553 prompts.",
             "sdeval's `compositional` suite uses GenEval's templates and format but is another prompt set: its "
             "numbers are not GenEval numbers.",
+            "GenEval generates 4 images per prompt with 50 steps and guidance scale 9 (generation/"
+            "diffusers_generate.py): the suite's generation defaults. Its seeds are not per image (seed_everything(42) "
+            "once per prompt, then the pipeline's own draws), so no seeds are fixed here.",
         ),
         convert=geneval,
+        generation={"seeds_per_prompt": 4, "num_inference_steps": 50, "guidance_scale": 9.0},
     ),
     Benchmark(
         id="partiprompts",
@@ -414,8 +422,12 @@ BENCHMARK_LIST: tuple[Benchmark, ...] = (
             "its CR.",
             "T2I-CompBench scores each category with its own judge (BLIP-VQA for color, shape and texture; UniDet "
             "for spatial, 3d_spatial and numeracy; CLIPScore for non_spatial; the 3-in-1 average for complex).",
+            "T2I-CompBench generates 10 images per prompt with fixed seeds, 42 to 51 (GORS_finetune/inference_eval.py: "
+            "the n-th image from a CUDA generator seeded 42 + n): the suite's generation defaults. The same seed "
+            "numbers give the same images only where the latents are drawn as that script draws them.",
         ),
         convert=t2i_compbench,
+        generation={"seeds": list(range(42, 52))},
     ),
     Benchmark(
         id="dsg-1k",
@@ -554,8 +566,11 @@ BENCHMARK_LIST: tuple[Benchmark, ...] = (
             "DPG-Bench generates 4 images per prompt as a 2x2 grid and scores each quarter with mPLUG-large; ELLA's "
             "compute_dpg_bench.py skips the first row of dpg_bench.csv (`if i == 0: continue`), so its numbers "
             "leave out one question of the first item.",
+            "DPG-Bench generates 4 images per prompt (ELLA's README), scored as the crops of a 2x2 grid: the suite's "
+            "generation default.",
         ),
         convert=dpg_bench,
+        generation={"seeds_per_prompt": 4},
         question_sets={"dpg": {"format": "dsg", "description": "DPG-Bench's questions (dpg_bench.csv)"}},
         attach=dpg_attach,
     ),

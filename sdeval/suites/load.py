@@ -32,7 +32,9 @@ ROW_KEYS_2 = ("challenge", "meta", "questions")
 GENEVAL_KEYS = ("tag", "include", "exclude")
 HEADER_KEYS = ("id", "version", "description")
 #: Header keys of format 2 (docs/suites.md): how the literature names the benchmark, where each file came from.
-HEADER_KEYS_2 = ("format", "name", "sources", "notes", "question_sets")
+HEADER_KEYS_2 = ("format", "name", "sources", "notes", "question_sets", "generation")
+#: Format 2 `generation`: the benchmark's own generation rules, used where a generate config leaves the key unset.
+GENERATION_KEYS = ("seeds_per_prompt", "seeds", "num_inference_steps", "guidance_scale")
 FORMATS = (1, 2)
 SOURCE_KEYS = ("repo", "path", "commit")
 HEADER = "suite"
@@ -110,6 +112,7 @@ class Suite:
     sources: tuple[dict[str, Any], ...] = ()  # format 2: each upstream file (repo, path, commit, license, sha256, ...)
     notes: tuple[str, ...] = ()  # format 2: what a reader must know to compare with published numbers
     question_sets: dict[str, dict[str, str]] = field(default_factory=dict)  # format 2: name -> format, description
+    generation: dict[str, Any] = field(default_factory=dict)  # format 2: the benchmark's generation defaults
 
     @property
     def identity(self) -> SuiteIdentity:
@@ -208,6 +211,7 @@ def parse_suite(data: bytes, path: Path, *, check_files: bool = False) -> tuple[
         sources=head.sources,
         notes=head.notes,
         question_sets=head.question_sets,
+        generation=head.generation,
     )
     return suite, problems
 
@@ -301,6 +305,7 @@ class _Head:
     sources: tuple[dict[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
     question_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
 
 
 def _header(header: tuple[int, Any] | None, path: Path, problems: list[Problem], prefix: str) -> _Head:
@@ -350,7 +355,49 @@ def _header(header: tuple[int, Any] | None, path: Path, problems: list[Problem],
         bad(f"notes: expected a list of non-empty strings, got {_show(notes)}")
         notes = []
     sets = parse_question_sets(obj.get("question_sets", {}), "question_sets", bad)
-    return _Head(suite_id, version, description, 2, name, _sources(obj.get("sources", []), bad), tuple(notes), sets)
+    generation = _generation(obj.get("generation", {}), bad)
+    sources = _sources(obj.get("sources", []), bad)
+    return _Head(suite_id, version, description, 2, name, sources, tuple(notes), sets, generation)
+
+
+def _generation(value: Any, bad: Any) -> dict[str, Any]:
+    """Format 2 `generation`: {seeds_per_prompt | seeds, num_inference_steps, guidance_scale}, each checked."""
+    if not isinstance(value, dict):
+        bad(f"generation: expected an object with {', '.join(GENERATION_KEYS)}, got {_show(value)}")
+        return {}
+    out: dict[str, Any] = {}
+    for key in unknown_keys(value, GENERATION_KEYS):
+        bad(f"generation.{key}: unknown key{unknown_key_hint(key, GENERATION_KEYS)}")
+    if "seeds" in value and "seeds_per_prompt" in value:
+        bad("generation.seeds: give either seeds or seeds_per_prompt, not both")
+    for key in ("seeds_per_prompt", "num_inference_steps"):
+        if key in value:
+            if _whole(value[key]) and value[key] >= 1:
+                out[key] = value[key]
+            else:
+                bad(f"generation.{key}: expected an integer >= 1, got {_show(value[key])}")
+    if "seeds" in value:
+        seeds = value["seeds"]
+        if (
+            isinstance(seeds, list)
+            and seeds
+            and all(_whole(x) and x >= 0 for x in seeds)
+            and len(set(seeds)) == len(seeds)
+        ):
+            out["seeds"] = list(seeds)
+        else:
+            bad(f"generation.seeds: expected a non-empty list of distinct integers >= 0, got {_show(seeds)}")
+    if "guidance_scale" in value:
+        scale = value["guidance_scale"]
+        if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale >= 0:
+            out["guidance_scale"] = float(scale)
+        else:
+            bad(f"generation.guidance_scale: expected a number >= 0, got {_show(scale)}")
+    return out
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _sources(value: Any, bad: Any) -> tuple[dict[str, Any], ...]:

@@ -15,12 +15,14 @@ from sdeval.cli import main
 from sdeval.metrics import registry
 from sdeval.metrics.builtin import IS_SPLITS, PR_NEIGHBOURHOOD
 from sdeval.metrics.cmmd import cmmd
+from sdeval.metrics.fd_clip import fd_clip
 from sdeval.metrics.fd_dinov2 import fd_dinov2
 from sdeval.metrics.fid import FrechetState, fid_from_features
 from sdeval.metrics.inception_score import inception_score, split_of_rows
 from sdeval.metrics.kid import kid, mmd2_unbiased, polynomial_kernel
 from sdeval.metrics.precision_recall import precision_recall
 from sdeval.metrics.registry import Bootstrap, Direction, Jackknife, ResultKey
+from sdeval.metrics.vendi import vendi_score
 
 K = 6  # blocks
 SEED = 2020
@@ -59,6 +61,37 @@ def _pin_fid() -> None:
 
 def _pin_fd_dinov2() -> None:
     _pin_frechet("fd_dinov2", fd_dinov2)
+
+
+def _pin_fd_clip() -> None:
+    _pin_frechet("fd_clip", fd_clip)
+
+
+def _pin_fid_inf() -> None:
+    """With the run's seed the side draws the metric's own subsets; a leave-out is the same fit over those draws less
+    the block's rows (drawing afresh from the remaining rows would add the draws' noise to every leave-out)."""
+    from sdeval.stats.corpus import FidProjection, ReferenceRoot
+    from sdeval.stats.fid_inf import draws, fid_inf, fit
+
+    x, ref = _sets(7, 90, 120, 8)
+    blocks = _blocks(90)
+    side = _side("fid_inf", x, ref, blocks)
+    root = ReferenceRoot.from_features(ref)
+    assert side.value() == pytest.approx(fid_inf(x, root, SEED)[0].value, rel=1e-9)
+    for j in LEFT_OUT:
+        kept = [r[blocks[r] != j] for r in draws(len(x), SEED)]
+        values = [FidProjection(x[r], root).fid() for r in kept]
+        assert side.leave_outs[j] == pytest.approx(fit(np.array([len(r) for r in kept]), np.array(values)).value,
+                                                   rel=1e-9)  # fmt: skip
+
+
+def _pin_vendi_all() -> None:
+    x = _sets(8, 60, 1, 12)[0]
+    blocks = _blocks(60)
+    side = _side("vendi_all", x, None, blocks)
+    assert side.value() == pytest.approx(vendi_score(x), rel=REL)
+    for j in LEFT_OUT:
+        assert side.leave_outs[j] == pytest.approx(vendi_score(x[blocks != j]), rel=1e-10)
 
 
 def _pin_kid() -> None:
@@ -126,6 +159,9 @@ def _pin_is() -> None:
 PINS = {
     "fid": _pin_fid,
     "fd_dinov2": _pin_fd_dinov2,
+    "fd_clip": _pin_fd_clip,
+    "fid_inf": _pin_fid_inf,
+    "vendi_all": _pin_vendi_all,
     "kid": _pin_kid,
     "cmmd": _pin_cmmd,
     "recall": _pin_recall,

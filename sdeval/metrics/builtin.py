@@ -106,7 +106,9 @@ def _fid(cell: CellData) -> MetricOutput:
             f"FID: {small} images is fewer than the {ref_state.dim} feature dimensions; the covariance is "
             "rank-deficient and FID is biased upward. Use at least 2048 images per set (10k+ to compare)."
         )
-    return MetricOutput({"fid": {"value": value, "n": len(pool), "n_reference": ref_state.n}}, warnings=warnings)
+    # A statistics file whose image count nobody declared (reference/stats.py) says 0: unknown, not its nominal count.
+    n_reference = ref_state.n if ref.n else 0
+    return MetricOutput({"fid": {"value": value, "n": len(pool), "n_reference": n_reference}}, warnings=warnings)
 
 
 def kid_subset_size(params: ScoreParams, n: int, n_reference: int | None) -> int | None:
@@ -582,6 +584,126 @@ IMAGEREWARD = preference_metric("imagereward")
 HPS = preference_metric("hps")
 PICKSCORE = preference_metric("pickscore")
 AESTHETIC = preference_metric("aesthetic")
+
+
+# -- metrics the peers have: FD_CLIP, FID∞, Vendi -----------------------------------------------------------------
+
+
+def _fd_clip(cell: CellData) -> MetricOutput:
+    from sdeval.metrics.fd_clip import fd_clip, small_set_warning
+
+    ref = _require(cell.reference, "a reference")
+    mine = _require(cell.cmmd_image, "CLIP image embeddings")
+    theirs = _require(ref.cmmd_image, "the reference's CLIP image embeddings (`sdeval reference build --cmmd`)")
+    value = fd_clip(mine, theirs)
+    warning = small_set_warning(min(len(mine), len(theirs)), mine.shape[1])
+    entry = {"value": value, "n": len(mine), "n_reference": len(theirs)}
+    return MetricOutput({"fd_clip": entry}, warnings=[warning] if warning else [])
+
+
+FD_CLIP = MetricSpec(
+    name="fd_clip",
+    description="FD_CLIP: Fréchet distance of CLIP image embeddings (CMMD's, --cmmd-*) to the reference.",
+    results=(ResultKey("fd_clip", "FD_CLIP", Direction.LOWER, (0.0, None), Jackknife(_CMMD, _fid_side),
+                       detail="({n} images)"),),
+    needs=frozenset({Need.CMMD_IMAGE, Need.REFERENCE}),
+    compute=_fd_clip,
+    protocol=lambda params, cell: {"fd_clip": {"features": "L2-normalised CLIP image embeddings of the cmmd model"}},
+)  # fmt: skip
+
+
+def _fid_inf_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.stats.fid_inf import FidInfSide
+
+    return FidInfSide(x, reference, blocks, k, seed)
+
+
+def _fid_inf(cell: CellData) -> MetricOutput:
+    # sdeval.stats holds the FID projection the draws share with the FID jackknife; it loads when this metric runs.
+    from sdeval.stats.corpus import ReferenceRoot, reference_root
+    from sdeval.stats.fid_inf import entry, fid_inf
+
+    ref = _require(cell.reference, "a reference")
+    pool = _require(cell.pool, "Inception features")
+    if ref.pool is not None:
+        root, n_ref = reference_root(ref.pool), len(ref.pool)
+    else:
+        state = _require(ref.fid_state, "the reference's Inception features")
+        root, n_ref = ReferenceRoot.from_state(state), state.n
+    if len(pool) < 10:
+        raise MetricSkip(f"FID∞ needs at least 10 images (2 per draw at n / 5), got {len(pool)}")
+    fitted, points = fid_inf(pool, root, cell.params.seed)
+    return MetricOutput({"fid_inf": entry(fitted, points, len(pool), n_ref)})
+
+
+FID_INF = MetricSpec(
+    name="fid_inf",
+    description="FID∞ (Chong & Forsyth 2020): FID extrapolated to infinitely many images from a line in 1/n.",
+    # An extrapolated intercept may fall below 0 when FID is small: such values are not refused on load.
+    results=(ResultKey("fid_inf", "FID∞", Direction.LOWER, (0.0, None), Jackknife(_POOL, _fid_inf_side),
+                       strict_range=False, detail="(fit residual sd {residual_sd:.3g})"),),
+    needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
+    compute=_fid_inf,
+    protocol=lambda params, cell: {"fid_inf": {"sizes": "8 evenly spaced in 1/n from n/5 to n", "repeats": 5,
+                                               "fit": "least squares of FID against 1/n over every draw"}},
+    binds=("seed",),  # its subsample draws come from the scoring seed
+)  # fmt: skip
+
+
+def _vendi_side(x: np.ndarray, reference: np.ndarray | None, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.metrics.vendi import VendiSide
+
+    return VendiSide(x, blocks, k)
+
+
+def _vendi(cell: CellData) -> MetricOutput:
+    from sdeval.metrics.vendi import per_prompt, vendi_score
+
+    images = _require(cell.clip_image, "CLIP image embeddings")
+    if len(images) < 2:
+        raise MetricSkip(f"the Vendi score needs at least 2 images, got {len(images)}")
+    entries: dict[str, dict[str, Any]] = {"vendi_all": {"value": vendi_score(images), "n": len(images)}}
+    prompts = cell.prompts
+    rows = prompts.with_prompt if prompts is not None else np.array([], dtype=np.int64)
+    scores = per_prompt(images[rows], prompts.index[rows]) if prompts is not None and len(rows) else []
+    score_of = {s.prompt: s.score for s in scores if s.score is not None}  # prompts with 2+ images
+    column: list[Any] = [None] * cell.n
+    if prompts is None or not score_of:
+        why = "no prompt has 2 or more images (seeds)" if scores else "no scored image has a prompt"
+        entries["vendi"] = {"value": None, "skipped": why}
+    else:
+        for i in rows:
+            column[int(i)] = score_of.get(int(prompts.index[i]))
+        entries["vendi"] = {
+            "value": float(np.mean(list(score_of.values()))),
+            "n_prompts": len(score_of),
+            "n_prompts_skipped": len(scores) - len(score_of),
+            "n": int(sum(s.n_images for s in scores if s.score is not None)),
+            "per_prompt": [{"prompt": prompts.distinct[s.prompt], "n_images": s.n_images, "vendi": s.score}
+                           for s in scores],
+            "images_skipped": prompts.missing,
+        }  # fmt: skip
+    return MetricOutput(entries, per_image={"vendi_prompt": column})
+
+
+VENDI = MetricSpec(
+    name="vendi",
+    description="Vendi score (Friedman & Dieng 2023), cosine kernel on CLIP image embeddings: per prompt over its "
+    "seeds (mean over prompts with 2+ images), and over all images.",
+    results=(
+        # Each image carries its prompt's score: the mean over prompts (by text) of those reproduces the value.
+        ResultKey("vendi", "Vendi (per prompt)", Direction.HIGHER, (1.0, None),
+                  Bootstrap("vendi_prompt", weight="prompt", cluster="prompt"),
+                  detail="({n_prompts} prompts with 2+ images)"),
+        ResultKey("vendi_all", "Vendi (all images)", Direction.HIGHER, (1.0, None),
+                  Jackknife(("clip_image", None), _vendi_side), detail="({n} images)"),
+    ),
+    needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
+    compute=_vendi,
+    per_image=("vendi_prompt",),
+    protocol=lambda params, cell: {"vendi": {"kernel": "cosine of CLIP image embeddings", "q": 1,
+                                             "group_by": "prompt", "mean": "over prompts with 2+ images"}},
+)  # fmt: skip
 
 
 # -- the public benchmarks' own scores, by name (sdeval.metrics.benchmarks: the formulas) ----------------------------

@@ -358,6 +358,9 @@ for _name, _object in (
     ("dsg", "DSG"),
     ("tifa", "TIFA"),
     ("dpg", "DPG"),
+    ("fd_clip", "FD_CLIP"),
+    ("fid_inf", "FID_INF"),
+    ("vendi", "VENDI"),
 ):
     _METRICS.register(_name, f"sdeval.metrics.builtin:{_object}")
 

@@ -5,7 +5,9 @@ aggregation, and `sdeval bench --dry-run`."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,3 +157,86 @@ def test_clip_aggregation_is_an_option_recorded_in_the_protocol() -> None:
     assert CLIP.protocol is not None and CLIP.protocol(options.params, cell)["clip_score"]["aggregation"] == "mean"
     default = options_from_mapping({}, images=".").params
     assert CLIP.protocol(default, cell) == {}  # the default adds nothing: earlier results files stay as they were
+
+
+# -- 2. references given as Fréchet statistics --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Two sets of 12 small images: enough for a FID, few enough for a fast test."""
+    from sdeval.score.demo import make_image_set
+
+    root = tmp_path_factory.mktemp("sets")
+    make_image_set(root / "gen", 12, seed=1, size=48, style="blobs")
+    make_image_set(root / "ref", 12, seed=2, size=48, style="spots")
+    return {"gen": str(root / "gen"), "ref": str(root / "ref")}
+
+
+def _stats_file(tmp_path: Path, image_sets: dict, weights: str, preprocess: str) -> tuple[Path, Path]:
+    """(an sdeval reference of the `ref` set, the same set as pytorch-fid's mu/sigma .npz)."""
+    from sdeval.features.options import FeatureOptions
+    from sdeval.reference.build import build_reference_file
+
+    cache = os.environ["SDEVAL_CACHE_DIR"]  # the features of both sets are extracted once for these tests
+    options = FeatureOptions(preprocess=preprocess, inception_weights=weights, device="cpu", cache_dir=cache,
+                             progress=False)  # fmt: skip
+    full = tmp_path / "ref.npz"
+    state = build_reference_file(image_sets["ref"], str(full), options).fid_state
+    assert state is not None
+    stats = tmp_path / "stats.npz"
+    np.savez_compressed(stats, mu=state.mean(), sigma=state.covariance())  # as pytorch-fid --save-stats writes them
+    return full, stats
+
+
+def test_fid_against_frechet_statistics_equals_fid_against_the_reference(
+    tmp_path: Path, small_sets: dict, inception_weights: str
+) -> None:
+    image_sets = small_sets
+    from sdeval.api import score_folder
+    from sdeval.core.hashing import file_sha256
+    from sdeval.results.protocol import differences
+
+    full, stats = _stats_file(tmp_path, image_sets, inception_weights, "legacy")
+    common = {"metrics": ["fid"], "inception_weights": inception_weights, "device": "cpu"}
+    expected = score_folder(image_sets["gen"], reference=full, **common)
+    # Random weights: the declaration names them (the default is the standard weights').
+    sha = file_sha256(inception_weights)
+    Path(f"{stats}.json").write_text(json.dumps({"weights_sha256": sha, "n": 12, "source": "the ref set"}))
+    got = score_folder(image_sets["gen"], reference=stats, reference_protocol="legacy", **common)
+    fid, want = got["cells"][0]["metrics"]["fid"], expected["cells"][0]["metrics"]["fid"]
+    assert fid["value"] == pytest.approx(want["value"], rel=1e-6) and fid["n_reference"] == 12
+    assert got["reference"] == {"source": str(stats), "n": 12, "images_sha256": file_sha256(stats)}
+    declared = got["cells"][0]["protocol"]["reference"]["declared"]
+    assert declared == {"kind": "frechet-statistics", "preprocess": "legacy", "weights_sha256": sha,
+                        "source": "the ref set", "declared_by": "--reference-protocol and stats.npz.json"}  # fmt: skip
+    # The declaration binds: a result against declared statistics is not compared silently with one against images.
+    binding, _ = differences(got["cells"][0]["protocol"], expected["cells"][0]["protocol"])
+    assert "reference.declared.kind" in binding and "reference.images_sha256" in binding
+
+
+def test_frechet_statistics_give_fid_only_and_need_a_declared_matching_route(
+    tmp_path: Path, small_sets: dict, inception_weights: str
+) -> None:
+    image_sets = small_sets
+    from sdeval.api import score_folder
+    from sdeval.core.errors import ProtocolMismatchError, SdevalError
+    from sdeval.core.hashing import file_sha256
+
+    _, stats = _stats_file(tmp_path, image_sets, inception_weights, "legacy")
+    common: dict[str, Any] = {"inception_weights": inception_weights, "device": "cpu"}
+    with pytest.raises(SdevalError, match=r"Fréchet statistics \(mu, sigma\) only, which give FID alone: kid needs"):
+        score_folder(image_sets["gen"], reference=stats, metrics=["fid", "kid"], reference_protocol="legacy", **common)
+    with pytest.raises(SdevalError, match=r"declare the Inception route with --reference-protocol"):
+        score_folder(image_sets["gen"], reference=stats, metrics=["fid"], **common)
+    Path(f"{stats}.json").write_text(
+        json.dumps({"preprocess": "legacy", "weights_sha256": file_sha256(inception_weights)})
+    )
+    with pytest.raises(SdevalError, match=r"--reference-protocol clean disagrees with stats.npz.json"):
+        score_folder(image_sets["gen"], reference=stats, metrics=["fid"], reference_protocol="clean", **common)
+    # Made one way, scored another: FID is refused as incomparable, naming the field.
+    with pytest.raises(ProtocolMismatchError, match=r"preprocess is 'legacy' there but 'clean' here"):
+        score_folder(image_sets["gen"], reference=stats, metrics=["fid"], preprocess="clean", **common)
+    Path(f"{stats}.json").unlink()  # declared by the flag alone, the standard weights are assumed: not these
+    with pytest.raises(ProtocolMismatchError, match=r"weights_sha256 is '6726825d"):
+        score_folder(image_sets["gen"], reference=stats, metrics=["fid"], reference_protocol="legacy", **common)

@@ -194,7 +194,40 @@ def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any) -> Sco
         metrics=tuple(dict.fromkeys(names)),
         base_dir=base_dir,
     )
+    if reference is not None:
+        _check_statistics(reference, names, options)
     return ScoreSection(options)
+
+
+def _check_statistics(reference: Path, names: list[str], options: Any) -> None:
+    """A reference of Fréchet statistics, checked before anything is generated: FID only, its Inception route declared
+    (score.reference_protocol or its sidecar) and the run's own (sdeval.reference.stats)."""
+    from sdeval.core.errors import SdevalError
+    from sdeval.reference.stats import declared_protocol, is_stats_file, refuse_other_metrics
+
+    if not is_stats_file(reference):
+        if options.reference_protocol is not None:
+            raise ConfigError(
+                f"score.reference_protocol: only for a statistics file (mu, sigma); {reference} is not one"
+            )
+        return
+    try:
+        refuse_other_metrics(reference, [name for name in names if _needs_reference(name)])
+        declared = declared_protocol(reference, options.reference_protocol)
+    except SdevalError as err:
+        raise ConfigError(f"reference: {err}") from None
+    if declared["preprocess"] != options.features.preprocess:
+        raise ConfigError(
+            f"score.preprocess: {options.features.preprocess!r}, but the statistics in {reference.name} were made with "
+            f"{declared['preprocess']!r} ({declared['declared_by']}): FID would compare features made two ways; set "
+            f"score.preprocess: {declared['preprocess']}"
+        )
+
+
+def _needs_reference(name: str) -> bool:
+    from sdeval.metrics import registry
+
+    return registry.get(name).needs_reference
 
 
 def _parse_report(raw: Any, base_dir: Path, stem: str) -> ReportSection | None:

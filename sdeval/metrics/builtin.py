@@ -106,7 +106,9 @@ def _fid(cell: CellData) -> MetricOutput:
             f"FID: {small} images is fewer than the {ref_state.dim} feature dimensions; the covariance is "
             "rank-deficient and FID is biased upward. Use at least 2048 images per set (10k+ to compare)."
         )
-    return MetricOutput({"fid": {"value": value, "n": len(pool), "n_reference": ref_state.n}}, warnings=warnings)
+    # A statistics file whose image count nobody declared (reference/stats.py) says 0: unknown, not its nominal count.
+    n_reference = ref_state.n if ref.n else 0
+    return MetricOutput({"fid": {"value": value, "n": len(pool), "n_reference": n_reference}}, warnings=warnings)
 
 
 def kid_subset_size(params: ScoreParams, n: int, n_reference: int | None) -> int | None:

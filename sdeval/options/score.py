@@ -31,6 +31,8 @@ def _judges() -> tuple[str, ...]:
 class ScoreOptions:
     images: str
     reference: str | None = None
+    #: The Inception route a statistics reference (mu, sigma) was made with, as its maker declares it (reference/stats)
+    reference_protocol: str | None = None
     metrics: tuple[str, ...] | None = None  # None: the registry's defaults
     # The metric parameters' defaults are the registry's (ScoreParams), said once.
     kid_subset_size: int | None = ScoreParams.kid_subset_size  # None: min(1000, n, n_reference)
@@ -160,6 +162,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cmmd_pretrained": _text,
     "rprecision_r": _int(2),
     "clip_aggregation": _choice(lambda: CLIP_AGGREGATIONS),
+    "reference_protocol": _choice(lambda: PREPROCESS_MODES),
     "group_by": _text,
     "suite": _text,
     "judge": _choice(_judges),

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from sdeval.core.devices import resolve_device
+from sdeval.core.errors import SdevalError
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipEmbedder, ClipModelSpec
 from sdeval.features.inception import POOL, InceptionExtractor
@@ -88,15 +89,23 @@ def build_reference_file(
     return reference
 
 
-def load_any_reference(source: str, needs: list[tuple[Any, str]], options: FeatureOptions) -> Reference:
-    """A reference from a folder (features extracted now) or a file (each extractor's protocol checked).
+def load_any_reference(
+    source: str, needs: list[tuple[Any, str]], options: FeatureOptions, route: str | None = None
+) -> Reference:
+    """A reference from a folder (features extracted now) or a file (each extractor's protocol checked): an sdeval
+    reference file, or Fréchet statistics (mu, sigma) whose protocol `route` (--reference-protocol) or their sidecar
+    declares (sdeval.reference.stats).
 
     `needs` pairs each extractor whose features the metrics need with the hint shown when a reference
     file holds none of that kind.
     """
+    from sdeval.reference.stats import is_stats_file, load_stats_reference
+
     if Path(source).is_dir():
         return reference_from_folder(source, [extractor for extractor, _ in needs], options)
-    reference = load_reference(source)
+    if route is not None and not is_stats_file(source):
+        raise SdevalError(f"--reference-protocol: only for a statistics file (mu, sigma); {source} says its own")
+    reference = load_stats_reference(source, route) if is_stats_file(source) else load_reference(source)
     for extractor, hint in needs:
         require_features(reference, extractor.protocol(), extractor.cache_key, hint)
     return reference

@@ -60,9 +60,12 @@ class Reference:
     source: str  # folder or file it came from
     image_hashes: list[str] | None = None
     image_paths: list[str] | None = None
+    #: What the user declared a statistics file was made with (sdeval.reference.stats); None for images' features.
+    declared: dict[str, Any] | None = None
 
     def identity(self) -> dict[str, Any]:
-        return {"source": self.source, "n": self.n, "images_sha256": self.images_hash}
+        out = {"source": self.source, "n": self.n, "images_sha256": self.images_hash}
+        return out if self.declared is None else {**out, "declared": self.declared}
 
     @property
     def has_image_identity(self) -> bool:

@@ -32,7 +32,8 @@ def assemble(prep: Prepared, cells: list[dict[str, Any]]) -> dict[str, Any]:
             "images_sha256": images_hash(prep.paths, prep.hashes),
             "skipped": prep.skipped,
         },
-        "reference": prep.reference_identity,
+        # The document's reference block is closed (schema): a statistics file's declaration is in the protocol's.
+        "reference": _identity(prep.reference_identity),
         "prompts": None,
         "cells": cells,
         "warnings": prep.warnings,
@@ -46,6 +47,10 @@ def assemble(prep: Prepared, cells: list[dict[str, Any]]) -> dict[str, Any]:
         computed = prep.texts.n_computed if prep.texts else 0
         document["prompts"] = {**prep.prompts.summary(), "n_text_computed": computed}
     return document
+
+
+def _identity(reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if reference is None else {k: reference[k] for k in ("source", "n", "images_sha256")}
 
 
 def state_arrays(prep: Prepared, rows: list[int]) -> dict[str, np.ndarray]:

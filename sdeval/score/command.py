@@ -24,12 +24,13 @@ from sdeval.options.cli import (
     input_values,
     parse_metrics,
 )
+from sdeval.options.score import PREPROCESS_MODES
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
                "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
-               "cmmd_pretrained", "clip_aggregation", "imagereward_model", "hps_model", "pickscore_model",
-               "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
+               "cmmd_pretrained", "clip_aggregation", "reference_protocol", "imagereward_model", "hps_model",
+               "pickscore_model", "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
                "questions")  # fmt: skip
 
 
@@ -71,6 +72,10 @@ def _model_options(func):
 @click.command(cls=InputsCommand, make_options=input_options, inputs_before="imagereward_model")
 @click.argument("images", type=click.Path(exists=True, file_okay=False))
 @click.option("--reference", "-r", default=None, help="reference folder, or a file from `sdeval reference build`.")
+@click.option("--reference-protocol", type=click.Choice(PREPROCESS_MODES), default=None, metavar="ROUTE",
+              help="with --reference STATS.npz (mu, sigma: pytorch-fid's, clean-fid's, MLPerf's; FID only): the "
+              "Inception route it was made with (or STATS.npz.json says so); FID is refused where this run's "
+              "differs.")  # fmt: skip
 @click.option("--metrics", cls=MetricsHelp, default=None, help="comma-separated metrics [default: fid,kid,is,pr].")
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="prompt manifest (JSONL or CSV, `file` and `prompt` columns, `file` relative to the manifest's "

@@ -29,6 +29,7 @@ from sdeval.options.score import ScoreOptions, options_json
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
+from sdeval.reference.stats import is_stats_file, refuse_other_metrics
 from sdeval.score.geneval import is_geneval_layout, read_layout
 from sdeval.score.grouping import (
     Grouping,
@@ -143,6 +144,8 @@ def prepare_part(
     warns = list(models.warnings)
 
     reference: Any = None
+    if options.reference and is_stats_file(options.reference):  # Fréchet statistics serve FID alone
+        refuse_other_metrics(options.reference, [spec.name for spec in specs if spec.needs_reference])
     if options.reference and any(spec.needs_reference for spec in specs):
         reference_needs = models.reference_needs(needs, options.reference)
         if shard is not None and shard[1] > 1 and Path(options.reference).is_dir():
@@ -150,7 +153,9 @@ def prepare_part(
             extractors = [extractor for extractor, _ in reference_needs]
             reference = reference_share(options.reference, extractors, options.features, shard)
         else:
-            reference = load_any_reference(options.reference, reference_needs, options.features)
+            reference = load_any_reference(
+                options.reference, reference_needs, options.features, options.reference_protocol
+            )
     elif options.reference:
         warns.append("--reference is not used by the requested metrics")
 

@@ -1,10 +1,16 @@
-"""Inception-v3 features through torch-fidelity's FeatureExtractorInceptionV3, in `legacy` or `clean` mode.
+"""Inception-v3 features through torch-fidelity's FeatureExtractorInceptionV3, by one of three input routes.
 
-Both modes resize in the decode workers and feed the network a float [N, 3, 299, 299] batch in 0..255:
+Every route resizes in the decode workers and feeds the network a float [N, 3, 299, 299] batch on its 0..255
+scale (the network maps it to [-1, 1] as (x - 128) / 128):
 - legacy: torch-fidelity's own TF1-compatible bilinear resize, the exact function its forward applies
   (per image, so batching images of different sizes is possible; at 299x299 its in-network resize is
-  the identity, which a test checks against the library's uint8 forward);
-- clean: clean-fid's clean mode, PIL bicubic on each float32 channel, clipped to 0..255.
+  the identity, which a test checks against the library's uint8 forward); torchmetrics' FID takes this route;
+- clean: clean-fid's clean mode, PIL bicubic on each float32 channel, clipped to 0..255;
+- pytorch-fid: pytorch-fid's (and MLPerf's): the image as floats in [0, 1], `F.interpolate` bilinear to 299 with
+  `align_corners=False`, then 2x - 1. Given to the network as 256x, whose (x - 128) / 128 is that 2x - 1;
+- torchmetrics: torchmetrics' FID/KID/IS since 1.4 (`antialias=True`, its default): `F.interpolate` bilinear with
+  antialiasing on the 0..255 floats (a downscale averages over the source pixels; an upscale equals plain bilinear).
+  With `antialias=False` torchmetrics takes the legacy route.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
 POOL = "pool"  # 2048-d pool3 features (FID, KID, precision/recall)
 LOGITS = "logits_unbiased"  # 1008-d logits without bias (Inception Score, as torch-fidelity)
-PREPROCESS_MODES = ("legacy", "clean")
+PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -91,6 +97,29 @@ def resize_clean(rgb: np.ndarray) -> torch.Tensor:
         plane = plane.resize((INPUT_SIZE, INPUT_SIZE), resample=Image.Resampling.BICUBIC)
         channels.append(np.asarray(plane).clip(0, 255))
     return torch.from_numpy(np.stack(channels).astype(np.float32))
+
+
+def resize_pytorch_fid(rgb: np.ndarray) -> torch.Tensor:
+    """pytorch-fid's route: [0, 1] floats, bilinear `F.interpolate` to 299 (align_corners=False), on the 0..255 scale
+    the network expects such that its (x - 128) / 128 equals pytorch-fid's 2x - 1 (x * 256 is exact in float32)."""
+    x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255
+    x = torch.nn.functional.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    return x[0] * 256
+
+
+def resize_torchmetrics(rgb: np.ndarray) -> torch.Tensor:
+    """torchmetrics' route (NoTrainInceptionV3 with antialias=True): antialiased bilinear on 0..255 floats."""
+    x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    size = (INPUT_SIZE, INPUT_SIZE)
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+_RESIZE = {
+    "legacy": resize_legacy,
+    "clean": resize_clean,
+    "pytorch-fid": resize_pytorch_fid,
+    "torchmetrics": resize_torchmetrics,
+}
 
 
 class _InceptionNetwork(FeatureExtractorInceptionV3):
@@ -211,7 +240,7 @@ class InceptionExtractor:
         return self._network
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
-        return resize_legacy(rgb) if self.mode == "legacy" else resize_clean(rgb)
+        return _RESIZE[self.mode](rgb)
 
     @torch.inference_mode()
     def extract(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:

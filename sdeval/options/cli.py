@@ -21,7 +21,8 @@ def feature_options(func):
     options = [
         click.option("--preprocess", type=click.Choice(PREPROCESS_MODES), default=DEFAULTS["preprocess"],
                      show_default=True,
-                     help="legacy: torch-fidelity/TTUR bilinear resize; clean: clean-fid PIL bicubic."),
+                     help="legacy: torch-fidelity/TTUR bilinear resize; clean: clean-fid PIL bicubic; pytorch-fid: "
+                     "F.interpolate bilinear, inputs 2x/255-1; torchmetrics: antialiased bilinear."),
         click.option("--inception-weights", type=click.Path(dir_okay=False), default=None,
                      help="torch-fidelity-format Inception state dict (.pth or .safetensors); "
                      "default: the standard weights."),

@@ -18,7 +18,7 @@ from sdeval.metrics.clip_score import AGGREGATIONS as CLIP_AGGREGATIONS
 from sdeval.metrics.registry import ScoreParams
 
 #: The adherence judges `--judge` takes (sdeval.judges.registry builds them).
-PREPROCESS_MODES = ("legacy", "clean")
+PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")  # sdeval.features.inception says each route
 
 
 def _judges() -> tuple[str, ...]:

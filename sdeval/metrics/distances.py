@@ -306,12 +306,13 @@ def nearest(a: ScreenedSet, rows: slice, b: ScreenedSet, hi: torch.Tensor, width
     return best, table_cols.gather(1, where)
 
 
-def hit_masks(
+def hit_pairs(
     a: ScreenedSet, rows: slice, b: ScreenedSet, hi: torch.Tensor, radii: torch.Tensor, *, per_row: bool
-) -> list[torch.Tensor]:
-    """Exact `sqrt(max(D, 0)) <= radius` masks [r, b.n], one per radius: `radii` [r, T] per row (NaN: no radius,
-    never a hit) or [b.n] per column (T = 1). Pairs the screen cannot settle are recomputed with the float64
-    formula; a block where too many pairs are near a radius is recomputed whole (the float64 path's cost)."""
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The pairs (row of the block, column) with exact `sqrt(max(D, 0)) <= radius`, one list per radius: `radii`
+    [r, T] per row (NaN: no radius, never a hit) or [b.n] per column (T = 1). Pairs the screen cannot settle are
+    recomputed with the float64 formula; a block where too many pairs are near a radius is recomputed whole (the
+    float64 path's cost). Sparse: hits are a few per row, and no [r, b.n] mask is written or read again."""
     import torch  # at call time (see the imports above)
 
     sa = a.sq[rows]
@@ -329,9 +330,9 @@ def hit_masks(
     if int(torch.count_nonzero(maybe)) * _DENSE > maybe.numel():
         index = np.arange(start, start + len(hi))
         distances = exact_rows(a, index, b).clamp_min_(0).sqrt_()
-        if per_row:
-            return [distances <= radii[:, t, None] for t in range(thresholds)]
-        return [distances <= radii]
+        masks = [distances <= radii[:, t, None] for t in range(thresholds)] if per_row else [distances <= radii]
+        found = [mask.nonzero() for mask in masks]
+        return [(index[:, 0], index[:, 1]) for index in found]
     i, j = maybe.nonzero(as_tuple=True)
     del maybe
     hi_pairs = hi[i, j].double()
@@ -344,14 +345,12 @@ def hit_masks(
         unsure |= ~sure & (low <= squared * (1 + _SLACK))  # NaN: neither, a miss
         certain.append(sure)
     distances = exact_squared(a, (i[unsure] + start).numpy(), b, j[unsure].numpy()).clamp_min_(0).sqrt_()
-    masks = []
+    pairs = []
     for sure, radius in zip(certain, pair_radii, strict=True):
         hit = sure.clone()
         hit[unsure] = distances <= radius[unsure]
-        mask = torch.zeros(hi.shape, dtype=torch.bool)
-        mask[i[hit], j[hit]] = True
-        masks.append(mask)
-    return masks
+        pairs.append((i[hit], j[hit]))
+    return pairs
 
 
 _CHECKED: dict[tuple, bool] = {}

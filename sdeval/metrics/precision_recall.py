@@ -27,7 +27,7 @@ import numpy as np
 from sdeval.metrics.distances import (
     ScreenedSet,
     exact_rows,
-    hit_masks,
+    hit_pairs,
     nearest,
     reproduces_float64,
     screen,
@@ -174,9 +174,17 @@ def inside_balls(
         return inside
     a, b = screened
     for rows in _row_chunks(a.n, b.n):
-        (mask,) = hit_masks(a, rows, b, screen(a, rows, b), radii, per_row=False)
-        inside[rows] = mask.any(dim=1)
+        inside[rows] = _rows_hit(hit_pairs(a, rows, b, screen(a, rows, b), radii, per_row=False)[0], rows)
     return inside
+
+
+def _rows_hit(pairs: tuple[torch.Tensor, torch.Tensor], rows: slice) -> torch.Tensor:
+    """Per row of the block, whether some pair holds it."""
+    import torch  # at call time (see the imports above)
+
+    hit = torch.zeros(rows.stop - rows.start, dtype=torch.bool)
+    hit[pairs[0]] = True
+    return hit
 
 
 def _not_enough(k: int, n_generated: int, n_real: int) -> NotEnoughDataError:
@@ -214,11 +222,8 @@ def precision_recall(
         ref_inside = torch.zeros(b.n, dtype=torch.bool)
         for rows in _row_chunks(a.n, b.n):
             hi = screen(a, rows, b)
-            (precision_mask,) = hit_masks(a, rows, b, hi, ref_radii, per_row=False)
-            gen_inside[rows] = precision_mask.any(dim=1)
-            del precision_mask
-            (recall_mask,) = hit_masks(a, rows, b, hi, gen_radii[rows, None], per_row=True)
-            ref_inside |= recall_mask.any(dim=0)
+            gen_inside[rows] = _rows_hit(hit_pairs(a, rows, b, hi, ref_radii, per_row=False)[0], rows)
+            ref_inside[hit_pairs(a, rows, b, hi, gen_radii[rows, None], per_row=True)[0][1]] = True
     _keep_hits(generated, real, k, gen_inside)
     precision = float(gen_inside.double().mean())
     recall = float(ref_inside.double().mean())
@@ -281,20 +286,26 @@ def recall_leave_outs(
                 gen_inside[rows] = (distances <= ref_radii).any(dim=1)
             inside = [distances <= radius[:, None]] + [distances <= grown_radius[:, t, None] for t in range(k + 1)]
             del distances
+            # OR each row's verdicts into its block's row (accumulating booleans is an OR); bool masks are an eighth
+            # of the distance block, so memory stays at one block.
+            held.index_put_((own,), inside[0], accumulate=True)
+            for t in range(k + 1):  # NaN (no t-th grown radius) is never inside
+                grown.index_put_(
+                    (grown_block[:, t].where(grown_block[:, t] >= 0, n_blocks),), inside[t + 1], accumulate=True
+                )
+            del inside
         else:
             hi = screen(a, rows, b)
             if ref_radii is not None:
-                gen_inside[rows] = hit_masks(a, rows, b, hi, ref_radii, per_row=False)[0].any(dim=1)
-            inside = hit_masks(a, rows, b, hi, torch.cat([radius[:, None], grown_radius], dim=1), per_row=True)
+                gen_inside[rows] = _rows_hit(hit_pairs(a, rows, b, hi, ref_radii, per_row=False)[0], rows)
+            thresholds = torch.cat([radius[:, None], grown_radius], dim=1)
+            pairs = hit_pairs(a, rows, b, hi, thresholds, per_row=True)
             del hi
-        # OR each row's verdicts into its block's row (accumulating booleans is an OR); bool masks are an eighth of
-        # the distance block, so memory stays at one block.
-        held.index_put_((own,), inside[0], accumulate=True)
-        for t in range(k + 1):  # NaN (no t-th grown radius) is never inside
-            grown.index_put_(
-                (grown_block[:, t].where(grown_block[:, t] >= 0, n_blocks),), inside[t + 1], accumulate=True
-            )
-        del inside
+            held[own[pairs[0][0]], pairs[0][1]] = True  # the same ORs, from the hit pairs
+            grown_row = grown_block.where(grown_block >= 0, n_blocks)  # NaN (no t-th grown radius) is never inside
+            for t in range(k + 1):
+                i, j = pairs[t + 1]
+                grown[grown_row[i, t], j] = True
     if ref_radii is not None:
         _keep_hits(generated, real, k, gen_inside)
     holders = held.sum(dim=0)

@@ -16,6 +16,8 @@ from sdeval.features.options import FeatureOptions
 from sdeval.metrics import registry
 from sdeval.metrics.clip_score import AGGREGATIONS as CLIP_AGGREGATIONS
 from sdeval.metrics.registry import ScoreParams
+from sdeval.options.protocols import NAMES as PROTOCOL_NAMES
+from sdeval.options.protocols import apply_preset
 
 #: The adherence judges `--judge` takes (sdeval.judges.registry builds them).
 PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")  # sdeval.features.inception says each route
@@ -64,6 +66,8 @@ class ScoreOptions:
     #: The feature inputs' option values given (sdeval.features.inputs), by key (`dinov2_model`); the others take
     #: their declared defaults.
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    #: A peer protocol by name (`protocol: clean-fid`; sdeval.options.protocols): its name, expansion, overrides.
+    protocol_preset: Mapping[str, Any] | None = None
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -185,6 +189,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "vqa_template": _text,
     "vqa_threshold": _unit,
     "questions": _text,
+    "protocol": _choice(lambda: PROTOCOL_NAMES),  # expanded before the others are read (apply_preset)
 }
 #: Options naming a local file or folder where one exists (else a tag or hub id): taken from the config's folder.
 _PATHS = (
@@ -240,7 +245,8 @@ def options_from_mapping(
     mean" for unknown keys and choices. With `base_dir`, path-like options that exist relative to it are taken from
     there (a config file's own folder)."""
     check_keys(values, option_keys(), f"{where}.")
-    chosen: dict[str, Any] = {}
+    values, preset = apply_preset(values, where)  # a peer protocol fills the options it names that were not given
+    chosen: dict[str, Any] = {} if preset is None else {"protocol_preset": preset}
     for key, value in values.items():
         if value is None:
             continue

@@ -29,6 +29,8 @@ INFORMATIVE: tuple[str, ...] = (
     "suite.prompts",
     "judge.specs.path",  # where the suite file lies; its id, version and sha256 stay binding
     "prompts.*",
+    "preset.*",  # a peer protocol's name and expansion: the options it set are recorded, binding, where they belong
+    "preset.*.*",
 )
 
 #: Binding fields, listed so the docs can name them (the rule above already makes them binding).

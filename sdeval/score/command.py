@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from sdeval.core.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
@@ -24,6 +25,7 @@ from sdeval.options.cli import (
     input_values,
     parse_metrics,
 )
+from sdeval.options.protocols import NAMES as PROTOCOL_NAMES
 from sdeval.options.score import PREPROCESS_MODES
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
@@ -31,7 +33,7 @@ _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprec
                "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
                "cmmd_pretrained", "clip_aggregation", "reference_protocol", "imagereward_model", "hps_model",
                "pickscore_model", "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
-               "questions")  # fmt: skip
+               "questions", "protocol")  # fmt: skip
 
 
 def _model_options(func):
@@ -103,6 +105,9 @@ def _model_options(func):
 @click.option("--clip-aggregation", type=click.Choice(CLIP_AGGREGATIONS), default=DEFAULTS["clip_aggregation"],
               show_default=True, help="clip: mean of 100·max(cos, 0) per image (clamped: torchmetrics' scale), or "
               "of 100·cos (mean: MLPerf's, no clamp).")  # fmt: skip
+@click.option("--protocol", type=click.Choice(PROTOCOL_NAMES), default=None,
+              help="a peer's protocol by name: sets every choice that moves its numbers (route, KID subsets, CLIP "
+              "aggregation) that is not given explicitly; recorded in the results.")  # fmt: skip
 @click.option("--per-image", is_flag=True, hidden=True, help="kept for compatibility: per-image rows are always there.")
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=DEFAULTS["kid_subsets"], show_default=True)
@@ -137,6 +142,11 @@ def score(images, reference, metrics, geneval_results, per_image, shard, out, **
     if geneval_results:
         check_output_file(geneval_results, "--geneval-results")
     chosen = {**feature_values(values), **input_values(values), **{key: values.pop(key) for key in _SCORE_KEYS}}
+    if chosen.get("protocol") is not None:
+        # Options left at their defaults are not "given": the preset fills them (an explicit one wins, recorded).
+        context = click.get_current_context()
+        chosen = {k: (None if context.get_parameter_source(k) is ParameterSource.DEFAULT and k != "protocol" else v)
+                  for k, v in chosen.items()}  # fmt: skip
     options = options_from_mapping(
         chosen, images=images, reference=reference, metrics=parse_metrics(metrics) if metrics else None, where="option"
     )

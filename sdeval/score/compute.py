@@ -161,6 +161,8 @@ def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
         if role not in ROLES:
             protocol[role] = record
     protocol.update(models.preference)
+    if options.protocol_preset is not None:  # the peer protocol asked for: what it set (the fields above bind)
+        protocol["preset"] = dict(options.protocol_preset)
     if prep.judge_protocol is not None:
         protocol["judge"] = prep.judge_protocol
         if protocol["suite"] is None and isinstance(prep.judge_protocol["specs"], dict):

@@ -15,6 +15,7 @@ from sdeval.cli import main
 from sdeval.metrics import registry
 from sdeval.metrics.builtin import IS_SPLITS, PR_NEIGHBOURHOOD
 from sdeval.metrics.cmmd import cmmd
+from sdeval.metrics.density_coverage import density_coverage
 from sdeval.metrics.fd_clip import fd_clip
 from sdeval.metrics.fd_dinov2 import fd_dinov2
 from sdeval.metrics.fid import FrechetState, fid_from_features
@@ -94,6 +95,17 @@ def _pin_vendi_all() -> None:
         assert side.leave_outs[j] == pytest.approx(vendi_score(x[blocks != j]), rel=1e-10)
 
 
+def _pin_density_coverage(key: str, which: int) -> None:
+    """With the reference fixed, a leave-out is the metric of the remaining rows, to the last bit of the counts."""
+    x, ref = _sets(9, 90, 40, 8)
+    ref = ref * 2.0  # some real balls far from every row: coverage below 1
+    blocks = _blocks(90)
+    side = _side(key, x, ref, blocks)
+    assert side.value() == density_coverage(x, ref)[which]
+    for j in range(K):
+        assert side.leave_outs[j] == pytest.approx(density_coverage(x[blocks != j], ref)[which], rel=REL)
+
+
 def _pin_kid() -> None:
     """The side is the unbiased MMD² of all the rows against the reference rows (KID's estimator, metrics/kid.py),
     not the cell's mean over random subsets: with one subset as large as both sets, KID is the same number."""
@@ -162,6 +174,8 @@ PINS = {
     "fd_clip": _pin_fd_clip,
     "fid_inf": _pin_fid_inf,
     "vendi_all": _pin_vendi_all,
+    "density": lambda: _pin_density_coverage("density", 0),
+    "coverage": lambda: _pin_density_coverage("coverage", 1),
     "kid": _pin_kid,
     "cmmd": _pin_cmmd,
     "recall": _pin_recall,

@@ -1,5 +1,6 @@
-"""The metrics the peer tools have (FD_CLIP, FID∞, Vendi): each against an independent computation (scipy's sqrtm in
-float64, stats' fid_against_n and numpy's polyfit, the `vendi-score` package), and each through every stage by its
+"""The metrics the peer tools have (FD_CLIP, FID∞, Vendi, density and coverage): each against an independent
+computation (scipy's sqrtm in float64, stats' fid_against_n and numpy's polyfit, the `vendi-score` and `prdc`
+packages), and each through every stage by its
 registration alone: `sdeval metrics`, the table, --ci, shards and merge, the Evaluator, the report and the gate."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdeval.cli import main
+from sdeval.metrics.density_coverage import CoverageSide, DensitySide, density_coverage
 from sdeval.metrics.fd_clip import fd_clip
 from sdeval.metrics.vendi import VendiSide, per_prompt, vendi_score
 from sdeval.score.demo import make_image_set
@@ -22,10 +24,11 @@ from sdeval.stats.fid_inf import FidInfSide, draws, fid_inf
 
 PROMPTS = ["a red cube", "a cat", "a blue sphere", "a dog", "a green cone", "a bird"]
 SEEDS = 3
-METRICS = "fd_clip,fid_inf,vendi"
-KEYS = ("fd_clip", "fid_inf", "vendi", "vendi_all")
+METRICS = "fd_clip,fid_inf,vendi,dc"
+KEYS = ("fd_clip", "fid_inf", "vendi", "vendi_all", "density", "coverage")
 #: The metrics without Inception: the fast twins of the shard and Evaluator checks run these (the slow ones all).
 CLIP_ONLY = ("fd_clip", "vendi")
+LABELS = ("FD_CLIP", "FID∞", "Vendi (per prompt)", "Vendi (all images)", "Density (k=5)", "Coverage (k=5)")
 CLIP_KEYS = ("fd_clip", "vendi", "vendi_all")
 
 
@@ -94,6 +97,35 @@ def test_vendi_equals_the_vendi_score_package():
     side = VendiSide(x, prompt_of, 4)
     assert side.value() == pytest.approx(vendi.score_dual(x), rel=1e-9)
     assert side.leave_outs[2] == pytest.approx(vendi.score_dual(x[prompt_of != 2]), rel=1e-9)
+
+
+@pytest.mark.parametrize("d", [8, 64])
+def test_density_and_coverage_equal_prdc(d):
+    import prdc
+
+    rng = np.random.default_rng(d)
+    x = rng.normal(size=(300, d)).astype(np.float32)
+    ref = (rng.normal(size=(250, d)) * 1.1 + 0.1).astype(np.float32)
+    expected = prdc.compute_prdc(ref.astype(np.float64), x.astype(np.float64), nearest_k=5)
+    density, coverage = density_coverage(x, ref)
+    assert density == pytest.approx(expected["density"], rel=1e-12) and coverage == expected["coverage"]
+    assert density_coverage(x, ref, k=3) == pytest.approx(
+        [
+            prdc.compute_prdc(ref.astype(np.float64), x.astype(np.float64), nearest_k=3)[m]
+            for m in ("density", "coverage")
+        ]
+    )  # k is configurable
+
+
+def test_density_and_coverage_leave_outs_are_the_metric_of_the_other_rows():
+    rng = np.random.default_rng(4)
+    x, ref = rng.normal(size=(120, 6)), rng.normal(size=(60, 6)) * 2.5  # real balls far from any row: coverage below 1
+    blocks = rng.permutation(np.arange(120) % 6)
+    density, coverage = DensitySide(x, ref, blocks, 6), CoverageSide(x, ref, blocks, 6)
+    assert (density.value(), coverage.value()) == density_coverage(x, ref)
+    for j in range(6):
+        assert (density.leave_outs[j], coverage.leave_outs[j]) == pytest.approx(density_coverage(x[blocks != j], ref))
+    assert 0 < coverage.value() < 1
 
 
 def test_fid_inf_side_of_a_small_set_drops_the_draws_a_block_empties():
@@ -165,6 +197,8 @@ def test_metrics_lists_them():
         "fid_inf": ("lower", "jackknife over prompt blocks"),
         "vendi": ("higher", "bootstrap over prompts"),
         "vendi_all": ("higher", "jackknife over prompt blocks"),
+        "density": ("higher", "jackknife over prompt blocks"),
+        "coverage": ("higher", "jackknife over prompt blocks"),
     }
 
 
@@ -187,12 +221,14 @@ def test_score_values_intervals_and_table(whole, folder):
     assert metrics["vendi"]["value"] == pytest.approx(expected, rel=1e-9)
     assert metrics["vendi"]["n_prompts"] == len(PROMPTS)
     assert metrics["vendi_all"]["value"] == pytest.approx(vendi.score_dual(clip.astype(np.float64)), rel=1e-9)
+    density, coverage = density_coverage(pool, ref_pool)
+    assert metrics["density"]["value"] == density and metrics["coverage"]["value"] == coverage
     for key in KEYS:  # --ci: each with its declared method
         interval = metrics[key]["interval"]
         assert interval["low"] <= metrics[key]["value"] <= interval["high"] or key == "fid_inf", key
     assert "bootstrap" in metrics["vendi"]["interval"]["method"]
     assert "jackknife" in metrics["vendi_all"]["interval"]["method"]
-    for label in ("FD_CLIP", "FID∞", "Vendi (per prompt)", "Vendi (all images)"):
+    for label in LABELS:
         assert label in whole["output"], label
     assert cell["protocol"]["fid_inf"]["repeats"] == 5 and cell["protocol"]["vendi"]["q"] == 1
 
@@ -207,7 +243,7 @@ def _shards_merge_into_the_whole(whole, folder, reference, models, tmp_path, met
     assert merged.exit_code == 0, merged.output
     got = json.loads((tmp_path / "merged.json").read_text())["cells"][0]["metrics"]
     want = whole["doc"]["cells"][0]["metrics"]
-    assert set(got) == {key for key in KEYS if key in got} and len(got) == (4 if "fid_inf" in metrics else 3)
+    assert set(got) == {key for key in KEYS if key in got} and len(got) == (len(KEYS) if "fid_inf" in metrics else 3)
     for key in got:
         assert got[key]["value"] == pytest.approx(want[key]["value"], rel=1e-9), key
         assert got[key]["interval"]["low"] == pytest.approx(want[key]["interval"]["low"], rel=1e-6), key
@@ -253,11 +289,12 @@ def test_report_and_gate_name_them(whole, tmp_path):
     report = _run("report", whole["path"], "-o", tmp_path / "report", "--quiet")
     assert report.exit_code == 0, report.output
     summary = (tmp_path / "report" / "summary.md").read_text()
-    for label in ("FD_CLIP", "FID∞", "Vendi (per prompt)", "Vendi (all images)"):
+    for label in LABELS:
         assert label in summary, label
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - {metric: fd_clip, max: 1000}\n  - {metric: fid_inf, max: 100000}\n"
-                     "  - {metric: vendi, min: 1}\n  - {metric: vendi_all, min: 1}\n")  # fmt: skip
+                     "  - {metric: vendi, min: 1}\n  - {metric: vendi_all, min: 1}\n  - {metric: density, min: 0}\n"
+                     "  - {metric: coverage, min: 0}\n")  # fmt: skip
     gate = _run("gate", whole["path"], "--rules", rules, "--json", tmp_path / "gate.json")
     assert gate.exit_code == 0, gate.output
     verdicts = json.loads((tmp_path / "gate.json").read_text())

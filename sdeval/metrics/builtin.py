@@ -12,6 +12,7 @@ import numpy as np
 from sdeval.metrics.adherence import adherence
 from sdeval.metrics.clip_score import DEFAULT_AGGREGATION, clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
+from sdeval.metrics.density_coverage import K as DC_NEIGHBOURHOOD
 from sdeval.metrics.diversity import image_distances, prompt_diversity
 from sdeval.metrics.fid import FrechetState, fid_from_features
 from sdeval.metrics.inception_score import inception_score
@@ -908,4 +909,45 @@ DPG = MetricSpec(
     compute=_dpg,
     per_image=("dpg_score",),
     protocol=_benchmark_protocol("dpg", _dpg_differs),
+)  # fmt: skip
+
+
+# -- density and coverage (Naeem et al. 2020), on precision/recall's k-NN balls -------------------------------
+
+
+def _density_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.metrics.density_coverage import DensitySide
+
+    return DensitySide(x, reference, blocks, k)
+
+
+def _coverage_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+    from sdeval.metrics.density_coverage import CoverageSide
+
+    return CoverageSide(x, reference, blocks, k)
+
+
+def _dc(cell: CellData) -> MetricOutput:
+    from sdeval.metrics.density_coverage import density_coverage
+
+    ref = _require(cell.reference, "a reference")
+    pool, ref_pool = _require(cell.pool, "Inception features"), _require(ref.pool, "reference Inception features")
+    density, coverage = density_coverage(pool, ref_pool, DC_NEIGHBOURHOOD)
+    return MetricOutput({"density": {"value": density}, "coverage": {"value": coverage}})
+
+
+DC = MetricSpec(
+    name="dc",
+    description=f"Density and coverage (Naeem et al. 2020), k = {DC_NEIGHBOURHOOD}, on pool3 features: "
+    "precision/recall's real k-NN balls counted (density) and covered (coverage).",
+    results=(
+        # Density is 1 on average for two sets from one distribution and may exceed it: no upper bound.
+        ResultKey("density", f"Density (k={DC_NEIGHBOURHOOD})", Direction.HIGHER, (0.0, None),
+                  Jackknife(_POOL, _density_side)),
+        ResultKey("coverage", f"Coverage (k={DC_NEIGHBOURHOOD})", Direction.HIGHER, (0.0, 1.0),
+                  Jackknife(_POOL, _coverage_side)),
+    ),
+    needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
+    compute=_dc,
+    protocol=lambda params, cell: {"dc": {"k": DC_NEIGHBOURHOOD, "ball": "distance <= radius"}},
 )  # fmt: skip

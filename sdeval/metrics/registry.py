@@ -361,6 +361,7 @@ for _name, _object in (
     ("fd_clip", "FD_CLIP"),
     ("fid_inf", "FID_INF"),
     ("vendi", "VENDI"),
+    ("dc", "DC"),
 ):
     _METRICS.register(_name, f"sdeval.metrics.builtin:{_object}")
 

@@ -203,16 +203,29 @@ def test_fid_against_frechet_statistics_equals_fid_against_the_reference(
     # Random weights: the declaration names them (the default is the standard weights').
     sha = file_sha256(inception_weights)
     Path(f"{stats}.json").write_text(json.dumps({"weights_sha256": sha, "n": 12, "source": "the ref set"}))
-    got = score_folder(image_sets["gen"], reference=stats, reference_protocol="legacy", **common)
+    # Through the command, which writes the results file (checked against the results schema on the way).
+    from click.testing import CliRunner
+
+    from sdeval.cli import main
+    from sdeval.results.document import load_results
+
+    args = ["score", image_sets["gen"], "--reference", str(stats), "--reference-protocol", "legacy", "--metrics", "fid",
+            "--inception-weights", inception_weights, "--device", "cpu", "-o", str(tmp_path / "r.json")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    got = load_results(tmp_path / "r.json")
     fid, want = got["cells"][0]["metrics"]["fid"], expected["cells"][0]["metrics"]["fid"]
     assert fid["value"] == pytest.approx(want["value"], rel=1e-6) and fid["n_reference"] == 12
     assert got["reference"] == {"source": str(stats), "n": 12, "images_sha256": file_sha256(stats)}
-    declared = got["cells"][0]["protocol"]["reference"]["declared"]
+    declared = got["cells"][0]["protocol"]["reference_declared"]
     assert declared == {"kind": "frechet-statistics", "preprocess": "legacy", "weights_sha256": sha,
                         "source": "the ref set", "declared_by": "--reference-protocol and stats.npz.json"}  # fmt: skip
     # The declaration binds: a result against declared statistics is not compared silently with one against images.
     binding, _ = differences(got["cells"][0]["protocol"], expected["cells"][0]["protocol"])
-    assert "reference.declared.kind" in binding and "reference.images_sha256" in binding
+    assert "reference_declared.kind" in binding and "reference.images_sha256" in binding
+    from sdeval.results.protocol import binds
+
+    assert binds("reference_declared.preprocess", "fid") and not binds("reference_declared.preprocess", "clip")
 
 
 def test_frechet_statistics_give_fid_only_and_need_a_declared_matching_route(

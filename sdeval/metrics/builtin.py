@@ -166,6 +166,7 @@ FID = MetricSpec(
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_fid,
     default=True,
+    binds=("reference_declared",),  # a statistics reference's declared protocol (sdeval.reference.stats)
 )  # fmt: skip
 KID = MetricSpec(
     name="kid",

@@ -6,9 +6,9 @@ Such a file holds neither images nor features: only FID can be computed against 
 and the other reference metrics need per-image features), and nothing in it says how the features were made. So the
 protocol is what the user declares, by `--reference-protocol ROUTE` (score.reference_protocol in a bench config) or
 by a sidecar JSON beside the file, `STATS.npz.json`: `{"preprocess": ROUTE, "weights_sha256": ..., "n": ...}`
-(`weights_sha256` defaults to the standard Inception weights', `n`, the number of reference images, to unknown). The
-declaration is recorded with the reference (`protocol.reference.declared`), and the run's Inception extractor must
-match it, or FID is refused as incomparable.
+(`weights_sha256` defaults to the standard Inception weights', `n`, the number of reference images, to unknown).
+The declaration is recorded with the results (`protocol.reference_declared`, which FID binds), and the run's
+Inception extractor must match it, or FID is refused as incomparable.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from sdeval.reference.files import Reference
 
 #: The metrics a statistics file can serve.
 STATS_METRICS = ("fid",)
+#: The protocol block the declaration is recorded in (the `reference` block is closed by the results schema).
+DECLARED_BLOCK = "reference_declared"
 SIDECAR_SUFFIX = ".json"
 DECLARED_KEYS = ("preprocess", "weights_sha256", "n", "source")
 #: The Fréchet state needs a count; FID does not depend on it. Where the declaration gives none, this nominal one is

@@ -12,6 +12,7 @@ import numpy as np
 
 from sdeval.metrics.registry import CellData, MetricSkip, MetricSpec, PromptData
 from sdeval.reference.files import images_hash
+from sdeval.reference.stats import DECLARED_BLOCK
 from sdeval.score.part import ROLES
 from sdeval.score.prepare import Prepared
 
@@ -135,16 +136,24 @@ def _per_image_row(prep: Prepared, i: int, j: int, columns: dict[str, list[Any]]
     return row
 
 
+def _reference_identity(reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if reference is None else {k: v for k, v in reference.items() if k != "declared"}
+
+
 def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
     options, models = prep.options, prep.models
     protocol: dict[str, Any] = {
         "metrics": [spec.name for spec in prep.specs],
         "inception": models.protocol("inception"),
-        "reference": prep.reference_identity,
+        "reference": _reference_identity(prep.reference_identity),
         "suite": (prep.grouping.source.get("run") or {}).get("suite"),
         "seed": options.seed,
         "decode": DECODE_RULE,
     }
+    if prep.reference_identity is not None and "declared" in prep.reference_identity:
+        # What the user declared a statistics reference was made with (reference/stats.py): a block of its own, since
+        # the reference block is closed (the results schema); FID, the one metric such a reference serves, binds it.
+        protocol[DECLARED_BLOCK] = prep.reference_identity["declared"]
     for spec in prep.specs:
         if spec.protocol is not None:
             protocol.update(spec.protocol(options.params, data))

@@ -253,3 +253,114 @@ def test_frechet_statistics_give_fid_only_and_need_a_declared_matching_route(
     Path(f"{stats}.json").unlink()  # declared by the flag alone, the standard weights are assumed: not these
     with pytest.raises(ProtocolMismatchError, match=r"weights_sha256 is '6726825d"):
         score_folder(image_sets["gen"], reference=stats, metrics=["fid"], reference_protocol="legacy", **common)
+
+
+# -- 4. sdeval bench --dry-run, 5. builtin:mlperf-sdxl ------------------------------------------------------------
+
+
+def _mlperf_config() -> dict[str, Any]:
+    import yaml
+
+    from sdeval.bench.config import read_config_text
+
+    return yaml.safe_load(read_config_text("builtin:mlperf-sdxl")[0])
+
+
+def test_dry_run_prints_the_plan_of_all_5000_captions_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from sdeval.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["bench", "builtin:mlperf-sdxl", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "1 checkpoint(s) x 1 setting(s) x 5000 prompts x 1 seed(s) = 5000 images" in out
+    assert "sdxl: stabilityai/stable-diffusion-xl-base-1.0 (hub)" in out
+    assert "guidance_scale 8.0, num_inference_steps 20, scheduler 'euler', width 1024, height 1024" in out
+    assert "latents builtin:mlperf-sdxl (1x4x128x128, sha256 78cac10a20ea, the same for every prompt)" in out
+    assert "clip_aggregation mean, clip_model ViT-B-32, clip_pretrained openai, preprocess pytorch-fid" in out
+    assert "fid min 23.01085758 max 23.95007626" in out and "clip min 31.68631873 max 31.81331801" in out
+    assert "missing (needed before a real run): reference: no such file or folder" in out  # the user's val2014 stats
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    # Without --dry-run the missing reference stops the run before anything starts.
+    result = CliRunner().invoke(main, ["bench", "builtin:mlperf-sdxl"])
+    assert result.exit_code == 2 and "reference: no such file or folder" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_statistics_reference_is_checked_when_the_config_is_read(tmp_path: Path) -> None:
+    import yaml
+
+    from sdeval.bench.config import load_bench_config
+
+    config = _mlperf_config()
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(4), sigma=np.eye(4))
+    config.update(reference="stats.npz", output_dir="out")
+
+    def load(**changes: Any) -> Any:
+        data = {**config, **changes}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+        return load_bench_config(str(tmp_path / "c.yaml"))
+
+    assert load().score.options.reference_protocol == "pytorch-fid"
+    with pytest.raises(ConfigError, match=r"reference: .*give FID alone: kid needs"):
+        load(metrics=["fid", "kid", "clip"])
+    with pytest.raises(ConfigError, match=r"score\.preprocess: 'legacy', but the statistics in stats\.npz were made"):
+        load(score={**config["score"], "preprocess": "legacy"})
+    with pytest.raises(ConfigError, match=r"reference: .*declare the Inception route"):
+        load(score={k: v for k, v in config["score"].items() if k != "reference_protocol"})
+
+
+def _mlperf_copy(folder: Path, sdxl: Path, inception_weights: str, clip: tuple[str, str], captions: int) -> Path:
+    """The shipped config with what a CPU can run put in: a tiny random SDXL and its latent, random Inception and CLIP
+    weights, statistics of random images as the reference, and the first `captions` of MLPerf's captions."""
+    import yaml
+
+    from sdeval.core.hashing import file_sha256
+    from sdeval.suites import load_suite
+
+    config = _mlperf_config()
+    suite = load_suite("builtin:mlperf-coco2014")
+    rows = [{"id": p.id, "prompt": p.prompt} for p in suite.prompts[:captions]]
+    (folder / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _write_latents(folder / "latents.safetensors", _latent_shape(sdxl, 32))
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((64, 2048)) * 0.1 + 0.2
+    np.savez(folder / "val2014.npz", mu=features.mean(0), sigma=np.cov(features, rowvar=False))
+    (folder / "val2014.npz.json").write_text(json.dumps({"weights_sha256": file_sha256(inception_weights)}))
+    config.update(
+        checkpoints=[{"name": "sdxl", "path": str(sdxl)}], suite="captions.jsonl", latents="latents.safetensors",
+        settings={**config["settings"], "width": 32, "height": 32, "num_inference_steps": 2}, device="cpu",
+        reference="val2014.npz", output_dir="out", report={**config["report"], "output": "report"},
+        score={**config["score"], "clip_model": clip[0], "clip_pretrained": clip[1],
+               "inception_weights": inception_weights, "device": "cpu"},
+    )  # fmt: skip
+    path = folder / "mlperf-sdxl.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_mlperf_sdxl_runs_end_to_end_on_the_cpu(
+    tmp_path: Path, sdxl: Path, inception_weights: str, tiny_name: str, tiny_clip_weights: dict[int, str]
+) -> None:
+    from sdeval.bench.stages import run_bench
+    from sdeval.results.document import load_results
+
+    path = _mlperf_copy(tmp_path, sdxl, inception_weights, (tiny_name, tiny_clip_weights[0]), captions=20)
+    lines: list[str] = []
+    code = run_bench(str(path), progress=False, echo=lines.append)
+    assert code == 1, "\n".join(lines)  # random weights land outside MLPerf's ranges: the gate fails, as it should
+    results = load_results(tmp_path / "out" / "results.json")
+    cell = results["cells"][0]
+    assert cell["metrics"]["fid"]["n"] == 20 and cell["metrics"]["clip"]["n"] == 20
+    protocol = cell["protocol"]
+    assert protocol["inception"]["preprocess"] == "pytorch-fid"
+    assert protocol["clip_score"]["aggregation"] == "mean"
+    assert protocol["reference_declared"]["preprocess"] == "pytorch-fid"
+    gate = json.loads((tmp_path / "out" / "gate.json").read_text())
+    assert gate["summary"]["fail"] == 2
+    assert (tmp_path / "report" / "index.html").is_file()

@@ -12,10 +12,13 @@ from sdeval.core.errors import ExitCode, OutputError, Terminated
 @click.command("bench")
 @click.argument("config", metavar="CONFIG|builtin:NAME")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--dry-run", is_flag=True,
+              help="read and check the config, print the plan (images, outputs, metrics, gate rules); run nothing, "
+              "write nothing.")  # fmt: skip
 @click.option("--shard", default=None, metavar="I/N",
               help="array jobs: generate and score share I of N (0-based) only; then run `sdeval bench CONFIG` "
               "once to merge the shares, gate and report.")  # fmt: skip
-def bench_command(config: str, quiet: bool, shard: str | None) -> None:
+def bench_command(config: str, quiet: bool, shard: str | None, dry_run: bool) -> None:
     """Generate, score, gate and report from one CONFIG (resumable: each stage skips what is already done).
 
     builtin:calibration runs offline on the CPU in about a minute (docs/bench.md). Exit code: the gate's
@@ -23,6 +26,13 @@ def bench_command(config: str, quiet: bool, shard: str | None) -> None:
     """
     from sdeval.core.distributed import parse_shard
 
+    if dry_run:
+        from sdeval.bench.config import load_bench_config
+        from sdeval.bench.plan import plan_lines
+
+        for line in plan_lines(load_bench_config(config, missing_ok=True)):
+            click.echo(line)
+        return
     try:
         code = run_bench(config, progress=not quiet, shard=parse_shard(shard) if shard else None)
     except (KeyboardInterrupt, Terminated) as err:

@@ -71,6 +71,8 @@ class BenchConfig:
     #: Trackers to log the results to, after the report (sdeval.trackers.options.LogOptions; docs/trackers.md).
     log: tuple[Any, ...] = ()
     pick: Any = None  # sdeval.gate.pick.PickRule: which checkpoint to ship (None: no rule)
+    #: Files the run needs that are not there yet, each with how to make it (read with `missing_ok`: a dry run).
+    missing: tuple[str, ...] = ()
 
     @property
     def out(self) -> Path:
@@ -106,9 +108,10 @@ def read_config_text(source: str) -> tuple[str, str, Path]:
     return path.read_text(encoding="utf-8"), config_format(path), path.resolve().parent
 
 
-def load_bench_config(source: str) -> BenchConfig:
+def load_bench_config(source: str, missing_ok: bool = False) -> BenchConfig:
     """Read a bench config: the generation config's keys plus `reference`, `metrics`, `score`, `report`, `gate`
-    and `about`. Every error names its key."""
+    and `about`. Every error names its key. With `missing_ok` (a dry run) a reference file that is not there yet is
+    listed in `missing` instead."""
     from sdeval.generate.config import TOP_KEYS, parse_config
 
     text, fmt, base_dir = read_config_text(source)
@@ -120,7 +123,8 @@ def load_bench_config(source: str) -> BenchConfig:
     bench = {key: data.pop(key) for key in BENCH_KEYS if key in data}
     generate = parse_config(data, base_dir=base_dir)
     stem = Path(source[len(EXAMPLE_PREFIX) :] if source.startswith(EXAMPLE_PREFIX) else source).stem
-    score = _parse_score(bench, base_dir, generate)
+    missing: list[str] = []
+    score = _parse_score(bench, base_dir, generate, missing if missing_ok else None)
     about = bench.get("about")
     if about is not None and not isinstance(about, str):
         raise ConfigError(f"about: expected text, got {about!r}")
@@ -134,6 +138,7 @@ def load_bench_config(source: str) -> BenchConfig:
         sections_json=json.dumps(bench, sort_keys=True, default=str),
         log=parse_log_section(bench.get("log"), base_dir),
         pick=_parse_pick(bench.get("pick"), score.options.metrics),
+        missing=tuple(missing),
     )
 
 
@@ -163,7 +168,7 @@ def _check_keys(data: Any, known: tuple[str, ...], where: str) -> Mapping[str, A
     return data
 
 
-def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any) -> ScoreSection:
+def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any, missing: list[str] | None) -> ScoreSection:
     from sdeval.metrics import registry
     from sdeval.score import options_from_mapping
 
@@ -181,9 +186,10 @@ def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any) -> Sco
             raise ConfigError(f"reference: expected a path, got {bench['reference']!r}")
         reference = (base_dir / Path(bench["reference"]).expanduser()).resolve()
         if not reference.exists():
-            raise ConfigError(
-                f"reference: no such file or folder: {reference} (build one with `sdeval reference build`)"
-            )
+            why = f"no such file or folder: {reference} (build one with `sdeval reference build`)"
+            if missing is None:
+                raise ConfigError(f"reference: {why}")
+            missing.append(f"reference: {why}")
     needing = [m for m in names if registry.get(m).needs_reference]
     if needing and reference is None:
         raise ConfigError(f"reference: required by metrics {', '.join(needing)}")
@@ -194,7 +200,7 @@ def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any) -> Sco
         metrics=tuple(dict.fromkeys(names)),
         base_dir=base_dir,
     )
-    if reference is not None:
+    if reference is not None and reference.exists():
         _check_statistics(reference, names, options)
     return ScoreSection(options)
 

@@ -20,6 +20,12 @@ from sdeval.core.errors import ConfigError, SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.suggest import check_keys
 
+#: Latents shipped in sdeval/generate/data/ (README.md there says where each comes from): name -> (file, sha256).
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_LATENTS = {
+    # MLPerf Inference text_to_image/tools/latents.npy (mlcommons/inference b66003e1), equal to its latents.pt.
+    "mlperf-sdxl": ("mlperf-sdxl-latents.npy", "78cac10a20ea287f88b5851382e21504a755338d3f8ba8ffd2bcf9e9bf2404f9"),
+}
 SAFE_SUFFIXES = (".safetensors", ".npy")
 PICKLE_SUFFIXES = (".pt", ".pth")
 LATENTS_KEYS = ("path", "allow_pickle")
@@ -59,7 +65,9 @@ def parse_latents(value: Any, where: str, base_dir: Path) -> LatentsFile:
         value = value.get("path")
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: expected a .safetensors or .npy file (or a mapping with path), got {value!r}")
-    path = (base_dir / Path(value).expanduser()).resolve()
+    path = (
+        _builtin(value, where) if value.startswith(BUILTIN_PREFIX) else (base_dir / Path(value).expanduser()).resolve()
+    )
     if not path.is_file():
         raise ConfigError(f"{where}: no such file: {path}")
     suffix = path.suffix.lower()
@@ -74,7 +82,21 @@ def parse_latents(value: Any, where: str, base_dir: Path) -> LatentsFile:
         array = read_array(path, allow_pickle, value)
     except SdevalError as err:
         raise ConfigError(f"{where}: {err}") from None
-    return LatentsFile(value, path, file_sha256(path), tuple(int(d) for d in array.shape), allow_pickle)
+    sha256 = file_sha256(path)
+    shipped = BUILTIN_LATENTS.get(value[len(BUILTIN_PREFIX) :]) if value.startswith(BUILTIN_PREFIX) else None
+    if shipped is not None and sha256 != shipped[1]:
+        raise ConfigError(f"{where}: the shipped {path.name} has sha256 {sha256[:12]}..., not {shipped[1][:12]}...")
+    return LatentsFile(value, path, sha256, tuple(int(d) for d in array.shape), allow_pickle)
+
+
+def _builtin(value: str, where: str) -> Path:
+    """The shipped latent a `builtin:NAME` names."""
+    from importlib import resources
+
+    name = value[len(BUILTIN_PREFIX) :]
+    if name not in BUILTIN_LATENTS:
+        raise ConfigError(f"{where}: no built-in latent {name!r} (built-in: {', '.join(sorted(BUILTIN_LATENTS))})")
+    return Path(str(resources.files("sdeval.generate") / "data" / BUILTIN_LATENTS[name][0]))
 
 
 def read_array(path: Path, allow_pickle: bool, name: str) -> np.ndarray:

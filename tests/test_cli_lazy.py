@@ -49,12 +49,6 @@ def test_score_help_imports_no_diffusers(score_help_imports: list[str]) -> None:
     assert "diffusers" not in score_help_imports and "transformers" not in score_help_imports
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="score's --help builds its options from the registrations (options/cli.py): the feature extractors' "
-    "(features/inputs.py loads features/dinov2.py, ...) and the metrics' (metrics/builtin.py loads the preference "
-    "scorers), whose modules import torch at module level",
-)
 def test_score_help_imports_no_torch(score_help_imports: list[str]) -> None:
     assert "torch" not in score_help_imports
 

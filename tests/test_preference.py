@@ -34,9 +34,11 @@ from sdeval.preference import (
     PreferenceScorer,
     load_scorer,
     scorer_class,
+    scorer_info,
 )
 from sdeval.preference.base import CLIP_MEAN, CLIP_STD
 from sdeval.preference.imagereward import REWARD_MEAN, REWARD_STD
+from sdeval.preference.info import ScorerInfo
 from sdeval.preference.mlp import RewardMLP
 
 PROMPTS = ["a red cat", "the big blue dog on a tree", "a photo of a small house", "dogs", "a red cat"]
@@ -722,6 +724,13 @@ def test_scores_do_not_depend_on_batching(scorers, name, images):
     np.testing.assert_allclose(one_by_one, together, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(in_pairs, together, rtol=1e-5, atol=1e-5)
     assert scorer.score(batch[:0], []).shape == (0,)
+
+
+@pytest.mark.parametrize("name", list(SCORERS))
+def test_metadata_without_the_model_module_is_the_class_metadata(name):
+    """metrics/builtin.py and the help read a scorer's metadata from info.py (no torch); the class reads it there."""
+    assert ScorerInfo.of(scorer_class(name)) == scorer_info(name)
+    assert scorer_info(name).name == name
 
 
 @pytest.mark.parametrize("name", list(SCORERS))

@@ -35,6 +35,7 @@ from sdeval.metrics.registry import (
 )
 from sdeval.metrics.rprecision import DEFAULT_MAX_R, clip_r_precision
 from sdeval.metrics.seed_robustness import robustness
+from sdeval.preference import scorer_info
 
 IS_SPLITS = 10
 PR_NEIGHBOURHOOD = 3
@@ -565,15 +566,13 @@ def _per_prompt_means(prompts: PromptData, rows: np.ndarray, values: np.ndarray)
 
 def preference_metric(name: str) -> MetricSpec:
     """The metric of preference scorer `name` (sdeval.preference.SCORERS): its mean score over images."""
-    from sdeval.preference import SCORERS  # torch loads with the scorers
-
-    scorer = SCORERS.get(name)
+    scorer = scorer_info(name)  # a built-in's metadata, without importing its module (torch)
     needs = {Need.PREFERENCE} | ({Need.PROMPTS} if scorer.prompt_relative else set())
     relative = " against its prompt, compared between cells prompt by prompt" if scorer.prompt_relative else ""
     return MetricSpec(
         name=name,
         description=f"{scorer.label}: a human-preference score per image{relative} (mean over images).",
-        results=(ResultKey(name, scorer.label, Direction(scorer.direction), tuple(scorer.range),
+        results=(ResultKey(name, scorer.label, Direction(scorer.direction), scorer.range,
                            Bootstrap(name, pair_by="prompt" if scorer.prompt_relative else "item"),
                            detail="({n} images)"),),
         needs=frozenset(needs),

@@ -2,24 +2,29 @@
 
 Each is a per-image metric (higher is better) built from the real model classes, loaded strictly from a hub id
 or a local path; local paths never touch the network, and pickle checkpoints load only with allow_pickle=True.
-`scorer_class(name)` gives a scorer's metadata (direction, range, prompt_relative, default_model) without loading
-anything; `load_scorer(name, model, ...)` builds it.
+`scorer_info(name)` gives a scorer's metadata (direction, range, prompt_relative, default_model) without importing
+it (info.py, no torch); `scorer_class(name)` imports its class; `load_scorer(name, model, ...)` builds it. This
+package imports no scorer module until one is used, so the help and the metric registrations stay light.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sdeval.core.errors import SdevalError
 from sdeval.core.registry import Registry
-from sdeval.preference.aesthetic import AestheticScorer
-from sdeval.preference.base import EmbeddingScorer, PreferenceScorer
-from sdeval.preference.hps import HpsScorer
-from sdeval.preference.imagereward import ImageRewardScorer
-from sdeval.preference.pickscore import PickScoreScorer
+from sdeval.preference.info import BUILTIN, ScorerInfo
+
+if TYPE_CHECKING:
+    import torch
+
+    from sdeval.preference.aesthetic import AestheticScorer
+    from sdeval.preference.base import EmbeddingScorer, PreferenceScorer
+    from sdeval.preference.hps import HpsScorer
+    from sdeval.preference.imagereward import ImageRewardScorer
+    from sdeval.preference.pickscore import PickScoreScorer
 
 __all__ = [
     "SCORERS",
@@ -31,8 +36,25 @@ __all__ = [
     "PreferenceScorer",
     "load_scorer",
     "scorer_class",
+    "scorer_info",
     "scorer_options",
 ]
+
+#: The classes this package names, imported on first access (their modules import torch).
+_LAZY = {
+    "AestheticScorer": "sdeval.preference.aesthetic",
+    "EmbeddingScorer": "sdeval.preference.base",
+    "HpsScorer": "sdeval.preference.hps",
+    "ImageRewardScorer": "sdeval.preference.imagereward",
+    "PickScoreScorer": "sdeval.preference.pickscore",
+    "PreferenceScorer": "sdeval.preference.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check(name: str, cls: type[Any]) -> None:
@@ -40,16 +62,22 @@ def _check(name: str, cls: type[Any]) -> None:
         raise SdevalError(f"preference scorer {name!r}: {cls!r} is no scorer class named {name!r} with a load()")
 
 
-#: Every preference scorer by its metric name: the built-ins, then the `sdeval.scorers` entry points of installed
-#: packages (each a scorer class, as the built-ins are).
+#: Every preference scorer by its metric name: the built-ins (lazy references), then the `sdeval.scorers` entry
+#: points of installed packages (each a scorer class, as the built-ins are).
 SCORERS: Registry[type[Any]] = Registry("preference scorer", group="sdeval.scorers", check=_check)
-for _cls in (ImageRewardScorer, HpsScorer, PickScoreScorer, AestheticScorer):
-    SCORERS.register(_cls.name, _cls)
+for _name, (_, _target) in BUILTIN.items():
+    SCORERS.register(_name, _target)
 _COMMON = ("model", "device", "allow_pickle", "batch_size")
 
 
+def scorer_info(name: str) -> ScorerInfo:
+    """A scorer's metadata: a built-in's from info.py (nothing imported), a plugin's from its class."""
+    builtin = BUILTIN.get(name)
+    return builtin[0] if builtin is not None else ScorerInfo.of(scorer_class(name))
+
+
 def scorer_class(name: str) -> type[Any]:
-    """The class of a scorer (its metadata is on the class: no model is loaded)."""
+    """The class of a scorer, imported (its metadata is on the class: no model is loaded)."""
     return SCORERS.get(name)
 
 

@@ -21,13 +21,12 @@ import torch
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.features.clip import CLIP_SCORE_MODEL, FEATURE_NAME, ClipEmbedder
-from sdeval.preference.base import HIGHER, check_prompts, no_model_error
+from sdeval.preference.base import check_prompts, no_model_error
+from sdeval.preference.info import AESTHETIC as INFO
 from sdeval.preference.mlp import RewardMLP, head_input_size
 from sdeval.preference.weights import load_strict, read_state_file, resolve_file
 
-AESTHETIC_URL = (
-    "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth"
-)
+AESTHETIC_URL = INFO.default_model
 #: The CLIP model the head was trained on: OpenAI ViT-L/14 (the CLIP score's default model too).
 AESTHETIC_CLIP = CLIP_SCORE_MODEL
 # Bump when what score_embeddings() returns changes for the same files.
@@ -37,12 +36,12 @@ _SCORER_VERSION = 1
 class AestheticScorer:
     """LAION aesthetic predictor v2: an MLP head on normalised CLIP ViT-L/14 image embeddings; prompts ignored."""
 
-    name = "aesthetic"
-    label = "LAION aesthetic v2"
-    direction = HIGHER
-    range: tuple[float | None, float | None] = (None, None)
-    prompt_relative = False
-    default_model = AESTHETIC_URL
+    name = INFO.name
+    label = INFO.label
+    direction = INFO.direction
+    range = INFO.range
+    prompt_relative = INFO.prompt_relative
+    default_model = INFO.default_model
     feature_name = FEATURE_NAME
 
     def __init__(

@@ -24,8 +24,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-#: The score direction every preference scorer has: a higher score means humans (or the head) prefer the image.
-HIGHER = "higher"
 #: The normalisation constants CLIP, BLIP and ImageReward use.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

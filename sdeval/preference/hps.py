@@ -34,7 +34,6 @@ from sdeval.core.hashing import file_sha256
 from sdeval.preference.base import (
     CLIP_MEAN,
     CLIP_STD,
-    HIGHER,
     check_prompts,
     check_rgb,
     distinct_rows,
@@ -42,6 +41,7 @@ from sdeval.preference.base import (
     no_model_error,
     row_dot,
 )
+from sdeval.preference.info import HPS as INFO
 from sdeval.preference.weights import hub_file, load_strict, read_state_file, resolve_file
 
 HPS_REPO = "xswu/HPSv2"
@@ -94,12 +94,12 @@ class HpsImageTransform:
 class HpsScorer:
     """HPS v2/v2.1: cosine of the image and prompt embeddings of an HPS-tuned open_clip model."""
 
-    name = "hps"
-    label = "HPS v2"
-    direction = HIGHER
-    range: tuple[float | None, float | None] = (-1.0, 1.0)
-    prompt_relative = True
-    default_model = "v2.1"
+    name = INFO.name
+    label = INFO.label
+    direction = INFO.direction
+    range = INFO.range
+    prompt_relative = INFO.prompt_relative
+    default_model = INFO.default_model
     feature_name = FEATURE_NAME
 
     def __init__(

@@ -43,13 +43,13 @@ from sdeval.core.suggest import check_keys
 from sdeval.preference.base import (
     CLIP_MEAN,
     CLIP_STD,
-    HIGHER,
     check_prompts,
     make_cache_key,
     no_model_error,
     to_pil,
     vocab_sha256,
 )
+from sdeval.preference.info import IMAGEREWARD as INFO
 from sdeval.preference.mlp import RewardMLP
 from sdeval.preference.weights import (
     PICKLE_SUFFIXES,
@@ -60,7 +60,7 @@ from sdeval.preference.weights import (
     read_state_file,
 )
 
-IMAGEREWARD_REPO = "THUDM/ImageReward"
+IMAGEREWARD_REPO = INFO.default_model
 WEIGHTS_NAME = "ImageReward.pt"
 MED_CONFIG_NAME = "med_config.json"
 #: sdeval's own optional file: the ViT's BlipVisionConfig fields, for checkpoints other than ImageReward v1.0.
@@ -233,12 +233,12 @@ class ImageRewardFiles:
 class ImageRewardScorer:
     """ImageReward's score of each image against its prompt (not factorable: text cross-attends to the image)."""
 
-    name = "imagereward"
-    label = "ImageReward"
-    direction = HIGHER
-    range: tuple[float | None, float | None] = (None, None)
-    prompt_relative = True
-    default_model = IMAGEREWARD_REPO
+    name = INFO.name
+    label = INFO.label
+    direction = INFO.direction
+    range = INFO.range
+    prompt_relative = INFO.prompt_relative
+    default_model = INFO.default_model
 
     def __init__(
         self,

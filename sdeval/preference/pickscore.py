@@ -29,7 +29,6 @@ from sdeval.core.errors import SdevalError, first_line
 from sdeval.core.hub import cached_hub_file, is_hub_id, model_source
 from sdeval.core.offline import require_download
 from sdeval.preference.base import (
-    HIGHER,
     check_prompts,
     distinct_rows,
     make_cache_key,
@@ -38,13 +37,14 @@ from sdeval.preference.base import (
     to_pil,
     vocab_sha256,
 )
+from sdeval.preference.info import PICKSCORE as INFO
 from sdeval.preference.weights import (
     ALLOW_PICKLE_HINT,
     files_sha256,
     quiet_transformers,
 )
 
-PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
+PICKSCORE_MODEL = INFO.default_model
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 MAX_TOKENS = 77
 FEATURE_NAME = "pickscore_image"
@@ -82,12 +82,12 @@ class PickScoreTransform:
 class PickScoreScorer:
     """PickScore: logit_scale.exp() times the cosine of CLIP image and prompt embeddings."""
 
-    name = "pickscore"
-    label = "PickScore"
-    direction = HIGHER
-    range: tuple[float | None, float | None] = (None, None)
-    prompt_relative = True
-    default_model = PICKSCORE_MODEL
+    name = INFO.name
+    label = INFO.label
+    direction = INFO.direction
+    range = INFO.range
+    prompt_relative = INFO.prompt_relative
+    default_model = INFO.default_model
     feature_name = FEATURE_NAME
 
     def __init__(

@@ -1,0 +1,59 @@
+"""What each built-in preference scorer is, without loading it: name, label, direction, range, whether it reads
+the prompt, default model.
+
+The scorer classes take these from here, and the metric registrations (metrics/builtin.py) and the help read them
+here, so `sdeval score --help` names the scorers without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: The score direction every preference scorer has: a higher score means humans (or the head) prefer the image.
+HIGHER = "higher"
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    """A scorer's metadata, as the PreferenceScorer protocol names it on the class."""
+
+    #: The metric key (`imagereward`, `hps`, `pickscore`, `aesthetic`).
+    name: str
+    #: How a table names it.
+    label: str
+    #: "higher": a higher score is better.
+    direction: str
+    #: (min, max) where the score is bounded, else None for that end.
+    range: tuple[float | None, float | None]
+    #: Whether the score depends on the image's prompt (False: prompts are ignored).
+    prompt_relative: bool
+    #: What `load` uses when no model is given (a hub id, version or URL).
+    default_model: str
+
+    @classmethod
+    def of(cls, scorer: Any) -> ScorerInfo:
+        """The metadata of a scorer class (a plugin's, which has no entry here)."""
+        return cls(scorer.name, scorer.label, scorer.direction, tuple(scorer.range), scorer.prompt_relative,
+                   scorer.default_model)  # fmt: skip
+
+
+IMAGEREWARD = ScorerInfo("imagereward", "ImageReward", HIGHER, (None, None), True, "THUDM/ImageReward")
+HPS = ScorerInfo("hps", "HPS v2", HIGHER, (-1.0, 1.0), True, "v2.1")
+PICKSCORE = ScorerInfo("pickscore", "PickScore", HIGHER, (None, None), True, "yuvalkirstain/PickScore_v1")
+AESTHETIC = ScorerInfo(
+    "aesthetic",
+    "LAION aesthetic v2",
+    HIGHER,
+    (None, None),
+    False,
+    "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth",
+)
+
+#: The built-ins by name, in registration order, with the class each is (imported on first use).
+BUILTIN: dict[str, tuple[ScorerInfo, str]] = {
+    IMAGEREWARD.name: (IMAGEREWARD, "sdeval.preference.imagereward:ImageRewardScorer"),
+    HPS.name: (HPS, "sdeval.preference.hps:HpsScorer"),
+    PICKSCORE.name: (PICKSCORE, "sdeval.preference.pickscore:PickScoreScorer"),
+    AESTHETIC.name: (AESTHETIC, "sdeval.preference.aesthetic:AestheticScorer"),
+}

@@ -228,6 +228,13 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's sqlite store puts artifacts under ./mlruns of the working folder: a test's go into its tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("in_tmp")
 def test_mlflow(results: Path, mlflow_uri: str) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -364,6 +371,7 @@ def evaluator(inception_weights: str) -> Any:
     return found
 
 
+@pytest.mark.usefixtures("in_tmp")
 def test_evaluator_logs_into_the_active_mlflow_run(evaluator: Any, mlflow_uri: str) -> None:
     import mlflow
 

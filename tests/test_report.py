@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import generate_and_judge, write_shapes_run
+from markupsafe import escape
 
 from sdeval.cli import main
 from sdeval.report import ReportOptions, build_report
@@ -762,3 +763,37 @@ def test_report_modules_import_one_way() -> None:
 
     assert [(a, b) for a, targets in edges.items() for b in targets if reaches(b, a, {b})] == []
     assert "render" not in {t for s, targets in edges.items() if s != "__init__" for t in targets}
+
+
+def test_the_protocol_card_names_the_benchmark_and_how_it_differs(shapes_results: Path, tmp_path: Path) -> None:
+    """A cell scored on a built-in benchmark suite names the benchmark as the literature does and says whether its
+    suite file is the published one (the shipped file's sha256); a benchmark score's block says whether it is as
+    published, and every way it differs."""
+    from sdeval.suites import load_suite
+
+    geneval = load_suite("builtin:geneval")
+    differs = ["judged by the shapes judge, not the Mask2Former detector and colour classifier"]
+
+    def on_geneval(document: dict[str, Any]) -> None:
+        for i, cell in enumerate(document["cells"]):
+            sha256 = geneval.sha256 if i == 0 else "0" * 64  # the first cell on the shipped file, the rest a copy
+            cell["protocol"]["suite"] = {"id": "geneval", "version": geneval.version, "sha256": sha256}
+            cell["protocol"]["geneval"] = {"benchmark": "GenEval overall", "formula": "f", "judge": "shapes",
+                                           "published_judge": "Mask2Former", "as_published": False,
+                                           "differs": differs}  # fmt: skip
+
+    changed = _variant(shapes_results, tmp_path, "geneval.json", on_geneval)
+    built = build_report([changed], tmp_path / "r", ReportOptions(quiet=True))
+    html = built["index"].read_text(encoding="utf-8")
+    card = html[html.index('id="benchmarks"') : html.index('id="protocol-table"')]
+    assert card.count(f"<strong>{geneval.name}</strong>") == 2  # one line per suite file
+    assert "the published suite as sdeval ships it" in card and "not the shipped file (sha256 000000000000..." in card
+    assert "<strong>GenEval overall</strong> (<code>geneval</code>)" in card and f"<li>{differs[0]}</li>" in card
+    assert card.count(str(escape(geneval.notes[0]))) == 1  # its notes once, escaped as Jinja2 does
+    summary = built["summary"].read_text(encoding="utf-8")
+    assert f"Benchmark: **{geneval.name}** (suite geneval, version 1; " in summary
+    assert f"GenEval overall (geneval): not as published: {differs[0]}." in summary
+    # Suites that are not public benchmarks name none.
+    plain = build_report([shapes_results], tmp_path / "plain", ReportOptions(quiet=True))
+    assert 'id="benchmarks"' not in plain["index"].read_text(encoding="utf-8")
+    assert "Benchmark:" not in plain["summary"].read_text(encoding="utf-8")

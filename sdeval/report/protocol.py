@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from functools import cache
 from typing import Any
 
 from sdeval.report.model import Cell, Column
 from sdeval.results.protocol import binds, flatten, is_informative
+from sdeval.suites.builtin import BENCHMARKS
+from sdeval.suites.load import Suite, load_suite
 
 
 def _partition(flat: list[dict[str, Any]], fields: list[str]) -> list[int]:
@@ -54,6 +57,64 @@ def _binds_text(path: str, columns: list[Column]) -> str:
     return "every metric shown" if len(bound) == len(columns) else ", ".join(bound)
 
 
+@cache
+def _shipped(benchmark: str) -> Suite:
+    return load_suite(f"builtin:{benchmark}")
+
+
+def _suite_line(suite: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """A benchmark suite the cells were scored on: its name in the literature, and whether the file is the one sdeval
+    ships (its sha256, as results record it, is the shipped file's)."""
+    shipped = _shipped(suite["id"])
+    published = suite.get("sha256") == shipped.sha256
+    return {
+        "id": suite["id"],
+        "name": shipped.name,
+        "version": suite.get("version"),
+        "sha256": suite.get("sha256"),
+        "published": published,
+        "status": "the published suite as sdeval ships it (sha256 matches)"
+        if published
+        else f"not the shipped file (sha256 {str(suite.get('sha256'))[:12]}..., shipped {shipped.sha256[:12]}...): a "
+        "slice or an edit of it, another sdeval version's, or one built by sdeval suites build; compare with "
+        "the paper's numbers only knowing that",
+        "cells": labels,
+    }
+
+
+def benchmark_card(cells: list[Cell]) -> dict[str, list[dict[str, Any]]]:
+    """The public benchmarks behind the cells, so their numbers can be set beside a paper's: each benchmark suite
+    (by name, and whether it is the published file), and each benchmark score's protocol block (as published, or
+    every way it differs), with the cells that share it."""
+    suites: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    scores: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+    for cell in cells:
+        protocol = cell.data.get("protocol") or {}
+        suite = protocol.get("suite")
+        if isinstance(suite, dict) and suite.get("id") in BENCHMARKS:
+            suites.setdefault(json.dumps(suite, sort_keys=True), (suite, []))[1].append(cell.label)
+        for key, block in protocol.items():
+            if isinstance(block, dict) and "as_published" in block:  # a benchmark score's block (metrics/builtin.py)
+                scores.setdefault(json.dumps([key, block], sort_keys=True), (key, block, []))[2].append(cell.label)
+    ids = dict.fromkeys(suite["id"] for suite, _ in suites.values())
+    return {
+        "suites": [_suite_line(suite, labels) for suite, labels in suites.values()],
+        "notes": [{"name": _shipped(i).name, "notes": list(_shipped(i).notes)} for i in ids if _shipped(i).notes],
+        "scores": [
+            {
+                "metric": key,
+                "benchmark": block.get("benchmark"),
+                "as_published": bool(block.get("as_published")),
+                "differs": list(block.get("differs") or []),
+                "published_judge": block.get("published_judge"),
+                "judge": block.get("judge"),
+                "cells": labels,
+            }
+            for key, block, labels in scores.values()
+        ],
+    }
+
+
 def protocol_card(cells: list[Cell], columns: list[Column]) -> dict[str, Any]:
     """Group cells by binding protocol, per column: cells are comparable on a metric when they agree on every
     binding field that moves it (sdeval.results.protocol.binds), so runs that differ only in the FID reference stay one
@@ -89,4 +150,5 @@ def protocol_card(cells: list[Cell], columns: list[Column]) -> dict[str, Any]:
         "comparable": [c.label for c in columns if len({cell.groups[c.key] for cell in cells}) == 1],
         "rows": rows,
         "shared": [(p, json.dumps(v, default=str)) for p, v in sorted(shared.items())],
+        "benchmarks": benchmark_card(cells),
     }

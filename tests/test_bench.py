@@ -20,7 +20,7 @@ from PIL import Image
 
 from sdeval.bench.config import example_names, load_bench_config
 from sdeval.cli import main
-from sdeval.core.errors import Terminated
+from sdeval.core.errors import ConfigError, Terminated
 from sdeval.gate.verdicts import exit_code as gate_exit_code
 from sdeval.results.document import load_results
 
@@ -267,6 +267,33 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         assert "generate:" not in result.output and not (tmp_path / "out").exists(), name  # nothing ran
     result = CliRunner().invoke(main, ["bench", "builtin:nope"])
     assert result.exit_code == 2 and "no built-in example 'nope'" in result.output
+
+
+def test_rules_on_question_set_categories_are_checked_as_scoring_assigns_them(tmp_path: Path) -> None:
+    """Under `--judge vqa` a suite's question set gives each image its row's category (DSG-1k's dataset categories,
+    rows without specs): a rule on one of them is accepted, a misspelt one refused naming them, before anything runs."""
+    import gzip
+
+    from sdeval.suites.builtin import builtin_path
+
+    lines = gzip.decompress(builtin_path("dsg-1k").read_bytes()).decode("utf-8").splitlines()
+    rows = [json.loads(line) for line in lines[1:]]
+    chosen = [next(r for r in rows if r["category"] == c) for c in ("count", "relation")]
+    assert all("spec" not in r for r in chosen)  # the categories come from the question set's rows alone
+    (tmp_path / "dsg.jsonl").write_text(lines[0] + "\n" + "".join(json.dumps(r) + "\n" for r in chosen))
+    config = {"checkpoints": [{"name": "clean", "path": "shapes"}], "suite": "dsg.jsonl", "seeds_per_prompt": 1,
+              "device": "cpu", "output_dir": "out", "metrics": ["adherence"], "score": {"judge": "vqa"}}  # fmt: skip
+
+    def check(*categories: str) -> None:
+        rules = [{"metric": f"adherence.{c}", "min": 0.5} for c in categories]
+        (tmp_path / "bench.yaml").write_text(yaml.safe_dump({**config, "gate": {"rules": rules}}))
+        load_bench_config(str(tmp_path / "bench.yaml"))
+
+    check("count", "relation")
+    with pytest.raises(ConfigError, match=r"no category 'relaton' .*\(did you mean 'relation'\?\) \(categories: count, "
+                       r"relation\)"):  # fmt: skip
+        check("count", "relaton")
+    assert not (tmp_path / "out").exists()
 
 
 def test_gate_exit_codes() -> None:

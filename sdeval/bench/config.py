@@ -374,17 +374,25 @@ def _check_rules(rules: Any, cells: list[str], generate: Any, options: Any) -> N
 
 def _suite_categories(generate: Any, options: Any) -> tuple[str, set[str]] | None:
     """(the suite that gives the run's prompts their specs, the categories they judge in), as scoring will find
-    them: `score.suite` when given, else the run's own suite; None when questions, not specs, give categories."""
-    from sdeval.score.judging import SpecSource
+    them (sdeval.score.judging): `score.suite` when given, else the run's own suite; under `--judge vqa` the suite's
+    question set, whose rows give their categories (DSG-1k's); None when a question file gives them."""
+    from sdeval.score.judging import SpecSource, question_category, vqa_questions
     from sdeval.suites import load_suite
 
-    if options.questions is not None:
-        return None
     run_suite = load_suite(generate.suite)
     spec_suite = load_suite(options.suite) if options.suite is not None else run_suite
     specs = SpecSource.from_suite(spec_suite)
-    found = [specs.by_id.get(p.id) or specs.by_text.get(p.prompt) for p in run_suite.prompts]
-    return spec_suite.source or str(spec_suite.path), {f[1] for f in found if f is not None}
+    questions = vqa_questions(options.judge, options.questions, specs)
+    if isinstance(questions, str):  # a question file (or questions no judge asks): read when scoring
+        return None
+    categories = set()
+    for prompt in run_suite.prompts:
+        found = specs.by_id.get(prompt.id) or specs.by_text.get(prompt.prompt)
+        if questions is not None and questions.lookup(prompt.id, prompt.prompt) is not None:
+            categories.add(question_category(questions, prompt.id, prompt.prompt, found))
+        elif found is not None:
+            categories.add(found[1])
+    return spec_suite.source or str(spec_suite.path), categories
 
 
 def _check_baseline_file(rules: Any, pairs: Mapping[str, str], cells: list[str], path: Path) -> None:

@@ -90,6 +90,12 @@ def vqa_questions(judge: str, questions: str | None, specs: SpecSource | None) -
     return suite_questions(suite, default) if default is not None else None
 
 
+def question_category(questions: Any, prompt_id: str | None, text: str | None, found: Any) -> str | None:
+    """The category of an image judged by `questions` (it holds the image's prompt): a suite's set names each row's;
+    a file's questions take the spec's (`found`: (spec, category), or None), else the questions' format."""
+    return questions.category(prompt_id, text) or (found[1] if found is not None else questions.format)
+
+
 @dataclass
 class Judged:
     """Per scored image (in FolderFeatures order): judgement, category, prompt id, spec, or a missing reason."""
@@ -148,9 +154,7 @@ def judge_images(
             text = record.prompt if record is not None else None
             asked = questions.lookup(pid, text)
             if asked is not None:
-                # A suite's set names each row's category; a file's questions take the spec's, else the format.
-                category = questions.category(pid, text)
-                found[i] = (asked, category or (found[i][1] if found[i] is not None else questions.format))
+                found[i] = (asked, question_category(questions, pid, text, found[i]))
                 missing.pop(i, None)
     judgements: list[Any] = [None] * n
     todo = [i for i in range(n) if found[i] is not None]

@@ -147,3 +147,20 @@ def test_scored_cells_carry_step_and_run(runs: Path) -> None:
 def test_step_of_a_name() -> None:
     assert step_of("lr1e-4.checkpoint-1500") == 1500
     assert step_of("final") is None
+
+
+def test_trackers_read_the_recorded_step_and_keep_two_runs_apart() -> None:
+    from sdeval.trackers.series import plan
+
+    def cell(run: str, step: int, value: float) -> dict:
+        name = f"{run}.checkpoint-{step}"
+        return {"id": f"{name}/s", "checkpoint": {"name": name, "sha256": None, "step": step, "run": run},
+                "setting": {"id": "s", "values": {}}, "metrics": {"fid": {"value": value}}}  # fmt: skip
+
+    document = {
+        "sdeval_version": "0",
+        "cells": [cell("lr1", 500, 30.0), cell("lr1", 1000, 25.0), cell("lr2", 500, 28.0)],
+    }
+    steps = plan(document, "r", step_from="checkpoint").steps
+    # The two runs' step 500 are two series, not a clash; the step is the recorded one, not the name's last number.
+    assert steps == {500: {"lr1/s/fid": 30.0, "lr2/s/fid": 28.0}, 1000: {"lr1/s/fid": 25.0}}

@@ -50,7 +50,11 @@ def checkpoint_label(cell: dict[str, Any]) -> str | None:
 
 
 def step_of(cell: dict[str, Any]) -> int:
-    """The training step in a cell's checkpoint label: its last number (`checkpoint-1500`, `run3/step_2000`)."""
+    """The training step of a cell: the one a checkpoint series recorded (sdeval.generate.series), else the last
+    number of its checkpoint label (`checkpoint-1500`, `run3/step_2000`)."""
+    recorded = (cell.get("checkpoint") or {}).get("step")
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        return recorded
     label = checkpoint_label(cell)
     if label is None:
         raise SdevalError(
@@ -67,12 +71,15 @@ def step_of(cell: dict[str, Any]) -> int:
 
 
 def _rest_label(cell: dict[str, Any]) -> str:
-    """What tells a cell apart from the other cells of its step: its setting, else its group, else nothing."""
+    """What tells a cell apart from the other cells of its step: its training run (a checkpoint series of several
+    runs), then its setting, else its group, else nothing."""
+    run = (cell.get("checkpoint") or {}).get("run")
     setting = (cell.get("setting") or {}).get("id")
     if setting:
-        return str(setting)
+        return f"{run}/{setting}" if run else str(setting)
     group = cell.get("group") or {}
-    return "" if group.get("by") in (None, "checkpoint") else str(group.get("value"))
+    rest = "" if group.get("by") in (None, "checkpoint") else str(group.get("value"))
+    return "/".join(part for part in (run, rest) if part)
 
 
 def _values(cell: dict[str, Any], intervals: dict[str, tuple[float, float]] | None) -> dict[str, float]:

@@ -218,6 +218,8 @@ def _check_folder(found: Located, folder: Path, extra: tuple[str, ...], gated: b
     """A model folder: config.json, a weights file whose header reads, and the `extra` files."""
     for name in ("config.json", *extra):
         path = folder / name
+        if not path.is_file() and name == "preprocessor_config.json" and _holds_image_processor(folder):
+            continue  # transformers 5 saves a processor's image processor inside processor_config.json
         if not path.is_file():
             found.problems.append(f"{folder}: no {name} in it")
         elif name.endswith(".json"):
@@ -233,6 +235,15 @@ def _check_folder(found: Located, folder: Path, extra: tuple[str, ...], gated: b
         _expect_recorded(found, weights[0])
     if gated and not safe:
         found.pickle = str(weights[0])
+
+
+def _holds_image_processor(folder: Path) -> bool:
+    """Whether the folder's processor_config.json holds its image processor (what `save_pretrained` of a processor
+    writes since transformers 5, instead of preprocessor_config.json); AutoProcessor reads either."""
+    try:
+        return "image_processor" in json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 # -- the resolvers, one per slot ---------------------------------------------------------------------------------

@@ -106,13 +106,43 @@ def _varying(cells: list[Cell]) -> set[str]:
     return {k for k, values in seen.items() if len(values) > 1}
 
 
+def panel_columns(cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[Column]:
+    """The columns drawn as panels: those with a value in some cell, at most MAX_PANELS."""
+    return [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value is not None
+                                      for cell in cells)][:MAX_PANELS]  # fmt: skip
+
+
+def panel_grid(n: int) -> tuple[Any, Any]:
+    """A figure of `n` panels, three to a row."""
+    import matplotlib.pyplot as plt
+
+    n_cols = min(3, n)
+    n_rows = (n + n_cols - 1) // n_cols
+    return plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.2 * n_rows), squeeze=False)
+
+
+def finish_panels(figure: Any, grid: Any, panels: list[Column], xlabel: str) -> None:
+    """Each panel titled by its metric and direction, unused panels hidden, one legend below them all."""
+    for axes, column in zip(grid.flat, panels, strict=False):
+        better = {"higher": " ↑", "lower": " ↓"}.get(column.direction or "", "")
+        axes.set_title(column.label + better, fontsize=10)
+        axes.set_xlabel(xlabel)
+        axes.grid(alpha=0.3)
+    for axes in list(grid.flat)[len(panels) :]:
+        axes.set_visible(False)
+    handles, names = grid.flat[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8,
+                      bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 4)))  # fmt: skip
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+
+
 def _plotted(cells: list[Cell], columns: list[Column], table: dict[str, dict[str, Mark]]) -> list[Column]:
     """The columns the plots draw: the trade-off's pair and the panels (those with a value, at most MAX_PANELS)."""
     by_key = {c.key: c for c in columns}
     lower = by_key.get("fid") or next((c for c in columns if c.direction == "lower"), None)
     higher = by_key.get("clip") or next((c for c in columns if c.direction == "higher"), None)
-    panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value
-                                        is not None for cell in cells)][:MAX_PANELS]  # fmt: skip
+    panels = panel_columns(cells, columns, table)
     return list({c.key: c for c in [*([lower, higher] if lower and higher else []), *panels]}.values())
 
 
@@ -180,13 +210,10 @@ def _part_plots(
                 plots.append({"key": key, "title": title, "cells": labels, "src": figure_png(figure)})
             else:
                 plt.close(figure)
-        panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value
-                                            is not None for cell in cells)][:MAX_PANELS]  # fmt: skip
+        panels = panel_columns(cells, columns, table)
         if not panels:
             continue
-        n_cols = min(3, len(panels))
-        n_rows = (len(panels) + n_cols - 1) // n_cols
-        figure, grid = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.2 * n_rows), squeeze=False)
+        figure, grid = panel_grid(len(panels))
         for axes, column in zip(grid.flat, panels, strict=False):
             for name, members in lines.items():
                 marks = [(float(c.values[key]), table[c.label].get(column.key)) for c in members]
@@ -197,17 +224,7 @@ def _part_plots(
                 low = [y - m.low if m.low is not None else 0.0 for _, y, m in found]
                 high = [m.high - y if m.high is not None else 0.0 for _, y, m in found]
                 axes.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=name)
-            better = {"higher": " ↑", "lower": " ↓"}.get(column.direction or "", "")
-            axes.set_title(column.label + better, fontsize=10)
-            axes.set_xlabel(key)
-            axes.grid(alpha=0.3)
-        for axes in list(grid.flat)[len(panels) :]:
-            axes.set_visible(False)
-        handles, names = grid.flat[0].get_legend_handles_labels()
-        if handles:
-            figure.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8,
-                          bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 4)))  # fmt: skip
-        figure.tight_layout(rect=(0, 0.06, 1, 1))
+        finish_panels(figure, grid, panels, key)
         title = ("Image-to-image strength sweep" if key == "strength" else f"Metrics over {key}") + suffix
         plots.append({"key": key, "title": title, "cells": labels, "src": figure_png(figure)})
     return plots

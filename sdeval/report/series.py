@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from sdeval.report.model import Cell, Column, Mark
-from sdeval.report.plots import MAX_PANELS, figure_png
+from sdeval.report.plots import figure_png, finish_panels, panel_columns, panel_grid
 
 # How a point shows its column mark: the best, not significantly different from it, worse, not tested.
 _MARKERS = {"best": ("*", 13, True), "tie": ("o", 6, True), "worse": ("o", 6, False)}
@@ -41,8 +41,7 @@ def series_section(
     stepped = [c for c in cells if step_of(c) is not None]
     if len(stepped) < 2:
         return None
-    panels = [c for c in columns if any(table[cell.label].get(c.key) and table[cell.label][c.key].value is not None
-                                        for cell in stepped)][:MAX_PANELS]  # fmt: skip
+    panels = panel_columns(stepped, columns, table)
     best = []
     for column in panels:
         marks = {c.label: table[c.label].get(column.key) for c in stepped}
@@ -57,12 +56,9 @@ def _plot(cells: list[Cell], panels: list[Column], table: dict[str, dict[str, Ma
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     lines = _lines(cells)
-    n_cols = min(3, len(panels))
-    n_rows = (len(panels) + n_cols - 1) // n_cols
-    figure, grid = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.2 * n_rows), squeeze=False)
+    figure, grid = panel_grid(len(panels))
     for axes, column in zip(grid.flat, panels, strict=False):
         for index, (name, members) in enumerate(lines.items()):
             found = [(step_of(c), table[c.label].get(column.key)) for c in members]
@@ -79,16 +75,6 @@ def _plot(cells: list[Cell], panels: list[Column], table: dict[str, dict[str, Ma
                 marker, size, filled = _MARKERS.get(mark.status, ("x", 6, True))
                 axes.plot([x], [mark.value], marker=marker, markersize=size, color=colour,
                           markerfacecolor=colour if filled else "white")  # fmt: skip
-        better = {"higher": " ↑", "lower": " ↓"}.get(column.direction or "", "")
-        axes.set_title(column.label + better, fontsize=10)
-        axes.set_xlabel("training step")
-        axes.grid(alpha=0.3)
-    for axes in list(grid.flat)[len(panels) :]:
-        axes.set_visible(False)
-    handles, names = grid.flat[0].get_legend_handles_labels()
-    if handles:
-        figure.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8,
-                      bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(names) // 4)))  # fmt: skip
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    finish_panels(figure, grid, panels, "training step")
     title = "Metrics over training step (band: interval; star: best; filled: not significantly different from it)"
     return {"title": title, "cells": [c.label for c in cells], "src": figure_png(figure)}

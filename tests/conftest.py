@@ -131,12 +131,13 @@ def write_shapes_run(folder: Path, suite: Path | str | list[dict[str, Any]], **c
     return path
 
 
-def generate_and_judge(config: Path, results: Path, metrics: str = "adherence") -> Path:
-    """`sdeval generate CONFIG`, then `sdeval score` of the images it made, with the shapes judge, into `results`."""
+def generate_and_judge(config: Path, results: Path, metrics: str = "adherence", ci: bool = False) -> Path:
+    """`sdeval generate CONFIG`, then `sdeval score` of the images it made, with the shapes judge (and with `ci`,
+    intervals), into `results`."""
     generated = CliRunner().invoke(main, ["generate", str(config), "--quiet"])
     assert generated.exit_code == 0, generated.output
     out = config.parent / yaml.safe_load(config.read_text(encoding="utf-8"))["output_dir"]
-    args = ["score", str(out), "--metrics", metrics, "--judge", "shapes", "-o", str(results)]
+    args = ["score", str(out), "--metrics", metrics, "--judge", "shapes", *(["--ci"] if ci else []), "-o", str(results)]
     scored = CliRunner().invoke(main, args)
     assert scored.exit_code == 0, scored.output
     return results

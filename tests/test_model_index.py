@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import write_shapes_run
+from conftest import generate_and_judge, write_shapes_run
 
 from sdeval.cli import main
 from sdeval.export.model_index import model_index
@@ -32,13 +32,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"name": "sd-clean", "path": "shapes"},
     ]
     config = write_shapes_run(folder, chosen, checkpoints=checkpoints, seeds_per_prompt=2)
-    generated = CliRunner().invoke(main, ["generate", str(config), "--quiet"])
-    assert generated.exit_code == 0, generated.output
-    out = folder / "results.json"
-    args = ["score", str(folder / "out"), "--metrics", "adherence", "--judge", "shapes", "--ci", "-o", str(out)]
-    scored = CliRunner().invoke(main, args)
-    assert scored.exit_code == 0, scored.output
-    return out
+    return generate_and_judge(config, folder / "results.json", ci=True)
 
 
 def _export(*args: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_shapes_run
+from conftest import generate_and_judge, write_shapes_run
 
 from sdeval.cli import main
 from sdeval.core.errors import ConfigError, SdevalError
@@ -44,13 +44,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"name": "checkpoint-1500", "path": "shapes"},
     ]
     config = write_shapes_run(folder, _suite_rows(4), checkpoints=checkpoints, seeds_per_prompt=2)
-    generated = CliRunner().invoke(main, ["generate", str(config), "--quiet"])
-    assert generated.exit_code == 0, generated.output
-    out = folder / "results.json"
-    args = ["score", str(folder / "out"), "--metrics", "adherence", "--judge", "shapes", "--ci", "-o", str(out)]
-    scored = CliRunner().invoke(main, args)
-    assert scored.exit_code == 0, scored.output
-    return out
+    return generate_and_judge(config, folder / "results.json", ci=True)
 
 
 def _expected(results: Path) -> dict[int, dict[str, float]]:

@@ -18,7 +18,7 @@ from conftest import write_shapes_run
 from PIL import Image, ImageDraw
 from scipy.stats import binom
 
-from sdeval.calibration.checkpoint import ShapesCheckpoint
+from sdeval.generate.shapes import ShapesCheckpoint
 from sdeval.calibration.detect import detect_shapes
 from sdeval.calibration.judge import ShapesJudge
 from sdeval.calibration.render import RenderError, render

@@ -1,4 +1,5 @@
-"""The calibration world: a `shapes` checkpoint that draws what a spec says, with known, seeded mistakes.
+"""The calibration world: shapes drawn as a spec says, with known, seeded mistakes (drawn by the `shapes`
+checkpoint, sdeval.generate.shapes).
 
 Every image's truth is known, so a metric or judge can be checked against it offline, on the CPU: does it move
 the right way, and by how much, when a known defect is injected?
@@ -8,7 +9,6 @@ the right way, and by how much, when a known defect is injected?
 - `render`: `render(spec, seed, size, mistakes, degrade, background)` -> image + truth (objects, mistake).
 - `detect`: `detect_shapes(image)` -> detections with class, colour and box; exact on this world from 128 px,
   and robust to shapes drawn by other code (any plain background, anti-aliasing, JPEG q75, slight noise).
-- `checkpoint`: the generation hook (text-to-image and image-to-image).
 
 In a generation config:
 

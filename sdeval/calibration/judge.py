@@ -47,3 +47,8 @@ class ShapesJudge:
             "palette": {name: list(rgb) for name, rgb in PALETTE.items()},
             "thresholds": self.thresholds.to_json(),
         }
+
+
+def build(options: dict[str, Any], device: str) -> ShapesJudge:
+    """`--judge shapes` (sdeval.judges.registry): the world's exact detector takes no options and no device."""
+    return ShapesJudge()

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -202,3 +203,8 @@ def _hub_interpolate_pos_encoding(self: Any, embeddings: torch.Tensor, height: i
     patch = torch.nn.functional.interpolate(patch, scale_factor=scale, mode="bicubic", antialias=False)
     patch = patch.permute(0, 2, 3, 1).reshape(1, -1, position.shape[-1])
     return torch.cat((position[:, :1].float(), patch), dim=1).to(position.dtype)
+
+
+def build(values: Mapping[str, Any], device: Any) -> Dinov2Extractor:
+    """The extractor of FD_DINOv2's feature input (sdeval.features.dinov2_input) from its option values."""
+    return Dinov2Extractor.load(values["dinov2_model"] or DEFAULT_MODEL, device=device)

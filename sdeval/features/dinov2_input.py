@@ -4,9 +4,6 @@ only when a run builds it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from sdeval.features.inputs import FeatureInput, InputOption
 
 #: Name of the feature the extractor returns: float32 [N, D] CLS tokens after the final layer norm.
@@ -15,18 +12,12 @@ FEATURE_NAME = "dinov2"
 DEFAULT_MODEL = "facebook/dinov2-large"
 
 
-def _load(values: Mapping[str, Any], device: Any) -> Any:
-    from sdeval.features.dinov2 import Dinov2Extractor  # torch and transformers: when a run builds the extractor
-
-    return Dinov2Extractor.load(values["dinov2_model"] or DEFAULT_MODEL, device=device)
-
-
 #: `--dinov2-model`, `reference build --dinov2`, protocol block `dinov2` (sdeval.features.inputs).
 INPUT = FeatureInput(
     name="dinov2",
     label="DINOv2 model",
     feature=FEATURE_NAME,
-    load=_load,
+    load="sdeval.features.dinov2:build",  # torch and transformers load when a run builds the extractor
     options=(
         InputOption(
             "dinov2_model",

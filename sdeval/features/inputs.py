@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdeval.core.errors import SdevalError
-from sdeval.core.registry import Registry
+from sdeval.core.registry import Registry, load_object
 
 #: The one merge rule an input may declare: one row per image, rows concatenated in image order across shards and
 #: ranks (as one process would have them). A summed statistic (a Fréchet state) would be a second rule.
@@ -87,8 +87,10 @@ class FeatureInput:
     name: str  # state array, CellData/ReferenceData key, protocol block
     label: str  # the model as `sdeval models` and errors name it ("DINOv2 model")
     feature: str  # the name its extractor's `extract` returns the rows under
-    #: The extractor from the option values (every option's, by key) and the run's torch.device.
-    load: Callable[[Mapping[str, Any], Any], Any]
+    #: The extractor from the option values (every option's, by key) and the run's torch.device; or that callable's
+    #: lazy `module:object` name, imported when a run builds the extractor (so reading the declaration loads no
+    #: model library).
+    load: Callable[[Mapping[str, Any], Any], Any] | str
     options: tuple[InputOption, ...] = ()
     #: References store it: `sdeval reference build --NAME` adds its rows to the file (`reference_NAME` arrays).
     reference: bool = True
@@ -110,7 +112,10 @@ class FeatureInput:
 
     def build(self, given: Mapping[str, Any], device: Any) -> Any:
         """Its extractor for option values `given` (missing ones take their defaults) on `device`."""
-        return self.load(self.values(given), device)
+        load = self.load if callable(self.load) else load_object(self.load)
+        if not callable(load):
+            raise SdevalError(f"feature input {self.name!r}: {self.load!r} is not callable")
+        return load(self.values(given), device)
 
     def option(self, key: str) -> InputOption:
         return next(o for o in self.options if o.key == key)
@@ -138,6 +143,7 @@ def _check(name: str, declared: FeatureInput) -> None:
 #: the `sdeval.inputs` entry points of installed packages.
 _INPUTS: Registry[FeatureInput] = Registry("feature input", group="sdeval.inputs", check=_check)
 _INPUTS.register("dinov2", "sdeval.features.dinov2_input:INPUT")
+_INPUTS.register("inception_spatial", "sdeval.features.inception_spatial:INPUT")  # sFID: the Inception pass serves it
 
 
 def register(declared: FeatureInput) -> FeatureInput:

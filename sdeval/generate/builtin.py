@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from sdeval.calibration.checkpoint import DEFAULT_SIZE, ShapesCheckpoint
 from sdeval.calibration.world import ShapesOptions, parse_options
 from sdeval.core.errors import ConfigError
 from sdeval.core.hashing import path_sha256
 from sdeval.generate.config import CheckpointSpec
 from sdeval.generate.pipelines import Loaded, LoadOptions, load_diffusers
+from sdeval.generate.shapes import DEFAULT_SIZE, ShapesCheckpoint
 from sdeval.generate.tiny import TINY_NAME, tiny_random_path
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sdeval.core.devices import DEVICE_NAMES, is_device_name
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
+from sdeval.generate.checkpoint import PICKLE_SUFFIXES, CheckpointSpec
 from sdeval.generate.latents import LatentsFile, parse_latents
 from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
@@ -70,30 +71,7 @@ LATENTS_KEY = "latents"
 CHECKPOINT_KEYS = ("name", "path", "lora", "lora_scale", "allow_pickle", "config", "variant", "options", "step")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 _MAX_SEED = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class CheckpointSpec:
-    """One checkpoint to generate with: where it is, how to load it, and its optional LoRA."""
-
-    name: str
-    path: str  # as written in the config
-    kind: str  # "builtin" | "folder" | "single_file" | "hub" | "unet" (a training checkpoint's UNet on `config`)
-    location: str  # absolute path, hub id, or the built-in name; for "unet" the UNet folder
-    lora: str | None = None  # absolute path
-    lora_scale: float = 1.0
-    allow_pickle: bool = False
-    config: str | None = None  # diffusers folder or hub id giving a single file its architecture (a UNet its pipeline)
-    variant: str | None = None
-    options: Any = None  # a named pipeline's options (shapes: calibration.world.ShapesOptions), part of its identity
-    step: int | None = None  # training step, for a checkpoint of a series (sdeval.generate.series)
-    run: str | None = None  # the training run it comes from (its series folder)
-
-    @property
-    def is_pickle(self) -> bool:
-        return self.kind == "single_file" and self.location.lower().endswith(PICKLE_SUFFIXES)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ A named pipeline (`path: NAME`: the built-in tiny-random and shapes, or a plugin
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +13,10 @@ from sdeval.core.devices import resolve_device as _resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import path_sha256
 from sdeval.core.offline import require_download
-from sdeval.generate.config import CheckpointSpec
+from sdeval.generate.checkpoint import CheckpointSpec, Loaded, LoadOptions
 from sdeval.generate.plan import CheckpointIdentity, WorkItem
 from sdeval.generate.registry import NAMED_PIPELINES
-from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
+from sdeval.generate.schedulers import SCHEDULERS
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Key that only SDXL single-file checkpoints carry (base: embedders.1, refiner: embedders.0).
@@ -26,18 +24,6 @@ _SDXL_KEYS = (
     "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias",
     "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias",
 )
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    """Run-wide choices for how a pipeline is placed and sped up (none of them changes the setting)."""
-
-    pipeline: str  # "text2image" | "image2image"
-    device: str
-    compile: bool = False
-    channels_last: bool = True
-    vae_slicing: bool = True
-    vae_tiling: bool = False
 
 
 def checkpoint_identity(spec: CheckpointSpec) -> CheckpointIdentity:
@@ -78,33 +64,6 @@ def _quiet_libraries() -> None:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-
-
-@dataclass
-class Loaded:
-    """A ready pipeline and the scheduler it was saved with (the base every named scheduler is built from)."""
-
-    pipe: Any
-    base_scheduler: Any
-    #: Set for a checkpoint that is not a diffusers pipeline (shapes): (items, kind, init images) -> PIL images.
-    render: Callable[[list[WorkItem], str, list[Any] | None], list[Any]] | None = None
-    size: tuple[int, int] | None = None  # its native (width, height)
-
-    @property
-    def native_size(self) -> tuple[int, int]:
-        """Default (width, height): UNet sample size times the VAE scale factor."""
-        if self.size is not None:
-            return self.size
-        side = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
-        return side, side
-
-    def set_scheduler(self, name: str, **extra: Any) -> None:
-        """A fresh scheduler for the next call, so no solver state leaks from the previous call."""
-        base = self.base_scheduler
-        if name == DEFAULT_SCHEDULER:
-            self.pipe.scheduler = type(base).from_config(base.config, **extra)
-        else:
-            self.pipe.scheduler = build_scheduler(name, base.config, **extra)
 
 
 def load_pipeline(spec: CheckpointSpec, dtype: str, options: LoadOptions) -> Loaded:

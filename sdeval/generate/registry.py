@@ -6,16 +6,13 @@ by a lazy `module:object` reference here, or an entry point of the `sdeval.pipel
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sdeval.calibration.world import SHAPES_NAME
 from sdeval.core.errors import SdevalError
 from sdeval.core.registry import Registry
+from sdeval.generate.checkpoint import CheckpointSpec, Loaded, LoadOptions
 from sdeval.generate.tiny import TINY_NAME
-
-if TYPE_CHECKING:
-    from sdeval.generate.config import CheckpointSpec
-    from sdeval.generate.pipelines import Loaded, LoadOptions
 
 
 class Pipeline(Protocol):

@@ -256,3 +256,17 @@ def _replaced(
     relations: tuple[tuple[int, str, int], ...], k: int, new: tuple[int, str, int]
 ) -> tuple[tuple[int, str, int], ...]:
     return (*relations[:k], new, *relations[k + 1 :])
+
+
+def build(options: dict[str, Any], device: str) -> ClipContrastJudge:
+    """`--judge clip` (sdeval.judges.registry): the given ClipEmbedder, else CLIP score's model or `clip_model`."""
+    embedder = options.get("clip")
+    if embedder is None:
+        from sdeval.features.clip import CLIP_SCORE_MODEL, ClipEmbedder  # torch and open_clip: when a run builds it
+
+        embedder = ClipEmbedder.load(
+            options.get("clip_model") or CLIP_SCORE_MODEL.name,
+            options.get("clip_pretrained") or CLIP_SCORE_MODEL.pretrained,
+            device=device,
+        )
+    return ClipContrastJudge(embedder)

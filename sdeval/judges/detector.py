@@ -334,3 +334,16 @@ def _quiet_transformers() -> None:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
+
+
+def build(options: dict[str, Any], device: str) -> DetectorJudge:
+    """`--judge detector` (sdeval.judges.registry): build_judge's options -> a loaded detector judge."""
+    return DetectorJudge.load(
+        options.get("detector_model") or DEFAULT_DETECTOR,
+        kind=options.get("detector_kind"),
+        thresholds=options.get("thresholds"),
+        color_model=options.get("clip_model") or DEFAULT_COLOR_MODEL[0],
+        color_pretrained=options.get("clip_pretrained") or DEFAULT_COLOR_MODEL[1],
+        color_embedder=options.get("clip"),
+        device=device,
+    )

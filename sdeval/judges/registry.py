@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sdeval.core.devices import resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.core.registry import Registry
 from sdeval.core.suggest import did_you_mean
@@ -28,46 +29,6 @@ OPTIONS = (
 )
 
 
-def _shapes(options: dict[str, Any], device: str) -> Judge:
-    from sdeval.calibration.judge import ShapesJudge  # the calibration world's exact detector: no models
-
-    return ShapesJudge()
-
-
-def _clip(options: dict[str, Any], device: str) -> Judge:
-    from sdeval.judges.clip_contrast import ClipContrastJudge
-
-    return ClipContrastJudge(options.get("clip") or _load_clip(options, device))
-
-
-def _detector(options: dict[str, Any], device: str) -> Judge:
-    from sdeval.judges.detector import DEFAULT_COLOR_MODEL, DEFAULT_DETECTOR, DetectorJudge
-
-    return DetectorJudge.load(
-        options.get("detector_model") or DEFAULT_DETECTOR,
-        kind=options.get("detector_kind"),
-        thresholds=options.get("thresholds"),
-        color_model=options.get("clip_model") or DEFAULT_COLOR_MODEL[0],
-        color_pretrained=options.get("clip_pretrained") or DEFAULT_COLOR_MODEL[1],
-        color_embedder=options.get("clip"),
-        device=device,
-    )
-
-
-def _vqa(options: dict[str, Any], device: str) -> Judge:
-    from sdeval.judges.vqa import DEFAULT_THRESHOLD, DEFAULT_VQA_MODEL, VqaJudge
-
-    threshold = options.get("vqa_threshold")
-    return VqaJudge.load(
-        options.get("vqa_model") or DEFAULT_VQA_MODEL,
-        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-        template=options.get("vqa_template"),
-        questions=options.get("questions"),
-        device=device,
-        dtype=options.get("vqa_dtype") or "float32",
-    )
-
-
 #: How a judge is built: from build_judge's options (OPTIONS; a builder reads those it needs) and the device.
 JudgeBuilder = Callable[[dict[str, Any], str], Judge]
 
@@ -77,11 +38,13 @@ def _check(name: str, builder: JudgeBuilder) -> None:
         raise SdevalError(f"judge {name!r}: {builder!r} is no judge builder (options, device) -> Judge")
 
 
-#: Each judge's builder, by the name `--judge` takes (each imports its models' libraries only when called), then
-#: the `sdeval.judges` entry points of installed packages (each such a builder).
+#: Each judge's builder (its module's `build`, imported on first use; it imports its models' libraries only when
+#: called), by the name `--judge` takes, then the `sdeval.judges` entry points of installed packages.
 BUILDERS: Registry[JudgeBuilder] = Registry("judge", group="sdeval.judges", check=_check)
-for _name, _builder in (("detector", _detector), ("clip", _clip), ("shapes", _shapes), ("vqa", _vqa)):
-    BUILDERS.register(_name, _builder)
+BUILDERS.register("detector", "sdeval.judges.detector:build")
+BUILDERS.register("clip", "sdeval.judges.clip_contrast:build")
+BUILDERS.register("shapes", "sdeval.calibration.judge:build")  # the calibration world's exact detector: no models
+BUILDERS.register("vqa", "sdeval.judges.vqa:build")
 #: The judges `--judge` offers: those known when the command line is built.
 JUDGES = tuple(BUILDERS.names())
 
@@ -98,18 +61,4 @@ def build_judge(name: str, **options: Any) -> Judge:
 
 
 def _device(requested: str | None) -> str:
-    if requested is None:
-        return "cpu"
-    from sdeval.core.devices import resolve_device
-
-    return resolve_device(requested)
-
-
-def _load_clip(options: dict[str, Any], device: str) -> Any:
-    from sdeval.features.clip import CLIP_SCORE_MODEL, ClipEmbedder
-
-    return ClipEmbedder.load(
-        options.get("clip_model") or CLIP_SCORE_MODEL.name,
-        options.get("clip_pretrained") or CLIP_SCORE_MODEL.pretrained,
-        device=device,
-    )
+    return "cpu" if requested is None else resolve_device(requested)

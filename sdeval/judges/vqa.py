@@ -522,3 +522,16 @@ def _check_image(image: Any) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"expected an HxWx3 uint8 RGB array, got {got}")
+
+
+def build(options: dict[str, Any], device: str) -> VqaJudge:
+    """`--judge vqa` (sdeval.judges.registry): build_judge's options -> a loaded VQA judge."""
+    threshold = options.get("vqa_threshold")
+    return VqaJudge.load(
+        options.get("vqa_model") or DEFAULT_VQA_MODEL,
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        template=options.get("vqa_template"),
+        questions=options.get("questions"),
+        device=device,
+        dtype=options.get("vqa_dtype") or "float32",
+    )

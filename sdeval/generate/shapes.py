@@ -15,7 +15,7 @@ comes from its own stream of the image's seed, so raising the strength only turn
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,10 +23,8 @@ from PIL import Image
 from sdeval.calibration.render import RenderError, degrade_image, render, streams
 from sdeval.calibration.world import ShapesOptions
 from sdeval.core.errors import SdevalError
+from sdeval.generate.plan import WorkItem
 from sdeval.suites.spec import Spec, SpecError, parse_spec
-
-if TYPE_CHECKING:
-    from sdeval.generate.plan import WorkItem
 
 #: Width and height when the setting leaves them unset (the checkpoint's "native" size).
 DEFAULT_SIZE = 256

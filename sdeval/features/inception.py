@@ -33,6 +33,7 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import require_download
+from sdeval.features.inception_torchscript import is_torchscript, read_torchscript
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
@@ -42,7 +43,10 @@ PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors, or from a torch file through the safe (weights_only) unpickler."""
+    """A state dict from .safetensors, from a torch file through the safe (weights_only) unpickler, or from clean-fid's
+    TorchScript file (its tensors under torch-fidelity's names: features/inception_torchscript.py)."""
+    if is_torchscript(path):
+        return read_torchscript(path)
     try:
         if path.suffix == ".safetensors":
             return safetensors.torch.load_file(str(path))

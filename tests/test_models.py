@@ -103,7 +103,7 @@ def test_every_metric_judge_and_scorer_has_its_models_in_the_table() -> None:
     used = run_slots(registry.names(), JUDGES)
     assert list(used) == list(SLOTS)  # every slot is needed by something, in table order
     assert used["inception"] == ["fid", "kid", "is", "pr", "fid_inf", "dc"]  # in registration order
-    judged = ("adherence", "robustness", "geneval", "dsg", "tifa", "dpg")  # every metric of judgements
+    judged = ("adherence", "robustness", "geneval", "dsg", "tifa", "dpg", "t2i_compbench")  # every metric of judgements
     assert used["detector"] == [f"{name} (judge detector)" for name in judged]
     assert "aesthetic" in used["clip"] and "faithfulness" in used["clip"]
     assert run_slots(["adherence"], ["shapes"]) == {}

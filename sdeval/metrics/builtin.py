@@ -912,6 +912,90 @@ DPG = MetricSpec(
 )  # fmt: skip
 
 
+# -- T2I-CompBench's BLIP-VQA attribute binding (color, shape, texture), by name ------------------------------------
+
+#: The categories T2I-CompBench scores with BLIP-VQA (sdeval.suites.benchmarks.T2I_BLIP_VQA: their rows' questions).
+T2I_BLIP_CATEGORIES = ("color", "shape", "texture")
+_PUBLISHED["t2i_compbench"] = (
+    "T2I-CompBench attribute binding, BLIP-VQA (Huang et al., NeurIPS 2023): color, shape, texture",
+    "Karine-Huang/T2I-CompBench BLIPvqa_eval/BLIP_vqa.py: per image the product over its noun phrases (at most 8) "
+    "of P(yes) to '{phrase}?'; per category the mean over its images (10 per prompt)",
+    "BLIP VQA ViT-B (model_base_vqa_capfilt_large.pth) in BLIP's own code, 480x480 images, the question after "
+    "[ENC]; P(yes) = p(yes) / (p(yes) + p(no)) of the answer decoder's first token (vqa_prob)",
+)
+#: T2I-CompBench's BLIP reads images at this size (BLIPvqa_eval/configs/vqa.yaml image_size).
+_T2I_IMAGE_SIZE = 480
+
+
+def _t2i_differs(judge: dict[str, Any]) -> list[str]:
+    from sdeval.suites.nounphrases import SPACY_MODEL
+
+    if judge.get("judge") != "vqa":
+        return [f"judged by the {judge.get('judge')} judge, not a VQA model"]
+    given = judge.get("model")
+    model: dict[str, Any] = given if isinstance(given, dict) else {}
+    name = model.get("model") or "?"
+    found = [f"noun phrases by spaCy's {' '.join(SPACY_MODEL)}, where T2I-CompBench pins en_core_web_sm 3.5.0 "
+             "(3.6.0 and 3.8.0 split 52 of its 900 prompts differently)"]  # fmt: skip
+    if model.get("model_type") != "blip":
+        return [*found, f"VQA model {name}, not BLIP VQA (T2I-CompBench's is BLIP's model_base_vqa_capfilt_large.pth"
+                        ", in transformers Salesforce/blip-vqa-base)"]  # fmt: skip
+    if not str(name).endswith("Salesforce/blip-vqa-base"):
+        found.append(f"VQA model {name}: T2I-CompBench's is BLIP's model_base_vqa_capfilt_large.pth (in transformers "
+                     "Salesforce/blip-vqa-base)")  # fmt: skip
+    size = model.get("image_size") or {}
+    if (size.get("height"), size.get("width")) != (_T2I_IMAGE_SIZE, _T2I_IMAGE_SIZE):
+        found.append(f"images resized to {size.get('height')}x{size.get('width')} by the transformers processor "
+                     f"(blip-vqa-base was converted at 384, its position embeddings interpolated from 480), where "
+                     f"T2I-CompBench's BLIP reads {_T2I_IMAGE_SIZE}x{_T2I_IMAGE_SIZE}")  # fmt: skip
+    found.append("the question begins with [CLS] as transformers' processor writes it, where BLIP's code puts [ENC]")
+    found.append("P(yes) of the whole answer through [SEP] (as BLIP's rank_answer scores an answer), where "
+                 "T2I-CompBench's vqa_prob normalises the first answer token's p(yes) against p(no)")  # fmt: skip
+    return found
+
+
+def _t2i_compbench(cell: CellData) -> MetricOutput:
+    judged, rows, skipped = _set_rows(cell, "t2i_compbench", "t2i-compbench")
+    by_category: dict[str, list[int]] = {}
+    for i in rows:
+        category = judged.categories[i]
+        if category in T2I_BLIP_CATEGORIES:
+            by_category.setdefault(category, []).append(i)
+        else:
+            skipped.append({"path": cell.paths[i], "reason": f"category {category!r} is not one of T2I-CompBench's "
+                            "BLIP-VQA categories (color, shape, texture)"})  # fmt: skip
+    if not by_category:
+        raise MetricSkip("t2i_compbench: no scored image is of T2I-CompBench's color, shape or texture prompts")
+    entries: dict[str, Any] = {}
+    columns: dict[str, list[Any]] = {}
+    for category, members in by_category.items():
+        # T2I-CompBench's rule: the product of P(yes) over the image's questions, then the mean over images.
+        scores = {i: float(np.prod([a.p_yes for a in getattr(judged.judgements[i], "answers", ())])) for i in members}
+        entries[f"t2i_compbench_{category}"] = {
+            "value": float(np.mean(list(scores.values()))), "n": len(members),
+            "n_prompts": len({judged.prompt_key(i, cell.paths[i]) for i in members}), "images_skipped": skipped,
+        }  # fmt: skip
+        columns[f"t2i_compbench_{category}_score"] = [scores.get(i) for i in range(cell.n)]
+    return MetricOutput(entries, per_image=columns)
+
+
+T2I_COMPBENCH = MetricSpec(
+    name="t2i_compbench",
+    description="T2I-CompBench's BLIP-VQA attribute binding (Huang et al. 2023), color, shape and texture: per image "
+    "the product over its noun phrases of P(yes) to '{phrase}?', per category the mean over images (--judge vqa "
+    "with the t2i-compbench suite's blip_vqa questions).",
+    results=tuple(
+        ResultKey(f"t2i_compbench_{c}", f"T2I-CompBench {c} (BLIP-VQA)", Direction.HIGHER, (0.0, 1.0),
+                  Bootstrap(f"t2i_compbench_{c}_score"), detail="({n} images)")
+        for c in T2I_BLIP_CATEGORIES
+    ),
+    needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
+    compute=_t2i_compbench,
+    per_image=tuple(f"t2i_compbench_{c}_score" for c in T2I_BLIP_CATEGORIES),
+    protocol=_benchmark_protocol("t2i_compbench", _t2i_differs),
+)  # fmt: skip
+
+
 # -- density and coverage (Naeem et al. 2020), on precision/recall's k-NN balls -------------------------------
 
 

@@ -358,6 +358,7 @@ for _name, _object in (
     ("dsg", "DSG"),
     ("tifa", "TIFA"),
     ("dpg", "DPG"),
+    ("t2i_compbench", "T2I_COMPBENCH"),
     ("fd_clip", "FD_CLIP"),
     ("fid_inf", "FID_INF"),
     ("vendi", "VENDI"),

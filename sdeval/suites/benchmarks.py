@@ -26,6 +26,7 @@ from typing import Any
 
 from sdeval.core.errors import ConfigError
 from sdeval.suites.builtin import BENCHMARKS, DATA_DIR, builtin_path
+from sdeval.suites.nounphrases import SPACY_MODEL, noun_phrases, questions
 
 VERSION = "1"
 COCO_CAPTIONS = "CC BY 4.0 (COCO captions)"
@@ -144,15 +145,22 @@ def partiprompts(files: Mapping[str, bytes]) -> Rows:
 
 
 T2I_CATEGORIES = ("color", "shape", "texture", "spatial", "non_spatial", "complex", "3d_spatial", "numeracy")
+#: The categories T2I-CompBench scores with BLIP-VQA: their rows carry its questions (set `blip_vqa`).
+T2I_BLIP_VQA = ("color", "shape", "texture")
 
 
 def t2i_compbench(files: Mapping[str, bytes]) -> Rows:
-    """The eight `<category>_val.txt` files, one prompt per line; ids `<category>_<0-based line, 3 digits>`."""
-    return [
+    """The eight `<category>_val.txt` files, one prompt per line; ids `<category>_<0-based line, 3 digits>`. The
+    color, shape and texture rows get T2I-CompBench's BLIP-VQA questions (`nounphrases`: needs spaCy)."""
+    rows: Rows = [
         {"id": f"{category}_{i:03d}", "prompt": prompt, "category": category}
         for category in T2I_CATEGORIES
         for i, prompt in enumerate(_lines(files[category]))
     ]
+    asked = [row for row in rows if row["category"] in T2I_BLIP_VQA]
+    for row, phrases in zip(asked, noun_phrases([row["prompt"] for row in asked]), strict=True):
+        row["questions"] = {"blip_vqa": questions(phrases)}
+    return rows
 
 
 def _dsg_category(item_id: str) -> str:
@@ -422,12 +430,28 @@ BENCHMARK_LIST: tuple[Benchmark, ...] = (
             "its CR.",
             "T2I-CompBench scores each category with its own judge (BLIP-VQA for color, shape and texture; UniDet "
             "for spatial, 3d_spatial and numeracy; CLIPScore for non_spatial; the 3-in-1 average for complex).",
+            "Question set blip_vqa: the questions T2I-CompBench's BLIP-VQA score asks of the color, shape and "
+            "texture images, one per noun phrase; the image's score is the product of P(yes) over them and the "
+            "category's the mean over images (metric t2i_compbench). The noun chunks come from spaCy's "
+            f"{' '.join(SPACY_MODEL)}; T2I-CompBench pins en_core_web_sm 3.5.0, and en_core_web_sm 3.6.0 and 3.8.0 "
+            "split 52 of these 900 prompts differently (e.g. 'a teardrop' or 'a teardrop pendant'), so the pinned "
+            "3.5.0 may ask other questions of a few prompts.",
             "T2I-CompBench generates 10 images per prompt with fixed seeds, 42 to 51 (GORS_finetune/inference_eval.py: "
             "the n-th image from a CUDA generator seeded 42 + n): the suite's generation defaults. The same seed "
             "numbers give the same images only where the latents are drawn as that script draws them.",
         ),
         convert=t2i_compbench,
         generation={"seeds": list(range(42, 52))},
+        question_sets={
+            "blip_vqa": {
+                "format": "t2i-compbench",
+                "description": "T2I-CompBench's BLIP-VQA questions (color, shape, texture): '{noun phrase}?' for each "
+                "noun chunk of the prompt as BLIPvqa_eval/BLIP_vqa.py makes them (less 'top', 'the side', 'the left', "
+                "'the right'; at most 8), lower-cased as BLIP's pre_question does",
+                "source": "Karine-Huang/T2I-CompBench BLIPvqa_eval/BLIP_vqa.py; noun chunks by spaCy's "
+                f"{' '.join(SPACY_MODEL)} (T2I-CompBench's requirements.txt pins en_core_web_sm 3.5.0)",
+            }
+        },
     ),
     Benchmark(
         id="dsg-1k",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Formats a question set may declare: how its source wrote the questions (docs/suites.md).
-QUESTION_FORMATS = ("dsg", "tifa")
+QUESTION_FORMATS = ("dsg", "tifa", "t2i-compbench")
 SET_KEYS = ("format", "description", "source")
 QUESTION_KEYS = ("qid", "question", "answer", "choices", "parents", "kind", "label")
 YES_NO = ("yes", "no")

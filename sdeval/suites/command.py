@@ -79,12 +79,16 @@ def list_command(as_json: bool) -> None:
 @click.argument("suite_arg", metavar="NAME|FILE")
 @_JSON
 def show_command(suite_arg: str, as_json: bool) -> None:
-    """Show a suite (a built-in NAME, builtin:NAME or a FILE) and its prompts."""
+    """Show a suite (a built-in NAME, builtin:NAME or a FILE), whether its prompts are a benchmark's published set,
+    and its prompts."""
     from sdeval.suites import load_suite
+    from sdeval.suites.published import match
 
     suite = load_suite(suite_arg)
+    published = match(suite)  # whether the prompts are a benchmark's published set: compared, not the file's sha256
     if as_json:
-        document = {**_summary(suite), "prompts": [p.to_json() for p in suite.prompts]}
+        document = {**_summary(suite), "prompt_set": published.to_json()}
+        document["prompts"] = [p.to_json() for p in suite.prompts]
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
     version = "unversioned" if suite.version is None else f"version {suite.version}"
@@ -93,6 +97,10 @@ def show_command(suite_arg: str, as_json: bool) -> None:
     if suite.description:
         click.echo(f"description: {suite.description}")
     click.echo(f"prompts: {len(suite.prompts)} ({_categories(suite)})")
+    first, *more = published.lines()
+    click.echo(f"prompt set: {first}")
+    for line in more:
+        click.echo(line)
     if suite.format == 2:
         click.echo(f"benchmark: {suite.name}")
         if suite.challenges:

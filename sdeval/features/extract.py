@@ -120,11 +120,15 @@ def extract_folder(
     hashes = [h for h, _ in hashed]
 
     keys = [e.cache_key for e in extractors]
+    # The arrays each extractor is asked for (`outputs`, where it says; else whatever it returns): a cached row that
+    # lacks one (made by a run that asked for fewer, as FID alone before sFID) is a miss, and its recomputed row,
+    # with every array, replaces it.
+    outputs: list[tuple[str, ...] | None] = [getattr(e, "outputs", None) for e in extractors]
     per_image: list[dict[str, dict[str, np.ndarray]]] = [{} for _ in paths]
-    for key in keys:
+    for key, wanted in zip(keys, outputs, strict=True):
         found = cache.get_many([h for i, h in enumerate(hashes) if i not in skipped], key) if cache else {}
         for i, h in enumerate(hashes):
-            if h in found:
+            if h in found and (wanted is None or all(name in found[h] for name in wanted)):
                 per_image[i][key] = found[h]
 
     todo = []
@@ -142,10 +146,10 @@ def extract_folder(
     if not kept and shard is None and files is None:
         raise NoImagesError(f"{root}: none of the {len(paths)} image files could be decoded (first: {skipped[0]})")
     features = {
-        key: {name: np.stack([per_image[i][key][name] for i in kept]) for name in per_image[kept[0]][key]}
+        key: {name: np.stack([per_image[i][key][name] for i in kept]) for name in wanted or per_image[kept[0]][key]}
         if kept
         else {}
-        for key in keys
+        for key, wanted in zip(keys, outputs, strict=True)
     }
     return FolderFeatures(
         root=str(root_path),

@@ -33,12 +33,14 @@ from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import require_download
+from sdeval.features import inception_spatial as spatial_input
 from sdeval.features.inception_torchscript import is_torchscript, read_torchscript
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
 POOL = "pool"  # 2048-d pool3 features (FID, KID, precision/recall)
 LOGITS = "logits_unbiased"  # 1008-d logits without bias (Inception Score, as torch-fidelity)
+SPATIAL = spatial_input.FEATURE  # 2023-d mixed_6/conv spatial features (sFID; features/inception_spatial.py)
 PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")
 
 
@@ -150,6 +152,13 @@ class _InceptionNetwork(FeatureExtractorInceptionV3):
         return pool.to(torch.float32), logits.to(torch.float32)
 
 
+def spatial_rows(feature_map: torch.Tensor) -> torch.Tensor:
+    """sFID's 2023 values per image from `mixed_6/conv`'s [N, 192, 17, 17] output: the first 7 channels, in
+    guided-diffusion's order (its numpy reshape of the NHWC tensor: row, column, channel)."""
+    first = feature_map[:, : spatial_input.CHANNELS].permute(0, 2, 3, 1)
+    return first.reshape(len(feature_map), -1).to(torch.float32)
+
+
 def fold_batch_norms(network: torch.nn.Module) -> int:
     """Fold each eval-mode batch norm into the convolution before it; returns how many were folded.
 
@@ -168,13 +177,15 @@ def fold_batch_norms(network: torch.nn.Module) -> int:
 
 
 class InceptionExtractor:
-    """FeatureExtractor (see features/base.py) for Inception pool3 features and logits."""
+    """FeatureExtractor (see features/base.py) for Inception pool3 features and logits, and with `spatial` sFID's
+    spatial features from the same forward pass (a hook on `mixed_6/conv`: no second run of the network)."""
 
     def __init__(
         self,
         weights: str | os.PathLike[str] | None = None,
         preprocess: str = "legacy",
         device: str | torch.device = "cpu",
+        spatial: bool = False,
     ) -> None:
         if preprocess not in PREPROCESS_MODES:
             raise SdevalError(f"--preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {preprocess!r}")
@@ -199,7 +210,12 @@ class InceptionExtractor:
                 )
         self.mode = preprocess
         self.device = torch.device(device)
+        # The key names the network and its route, not which outputs a run keeps: a reference's Inception features
+        # are found by it whether or not they hold the spatial rows. The cache takes a row lacking one of
+        # `outputs` as a miss (features/extract.py).
         self.cache_key = f"inception-v3-compat:{self.weights_sha256}:{preprocess}"
+        self.spatial = spatial
+        self.outputs = (POOL, LOGITS, SPATIAL) if spatial else (POOL, LOGITS)
         self._network: _InceptionNetwork | None = None
 
     @staticmethod
@@ -250,8 +266,17 @@ class InceptionExtractor:
     def extract(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         # channels_last runs oneDNN/cuDNN convolutions about 1.3x faster; values agree to float rounding.
         batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        pool, logits = self.network.forward_resized(batch)
-        return {POOL: pool.cpu(), LOGITS: logits.cpu()}
+        if not self.spatial:  # FID-only runs register no hook and keep nothing more
+            pool, logits = self.network.forward_resized(batch)
+            return {POOL: pool.cpu(), LOGITS: logits.cpu()}
+        captured: list[torch.Tensor] = []
+        layer = self.network.get_submodule(spatial_input.MODULE)
+        handle = layer.register_forward_hook(lambda module, args, output: captured.append(spatial_rows(output)))
+        try:
+            pool, logits = self.network.forward_resized(batch)
+        finally:
+            handle.remove()
+        return {POOL: pool.cpu(), LOGITS: logits.cpu(), SPATIAL: captured[0].cpu()}
 
     def protocol(self) -> dict[str, Any]:
         return {

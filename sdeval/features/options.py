@@ -24,14 +24,15 @@ class FeatureOptions:
     progress: bool = True
 
 
-def build_inception(options: FeatureOptions) -> InceptionExtractor:
+def build_inception(options: FeatureOptions, spatial: bool = False) -> InceptionExtractor:
+    """The Inception extractor of `options`; with `spatial` it also gives sFID's spatial rows from the same pass."""
     import torch
 
     from sdeval.core.devices import resolve_device
     from sdeval.features.inception import InceptionExtractor
 
     return InceptionExtractor(
-        options.inception_weights, options.preprocess, torch.device(resolve_device(options.device))
+        options.inception_weights, options.preprocess, torch.device(resolve_device(options.device)), spatial=spatial
     )
 
 

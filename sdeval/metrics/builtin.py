@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from sdeval.features import inception_spatial as spatial
 from sdeval.metrics.adherence import adherence
 from sdeval.metrics.clip_score import DEFAULT_AGGREGATION, clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
@@ -35,6 +36,7 @@ from sdeval.metrics.registry import (
 )
 from sdeval.metrics.rprecision import DEFAULT_MAX_R, clip_r_precision
 from sdeval.metrics.seed_robustness import robustness
+from sdeval.metrics.sfid import sfid
 from sdeval.preference import scorer_info
 
 IS_SPLITS = 10
@@ -1034,4 +1036,42 @@ DC = MetricSpec(
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_dc,
     protocol=lambda params, cell: {"dc": {"k": DC_NEIGHBOURHOOD, "ball": "distance <= radius"}},
+)  # fmt: skip
+
+
+# -- sFID (Nash et al. 2021): FID on Inception's spatial features (mixed_6/conv) --------------------------------
+
+_SPATIAL = (spatial.NAME, f"reference_{spatial.NAME}")
+
+
+def _sfid(cell: CellData) -> MetricOutput:
+    ref = _require(cell.reference, "a reference")
+    rows = _require(cell.features.get(spatial.NAME), "Inception spatial features")
+    ref_rows = _require(ref.features.get(spatial.NAME), "the reference's Inception spatial features (`sdeval "
+                        "reference build --inception-spatial`, or a reference folder)")  # fmt: skip
+    small = min(len(rows), len(ref_rows))
+    warnings = [] if small >= spatial.DIM else [
+        f"sFID: {small} images is fewer than the {spatial.DIM} feature dimensions; the covariance is rank-deficient "
+        "and sFID is biased upward. Use at least as many images as dimensions (10k+ to compare)."]  # fmt: skip
+    entry = {"value": sfid(rows, ref_rows), "n": len(rows), "n_reference": len(ref_rows)}
+    return MetricOutput({"sfid": entry}, warnings=warnings)
+
+
+def _sfid_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:
+    return {"sfid": {"layer": f"{spatial.LAYER} (torch-fidelity {spatial.MODULE}: conv, batch norm, ReLU)",
+                     "channels": f"first {spatial.CHANNELS}", "size": f"{spatial.SIZE}x{spatial.SIZE}",
+                     "dim": spatial.DIM, "order": spatial.ORDER}}  # fmt: skip
+
+
+SFID = MetricSpec(
+    name="sfid",
+    description="sFID (Nash et al. 2021): Fréchet distance of Inception's spatial features (mixed_6/conv, first 7 "
+    "channels, 2023-d, as guided-diffusion) to the reference, from the FID pass.",
+    results=(ResultKey("sfid", "sFID", Direction.LOWER, (0.0, None), Jackknife(_SPATIAL, _fid_side),
+                       detail="({n} images)"),),
+    # The Inception network's pass (its model slot, the reference's Inception protocol), and its spatial rows.
+    needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
+    compute=_sfid,
+    inputs=(spatial.NAME,),  # sdeval.features.inception_spatial:INPUT, served by the Inception extractor
+    protocol=_sfid_protocol,
 )  # fmt: skip

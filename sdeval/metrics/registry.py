@@ -363,6 +363,7 @@ for _name, _object in (
     ("fid_inf", "FID_INF"),
     ("vendi", "VENDI"),
     ("dc", "DC"),
+    ("sfid", "SFID"),
 ):
     _METRICS.register(_name, f"sdeval.metrics.builtin:{_object}")
 

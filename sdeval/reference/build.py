@@ -14,7 +14,8 @@ from sdeval.core.devices import resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipEmbedder, ClipModelSpec
-from sdeval.features.inception import POOL, InceptionExtractor
+from sdeval.features.inception import POOL, SPATIAL, InceptionExtractor
+from sdeval.features.inception_spatial import NAME as SPATIAL_INPUT
 from sdeval.features.options import FeatureOptions, build_inception, extract
 from sdeval.metrics.fid import FrechetState
 from sdeval.reference.files import Reference, images_hash, load_reference, require_features, save_reference
@@ -52,7 +53,8 @@ def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) ->
     for extractor in extractors:
         arrays = feats.features[extractor.cache_key]
         if isinstance(extractor, InceptionExtractor) and POOL in arrays:
-            arrays = {POOL: arrays[POOL]}  # the logits serve IS only, which needs no reference
+            # The logits serve IS only, which needs no reference; the spatial rows are kept where asked (sFID).
+            arrays = {name: arrays[name] for name in (POOL, SPATIAL) if name in arrays}
             fid_state = FrechetState.from_features(arrays[POOL]) if whole else None
         features[extractor.cache_key] = arrays
     return Reference(
@@ -79,11 +81,12 @@ def build_reference_file(
     image embeddings CMMD needs; and the rows of each feature input named in `inputs`, sdeval.features.inputs, its
     extractor made with the option `values` given, the others taking their defaults: `("dinov2",)` stores the DINOv2
     features FD_DINOv2 needs), extracted in one pass and written to `out`."""
-    extractors: list = [build_inception(options)]
+    # `--inception-spatial` (sFID) is served by the Inception pass: its rows are kept, no model is added.
+    extractors: list = [build_inception(options, spatial=SPATIAL_INPUT in inputs)]
     device = torch.device(resolve_device(options.device))
     if cmmd is not None:
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
-    extractors += [feature_inputs.get(name).build(values or {}, device) for name in inputs]
+    extractors += [feature_inputs.get(name).build(values or {}, device) for name in inputs if name != SPATIAL_INPUT]
     reference = reference_from_folder(images, extractors, options)
     save_reference(out, reference)
     return reference

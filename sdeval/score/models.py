@@ -12,6 +12,7 @@ from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_rebuild_hint, load_clip_models
 from sdeval.features.inception import InceptionExtractor
+from sdeval.features.inception_spatial import NAME as SPATIAL_INPUT
 from sdeval.features.options import build_inception
 from sdeval.features.text_embeddings import embed_prompts
 from sdeval.metrics.registry import MetricSpec, Need, inputs_of
@@ -46,8 +47,9 @@ class RunModels:
         """The models `needs` call for, the extractors of the feature `inputs` (those in `reference_inputs` also feed
         the reference), and the preference scorers of the metrics named in `preference`."""
         inception = None
-        if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs:
-            inception = build_inception(options.features)
+        spatial = SPATIAL_INPUT in inputs  # sFID's rows come from the Inception pass itself (a hook), not a model
+        if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs or spatial:
+            inception = build_inception(options.features, spatial=spatial)
         wants_prompt_model = bool({Need.CLIP_IMAGE, Need.CLIP_TEXT} & needs)
         wants_cmmd_model = Need.CMMD_IMAGE in needs
         clip = choice = None
@@ -59,7 +61,10 @@ class RunModels:
             clip = load_clip_models(choice, device, options.features.batch_size)
         models = cls(inception, clip, choice.cmmd if choice else None, list(choice.warnings) if choice else [])
         values = options.input_values()
-        models.inputs = {name: feature_inputs.get(name).build(values, device) for name in inputs}
+        models.inputs = {
+            name: inception if name == SPATIAL_INPUT else feature_inputs.get(name).build(values, device)
+            for name in inputs
+        }
         models.reference_inputs = tuple(name for name in reference_inputs if name in models.inputs)
         for name in preference:
             models.preference[name] = _load_scorer(name, options, device, clip)

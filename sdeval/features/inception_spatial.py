@@ -1,0 +1,49 @@
+"""sFID's spatial features (Nash et al. 2021), declared as a feature input and served by the Inception extractor.
+
+guided-diffusion's evaluator (openai/guided-diffusion `evaluations/evaluator.py`) reads TF Inception's tensor
+`mixed_6/conv:0`, [N, 17, 17, 192]: the output of that scope's last op, the ReLU after its convolution and batch norm.
+It keeps the first 7 channels and flattens each image's [17, 17, 7] in numpy's row-major order to 2023 values.
+torch-fidelity's TF-to-torch conversion map (toshas/torch-fidelity `convert_inception_weights.py`) loads
+`mixed_6/conv/conv2d_params` and `mixed_6/conv/batchnorm` into `Mixed_6d.branch1x1`, a BasicConv2d (conv, batch norm,
+ReLU): its output is that tensor in NCHW, taken here by a forward hook during the pool pass (features/inception.py).
+
+The declaration gives the rows a state array, a reference flag (`sdeval reference build --inception-spatial`), a
+protocol block, the merge rule and the metric's inputs (sdeval.features.inputs); the extractor is the run's Inception
+extractor with its spatial output on (score/models.py, reference/build.py), so the network runs once. It loads no
+torch: reading the declarations (`--help`, `sdeval models`) stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sdeval.core.errors import SdevalError
+from sdeval.features.inputs import FeatureInput
+
+NAME = "inception_spatial"
+#: The feature name the Inception extractor returns the rows under.
+FEATURE = "spatial"
+LAYER = "mixed_6/conv"  # TF Inception 2015's tensor name
+MODULE = "Mixed_6d.branch1x1"  # torch-fidelity's module computing it (conv, batch norm, ReLU)
+CHANNELS = 7
+SIZE = 17
+DIM = CHANNELS * SIZE * SIZE  # 2023
+ORDER = "row, column, channel (TF NHWC, as guided-diffusion flattens it)"
+
+
+def _served_by_inception(values: Mapping[str, Any], device: Any) -> Any:
+    raise SdevalError(
+        f"feature input {NAME!r} is served by the Inception extractor (build_inception(..., spatial=True)); it has no "
+        "extractor of its own"
+    )
+
+
+#: `reference build --inception-spatial`, state arrays `inception_spatial` / `reference_inception_spatial`.
+INPUT = FeatureInput(
+    name=NAME,
+    label="Inception (mixed_6/conv)",
+    feature=FEATURE,
+    load=_served_by_inception,
+    stores=f"the Inception spatial features sFID needs ({LAYER}, first {CHANNELS} channels, {DIM}-d)",
+)

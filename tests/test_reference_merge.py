@@ -15,7 +15,14 @@ from sdeval.cli import main
 from sdeval.core.errors import ProtocolMismatchError, SdevalError
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.kid import kid
-from sdeval.reference import Reference, images_hash, load_reference, merge_references, save_reference
+from sdeval.reference import (
+    FORMAT_VERSION,
+    Reference,
+    images_hash,
+    load_reference,
+    merge_references,
+    save_reference,
+)
 from sdeval.reference.build import build_reference_file
 from sdeval.score import FeatureOptions
 
@@ -159,9 +166,10 @@ def test_a_newer_format_version_is_a_clear_error(built, tmp_path):
     with np.load(built["a"], allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     meta = json.loads(str(arrays["meta"]))
-    arrays["meta"] = np.array(json.dumps(meta | {"format_version": 3}))
+    newer = FORMAT_VERSION + 1
+    arrays["meta"] = np.array(json.dumps(meta | {"format_version": newer}))
     np.savez(tmp_path / "future.npz", **arrays)
-    with pytest.raises(SdevalError, match="format version 3 was written by a newer sdeval"):
+    with pytest.raises(SdevalError, match=f"format version {newer} was written by a newer sdeval"):
         load_reference(tmp_path / "future.npz")
 
 

@@ -15,7 +15,7 @@ from sdeval.metrics.clip_score import DEFAULT_AGGREGATION, clip_score, clip_scor
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
 from sdeval.metrics.density_coverage import K as DC_NEIGHBOURHOOD
 from sdeval.metrics.diversity import image_distances, prompt_diversity
-from sdeval.metrics.fid import FrechetState, fid_from_features
+from sdeval.metrics.fid import FrechetState, fid_from_features, reference_root
 from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
 from sdeval.metrics.precision_recall import precision_recall
@@ -102,7 +102,10 @@ def _fid(cell: CellData) -> MetricOutput:
     ref = _require(cell.reference, "a reference")
     pool = _require(cell.pool, "Inception features")
     ref_state = ref.fid_state if ref.fid_state is not None else FrechetState.from_features(ref.pool)
-    value = fid_from_features(pool, ref_state, reference_features=ref.pool)
+    # The d x d route roots the reference, once per run (or never: a reference file stores its decomposition).
+    rows = ref.pool
+    root = None if rows is None else lambda: reference_root(rows)
+    value = fid_from_features(pool, ref_state, reference_features=rows, root=root)
     warnings = []
     small = min(len(pool), ref_state.n)
     if small < ref_state.dim:  # said only of a FID that was computed

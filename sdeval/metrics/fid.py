@@ -16,12 +16,13 @@ relative eps cut are dropped, so no square root of round-off (1e-8 relative) ent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from sdeval.core.errors import SdevalError
-from sdeval.metrics.embeddings import NotEnoughDataError
+from sdeval.metrics.embeddings import NotEnoughDataError, fingerprint
 
 
 @dataclass
@@ -80,7 +81,12 @@ def _round_off(eig: np.ndarray) -> float:
 
 def psd_root(sigma: np.ndarray) -> np.ndarray:
     """B = U sqrt(w) with sigma = U diag(w) U^T = B B^T, the columns of round-off eigenvalues dropped ([d, d'])."""
-    w, u = np.linalg.eigh(np.asarray(sigma, dtype=np.float64))
+    return root_from_eigh(*np.linalg.eigh(np.asarray(sigma, dtype=np.float64)))
+
+
+def root_from_eigh(w: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """`psd_root` from an eigen-decomposition already made (eigh's eigenvalues w and eigenvectors u): the same
+    bits as psd_root of that matrix, so a stored decomposition gives the FID a fresh one gives."""
     keep = w > _round_off(w)
     return u[:, keep] * np.sqrt(w[keep])
 
@@ -114,6 +120,51 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def fid_from_states(a: FrechetState, b: FrechetState) -> float:
     """FID between two feature sets given their states."""
     return frechet_distance(a.mean(), a.covariance(), b.mean(), b.covariance())
+
+
+@dataclass(frozen=True)
+class ReferenceRoot:
+    """The reference side of FID, decomposed once: mean, trace, and B = U sqrt(w) with Σ_ref = B B^T."""
+
+    mean: np.ndarray
+    trace: float
+    b: np.ndarray  # [d, d'] (columns of zero eigenvalue dropped)
+
+    @classmethod
+    def from_features(cls, features: np.ndarray) -> ReferenceRoot:
+        return cls.from_state(FrechetState.from_features(np.asarray(features)))
+
+    @classmethod
+    def from_state(cls, state: FrechetState) -> ReferenceRoot:
+        sigma = state.covariance()
+        return cls(state.mean(), float(np.trace(sigma)), psd_root(sigma))
+
+    @classmethod
+    def from_eigh(cls, state: FrechetState, w: np.ndarray, u: np.ndarray) -> ReferenceRoot:
+        """`from_state` with the eigen-decomposition of the state's covariance given (a reference file's): the same
+        bits when (w, u) is eigh of that covariance, without its d x d eigh."""
+        return cls(state.mean(), float(np.trace(state.covariance())), root_from_eigh(w, u))
+
+
+_ROOTS: dict[tuple, ReferenceRoot] = {}
+
+
+def reference_root(reference: np.ndarray) -> ReferenceRoot:
+    """The reference's eigen-decomposition, kept for the next call on the same reference (cells share one): the one
+    a reference file stores (`keep_reference_root`), else computed from the rows."""
+    ref = np.asarray(reference)
+    key = fingerprint(ref)
+    if key not in _ROOTS:
+        _ROOTS.clear()  # one reference at a time: a d = 2048 root is 32 MB
+        _ROOTS[key] = ReferenceRoot.from_features(ref)
+    return _ROOTS[key]
+
+
+def keep_reference_root(reference: np.ndarray, root: ReferenceRoot) -> None:
+    """Make `root` the one `reference_root` gives for these rows: a reference file's stored decomposition, checked
+    by the loader to be of the Fréchet state of these very rows."""
+    _ROOTS.clear()
+    _ROOTS[fingerprint(np.asarray(reference))] = root
 
 
 def _rows(features: np.ndarray, dim: int, what: str) -> np.ndarray:
@@ -154,7 +205,10 @@ def trace_sqrt_product_low_rank(features1: np.ndarray, sigma2: np.ndarray) -> fl
 
 
 def fid_from_features(
-    features: np.ndarray, reference: FrechetState, reference_features: np.ndarray | None = None
+    features: np.ndarray,
+    reference: FrechetState,
+    reference_features: np.ndarray | None = None,
+    root: Callable[[], ReferenceRoot] | None = None,
 ) -> float:
     """FID of `features` against a reference state; takes the n x n route when either set has fewer images
     than dimensions (equal to the d x d route to rounding; tested), else the d x d route.
@@ -162,6 +216,10 @@ def fid_from_features(
     `reference_features`, where given, must be the rows `reference` was accumulated from; it lets a reference of
     fewer images than dimensions take the n x n route too (then checked: same shape, same column sums to float32
     rounding). Of two small sets the smaller one's problem is solved.
+
+    `root`, where given, gives the reference's root (called only on the d x d route): that route then takes the
+    square root on the reference's side, B^T Σ_gen B with Σ_ref = B B^T, so a reference decomposed once (or stored
+    decomposed in its file) leaves each cell one eigvalsh instead of an eigh and an eigvalsh.
     """
     x = _rows(features, reference.dim, "features")
     state = FrechetState.from_features(x)
@@ -187,6 +245,9 @@ def fid_from_features(
         trace = trace_sqrt_product_low_rank(x, sigma2)
     elif small_reference is not None:
         trace = trace_sqrt_product_low_rank(small_reference, sigma1)
+    elif root is not None:
+        b = root().b
+        trace = trace_sqrt_psd(b.T @ sigma1 @ b)
     else:
         return frechet_distance(mu1, sigma1, mu2, sigma2)
     return frechet_from_traces(mu1 - mu2, np.trace(sigma1), np.trace(sigma2), trace)

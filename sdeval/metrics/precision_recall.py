@@ -105,27 +105,73 @@ def knn_radii(features: np.ndarray | torch.Tensor | ScreenedSet, k: int, gemm: G
 
 
 def _screened_radii(x: ScreenedSet, k: int) -> torch.Tensor:
+    return _screened_radii_for(x, (k,))[k]
+
+
+def _screened_radii_for(x: ScreenedSet, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
     import torch  # at call time (see the imports above)
 
-    radii = torch.empty(x.n, dtype=torch.float64)
+    radii = {k: torch.empty(x.n, dtype=torch.float64) for k in ks}
     for rows in _row_chunks(x.n, x.n):
-        values, _ = nearest(x, rows, x, screen(x, rows, x), k + 1)
-        radii[rows] = values[:, k].clamp_min(0).sqrt()  # sqrt is monotone: the k-th of the distances
+        values, _ = nearest(x, rows, x, screen(x, rows, x), max(ks) + 1)  # exact and ascending: each k's is there
+        for k in ks:
+            radii[k][rows] = values[:, k].clamp_min(0).sqrt()  # sqrt is monotone: the k-th of the distances
+    return radii
+
+
+def knn_radii_for(features: np.ndarray, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+    """`knn_radii` for several k from one pass over the distances (a reference build stores k = 3 and 5): the same
+    bits as one `knn_radii` call per k, since each k-th smallest distance is the float64 formula's either way."""
+    import torch  # at call time (see the imports above)
+
+    screened = _screened(np.asarray(features))
+    if screened is not None:
+        return _screened_radii_for(screened[0], ks)
+    x = _float64(features)
+    sq = _squared_norms(x)
+    radii = {k: torch.empty(len(x), dtype=torch.float64) for k in ks}
+    for rows in _row_chunks(len(x), len(x)):
+        nearest_values = _pairwise_distances(x[rows], x, sq, sq[rows]).topk(max(ks) + 1, dim=1, largest=False).values
+        for k in ks:
+            radii[k][rows] = nearest_values[:, k]
     return radii
 
 
 _REFERENCE_RADII: dict[tuple, torch.Tensor] = {}
+_GEMMS: tuple[Gemm, ...] = ("float32", "float64")
+
+
+def _forget_other_references(key: tuple) -> None:
+    """One reference at a time (a run has one), with every k asked of it (precision/recall's and density's)."""
+    for other in [other for other in _REFERENCE_RADII if other[0] != key]:
+        del _REFERENCE_RADII[other]
 
 
 def reference_radii(reference: np.ndarray | torch.Tensor | ScreenedSet, k: int, gemm: Gemm = "float32") -> torch.Tensor:
     """`knn_radii` of a reference set, kept for the next call on the same set and k: every cell of a run and the
-    precision interval measure against one reference, and its radii are the costliest pass (n_ref² d)."""
-    key = (fingerprint(_array(reference)), k, gemm)
+    precision interval measure against one reference, and its radii are the costliest pass (n_ref² d). A reference
+    file's stored radii are put here when it loads (`keep_reference_radii`)."""
+    features = fingerprint(_array(reference))
+    key = (features, k, gemm)
     if key not in _REFERENCE_RADII:
-        _REFERENCE_RADII.clear()  # one reference at a time (a run has one)
+        _forget_other_references(features)
         # The float32 screen is the default: called with two arguments so that a wrapped knn_radii sees the same.
         _REFERENCE_RADII[key] = knn_radii(reference, k) if gemm == "float32" else knn_radii(reference, k, gemm)
     return _REFERENCE_RADII[key]
+
+
+def keep_reference_radii(reference: np.ndarray, k: int, radii: np.ndarray) -> None:
+    """Make `radii` what `reference_radii` gives for these rows and k, whichever gemm (both give the float64
+    formula's radii): a reference file's, which its loader has checked against these rows."""
+    import torch  # at call time (see the imports above)
+
+    values = np.asarray(radii, dtype=np.float64)
+    if values.shape != (len(reference),):
+        raise ValueError(f"{len(values)} radii for {len(reference)} reference rows")
+    features = fingerprint(np.asarray(reference))
+    _forget_other_references(features)
+    for gemm in _GEMMS:
+        _REFERENCE_RADII[features, k, gemm] = torch.from_numpy(values.copy())
 
 
 def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:

@@ -18,7 +18,15 @@ from sdeval.features.inception import POOL, SPATIAL, InceptionExtractor
 from sdeval.features.inception_spatial import NAME as SPATIAL_INPUT
 from sdeval.features.options import FeatureOptions, build_inception, extract
 from sdeval.metrics.fid import FrechetState
-from sdeval.reference.files import Reference, images_hash, load_reference, require_features, save_reference
+from sdeval.reference.derived import DEFAULT_RADII_K, compute_eigh, compute_radii
+from sdeval.reference.files import (
+    POOL_STATE,
+    Reference,
+    images_hash,
+    load_reference,
+    require_features,
+    save_reference,
+)
 
 
 @dataclass
@@ -50,12 +58,14 @@ def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) ->
     """A Reference of extracted features (an empty share holds no arrays)."""
     features: dict[str, dict[str, np.ndarray]] = {}
     fid_state = None
+    state_rows: dict[str, tuple[str, str]] = {}
     for extractor in extractors:
         arrays = feats.features[extractor.cache_key]
         if isinstance(extractor, InceptionExtractor) and POOL in arrays:
             # The logits serve IS only, which needs no reference; the spatial rows are kept where asked (sFID).
             arrays = {name: arrays[name] for name in (POOL, SPATIAL) if name in arrays}
             fid_state = FrechetState.from_features(arrays[POOL]) if whole else None
+            state_rows = {POOL_STATE: (extractor.cache_key, POOL)} if whole else {}
         features[extractor.cache_key] = arrays
     return Reference(
         protocols={e.cache_key: e.protocol() for e in extractors},
@@ -66,7 +76,22 @@ def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) ->
         source=str(Path(folder)),
         image_hashes=list(feats.hashes),
         image_paths=list(feats.paths),
+        state_rows=state_rows,
     )
+
+
+def store_derived(reference: Reference, knn_rows: list[tuple[str, str]], radii_k: tuple[int, ...]) -> None:
+    """What scoring against `reference` would otherwise compute each run: the k-NN radii of the rows named in
+    `knn_rows` at each k of `radii_k` (the exact path), and the eigen-decomposition of each Fréchet state of at
+    least as many images as dimensions (compute_eigh)."""
+    for features in knn_rows:
+        rows = reference.rows(features)
+        if rows is not None:
+            reference.radii += compute_radii(rows, features, radii_k)
+    for name, state in reference.states().items():
+        decomposition = compute_eigh(state)
+        if decomposition is not None:
+            reference.eigh[name] = decomposition
 
 
 def build_reference_file(
@@ -76,11 +101,13 @@ def build_reference_file(
     cmmd: ClipModelSpec | None = None,
     inputs: tuple[str, ...] = (),
     values: Mapping[str, Any] | None = None,
+    radii_k: tuple[int, ...] = DEFAULT_RADII_K,
 ) -> Reference:
     """`sdeval reference build`: Inception features and Fréchet state of a folder (plus, with `cmmd`, the CLIP
     image embeddings CMMD needs; and the rows of each feature input named in `inputs`, sdeval.features.inputs, its
     extractor made with the option `values` given, the others taking their defaults: `("dinov2",)` stores the DINOv2
-    features FD_DINOv2 needs), extracted in one pass and written to `out`."""
+    features FD_DINOv2 needs), extracted in one pass and written to `out`, with the pool features' k-NN radii at
+    each k of `radii_k` (precision/recall's and density/coverage's) and each state's eigen-decomposition."""
     # `--inception-spatial` (sFID) is served by the Inception pass: its rows are kept, no model is added.
     extractors: list = [build_inception(options, spatial=SPATIAL_INPUT in inputs)]
     device = torch.device(resolve_device(options.device))
@@ -88,6 +115,7 @@ def build_reference_file(
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
     extractors += [feature_inputs.get(name).build(values or {}, device) for name in inputs if name != SPATIAL_INPUT]
     reference = reference_from_folder(images, extractors, options)
+    store_derived(reference, [(extractors[0].cache_key, POOL)], radii_k)
     save_reference(out, reference)
     return reference
 

@@ -41,9 +41,12 @@ def reference() -> None:
               help="open_clip model for those embeddings (implies --cmmd) [default: ViT-L-14-336].")  # fmt: skip
 @click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
               help="its weights, tag or local file (implies --cmmd) [default: openai].")  # fmt: skip
+@click.option("--radii-k", "radii_k", default="3,5", show_default=True, metavar="K,K,...",
+              help="store the Inception features' k-NN radii at these k (precision/recall: 3, density/coverage: 5), "
+              "so scoring never computes them; 'none' stores none.")  # fmt: skip
 @feature_options
 def reference_build(images, out, set_name, set_images, captions, definition, cmmd, cmmd_model, cmmd_pretrained,
-                    **kwargs) -> None:  # fmt: skip
+                    radii_k, **kwargs) -> None:  # fmt: skip
     """Extract the features and Fréchet state of IMAGES (with --cmmd also CLIP embeddings, with --dinov2 DINOv2
     features) into a reference file.
 
@@ -70,10 +73,12 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
         spec = ClipModelSpec(cmmd_model or CMMD_MODEL.name, cmmd_pretrained or CMMD_MODEL.pretrained)
     values = input_values(kwargs)
     stored = stored_inputs(kwargs, values)
+    ks = _radii_k(radii_k)
     if not by_set:
         assert images is not None  # refused above without --set
         check_output_file(out, "--out")
-        ref = build_reference_file(images, out, make_feature_options(kwargs), cmmd=spec, inputs=stored, values=values)
+        ref = build_reference_file(images, out, make_feature_options(kwargs), cmmd=spec, inputs=stored, values=values,
+                                   radii_k=ks)  # fmt: skip
         click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
         return
 
@@ -92,7 +97,7 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
     if check.unused:
         click.echo(f"note: {len(check.unused)} image(s) of the pool are not in set {found.id}: left out", err=True)
     built = refsets.build_set_reference(check, out, make_feature_options(kwargs), cmmd=spec, inputs=stored,
-                                        values=values)  # fmt: skip
+                                        values=values, radii_k=ks)  # fmt: skip
     ref = built.reference
     click.echo(f"reference: {out}  (set {found.id}, {ref.n} images, sha256 {ref.images_hash[:16]}...)")
     if found.pinned:
@@ -100,6 +105,19 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
     else:
         click.echo(f"set {found.id} has no pinned file list hash yet; once this copy is verified, pin it in "
                    f"{found.path.name}: \"file_list_sha256\": \"{check.file_list_sha256}\"")  # fmt: skip
+
+
+def _radii_k(text: str) -> tuple[int, ...]:
+    """--radii-k: positive integers separated by commas, or 'none'."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        raise SdevalError(f"--radii-k: expected positive integers separated by commas (e.g. 3,5) or none, got {text!r}")
+    return ks
 
 
 @reference.command("list")

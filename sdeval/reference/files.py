@@ -1,15 +1,21 @@
 """Reference files: the statistics and features of a reference image set, with the protocol that made them.
 
-A reference file is a numpy .npz (read with allow_pickle=False). Format version 2 holds:
-- `meta`: JSON text: format, version, protocol per extractor, n, images hash, source, sdeval version;
-- `fid_n`, `fid_sum`, `fid_sum_outer`: the mergeable Fréchet state of the Inception pool features;
+A reference file is a numpy .npz (read with allow_pickle=False). Format version 3 holds:
+- `meta`: JSON text: format, version, protocol per extractor, n, images hash, source, sdeval version, and what
+  made each stored state, radius array and decomposition below;
+- `frechet__<name>__n`, `__sum`, `__sum_outer`: mergeable Fréchet states by name (`pool`: the Inception pool
+  features'), each with the feature rows it was accumulated from, if the file holds them;
 - `feat__<extractor index>__<name>`: per-image feature arrays (KID, precision/recall, CMMD need them);
 - `image_sha256` (fixed-width ASCII bytes) and `image_paths` (str, relative to the folder): the identity of
-  each image, in the row order of the features. They let `merge_references` find images that two parts share.
+  each image, in the row order of the features. They let `merge_references` find images that two parts share;
+- `radii__<i>`: k-NN radii (float64 [n]) of a feature array, with k, the distance rule and the rows' sha256;
+- `eigh__<name>__values`, `eigh__<name>__vectors`: eigh of a state's covariance (float64 [d] and [d, d]: 32 MiB
+  at d = 2048), with the state's sha256. Radii and decompositions are checked on load (reference/derived.py).
 
-Version 1 files (no per-image identity) still load, with `image_hashes` and `image_paths` None; so does a
-version 2 file merged from them, which lacks the two arrays too. The zip is written with fixed timestamps, so
-the same reference always gives the same bytes.
+Version 2 (the pool's state as `fid_n`, `fid_sum`, `fid_sum_outer`; no radii or decompositions: computed when
+used) and version 1 files (no per-image identity either) still load, with `image_hashes` and `image_paths` None
+where the file lacks them. The zip is written with fixed timestamps, so the same reference always gives the same
+bytes.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ from sdeval.core.errors import ProtocolMismatchError, SdevalError
 from sdeval.core.npz import npz_bytes
 from sdeval.core.version import __version__
 from sdeval.metrics.fid import FrechetState
+from sdeval.reference import derived
+from sdeval.reference.derived import StoredEigh, StoredRadii
 
 FORMAT = "sdeval-reference"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: named Fréchet states, stored k-NN radii and eigen-decompositions
+#: The name of the Inception pool features' Fréchet state (Reference.fid_state).
+POOL_STATE = "pool"
 _HASH_DTYPE = "S64"  # a hex sha256 is 64 ASCII characters; bytes take a quarter of the room of str
 _MAX_LISTED_PAIRS = 5
 
@@ -62,6 +72,22 @@ class Reference:
     image_paths: list[str] | None = None
     #: What the user declared a statistics file was made with (sdeval.reference.stats); None for images' features.
     declared: dict[str, Any] | None = None
+    #: Fréchet states besides the pool's (`fid_state`), by name: stored, merged and loaded as that one is.
+    frechet: dict[str, FrechetState] = field(default_factory=dict)
+    #: The feature rows (extractor cache key, feature name) each named state was accumulated from, where known.
+    state_rows: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: k-NN radii of feature rows, and eigen-decompositions of named states: computed once (reference/derived.py).
+    radii: list[StoredRadii] = field(default_factory=list)
+    eigh: dict[str, StoredEigh] = field(default_factory=dict)
+
+    def states(self) -> dict[str, FrechetState]:
+        """Every named Fréchet state, the pool's first."""
+        pool = {} if self.fid_state is None else {POOL_STATE: self.fid_state}
+        return pool | self.frechet
+
+    def rows(self, features: tuple[str, str]) -> np.ndarray | None:
+        key, name = features
+        return self.features.get(key, {}).get(name)
 
     def identity(self) -> dict[str, Any]:
         out = {"source": self.source, "n": self.n, "images_sha256": self.images_hash}
@@ -72,10 +98,27 @@ class Reference:
         return self.image_hashes is not None and self.image_paths is not None
 
 
+def _state_name(name: str) -> str:
+    """A state's name becomes part of array names: a plain identifier without a double underscore."""
+    if not name.isidentifier() or "__" in name:
+        raise SdevalError(f"a Fréchet state's name must be an identifier without '__', got {name!r}")
+    return name
+
+
+def _state_entry(reference: Reference, name: str) -> dict[str, Any]:
+    """A named state's meta: the rows it was accumulated from and their sha256 (checked on load), where known."""
+    features = reference.state_rows.get(name)
+    rows = None if features is None else reference.rows(features)
+    if features is None or rows is None:
+        return {"name": _state_name(name), "features": None}
+    return {"name": _state_name(name), "features": list(features), "rows_sha256": derived.rows_sha256(rows)}
+
+
 def save_reference(path: str | os.PathLike[str], reference: Reference) -> None:
     """Write atomically; the file either appears whole or not at all."""
     keys = list(reference.features)
-    meta = {
+    states = reference.states()
+    meta: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sdeval_version": __version__,
@@ -83,12 +126,29 @@ def save_reference(path: str | os.PathLike[str], reference: Reference) -> None:
         "images_sha256": reference.images_hash,
         "source": reference.source,
         "extractors": [{"cache_key": key, "protocol": reference.protocols[key]} for key in keys],
+        "frechet": [_state_entry(reference, name) for name in states],
+        "radii": [],
+        "eigh": [],
     }
-    arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
-    if reference.fid_state is not None:
-        arrays["fid_n"] = np.array(reference.fid_state.n, dtype=np.int64)
-        arrays["fid_sum"] = reference.fid_state.sum
-        arrays["fid_sum_outer"] = reference.fid_state.sum_outer
+    arrays: dict[str, np.ndarray] = {}
+    for name, state in states.items():
+        arrays[f"frechet__{name}__n"] = np.array(state.n, dtype=np.int64)
+        arrays[f"frechet__{name}__sum"] = state.sum
+        arrays[f"frechet__{name}__sum_outer"] = state.sum_outer
+    for index, stored in enumerate(reference.radii):
+        rows = reference.rows(stored.features)
+        if rows is None or stored.radii.shape != (len(rows),):
+            raise SdevalError(f"reference {reference.source}: k-NN radii of {stored.features} without their rows")
+        meta["radii"].append({"array": f"radii__{index}", "features": list(stored.features), "k": stored.k,
+                              "distance": stored.distance, "rows_sha256": stored.rows_sha256})  # fmt: skip
+        arrays[f"radii__{index}"] = np.asarray(stored.radii, dtype=np.float64)
+    for name, decomposition in reference.eigh.items():
+        if name not in states:
+            raise SdevalError(f"reference {reference.source}: an eigen-decomposition of no state ({name!r})")
+        meta["eigh"].append({"state": name, "state_sha256": decomposition.state_sha256})
+        arrays[f"eigh__{name}__values"] = np.asarray(decomposition.values, dtype=np.float64)
+        arrays[f"eigh__{name}__vectors"] = np.asarray(decomposition.vectors, dtype=np.float64)
+    arrays = {"meta": np.array(json.dumps(meta)), **arrays}
     for index, key in enumerate(keys):
         for name, values in reference.features[key].items():
             arrays[f"feat__{index}__{name}"] = np.asarray(values, dtype=np.float32)
@@ -147,13 +207,76 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
                 if len(values) != n:
                     raise ValueError(f"{name} has {len(values)} rows for {n} images")
                 features[keys[int(index)]][feature] = values
-        fid_state = None
-        if "fid_n" in arrays:
-            fid_state = FrechetState(int(arrays["fid_n"]), arrays["fid_sum"], arrays["fid_sum_outer"])
+        states, state_rows, rows_sha256 = _states(arrays, meta, version)
         hashes, paths = _image_identity(arrays, n) if version >= 2 else (None, None)
-        return Reference(protocols, features, fid_state, n, meta["images_sha256"], str(file), hashes, paths)
+        reference = Reference(protocols, features, states.pop(POOL_STATE, None), n, meta["images_sha256"], str(file),
+                              hashes, paths, frechet=states, state_rows=state_rows)  # fmt: skip
+        if version >= 3:
+            reference.radii = [_radii(arrays, entry) for entry in meta["radii"]]
+            reference.eigh = {entry["state"]: _eigh(arrays, entry) for entry in meta["eigh"]}
     except (KeyError, ValueError, IndexError, TypeError, AttributeError) as err:
         raise SdevalError(f"{path}: not a valid sdeval reference file ({err})") from None
+    _check_and_offer(reference, rows_sha256, str(path))
+    return reference
+
+
+def _states(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], version: int
+) -> tuple[dict[str, FrechetState], dict[str, tuple[str, str]], dict[str, str]]:
+    """The named Fréchet states, the rows each is of and those rows' sha256 (version 1 and 2: the pool's state
+    alone, as fid_*, its rows unsaid)."""
+    if version < 3:
+        if "fid_n" not in arrays:
+            return {}, {}, {}
+        return {POOL_STATE: FrechetState(int(arrays["fid_n"]), arrays["fid_sum"], arrays["fid_sum_outer"])}, {}, {}
+    states, rows, digests = {}, {}, {}
+    for entry in meta["frechet"]:
+        name = _state_name(entry["name"])
+        prefix = f"frechet__{name}__"
+        states[name] = FrechetState(int(arrays[prefix + "n"]), arrays[prefix + "sum"], arrays[prefix + "sum_outer"])
+        if entry["features"] is not None:
+            key, feature = entry["features"]
+            rows[name], digests[name] = (str(key), str(feature)), str(entry["rows_sha256"])
+    return states, rows, digests
+
+
+def _radii(arrays: dict[str, np.ndarray], entry: dict[str, Any]) -> StoredRadii:
+    key, feature = entry["features"]
+    k = entry["k"]
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise ValueError(f"k-NN radii with k {k!r}")
+    values = np.asarray(arrays[entry["array"]], dtype=np.float64)
+    return StoredRadii((str(key), str(feature)), k, values, str(entry["rows_sha256"]), str(entry["distance"]))
+
+
+def _eigh(arrays: dict[str, np.ndarray], entry: dict[str, Any]) -> StoredEigh:
+    name = _state_name(entry["state"])
+    values, vectors = arrays[f"eigh__{name}__values"], arrays[f"eigh__{name}__vectors"]
+    return StoredEigh(np.asarray(values, np.float64), np.asarray(vectors, np.float64), str(entry["state_sha256"]))
+
+
+def _check_and_offer(reference: Reference, state_rows_sha256: dict[str, str], where: str) -> None:
+    """Check the stored radii and decompositions against the rows and states they are of (a stale or changed one
+    is an error, never used), then put them where the metrics look for them."""
+    rows_of: dict[tuple[str, str], np.ndarray] = {}
+    for stored in reference.radii:
+        rows = reference.rows(stored.features)
+        if rows is None:
+            raise SdevalError(f"{where}: k-NN radii of {stored.features[1]} ({stored.features[0]}), which it lacks")
+        derived.check_radii(stored, rows, where)
+        rows_of[stored.features] = rows
+    states = reference.states()
+    for name, decomposition in reference.eigh.items():
+        if name not in states:
+            raise SdevalError(f"{where}: an eigen-decomposition of Fréchet state {name!r}, which it lacks")
+        derived.check_eigh(decomposition, states[name], name, where)
+        features = reference.state_rows.get(name)
+        rows = None if features is None else reference.rows(features)
+        if features is not None and rows is not None:
+            if derived.rows_sha256(rows) != state_rows_sha256.get(name):
+                raise SdevalError(f"{where}: Fréchet state {name!r} was accumulated from other rows than it holds now")
+            rows_of[features] = rows
+    derived.offer(reference.radii, rows_of, reference.eigh, states, reference.state_rows)
 
 
 def first_difference(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
@@ -321,12 +444,14 @@ def merge_references(parts: list[Reference], source: str, allow_duplicates: bool
         key: {name: np.concatenate([p.features[key][name] for p in ordered]) for name in first.features[key]}
         for key in first.features
     }
-    fid_state = None
-    states = [p.fid_state for p in ordered if p.fid_state is not None]
-    if len(states) == len(ordered):
-        fid_state = states[0]
-        for state in states[1:]:
-            fid_state = fid_state.merge(state)
+    merged_states = {}
+    for name in first.states():
+        states = [p.states()[name] for p in ordered if name in p.states()]
+        if len(states) == len(ordered):
+            merged_states[name] = states[0]
+            for state in states[1:]:
+                merged_states[name] = merged_states[name].merge(state)
+    fid_state = merged_states.pop(POOL_STATE, None)
     n = sum(p.n for p in ordered)
     if all(p.has_image_identity for p in ordered):
         paths = [path for p in ordered for path in p.image_paths or ()]
@@ -339,4 +464,26 @@ def merge_references(parts: list[Reference], source: str, allow_duplicates: bool
     else:
         digest = hashlib.sha256("".join(sorted(p.images_hash for p in ordered)).encode()).hexdigest()
         merged = Reference(first.protocols, features, fid_state, n, digest, source)
+    merged.frechet = merged_states
+    merged.state_rows = {
+        name: rows for name, rows in first.state_rows.items() if all(p.state_rows.get(name) == rows for p in ordered)
+    }
+    _derive_again(merged, ordered)
     return MergeResult(merged, warnings)
+
+
+def _derive_again(merged: Reference, parts: list[Reference]) -> None:
+    """Radii and decompositions do not merge: the radii at each k some part stored, and each state's decomposition
+    (as a build stores it), are computed once over the whole."""
+    wanted: dict[tuple[str, str], set[int]] = {}
+    for part in parts:
+        for stored in part.radii:
+            wanted.setdefault(stored.features, set()).add(stored.k)
+    for features, ks in sorted(wanted.items()):
+        rows = merged.rows(features)
+        if rows is not None:
+            merged.radii += derived.compute_radii(rows, features, tuple(sorted(ks)))
+    for name, state in merged.states().items():
+        decomposition = derived.compute_eigh(state)  # as a build stores it (states of at least d images)
+        if decomposition is not None:
+            merged.eigh[name] = decomposition

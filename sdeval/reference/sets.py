@@ -376,9 +376,10 @@ def build_set_reference(
     cmmd: Any = None,
     inputs: tuple[str, ...] = (),
     values: Mapping[str, Any] | None = None,
+    radii_k: tuple[int, ...] | None = None,
 ) -> SetBuild:
-    """Build the reference of a checked copy through the normal `reference build` path (`cmmd`, `inputs` and
-    `values` as `build_reference_file` takes them); its source is `refset:ID`.
+    """Build the reference of a checked copy through the normal `reference build` path (`cmmd`, `inputs`, `values`
+    and `radii_k` (None: its default) as `build_reference_file` takes them); its source is `refset:ID`.
 
     A copy holding the whole pool (e.g. all of val2014 for the 30k set) is built from a temporary folder of links
     to the set's files, so the reference's paths and hash are those of the set alone.
@@ -397,8 +398,9 @@ def build_set_reference(
             for name in check.names:
                 (folder / name).symlink_to((check.folder / name).resolve())
         # Written to a temporary file first: `out` must only ever hold a verified set.
+        extra = {} if radii_k is None else {"radii_k": radii_k}
         reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, cmmd=cmmd, inputs=inputs,
-                                         values=values)  # fmt: skip
+                                         values=values, **extra)  # fmt: skip
     if reference.images_hash != check.file_list_sha256:
         # A file that could not be decoded is skipped by extraction: the reference would not be the set.
         raise SdevalError(

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from sdeval.metrics.cmmd import SCALE, mmd2_from_sums, rbf_gamma, rbf_kernel
-from sdeval.metrics.embeddings import fingerprint
-from sdeval.metrics.fid import FrechetState, frechet_from_traces, psd_root, trace_sqrt_psd
+from sdeval.metrics.fid import ReferenceRoot, frechet_from_traces, reference_root, trace_sqrt_psd
 from sdeval.metrics.inception_score import split_of_rows
 from sdeval.metrics.kid import mmd2_unbiased_from_sums, polynomial_kernel
 from sdeval.metrics.precision_recall import precision_hits as pr_precision_hits
@@ -28,24 +27,6 @@ from sdeval.stats.core import Interval, t_quantile
 #: fixed (the interval is conditional on it), so a seeded subsample only adds a little noise to the spread.
 KERNEL_REFERENCE_ROWS = 5000
 _CHUNK = 2048
-
-
-@dataclass(frozen=True)
-class ReferenceRoot:
-    """The reference side of FID, decomposed once: mean, trace, and B = U sqrt(w) with Σ_ref = B B^T."""
-
-    mean: np.ndarray
-    trace: float
-    b: np.ndarray  # [d, d'] (columns of zero eigenvalue dropped)
-
-    @classmethod
-    def from_features(cls, features: np.ndarray) -> ReferenceRoot:
-        return cls.from_state(FrechetState.from_features(np.asarray(features)))
-
-    @classmethod
-    def from_state(cls, state: FrechetState) -> ReferenceRoot:
-        sigma = state.covariance()
-        return cls(state.mean(), float(np.trace(sigma)), psd_root(sigma))
 
 
 class FidProjection:
@@ -261,19 +242,6 @@ def fid_against_n(
 
 
 # -- jackknife sides: one per corpus statistic, each built from (rows, reference, blocks, K, seed) -------------
-
-
-_ROOTS: dict[tuple, ReferenceRoot] = {}
-
-
-def reference_root(reference: np.ndarray) -> ReferenceRoot:
-    """The reference's eigen-decomposition, kept for the next call on the same reference (cells share one)."""
-    ref = np.asarray(reference)
-    key = fingerprint(ref)
-    if key not in _ROOTS:
-        _ROOTS.clear()  # one reference at a time: a d = 2048 root is 32 MB
-        _ROOTS[key] = ReferenceRoot.from_features(ref)
-    return _ROOTS[key]
 
 
 class FidSide:

@@ -7,7 +7,12 @@ import sys
 
 import click
 
+from sdeval.core.atomic import check_output_file, write_text
 from sdeval.core.errors import ExitCode
+from sdeval.gate import load_rules, load_side, run_gate
+from sdeval.gate.diff import diff, render_diff
+from sdeval.gate.outputs import json_text, junit_xml, render_table
+from sdeval.gate.outputs import markdown as markdown_text
 
 
 @click.command()
@@ -61,11 +66,6 @@ def gate(results, rules_path, baseline, strict, allow_protocol_mismatch, junit, 
     Exit code 0 pass, 1 a rule failed, 2 error (bad rules, missing file or metric, protocol mismatch),
     4 inconclusive with --strict (0 without, with a warning).
     """
-    from sdeval.core.atomic import check_output_file, write_text
-    from sdeval.gate import load_rules, load_side, run_gate
-    from sdeval.gate.outputs import json_text, junit_xml, render_table
-    from sdeval.gate.outputs import markdown as markdown_text
-
     outputs = {"--junit": junit, "--markdown": markdown, "--json": json_out}
     for what, path in outputs.items():
         if path:
@@ -98,8 +98,5 @@ def gate(results, rules_path, baseline, strict, allow_protocol_mismatch, junit, 
 def diff_command(a, b, cell, as_json) -> None:
     """What differs between results A and B: protocol fields, and each metric's values with the difference
     (B - A) and its interval (paired by image where both scored the same items)."""
-    from sdeval.gate import load_side
-    from sdeval.gate.diff import diff, render_diff
-
     found = diff(load_side(a), load_side(b), cell)
     click.echo(json.dumps(found, indent=2) if as_json else render_diff(found))

@@ -10,6 +10,7 @@ from sdeval.gate.evaluate import Side, compare
 from sdeval.gate.verdicts import Evidence, fmt, signed, span
 from sdeval.metrics.keys import value_of, with_parts
 from sdeval.results.protocol import describe, differences
+from sdeval.stats.settings import for_pair
 
 
 def cell_pairs(a: Side, b: Side, cell: str | None = None) -> list[tuple[str, str]]:
@@ -33,8 +34,6 @@ def cell_pairs(a: Side, b: Side, cell: str | None = None) -> list[tuple[str, str
 def diff(a: Side, b: Side, cell: str | None = None) -> dict[str, Any]:
     """The differences as a JSON-able dict: per cell pair, protocol (binding, informative) and metrics; intervals
     of differences drawn as the gate draws them (b's recorded settings, else a's, else the defaults)."""
-    from sdeval.stats.settings import for_pair
-
     settings, mismatch = for_pair(a.settings, b.settings)
     problem = b.state_problem or a.state_problem
     out = []

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdeval.core.errors import ConfigError, ProtocolMismatchError, SdevalError
 from sdeval.gate.rules import Rule, Rules
@@ -29,9 +29,8 @@ from sdeval.metrics.keys import check_values, lookup, part_view, value_of
 from sdeval.metrics.registry import Jackknife
 from sdeval.results.document import load_results
 from sdeval.results.protocol import binds, describe, differences
-
-if TYPE_CHECKING:
-    from sdeval.stats.settings import IntervalSettings
+from sdeval.stats import cell_intervals, compare_cells, load_cell_states
+from sdeval.stats.settings import IntervalSettings, for_pair
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,6 @@ class Side:
     @property
     def settings(self) -> IntervalSettings:
         """How intervals from this file are drawn: as `score --ci` recorded, else the defaults."""
-        from sdeval.stats.settings import IntervalSettings  # scipy loads when a gate runs, not with the CLI
-
         return IntervalSettings.of(self.document)
 
 
@@ -125,8 +122,6 @@ def load_side(path: str | Path) -> Side:
 def _load_states(path: str | Path, document: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """(each cell's state, None), or ({}, why there is none): values still gate without it, and an interval that
     needs its features names that reason rather than a guess."""
-    from sdeval.stats import load_cell_states  # scipy and torch load when a gate runs, not with the CLI
-
     entry = document.get("state") or {}
     if not entry.get("path"):
         reason = entry.get("reason") or "the results name no feature state file"
@@ -153,9 +148,6 @@ def value_interval(
     """A cell's value with its interval, or why there is none: the interval the results hold for it (`score --ci`)
     when there is one at the settings' level, else computed by sdeval.stats with `settings` (the method the registry
     declares for the key; a KEY.PART as a cell of the part's images)."""
-    from sdeval.stats import cell_intervals
-    from sdeval.stats.settings import IntervalSettings
-
     settings = settings or IntervalSettings.of(cell)
     value, _ = value_of(cell, metric)
     view, key = part_view(cell, metric)
@@ -183,9 +175,6 @@ def compare(
     """The candidate-minus-baseline difference of `metric` with its interval (paired by item where the cells
     share items; a KEY.PART as cells of the part's images), or why there is none. `settings`: the candidate's
     recorded interval settings unless given (sdeval.stats.settings.for_pair)."""
-    from sdeval.stats import compare_cells
-    from sdeval.stats.settings import IntervalSettings, for_pair
-
     settings = settings or for_pair(IntervalSettings.of(base_cell), IntervalSettings.of(cell))[0]
     (base_view, key), (view, _) = part_view(base_cell, metric), part_view(cell, metric)
     found = compare_cells(base_view, base_state, view, state, keys=[key], **settings.kwargs).get(key)
@@ -303,8 +292,6 @@ def run_gate(
                 f"{rules.source}:{rule.line}: rule {rule.index} ({rule.name}) compares with a baseline: "
                 "give --baseline BASELINE.json"
             )
-    from sdeval.stats.settings import for_pair
-
     warnings: list[str] = []
     pairs: dict[str, str] = {}
     settings = candidate.settings

@@ -21,9 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdeval.core.errors import ConfigError
-from sdeval.core.suggest import check_keys
+from sdeval.core.errors import ConfigError, SdevalError
+from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.metrics import registry
+from sdeval.stats import cell_intervals
+from sdeval.stats.settings import IntervalSettings
 
 PICK_KEYS = ("maximize", "minimize", "subject_to")
 CONSTRAINT_KEYS = ("metric", "within_interval_of_best", "min", "max")
@@ -89,8 +91,6 @@ def parse_pick(raw: Any, where: str = "pick") -> PickRule:
 
 
 def _key(value: Any, where: str) -> str:
-    from sdeval.core.suggest import did_you_mean
-
     known = [key.key for key in registry.result_keys()]
     if not isinstance(value, str) or value not in known:
         raise ConfigError(f"{where}: unknown metric {value!r}{did_you_mean(str(value), known)}")
@@ -186,10 +186,6 @@ def pick(
 def document_intervals(document: dict[str, Any], states: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Each cell's intervals: the results' own, else drawn from its feature state with the settings the results
     record (as the report and the gate draw them)."""
-    from sdeval.core.errors import SdevalError
-    from sdeval.stats import cell_intervals
-    from sdeval.stats.settings import IntervalSettings
-
     settings = IntervalSettings.of(document)
     out: dict[str, dict[str, Any]] = {}
     for cell in document.get("cells", []):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from sdeval.report import ReportOptions, build_report
+
 
 @click.command("report")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -50,8 +52,6 @@ def report_command(
     quiet: bool,
 ) -> None:
     """One offline HTML page (index.html, thumbnails beside it) and summary.md over RESULTS files."""
-    from sdeval.report import ReportOptions, build_report
-
     options = ReportOptions(
         title=title, gate=gate_file, level=level, replicates=replicates, quiet=quiet, labels=tuple(labels)
     )

@@ -16,8 +16,9 @@ QUALITY = 85
 def make_thumbnails(images: list[dict[str, Any]], folder: Path, *, quiet: bool = False) -> dict[str, int]:
     """Set each image's `thumb` (a path relative to the report) and make the missing thumbnails, with a progress
     bar on stderr. An image that cannot be read keeps `thumb` None and gets `error`. Returns counts."""
+    # PIL and tqdm load when thumbnails are made, not with `sdeval report --help` (+0.1 s)
     from PIL import Image
-    from tqdm import tqdm
+    from tqdm import tqdm  # tqdm: when thumbnails are made
 
     folder.mkdir(parents=True, exist_ok=True)
     todo: dict[str, Path | None] = {}

@@ -47,7 +47,7 @@ def label_points(figure: Any, axes: Any, points: list[tuple[float, float, str]],
     """Annotate each (x, y, text) where the text covers no other label and no marker: the first free place of a
     few rings around the point, else the least covered one. Points close together (two checkpoints at one
     setting) get labels that can be read. The axes' limits must be final (every line drawn)."""
-    from matplotlib.transforms import Bbox
+    from matplotlib.transforms import Bbox  # matplotlib: only when a plot is drawn, not with the CLI
 
     axes.autoscale_view()
     renderer = figure.canvas.get_renderer()
@@ -77,7 +77,7 @@ def label_points(figure: Any, axes: Any, points: list[tuple[float, float, str]],
 
 
 def figure_png(figure: Any) -> str:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: only when a plot is drawn
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
@@ -114,7 +114,7 @@ def panel_columns(cells: list[Cell], columns: list[Column], table: dict[str, dic
 
 def panel_grid(n: int) -> tuple[Any, Any]:
     """A figure of `n` panels, three to a row."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: only when a plot is drawn
 
     n_cols = min(3, n)
     n_rows = (n + n_cols - 1) // n_cols
@@ -173,10 +173,11 @@ def _part_plots(
     """Per swept setting of comparable cells of one run: the trade-off of a lower-is-better and a higher-is-better
     metric (FID against CLIP score where both exist), one line per checkpoint; and each metric against the
     setting, with intervals. `suffix` names the run and group in the titles."""
+    # matplotlib: only when a plot is drawn, not with the CLI; its headless backend before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: when a plot is drawn
 
     plots = []
     by_key = {c.key: c for c in columns}

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from sdeval.core.atomic import check_output_folder, write_text
 from sdeval.core.errors import SdevalError
 from sdeval.gate.pick import pick
@@ -53,8 +55,6 @@ def _templates() -> tuple[Any, Any]:
 
 def _breakable(text: Any) -> Any:
     """A cell label, escaped, that may wrap after each `/` (`clean/g7.5-s50`): long ids keep columns narrow."""
-    from markupsafe import Markup, escape
-
     return Markup("/<wbr>").join(escape(part) for part in str(text).split("/"))
 
 
@@ -119,8 +119,6 @@ def build_report(
     """Write `OUT/index.html`, `OUT/summary.md` and `OUT/thumbs/`; returns what was written and how long each
     step took (seconds). `out_name` names OUT in errors (the CLI passes `--out`). A report that fails removes the
     folders it made."""
-    from markupsafe import Markup  # with jinja2: loaded when a page is rendered
-
     options = options or ReportOptions()
     if not results:
         raise SdevalError("report: give at least one results file")

@@ -53,7 +53,7 @@ def series_section(
 
 
 def _plot(cells: list[Cell], panels: list[Column], table: dict[str, dict[str, Mark]]) -> dict[str, Any]:
-    import matplotlib
+    import matplotlib  # matplotlib: only when a series is plotted, not with the CLI
 
     matplotlib.use("Agg")
 

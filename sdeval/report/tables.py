@@ -206,7 +206,7 @@ def interval_footnotes(columns: list[Column], table: dict[str, dict[str, Mark]])
 def _part_p(best: Cell, other: Cell, declared: ResultKey, part: str) -> float | None:
     """Exact two-sided test that two cells pass one part's images equally often (the key's per-image 0/1 column):
     McNemar's on the images both cells have (paired by item), else Fisher's on the counts."""
-    from scipy.stats import binomtest, fisher_exact
+    from scipy.stats import binomtest, fisher_exact  # scipy (2 s): only when a part's cells are compared
 
     parts, method = declared.parts, declared.interval
     if parts is None or not isinstance(method, Bootstrap) or method.column is None:

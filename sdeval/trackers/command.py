@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from sdeval.trackers.options import STEP_SOURCES, TRACKERS
+from sdeval.core.errors import SdevalError
+from sdeval.trackers.options import STEP_SOURCES, TRACKERS, LogOptions
 
 
 @click.command("log")
@@ -57,9 +58,7 @@ def log_command(
     """Log RESULTS to an experiment tracker: every metric (and per-category adherence) with its interval bounds
     as series, the protocol as parameters, the results file and the HTML report as artifacts, and a grid of the
     same prompts across cells. Each tracker is an extra: pip install 'sdeval[mlflow]' (or wandb, tensorboard)."""
-    from sdeval.core.errors import SdevalError
     from sdeval.trackers.log import log_results  # the report and the statistics: only when the command runs
-    from sdeval.trackers.options import LogOptions
 
     if report is not None and no_report:
         raise SdevalError("--report and --no-report: give one")

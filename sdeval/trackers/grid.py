@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageDraw
+
 from sdeval.report.gallery import image_grid
 from sdeval.report.load import load_cells
 from sdeval.report.model import ReportOptions
@@ -26,8 +28,6 @@ def write_grid(results: Path, target: Path) -> dict[str, Any]:
     """Draw the grid of the results file's cells into `target` (PNG). Returns {n_prompts, n_cells, missing}: an
     image whose file is gone is drawn as a grey tile and counted; no prompt at all, or no scored folder (images
     scored in memory), writes nothing (n_prompts 0)."""
-    from PIL import Image, ImageDraw  # with the images: only when a grid is drawn
-
     cells, _ = load_cells([results], ReportOptions(quiet=True))
     rows = image_grid(cells) if any(cell.images_root is not None for cell in cells) else []  # no folder, no images
     if not rows:

@@ -23,8 +23,8 @@ def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
     """Log `plan` as a new run, or into the active run (`mlflow.start_run()` of a training script) when there is
     one and no tracking URI is given; returns the run's id, experiment and tracking URI in words."""
     mlflow = require("mlflow", "mlflow")
-    from mlflow.entities import Metric, Param  # the library, only once it was found installed
-    from mlflow.tracking import MlflowClient
+    from mlflow.entities import Metric, Param  # the library, only once require() found it installed
+    from mlflow.tracking import MlflowClient  # the library, only once require() found it installed
 
     active = mlflow.active_run() if destination.tracking_uri is None else None
     client = MlflowClient(tracking_uri=destination.tracking_uri)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from sdeval.core.errors import SdevalError
 from sdeval.trackers.base import Attachments, Destination, require, safe_name
 from sdeval.trackers.series import Plan
@@ -24,9 +27,7 @@ def _params_table(params: dict[str, str]) -> str:
 def log(plan: Plan, attachments: Attachments, destination: Destination) -> str:
     """Write `plan` as event files in a run folder; returns the folder in words."""
     require("tensorboard", "tensorboard")
-    import numpy as np
-    from PIL import Image
-    from torch.utils.tensorboard import SummaryWriter  # torch's writer of tensorboard's event format
+    from torch.utils.tensorboard import SummaryWriter  # torch's event writer: once tensorboard is found installed
 
     folder = Path(destination.logdir or DEFAULT_LOGDIR) / safe_name(plan.run_name)
     if folder.exists() and not folder.is_dir():

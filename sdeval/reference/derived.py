@@ -83,41 +83,52 @@ def compute_eigh(state: FrechetState) -> StoredEigh | None:
     return StoredEigh(values, vectors, state_sha256(state))
 
 
-def check_radii(stored: StoredRadii, rows: np.ndarray, where: str) -> None:
-    """Refuse radii that are not those of `rows` at their k: wrong length, k, rule, rows changed (sha256), or a
-    spot check of a few rows' k-th neighbour distance that does not match."""
+def check_radii(stored: list[StoredRadii], rows: np.ndarray, where: str) -> None:
+    """Refuse radii (of one feature array, at any k) that are not those of `rows` at their k: wrong length, k, rule,
+    rows changed (sha256), or a spot check of a few rows' k-th neighbour distance that does not match. The rows'
+    sha256 and the spot rows' distances are computed once for every k."""
     import torch  # at call time: loading a reference must not pay torch's import unless it holds radii
 
     from sdeval.metrics.distances import pairwise_distances, squared_norms
 
-    key, feature = stored.features
-    what = f"{where}: the stored k-NN radii of {feature} ({key}) at k={stored.k}"
     n = len(rows)
-    if stored.radii.shape != (n,):
-        raise SdevalError(f"{what} hold {len(stored.radii)} values for {n} rows; rebuild the reference")
-    if not 1 <= stored.k < n:
-        raise SdevalError(f"{what}: k must be 1 to {n - 1} for {n} rows; rebuild the reference")
-    if stored.distance != DISTANCE_RULE:
-        raise SdevalError(f"{what} were measured as {stored.distance!r}, not {DISTANCE_RULE!r}; rebuild the reference")
-    if stored.rows_sha256 != rows_sha256(rows):
-        raise SdevalError(f"{what} were computed from other rows than the file holds now (sha256); rebuild it")
+    digest = rows_sha256(rows) if stored else ""
+    for radii in stored:
+        what = _what(radii, where)
+        if radii.radii.shape != (n,):
+            raise SdevalError(f"{what} hold {len(radii.radii)} values for {n} rows; rebuild the reference")
+        if not 1 <= radii.k < n:
+            raise SdevalError(f"{what}: k must be 1 to {n - 1} for {n} rows; rebuild the reference")
+        if radii.distance != DISTANCE_RULE:
+            raise SdevalError(
+                f"{what} were measured as {radii.distance!r}, not {DISTANCE_RULE!r}; rebuild the reference"
+            )
+        if radii.rows_sha256 != digest:
+            raise SdevalError(f"{what} were computed from other rows than the file holds now (sha256); rebuild it")
+    if not stored:
+        return
     spot = np.unique(np.linspace(0, n - 1, min(n, _SPOT_ROWS)).astype(np.intp))
     a = torch.from_numpy(np.asarray(rows[spot], np.float64))
     a_sq = squared_norms(a)
     blocks = []  # the spot rows' distances to every row, a float64 block of rows at a time (no float64 copy of all)
     for start in range(0, n, _SPOT_BLOCK):
         b = torch.from_numpy(np.asarray(rows[start : start + _SPOT_BLOCK], np.float64))
-        blocks.append(pairwise_distances(a, b, squared_norms(b), a_sq))
-    distances = torch.cat(blocks, dim=1)
-    expected = distances.topk(stored.k + 1, dim=1, largest=False).values[:, stored.k].numpy()
-    found = stored.radii[spot]
-    wrong = np.flatnonzero(~np.isclose(found, expected, rtol=_SPOT_RTOL, atol=0.0))
-    if len(wrong):
-        row = int(spot[wrong[0]])
-        raise SdevalError(
-            f"{what} do not fit the rows: row {row}'s distance to its k={stored.k}-th nearest other row is "
-            f"{expected[wrong[0]]:.9g}, the file says {found[wrong[0]]:.9g}; rebuild the reference"
-        )
+        blocks.append(pairwise_distances(a, b, (b * b).sum(dim=1), a_sq))
+    nearest = torch.cat(blocks, dim=1).topk(max(r.k for r in stored) + 1, dim=1, largest=False).values.numpy()
+    for radii in stored:
+        expected, found = nearest[:, radii.k], radii.radii[spot]
+        wrong = np.flatnonzero(~np.isclose(found, expected, rtol=_SPOT_RTOL, atol=0.0))
+        if len(wrong):
+            row = int(spot[wrong[0]])
+            raise SdevalError(
+                f"{_what(radii, where)} do not fit the rows: row {row}'s distance to its k={radii.k}-th nearest other "
+                f"row is {expected[wrong[0]]:.9g}, the file says {found[wrong[0]]:.9g}; rebuild the reference"
+            )
+
+
+def _what(radii: StoredRadii, where: str) -> str:
+    key, feature = radii.features
+    return f"{where}: the stored k-NN radii of {feature} ({key}) at k={radii.k}"
 
 
 def check_eigh(stored: StoredEigh, state: FrechetState, name: str, where: str) -> None:

@@ -259,12 +259,12 @@ def _check_and_offer(reference: Reference, state_rows_sha256: dict[str, str], wh
     """Check the stored radii and decompositions against the rows and states they are of (a stale or changed one
     is an error, never used), then put them where the metrics look for them."""
     rows_of: dict[tuple[str, str], np.ndarray] = {}
-    for stored in reference.radii:
-        rows = reference.rows(stored.features)
+    for features in dict.fromkeys(stored.features for stored in reference.radii):
+        rows = reference.rows(features)
         if rows is None:
-            raise SdevalError(f"{where}: k-NN radii of {stored.features[1]} ({stored.features[0]}), which it lacks")
-        derived.check_radii(stored, rows, where)
-        rows_of[stored.features] = rows
+            raise SdevalError(f"{where}: k-NN radii of {features[1]} ({features[0]}), which it lacks")
+        derived.check_radii([stored for stored in reference.radii if stored.features == features], rows, where)
+        rows_of[features] = rows
     states = reference.states()
     for name, decomposition in reference.eigh.items():
         if name not in states:

@@ -31,6 +31,28 @@ def test_warm_cache_runs_no_model_and_gives_identical_results(tmp_path, inceptio
     assert warm["cells"][0]["metrics"] == cold["cells"][0]["metrics"]
 
 
+_WARM_RUN = """
+import sys
+from sdeval.score import FeatureOptions, ScoreOptions, score
+features = FeatureOptions(inception_weights=sys.argv[3], cache_dir=sys.argv[4], workers=0, progress=False)
+result = score(ScoreOptions(sys.argv[1], sys.argv[2], kid_subset_size=20, features=features))
+libraries = ("torch_fidelity", "open_clip", "transformers", "diffusers")
+print(result["images"]["n_computed"], *[name for name in libraries if name in sys.modules])
+"""
+
+
+def test_a_warm_run_imports_no_model_library(tmp_path, inception_weights, image_sets):
+    """Every feature cached (the reference's too): no network is built and torch-fidelity is never imported (in a
+    fresh process: this one has imported it)."""
+    import subprocess
+    import sys
+
+    args = [image_sets["gen"], image_sets["ref"], inception_weights, str(tmp_path)]
+    score(ScoreOptions(*args[:2], kid_subset_size=20, features=_features(inception_weights, tmp_path)))
+    done = subprocess.run([sys.executable, "-c", _WARM_RUN, *args], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0"]
+
+
 def _writer(directory, worker, count):
     cache = FeatureCache(directory)
     for i in range(count):

@@ -316,3 +316,10 @@ def test_cli_score_without_inception_weights_offline_is_one_line(
         "(HF_HUB_OFFLINE is set) or given as a local path: pass --inception-weights PATH"
     ]
     assert elapsed < FAST_S
+
+
+def test_the_inception_download_url_is_torch_fidelitys() -> None:
+    """sdeval says the URL itself (a warm run must not import torch-fidelity to name it): it is the library's."""
+    from sdeval.features import inception
+
+    assert inception.URL_INCEPTION_V3 == URL_INCEPTION_V3

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
 
@@ -26,15 +26,15 @@ import numpy as np
 import safetensors.torch
 import torch
 from PIL import Image
-from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
-from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import require_download
 from sdeval.features import inception_spatial as spatial_input
 from sdeval.features.inception_torchscript import is_torchscript, read_torchscript
+
+if TYPE_CHECKING:
+    from sdeval.features.inception_network import InceptionNetwork
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
@@ -61,6 +61,11 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 #: The standard weights under torch-fidelity's name, then under pytorch-fid's: the same bytes, either is accepted.
+#: torch-fidelity's download URL for them (its URL_INCEPTION_V3; tests/test_offline.py pins the two together): said
+#: here so that a run whose features are all cached never imports torch-fidelity.
+URL_INCEPTION_V3 = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
 STANDARD_WEIGHTS_NAMES = (URL_INCEPTION_V3.rsplit("/", 1)[-1], "pt_inception-2015-12-05-6726825d.pth")
 STANDARD_WEIGHTS_SIZE = 95_628_359
 STANDARD_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
@@ -91,6 +96,9 @@ def standard_weights_problem(path: Path, sha256: str | None = None) -> str | Non
 def resize_legacy(rgb: np.ndarray) -> torch.Tensor:
     """torch-fidelity's TF1-compatible bilinear resize of one HxWx3 uint8 image to float 3x299x299."""
     x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    # torch-fidelity's resize: imported when an image is decoded, so a run whose features are all cached never loads it.
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
     x = interpolate_bilinear_2d_like_tensorflow1x(x, size=(INPUT_SIZE, INPUT_SIZE), align_corners=False)
     return x[0]
 
@@ -128,52 +136,11 @@ _RESIZE = {
 }
 
 
-class _InceptionNetwork(FeatureExtractorInceptionV3):
-    """torch-fidelity's network, with an entry point for inputs already resized to 299x299 floats."""
-
-    def forward_resized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pool3 features and unbiased logits of a float [N, 3, 299, 299] batch in 0..255.
-
-        The steps mirror FeatureExtractorInceptionV3.forward after its resize (which is the identity at
-        299x299); tests/test_inception.py checks the two agree on the library's own uint8 path.
-        """
-        x = x.to(self.feature_extractor_internal_dtype)
-        x = (x - 128) / 128
-        for layer in (
-            self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3, self.MaxPool_1,
-            self.Conv2d_3b_1x1, self.Conv2d_4a_3x3, self.MaxPool_2,
-            self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a,
-            self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e,
-            self.Mixed_7a, self.Mixed_7b, self.Mixed_7c, self.AvgPool,
-        ):  # fmt: skip
-            x = layer(x)
-        pool = torch.flatten(x, 1)
-        logits = pool.mm(self.fc.weight.T)
-        return pool.to(torch.float32), logits.to(torch.float32)
-
-
 def spatial_rows(feature_map: torch.Tensor) -> torch.Tensor:
     """sFID's 2023 values per image from `mixed_6/conv`'s [N, 192, 17, 17] output: the first 7 channels, in
     guided-diffusion's order (its numpy reshape of the NHWC tensor: row, column, channel)."""
     first = feature_map[:, : spatial_input.CHANNELS].permute(0, 2, 3, 1)
     return first.reshape(len(feature_map), -1).to(torch.float32)
-
-
-def fold_batch_norms(network: torch.nn.Module) -> int:
-    """Fold each eval-mode batch norm into the convolution before it; returns how many were folded.
-
-    torch-fidelity's BasicConv2d is conv -> bn -> relu. Folding turns each conv + bn into one conv with
-    bias (94 of them): Inception runs about 8% faster on CPU, and features move by about 4e-7 relative,
-    float32 rounding (tests/test_peer_agreement.py compares with the library's own forward).
-    """
-    folded = 0
-    for module in network.modules():
-        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
-        if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-            module.conv = fuse_conv_bn_eval(conv, bn)
-            module.bn = torch.nn.Identity()
-            folded += 1
-    return folded
 
 
 class InceptionExtractor:
@@ -216,7 +183,7 @@ class InceptionExtractor:
         self.cache_key = f"inception-v3-compat:{self.weights_sha256}:{preprocess}"
         self.spatial = spatial
         self.outputs = (POOL, LOGITS, SPATIAL) if spatial else (POOL, LOGITS)
-        self._network: _InceptionNetwork | None = None
+        self._network: InceptionNetwork | None = None
 
     @staticmethod
     def _download_standard_weights(path: Path) -> None:
@@ -236,9 +203,12 @@ class InceptionExtractor:
             ) from None
 
     @property
-    def network(self) -> _InceptionNetwork:
+    def network(self) -> InceptionNetwork:
         """The network, built on first use so that workers that only preprocess never load it."""
         if self._network is None:
+            # torch-fidelity's network: imported when it first runs (a run whose features are all cached never does).
+            from sdeval.features.inception_network import InceptionNetwork, fold_batch_norms
+
             state_dict = load_state_dict(self.weights_path)
             # torch-fidelity's constructor unpickles with weights_only=False; hand it a buffer we wrote
             # ourselves from tensors only, so an untrusted weights file is never unpickled unsafely.
@@ -246,7 +216,7 @@ class InceptionExtractor:
             torch.save(state_dict, buffer)
             buffer.seek(0)
             try:
-                network = _InceptionNetwork(
+                network = InceptionNetwork(
                     "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=buffer
                 )
             except RuntimeError as err:

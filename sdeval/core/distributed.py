@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sdeval.core.errors import ConfigError
+
 # Ranks finish at different times (a resumed run can leave one rank nearly idle); the final barrier must
 # not time out and take the whole launch down with it.
 _BARRIER_TIMEOUT = timedelta(hours=24)
@@ -29,7 +31,7 @@ class DistContext:
 
     def barrier(self) -> None:
         if self.group:
-            import torch.distributed as dist
+            import torch.distributed as dist  # torch: only with a process group up
 
             dist.barrier()
 
@@ -37,7 +39,7 @@ class DistContext:
         """Every rank's `obj` in rank order on the main process (None elsewhere); variable sizes, no padding."""
         if not self.group:
             return [obj]
-        import torch.distributed as dist
+        import torch.distributed as dist  # torch: only with a process group up
 
         found: list[Any] | None = [None] * self.world_size if self.is_main else None
         dist.gather_object(obj, found, dst=0)
@@ -47,7 +49,7 @@ class DistContext:
         """Every rank's `obj` in rank order, on every rank."""
         if not self.group:
             return [obj]
-        import torch.distributed as dist
+        import torch.distributed as dist  # torch: only with a process group up
 
         found: list[Any] = [None] * self.world_size
         dist.all_gather_object(found, obj)
@@ -56,7 +58,7 @@ class DistContext:
 
 def from_group() -> DistContext:
     """The caller's own torch.distributed group (a training loop's DDP), if one is up; else a single process."""
-    import torch.distributed as dist
+    import torch.distributed as dist  # torch: only when asked for the caller's group
 
     if dist.is_available() and dist.is_initialized():
         return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), group=True)
@@ -65,8 +67,6 @@ def from_group() -> DistContext:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (0-based I) -> (I, N)."""
-    from sdeval.core.errors import ConfigError
-
     try:
         left, right = text.split("/")
         index, count = int(left), int(right)
@@ -93,16 +93,15 @@ def detect(shard: tuple[int, int] | None = None, cpu: bool = False) -> DistConte
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     if "MASTER_ADDR" not in os.environ:
         return DistContext(rank=rank, world_size=world, local_rank=local)
+    # torch and accelerate: only under a launcher, so a single process never loads them
     import torch
-    from accelerate import PartialState
+    from accelerate import PartialState  # accelerate: only under a launcher
 
     # Without an accelerator accelerate must be told it is a CPU launch, or it sets up no group at all and every
     # rank would silently do the whole job.
     cpu = cpu or not (torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available())
     state = PartialState(cpu=cpu, timeout=_BARRIER_TIMEOUT)
     if state.num_processes != world:
-        from sdeval.core.errors import ConfigError
-
         raise ConfigError(
             f"launched as {world} processes (WORLD_SIZE) but accelerate set up {state.num_processes} "
             f"({state.distributed_type}); every rank would do the whole job"
@@ -120,7 +119,7 @@ def detect(shard: tuple[int, int] | None = None, cpu: bool = False) -> DistConte
 
 
 def _destroy_group() -> None:
-    import torch.distributed as dist
+    import torch.distributed as dist  # torch: registered only once a group came up
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -9,8 +9,10 @@ import click
 
 from sdeval.core.errors import SdevalError
 from sdeval.judges.registry import JUDGES
+from sdeval.metrics import registry
 from sdeval.models.table import SLOTS, config_key, flag
 from sdeval.options.cli import DEFAULTS, InputsCommand, MetricsHelp, parse_metrics
+from sdeval.options.score import options_from_mapping
 
 if TYPE_CHECKING:
     from sdeval.models.locate import Located
@@ -52,9 +54,8 @@ def models_command(metrics, judge, every, allow_pickle, check, as_json, **values
 
     Nothing is loaded or downloaded. Exit code 0; with --check, 2 when anything is missing or wrong.
     """
-    from sdeval.metrics import registry
+    # torch (the models' modules, via locate.py): when the table is made, not when the command loads
     from sdeval.models.check import problems, run_models, verify
-    from sdeval.options.score import options_from_mapping
 
     names = tuple(registry.names()) if every else parse_metrics(metrics) if metrics else None
     chosen = {key: value for key, value in values.items() if value is not None}
@@ -77,7 +78,7 @@ def models_command(metrics, judge, every, allow_pickle, check, as_json, **values
 
 
 def _status(row: Located, trouble: list[str], check: bool) -> str:
-    from sdeval.models.check import download_reason
+    from sdeval.models.check import download_reason  # torch, via locate.py: when a row is shown
 
     if not row.present and not row.problems:  # what is missing comes before what would be refused
         reason = download_reason(row)
@@ -112,7 +113,7 @@ def _describe(row: Located, changed: list[str], allow_pickle: bool, check: bool)
 
 
 def _as_json(row: Located, wrong: list[str]) -> dict[str, Any]:
-    from sdeval.models.check import download_reason
+    from sdeval.models.check import download_reason  # torch, via locate.py: when a row is shown
 
     return {
         "model": row.label,

@@ -17,13 +17,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import hub_record_key, recorded_sha256
 from sdeval.core.hub import cached_hub_file, hub_folder, is_hub_id, looks_like_path
 from sdeval.core.offline import hub_url
-from sdeval.features.clip import ClipModelSpec
+from sdeval.features.clip import ClipModelSpec, tag_weights
 from sdeval.features.clip_models import choose_clip_models
 from sdeval.models.table import SLOTS, ModelSlot
 from sdeval.options.score import ScoreOptions
+from sdeval.preference.aesthetic import AESTHETIC_URL
+from sdeval.preference.hps import HPS_ALIASES, HPS_FILES, HPS_REPO
+from sdeval.preference.imagereward import (
+    IMAGEREWARD_REPO,
+    MED_CONFIG_NAME,
+    TOKENIZER_REPO,
+    TOKENIZER_VOCAB,
+    WEIGHTS_NAME,
+    locate_files,
+)
+from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
 from sdeval.preference.weights import is_pickle, safetensors_twin, url_cache_path
 
 #: The weight files transformers reads from a model folder, in the order it prefers them.
@@ -250,6 +262,7 @@ def _holds_image_processor(folder: Path) -> bool:
 
 
 def _inception(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
+    # torch-fidelity and torchvision (+1.2 s): when the Inception slot is looked at
     from sdeval.features.inception import (
         STANDARD_WEIGHTS_NAMES,
         STANDARD_WEIGHTS_SHA256,
@@ -281,7 +294,7 @@ def _inception(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
 
 def _clip_located(slot: ModelSlot, spec: ClipModelSpec, option: str) -> Located:
     """An open_clip model name with a pretrained tag (in the hub cache or ~/.cache/clip) or a local weights file."""
-    import open_clip
+    import open_clip  # open_clip (+3 s): when a CLIP slot is looked at
 
     pretrained = spec.pretrained or ""
     label = f"CLIP {spec.name} ({pretrained})"
@@ -299,9 +312,7 @@ def _clip_located(slot: ModelSlot, spec: ClipModelSpec, option: str) -> Located:
 
 def _clip_tag(slot: ModelSlot, label: str, name: str, tag: str, *, known_model: bool) -> Located:
     """An open_clip tag's weights: in the hub cache, or in ~/.cache/clip for a tag that only has a URL."""
-    import open_clip
-
-    from sdeval.features.clip import tag_weights
+    import open_clip  # open_clip (+3 s): when a CLIP slot is looked at
 
     cfg = open_clip.get_pretrained_cfg(name, tag) or {}
     where = tag_weights(cfg) if cfg else None
@@ -376,8 +387,6 @@ def _file_ref(slot: ModelSlot, label: str, value: str, hint: str) -> Located:
 
 
 def _hps(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    from sdeval.preference.hps import HPS_ALIASES, HPS_FILES, HPS_REPO
-
     value = options.hps_model or "v2.1"
     version = HPS_ALIASES.get(value, value)
     if version in HPS_FILES:
@@ -390,21 +399,10 @@ def _hps(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
 
 
 def _aesthetic(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    from sdeval.preference.aesthetic import AESTHETIC_URL
-
     return [_file_ref(slot, slot.label, options.aesthetic_model or AESTHETIC_URL, "the head's file")]
 
 
 def _imagereward(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    from sdeval.preference.imagereward import (
-        IMAGEREWARD_REPO,
-        MED_CONFIG_NAME,
-        TOKENIZER_REPO,
-        TOKENIZER_VOCAB,
-        WEIGHTS_NAME,
-        locate_files,
-    )
-
     value = options.imagereward_model or IMAGEREWARD_REPO
     local = Path(value).expanduser()
     if not local.exists() and not is_hub_id(value):
@@ -417,8 +415,6 @@ def _imagereward(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
             _hub_file(slot, "ImageReward config", value, value, MED_CONFIG_NAME, gated=False),
         ]
         return [*rows, _bert_vocab(slot, value, TOKENIZER_REPO, TOKENIZER_VOCAB, local_only=False)]
-    from sdeval.core.errors import SdevalError
-
     try:
         files = locate_files(value, tokenizer=None, allow_pickle=True)  # local: looks at files only
     except SdevalError as err:
@@ -446,8 +442,6 @@ def _bert_vocab(slot: ModelSlot, value: str, repo_id: str, vocab: str, *, local_
 
 
 def _pickscore(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
-
     value = options.pickscore_model or PICKSCORE_MODEL
     model = _hub_model(slot, f"{slot.label} {value}", value, gated=True)
     local = Path(value).expanduser()

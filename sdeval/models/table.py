@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sdeval.features import inputs as feature_inputs
+from sdeval.judges.detector import DEFAULT_DETECTOR
+from sdeval.judges.vqa import DEFAULT_VQA_MODEL
 from sdeval.metrics import registry
 from sdeval.metrics.registry import MetricSpec, Need
 
@@ -37,57 +39,57 @@ class ModelSlot:
         return self.describe_default()
 
 
+# Each default is read from the module that owns it when it is shown (`sdeval models`): those modules load torch,
+# which loading the table (and the `models` command with it) does not.
+
+
 def _inception() -> str:
-    from sdeval.features.inception import STANDARD_WEIGHTS_NAMES
+    from sdeval.features.inception import STANDARD_WEIGHTS_NAMES  # torch: when shown
 
     return f"torch-fidelity's standard weights ({STANDARD_WEIGHTS_NAMES[0]})"
 
 
 def _clip() -> str:
-    from sdeval.features.clip import CLIP_SCORE_MODEL
+    from sdeval.features.clip import CLIP_SCORE_MODEL  # torch: when shown
 
     return f"{CLIP_SCORE_MODEL.name} + {CLIP_SCORE_MODEL.pretrained}"
 
 
 def _cmmd() -> str:
-    from sdeval.features.clip import CMMD_MODEL
+    from sdeval.features.clip import CMMD_MODEL  # torch: when shown
 
     return f"{CMMD_MODEL.name} + {CMMD_MODEL.pretrained} (the --clip-* model when only that one is given)"
 
 
 def _imagereward() -> str:
-    from sdeval.preference.imagereward import IMAGEREWARD_REPO, TOKENIZER_REPO
+    from sdeval.preference.imagereward import IMAGEREWARD_REPO, TOKENIZER_REPO  # torch: when shown
 
     return f"{IMAGEREWARD_REPO}, with {TOKENIZER_REPO}'s vocabulary"
 
 
 def _hps() -> str:
-    from sdeval.preference.hps import HPS_REPO, HpsScorer
+    from sdeval.preference.hps import HPS_REPO, HpsScorer  # torch: when shown
 
     return f"{HpsScorer.default_model} from {HPS_REPO}"
 
 
 def _pickscore() -> str:
-    from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
+    from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR  # torch: when shown
 
     return f"{PICKSCORE_MODEL}, with {PICKSCORE_PROCESSOR}'s processor"
 
 
 def _aesthetic() -> str:
-    from sdeval.preference.aesthetic import AESTHETIC_URL
+    from sdeval.preference.aesthetic import AESTHETIC_URL  # torch: when shown
 
     return AESTHETIC_URL
 
 
 def _detector() -> str:
-    from sdeval.judges.detector import DEFAULT_DETECTOR
-
     return DEFAULT_DETECTOR
 
 
 def _vqa() -> str:
-    from sdeval.judges.vqa import DEFAULT_VQA_MODEL
-
     return DEFAULT_VQA_MODEL
 
 

@@ -20,7 +20,7 @@ _API = ("Evaluator", "score_folder", "score_images")
 def __getattr__(name: str) -> Any:
     """The API loads torch and the models' libraries only when it is used (`import sdeval` stays instant)."""
     if name in _API:
-        from sdeval import api
+        from sdeval import api  # torch: on first use of the API, not with `import sdeval` or the CLI
 
         return getattr(api, name)
     raise AttributeError(f"module 'sdeval' has no attribute {name!r}")

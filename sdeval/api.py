@@ -28,11 +28,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from sdeval.core.devices import resolve_device
 from sdeval.core.distributed import DistContext, from_group
 from sdeval.core.errors import SdevalError
+from sdeval.features.extract import FolderFeatures, unique_extractors
+from sdeval.metrics import registry
 from sdeval.metrics.registry import Need
 from sdeval.options.score import ScoreOptions, options_from_mapping
+from sdeval.prompts.lookup import ImagePrompts
+from sdeval.prompts.record import PromptRecord
+from sdeval.score.grouping import group_folder
+from sdeval.score.preference import is_embedding, score_preferences
 
 #: What the in-memory path cannot do: it keeps no pixels after `update`.
 _NOT_IN_MEMORY = {
@@ -51,7 +59,7 @@ def score_folder(
 ) -> dict[str, Any]:
     """`sdeval score IMAGES` from Python: `options` are the command's by their long names with underscores
     (`kid_subset_size=...`, `clip_model=...`, `ci=0.95`, `no_cache=True`, ...); returns the results document."""
-    from sdeval.score.run import score
+    from sdeval.score.run import score  # torch-fidelity, torchvision, the models: when scoring, not on import
 
     chosen = options_from_mapping(options, images=str(images), reference=None if reference is None else str(reference),
                                   metrics=tuple(metrics) if metrics else None, where="option",
@@ -93,11 +101,10 @@ class Evaluator:
         sync: bool = True,
         **options: Any,
     ) -> None:
-        from sdeval.core.devices import resolve_device
-        from sdeval.metrics import registry
+        # torch-fidelity, torchvision and the models' modules (+1.3 s beside torch): when scoring, not on import
         from sdeval.reference.build import load_any_reference, reference_share
-        from sdeval.score.models import RunModels
-        from sdeval.score.prepare import _needs_of
+        from sdeval.score.models import RunModels  # torch-fidelity, torchvision: when scoring
+        from sdeval.score.prepare import _needs_of  # torch-fidelity, torchvision: when scoring
 
         self.options: ScoreOptions = options_from_mapping(
             options, images=name, reference=None if reference is None else str(reference),
@@ -148,9 +155,6 @@ class Evaluator:
     ) -> None:
         """Add images: uint8 HxWx3 arrays (or HxW, RGBA), PIL images, or torch tensors (uint8, or float in [0, 1];
         CHW or HWC; a 4-d tensor is a batch), with their prompts (None: no prompt) and prompt ids (item keys)."""
-        from sdeval.features.extract import unique_extractors
-        from sdeval.prompts.record import PromptRecord
-
         rgbs = [as_rgb(image) for image in images]  # a 4-d tensor or array iterates over its images
         prompts = list(prompts) if prompts is not None else [None] * len(rgbs)
         ids = list(ids) if ids is not None else [None] * len(rgbs)
@@ -164,8 +168,6 @@ class Evaluator:
             store = self._features.setdefault(extractor.cache_key, {})
             for feature, values in out.items():
                 store.setdefault(feature, []).extend(values.numpy().astype(np.float32, copy=True))
-        from sdeval.score.preference import is_embedding
-
         for name, scorer in self.models.preference.items():
             if is_embedding(scorer):
                 continue  # from the features, in compute()
@@ -186,8 +188,9 @@ class Evaluator:
 
     def compute(self) -> dict[str, Any]:
         """The results document of every image seen (on every rank, when synced)."""
+        # torch-fidelity, torchvision and the models' modules (+1.3 s beside torch): when scoring, not on import
         from sdeval.score.part import merge_parts
-        from sdeval.score.run import score_part
+        from sdeval.score.run import score_part  # torch-fidelity, torchvision: when scoring
 
         ctx = from_group() if self.sync else DistContext()
         totals = ctx.all_gather(self.n)
@@ -215,11 +218,7 @@ class Evaluator:
         return log_document(document, LogOptions(to=to, step=step, **{"make_report": False, **destination}))
 
     def _part(self, rank: int, world: int, total: int) -> Any:
-        from sdeval.features.extract import FolderFeatures
-        from sdeval.prompts.lookup import ImagePrompts
-        from sdeval.score.grouping import group_folder
-        from sdeval.score.preference import score_preferences
-        from sdeval.score.prepare import make_part, texts_block
+        from sdeval.score.prepare import make_part, texts_block  # torch-fidelity, torchvision: when scoring
 
         prefix = f"rank{rank:03d}-" if world > 1 else ""
         paths = [f"{prefix}{i:08d}" for i in range(self.n)]  # update order is sorted order
@@ -235,8 +234,6 @@ class Evaluator:
             texts = texts_block(self.models, prompts, self.options.features.cache_dir)
         preference = None
         if self.models.preference:
-            from sdeval.score.preference import is_embedding
-
             embedding = {k: v for k, v in self.models.preference.items() if is_embedding(v)}
             found_scores = score_preferences(embedding, generated, prompts, self.options.features.cache_dir,
                                              self.options.features.batch_size, False)  # fmt: skip
@@ -260,8 +257,6 @@ class Evaluator:
 def as_rgb(image: Any) -> np.ndarray:
     """An image as sdeval decodes a file: HxWx3 uint8 RGB (alpha dropped, grey repeated); float tensors and arrays
     in [0, 1] are rounded to 8 bits, as a PNG of them would be."""
-    from PIL import Image
-
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     if isinstance(image, torch.Tensor):

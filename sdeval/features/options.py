@@ -4,7 +4,7 @@ pass over a folder with the feature cache they name."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the models' libraries load when features are made, not when options are read
     from sdeval.features.extract import FolderFeatures
@@ -24,16 +24,12 @@ class FeatureOptions:
     progress: bool = True
 
 
-def build_inception(options: FeatureOptions, spatial: bool = False) -> InceptionExtractor:
-    """The Inception extractor of `options`; with `spatial` it also gives sFID's spatial rows from the same pass."""
-    import torch
+def build_inception(options: FeatureOptions, device: Any, spatial: bool = False) -> InceptionExtractor:
+    """The Inception extractor of `options` on the run's resolved torch.device (sdeval.core.devices.resolve_device,
+    once per run); with `spatial` it also gives sFID's spatial rows from the same pass."""
+    from sdeval.features.inception import InceptionExtractor  # torch: when a run builds its models
 
-    from sdeval.core.devices import resolve_device
-    from sdeval.features.inception import InceptionExtractor
-
-    return InceptionExtractor(
-        options.inception_weights, options.preprocess, torch.device(resolve_device(options.device)), spatial=spatial
-    )
+    return InceptionExtractor(options.inception_weights, options.preprocess, device, spatial=spatial)
 
 
 def extract(

@@ -109,8 +109,8 @@ def build_reference_file(
     features FD_DINOv2 needs), extracted in one pass and written to `out`, with the pool features' k-NN radii at
     each k of `radii_k` (precision/recall's and density/coverage's) and each state's eigen-decomposition."""
     # `--inception-spatial` (sFID) is served by the Inception pass: its rows are kept, no model is added.
-    extractors: list = [build_inception(options, spatial=SPATIAL_INPUT in inputs)]
     device = torch.device(resolve_device(options.device))
+    extractors: list = [build_inception(options, device, spatial=SPATIAL_INPUT in inputs)]
     if cmmd is not None:
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
     extractors += [feature_inputs.get(name).build(values or {}, device) for name in inputs if name != SPATIAL_INPUT]

@@ -49,7 +49,7 @@ class RunModels:
         inception = None
         spatial = SPATIAL_INPUT in inputs  # sFID's rows come from the Inception pass itself (a hook), not a model
         if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs or spatial:
-            inception = build_inception(options.features, spatial=spatial)
+            inception = build_inception(options.features, device, spatial=spatial)
         wants_prompt_model = bool({Need.CLIP_IMAGE, Need.CLIP_TEXT} & needs)
         wants_cmmd_model = Need.CMMD_IMAGE in needs
         clip = choice = None

@@ -5,7 +5,10 @@ import sys
 
 import click
 
+from sdeval.bench.config import load_bench_config
+from sdeval.bench.plan import plan_lines
 from sdeval.bench.stages import BenchProgress, run_bench
+from sdeval.core.distributed import parse_shard
 from sdeval.core.errors import ExitCode, OutputError, Terminated
 
 
@@ -24,12 +27,7 @@ def bench_command(config: str, quiet: bool, shard: str | None, dry_run: bool) ->
     builtin:calibration runs offline on the CPU in about a minute (docs/bench.md). Exit code: the gate's
     (0 pass, 1 fail, 4 inconclusive with gate.strict), 0 without a gate (3 if a metric could not be computed).
     """
-    from sdeval.core.distributed import parse_shard
-
     if dry_run:
-        from sdeval.bench.config import load_bench_config
-        from sdeval.bench.plan import plan_lines
-
         for line in plan_lines(load_bench_config(config, missing_ok=True)):
             click.echo(line)
         return
@@ -53,7 +51,7 @@ def stopped_line(
 ) -> str:
     """What `sdeval generate` says when stopped, for a bench run: the stage it stopped in, the images kept and where,
     and the command that resumes (the same one; a launcher such as `accelerate launch` goes in front again)."""
-    from sdeval.generate.runner import kept_summary, stopped_run
+    from sdeval.generate.runner import kept_summary, stopped_run  # the pipelines' modules: not with --help
 
     said = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
     said = "stopped" if once_there_is_room else said

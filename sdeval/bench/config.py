@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.core.configfile import config_format, parse_text
-from sdeval.core.errors import ConfigError
+from sdeval.core.devices import resolve_device
+from sdeval.core.errors import ConfigError, SdevalError
 from sdeval.core.suggest import check_keys, did_you_mean
-from sdeval.options.score import options_json
+from sdeval.generate.config import TOP_KEYS, parse_config
+from sdeval.generate.plan import resolve_dtype, setting_id
+from sdeval.metrics import registry
+from sdeval.metrics.keys import lookup, value_of
+from sdeval.metrics.registry import spec_of_key
+from sdeval.options.score import options_from_mapping, options_json
+from sdeval.results.document import load_results
+from sdeval.suites import load_suite
 from sdeval.trackers.options import parse_log_section
 
 #: `sdeval bench builtin:NAME` runs a config shipped in sdeval/bench/examples/.
@@ -112,8 +120,6 @@ def load_bench_config(source: str, missing_ok: bool = False) -> BenchConfig:
     """Read a bench config: the generation config's keys plus `reference`, `metrics`, `score`, `report`, `gate`
     and `about`. Every error names its key. With `missing_ok` (a dry run) a reference file that is not there yet is
     listed in `missing` instead."""
-    from sdeval.generate.config import TOP_KEYS, parse_config
-
     text, fmt, base_dir = read_config_text(source)
     data = parse_text(text, fmt, Path(source).name)
     if not isinstance(data, Mapping):
@@ -146,8 +152,7 @@ def _parse_pick(raw: Any, metrics: tuple[str, ...]) -> Any:
     """The pick rule, its metrics checked against what the run computes (before anything runs)."""
     if raw is None:
         return None
-    from sdeval.gate.pick import parse_pick
-    from sdeval.metrics import registry
+    from sdeval.gate.pick import parse_pick  # the gate's modules: when a config has a pick rule, not with --help
 
     rule = parse_pick(raw)
     computed = [key.key for name in metrics for key in registry.get(name).results]
@@ -169,9 +174,6 @@ def _check_keys(data: Any, known: tuple[str, ...], where: str) -> Mapping[str, A
 
 
 def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any, missing: list[str] | None) -> ScoreSection:
-    from sdeval.metrics import registry
-    from sdeval.score import options_from_mapping
-
     raw = bench.get("metrics", "adherence")
     names = [m.strip().lower() for m in raw.split(",")] if isinstance(raw, str) else raw
     if not isinstance(names, list) or not names or not all(isinstance(m, str) and m for m in names):
@@ -208,8 +210,7 @@ def _parse_score(bench: Mapping[str, Any], base_dir: Path, generate: Any, missin
 def _check_statistics(reference: Path, names: list[str], options: Any) -> None:
     """A reference of Fréchet statistics, checked before anything is generated: FID only, its Inception route declared
     (score.reference_protocol or its sidecar) and the run's own (sdeval.reference.stats)."""
-    from sdeval.core.errors import SdevalError
-    from sdeval.reference.stats import declared_protocol, is_stats_file, refuse_other_metrics
+    from sdeval.reference.stats import declared_protocol, is_stats_file, refuse_other_metrics  # torch: Inception's
 
     if not is_stats_file(reference):
         if options.reference_protocol is not None:
@@ -231,8 +232,6 @@ def _check_statistics(reference: Path, names: list[str], options: Any) -> None:
 
 
 def _needs_reference(name: str) -> bool:
-    from sdeval.metrics import registry
-
     return registry.get(name).needs_reference
 
 
@@ -251,9 +250,6 @@ def _parse_report(raw: Any, base_dir: Path, stem: str) -> ReportSection | None:
 
 def planned_cells(generate: Any) -> list[str]:
     """The cell ids the run will be scored in (CHECKPOINT/SETTING_ID), known before anything is generated."""
-    from sdeval.core.devices import resolve_device
-    from sdeval.generate.plan import resolve_dtype, setting_id
-
     device = resolve_device(generate.device)
 
     def dtype(setting: Any) -> str:
@@ -326,9 +322,9 @@ def _parse_gate(raw: Any, base_dir: Path, config_name: str, generate: Any, optio
 
 def _gate_rules(section: Mapping[str, Any], base_dir: Path, config_name: str) -> tuple[Any, Path | None]:
     """(the Rules, the rules file or None): inline rules, or a rules file named by `gate.rules`."""
-    import yaml
+    import yaml  # with the gate's modules: when a config has a gate, not with `sdeval bench --help`
 
-    from sdeval.gate import load_rules, parse_rules
+    from sdeval.gate import load_rules, parse_rules  # the gate's modules (+80 ms): when a config has a gate
 
     if "rules" not in section:
         raise ConfigError("gate.rules: required key is missing (a list of rules, or a rules file)")
@@ -346,9 +342,6 @@ def _gate_rules(section: Mapping[str, Any], base_dir: Path, config_name: str) ->
 def _check_rules(rules: Any, cells: list[str], generate: Any, options: Any) -> None:
     """Each rule's metric is computed by this run, a KEY.PART names one of the suite's categories, and a rule's
     cell is one of the plan's."""
-    from sdeval.metrics.keys import lookup
-    from sdeval.metrics.registry import spec_of_key
-
     categories = None  # (suite, its categories), read once when a rule names a part
     for rule in rules.rules:
         where = f"gate.rules: rule {rule.index} ({rule.name})"
@@ -376,8 +369,8 @@ def _suite_categories(generate: Any, options: Any) -> tuple[str, set[str]] | Non
     """(the suite that gives the run's prompts their specs, the categories they judge in), as scoring will find
     them (sdeval.score.judging): `score.suite` when given, else the run's own suite; under `--judge vqa` the suite's
     question set, whose rows give their categories (DSG-1k's); None when a question file gives them."""
+    # the judges' modules (PIL, tqdm) load when a rule names a category, not with `sdeval bench --help` (+65 ms)
     from sdeval.score.judging import SpecSource, question_category, vqa_questions
-    from sdeval.suites import load_suite
 
     run_suite = load_suite(generate.suite)
     spec_suite = load_suite(options.suite) if options.suite is not None else run_suite
@@ -399,10 +392,6 @@ def _check_baseline_file(rules: Any, pairs: Mapping[str, str], cells: list[str],
     """A baseline results file is read now, so that pairs name its cells (checkpoints are often renamed between
     releases), every cell a regression rule compares finds its baseline cell as the gate will pair it (`pairs`,
     else the same id, else the file's only cell), and that cell holds the rule's metric."""
-    from sdeval.core.errors import SdevalError
-    from sdeval.metrics.keys import value_of
-    from sdeval.results.document import load_results
-
     try:
         document = load_results(path)
     except SdevalError as err:

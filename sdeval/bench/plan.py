@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from sdeval.bench.config import BenchConfig, planned_cells
+from sdeval.options.score import defaults, options_json
+from sdeval.suites import load_suite
 
 
 def plan_lines(config: BenchConfig) -> list[str]:
     """What a run of `config` would do, one line each (what `--dry-run` prints)."""
-    from sdeval.suites import load_suite
-
     gen = config.generate
     suite = load_suite(gen.suite)
     prompts, seeds = len(suite.prompts), gen.seeds_per_prompt
@@ -62,8 +62,6 @@ def _setting(setting: Any) -> str:
 
 def _score_options(options: Any) -> str:
     """The score options that differ from their defaults (the device and cache said apart)."""
-    from sdeval.options.score import defaults, options_json
-
     record, default = options_json(options), defaults()
     features = record.pop("features")
     changed = {k: v for k, v in {**record, **features}.items() if k in default and v != default[k]}

@@ -18,8 +18,11 @@ from typing import Any
 import click
 
 from sdeval.bench.config import EXAMPLE_PREFIX, STAMP_FILE, BenchConfig, load_bench_config
+from sdeval.core.atomic import check_output_folder, write_json, write_text
 from sdeval.core.errors import ConfigError, ExitCode, OutputError, Terminated
+from sdeval.core.hashing import path_sha256
 from sdeval.generate.config import suite_defaults_line
+from sdeval.results.document import incomplete_metrics, load_results, write_outputs
 
 # --- stamps ---------------------------------------------------------------------------------------------------
 
@@ -31,8 +34,6 @@ def _sha256_bytes(data: bytes) -> str:
 def _file_sha(path: Path | None) -> str | None:
     if path is None or not path.exists():
         return None
-    from sdeval.core.hashing import path_sha256
-
     return path_sha256(path)
 
 
@@ -54,8 +55,6 @@ def _read_stamps(out: Path) -> dict[str, Any]:
 
 
 def _write_stamp(out: Path, stage: str, stamp: dict[str, Any]) -> None:
-    from sdeval.core.atomic import write_json
-
     stamps = _read_stamps(out)
     stamps[stage] = stamp
     write_json(out / STAMP_FILE, {"format": "sdeval.bench", "format_version": 1, "stages": stamps})
@@ -75,7 +74,7 @@ class StageLine:
 
 
 def stage_generate(config: BenchConfig, progress: bool, shard: tuple[int, int] | None = None) -> tuple[StageLine, Any]:
-    from sdeval.generate.runner import run_generate
+    from sdeval.generate.runner import run_generate  # the pipelines' modules: when generating, not with --help
 
     path = None if config.source.startswith(EXAMPLE_PREFIX) else Path(config.source).resolve()
     result = run_generate(config.generate, progress=progress, config_path=path, shard=shard)
@@ -98,7 +97,7 @@ def parts_folder(config: BenchConfig) -> Path:
 
 def stage_score_shard(config: BenchConfig, result: Any, shard: tuple[int, int], progress: bool) -> StageLine:
     """Score this array job's own images (the share of the plan it generated) into a part for the final merge."""
-    from sdeval.score.prepare import prepare_part
+    from sdeval.score.prepare import prepare_part  # torch: when scoring
 
     options = dataclasses.replace(
         config.score.options, features=dataclasses.replace(config.score.options.features, progress=progress)
@@ -114,8 +113,8 @@ def stage_score_shard(config: BenchConfig, result: Any, shard: tuple[int, int], 
 
 def _merged_parts(config: BenchConfig) -> Any:
     """The shards' parts merged (None when no shard left one); refused when they do not make up this run."""
-    from sdeval.score.part import ImagePart, merge_parts
-    from sdeval.score.prepare import options_record
+    from sdeval.score.part import ImagePart, merge_parts  # torch: when scoring
+    from sdeval.score.prepare import options_record  # torch: when scoring
 
     found = sorted(parts_folder(config).glob("part-*.json")) if parts_folder(config).is_dir() else []
     if not found:
@@ -143,9 +142,8 @@ def stage_score(config: BenchConfig, progress: bool) -> tuple[StageLine, list[tu
     shards' parts when array jobs left them, else here (each rank its share under a launcher). Returns the line and
     each metric that could not be computed, with why (`not_computed`; a rank other than the main one writes
     nothing)."""
-    from sdeval.results.document import load_results, write_outputs
-    from sdeval.score import score_run
-    from sdeval.score.run import score_part
+    from sdeval.score import score_run  # torch: when scoring (looked up at call time: a test replaces it)
+    from sdeval.score.run import score_part  # torch: when scoring
 
     options = config.score.options
     stamp = {
@@ -181,8 +179,6 @@ def _score_detail(results: dict[str, Any], path: Path) -> str:
 def not_computed(results: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, why) for each requested metric that has no value in a cell (what makes exit code 3), named as
     `sdeval score` names them (`results.incomplete_metrics`: KEY, or CELL: KEY with several cells)."""
-    from sdeval.results.document import incomplete_metrics
-
     reasons = [entry.get("skipped") or "no value" for cell in results["cells"]
                for entry in cell["metrics"].values() if entry.get("value") is None]  # fmt: skip
     return list(zip(incomplete_metrics(results), reasons, strict=True))
@@ -208,10 +204,10 @@ def _rules(config: BenchConfig, cell_ids: list[str]) -> Any:
 def stage_gate(config: BenchConfig) -> tuple[StageLine, int, str | None]:
     """Check OUT/results.json against the rules into OUT/gate.json. Returns the line, the exit code and the
     verdict table (None when skipped)."""
-    from sdeval.core.atomic import write_text
+    # the gate's modules (statistics, YAML: +80 ms) load when a gate runs, not with `sdeval bench --help`
     from sdeval.gate import load_side, run_gate
-    from sdeval.gate.outputs import json_text, render_table
-    from sdeval.gate.verdicts import exit_code
+    from sdeval.gate.outputs import json_text, render_table  # the gate's modules: when a gate runs
+    from sdeval.gate.verdicts import exit_code  # the gate's modules: when a gate runs
 
     gate = config.gate
     assert gate is not None
@@ -249,7 +245,7 @@ def _gate_detail(summary: Mapping[str, int], path: Path) -> str:
 
 
 def stage_report(config: BenchConfig, progress: bool) -> StageLine:
-    from sdeval.report import ReportOptions, build_report
+    from sdeval.report import ReportOptions, build_report  # the report's modules: when a report is made (+80 ms)
 
     section = config.report
     assert section is not None
@@ -272,9 +268,9 @@ def stage_report(config: BenchConfig, progress: bool) -> StageLine:
 
 def stage_pick(config: BenchConfig) -> StageLine:
     """Apply the pick rule to OUT/results.json into OUT/pick.json: the checkpoint chosen and the reason."""
-    from sdeval.core.atomic import write_json
+    # the gate's modules (statistics, YAML: +80 ms) load when a pick runs, not with `sdeval bench --help`
     from sdeval.gate import load_side
-    from sdeval.gate.pick import document_intervals, pick
+    from sdeval.gate.pick import document_intervals, pick  # the gate's modules: when a pick runs
 
     side = load_side(config.results_path)
     found = pick(side.document, config.pick, document_intervals(side.document, side.states))
@@ -315,8 +311,7 @@ def run_bench(source: str, progress: bool = True, echo: Any = click.echo, shard:
 
     With `shard=(I, N)` (array jobs) generate and score only share I of N, leaving a part for the final run,
     which merges the parts, gates and reports."""
-    from sdeval.core.atomic import check_output_folder
-    from sdeval.models.check import check_run_models
+    from sdeval.models.check import check_run_models  # torch (the models' modules): when a run starts
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" not in os.environ and shard is None:
         # Independent shards cannot wait for each other: the main one would score a partial run.

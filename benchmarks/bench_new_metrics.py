@@ -53,14 +53,14 @@ def main() -> None:
     parser.add_argument("--network", type=int, default=0, metavar="B", help="also time the Inception pass on B images")
     parser.add_argument("--only", default=None, help="comma-separated metrics to time (default: all)")
     args = parser.parse_args()
+    import sdeval.metrics.corpus as corpus
     import sdeval.metrics.precision_recall as pr
-    import sdeval.stats.corpus as corpus
     from sdeval.metrics.density_coverage import density_coverage
     from sdeval.metrics.fd_clip import fd_clip
     from sdeval.metrics.fid import FrechetState, fid_from_features
+    from sdeval.metrics.fid_inf import fid_inf
     from sdeval.metrics.sfid import sfid
     from sdeval.metrics.vendi import per_prompt, vendi_score
-    from sdeval.stats.fid_inf import fid_inf
 
     n = args.n
     pool, ref_pool = features(n, 1, 0.05, 1.0), features(n, 2, 0.0, 1.0)

@@ -52,7 +52,7 @@ def _run(what: str, gemm: str, generated: np.ndarray, reference: np.ndarray, blo
 
 
 def main() -> None:
-    from sdeval.stats.core import blocks_of
+    from sdeval.metrics.estimators import blocks_of
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 20_000])

@@ -18,7 +18,6 @@ from conftest import write_shapes_run
 from PIL import Image, ImageDraw
 from scipy.stats import binom
 
-from sdeval.generate.shapes import ShapesCheckpoint
 from sdeval.calibration.detect import detect_shapes
 from sdeval.calibration.judge import ShapesJudge
 from sdeval.calibration.render import RenderError, render
@@ -34,6 +33,7 @@ from sdeval.calibration.world import (
 )
 from sdeval.cli import main
 from sdeval.core.errors import ConfigError
+from sdeval.generate.shapes import ShapesCheckpoint
 from sdeval.judges.rules import relative_position
 from sdeval.suites.spec import CATEGORIES, RELATIONS, Include, Spec, parse_spec
 

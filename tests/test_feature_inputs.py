@@ -66,7 +66,7 @@ INPUT = FeatureInput(
 
 
 def _side(x, reference, blocks, k, seed):
-    from sdeval.stats.corpus import FidSide
+    from sdeval.metrics.corpus import FidSide
 
     return FidSide(x, reference, blocks, k, seed)
 

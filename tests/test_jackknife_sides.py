@@ -23,6 +23,7 @@ from sdeval.metrics.inception_score import inception_score, split_of_rows
 from sdeval.metrics.kid import kid, mmd2_unbiased, polynomial_kernel
 from sdeval.metrics.precision_recall import precision_recall
 from sdeval.metrics.registry import Bootstrap, Direction, Jackknife, ResultKey
+from sdeval.metrics.sfid import sfid
 from sdeval.metrics.vendi import vendi_score
 
 K = 6  # blocks
@@ -68,11 +69,15 @@ def _pin_fd_clip() -> None:
     _pin_frechet("fd_clip", fd_clip)
 
 
+def _pin_sfid() -> None:
+    _pin_frechet("sfid", sfid)
+
+
 def _pin_fid_inf() -> None:
     """With the run's seed the side draws the metric's own subsets; a leave-out is the same fit over those draws less
     the block's rows (drawing afresh from the remaining rows would add the draws' noise to every leave-out)."""
-    from sdeval.stats.corpus import FidProjection, ReferenceRoot
-    from sdeval.stats.fid_inf import draws, fid_inf, fit
+    from sdeval.metrics.corpus import FidProjection, ReferenceRoot
+    from sdeval.metrics.fid_inf import draws, fid_inf, fit
 
     x, ref = _sets(7, 90, 120, 8)
     blocks = _blocks(90)
@@ -172,6 +177,7 @@ PINS = {
     "fid": _pin_fid,
     "fd_dinov2": _pin_fd_dinov2,
     "fd_clip": _pin_fd_clip,
+    "sfid": _pin_sfid,
     "fid_inf": _pin_fid_inf,
     "vendi_all": _pin_vendi_all,
     "density": lambda: _pin_density_coverage("density", 0),

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdeval.cli import main
+from sdeval.metrics.corpus import ReferenceRoot
 from sdeval.metrics.density_coverage import CoverageSide, DensitySide, density_coverage
 from sdeval.metrics.fd_clip import fd_clip
+from sdeval.metrics.fid_inf import FidInfSide, draws, fid_inf
 from sdeval.metrics.vendi import VendiSide, per_prompt, vendi_score
 from sdeval.score.demo import make_image_set
 from sdeval.stats import fid_against_n
-from sdeval.stats.corpus import ReferenceRoot
-from sdeval.stats.fid_inf import FidInfSide, draws, fid_inf
 
 PROMPTS = ["a red cube", "a cat", "a blue sphere", "a dog", "a green cone", "a bird"]
 SEEDS = 3

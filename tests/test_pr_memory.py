@@ -16,8 +16,8 @@ import torch
 import sdeval.metrics.kid as kid_module
 import sdeval.metrics.precision_recall as pr
 from sdeval.core.errors import SdevalError
-from sdeval.stats.core import blocks_of
-from sdeval.stats.corpus import RecallSide, precision_hits
+from sdeval.metrics.corpus import RecallSide, precision_hits
+from sdeval.metrics.estimators import blocks_of
 
 K = 3
 
@@ -159,7 +159,7 @@ import resource, sys
 import numpy as np
 import torch
 import sdeval.metrics.precision_recall as pr
-from sdeval.stats.corpus import precision_hits
+from sdeval.metrics.corpus import precision_hits
 
 torch.set_num_threads(1)  # memory does not depend on it, and two threads crawl on a busy 2-core machine
 pr._CHUNK_ELEMENTS = 1 << 18  # 2 MiB float64 blocks

@@ -10,8 +10,8 @@ import torch
 
 import sdeval.metrics.distances as dist
 import sdeval.metrics.precision_recall as pr
-from sdeval.stats.core import blocks_of
-from sdeval.stats.corpus import RecallSide, precision_hits
+from sdeval.metrics.corpus import RecallSide, precision_hits
+from sdeval.metrics.estimators import blocks_of
 
 K = 3
 

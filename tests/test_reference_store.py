@@ -19,13 +19,13 @@ from sdeval.core.npz import npz_bytes
 from sdeval.metrics import density_coverage as dc
 from sdeval.metrics import fid
 from sdeval.metrics import precision_recall as pr
+from sdeval.metrics.corpus import FidSide
 from sdeval.metrics.distances import ScreenedSet
 from sdeval.metrics.fid import FrechetState, ReferenceRoot, fid_from_features, reference_root
 from sdeval.reference import Reference, images_hash, load_reference, merge_references, save_reference
 from sdeval.reference.build import store_derived
 from sdeval.reference.derived import DEFAULT_RADII_K
 from sdeval.score.demo import make_image_set
-from sdeval.stats.corpus import FidSide
 
 KEY, POOL = "inception-test", "pool"
 D = 12  # small, so a state of a few dozen rows has at least d images and its decomposition is stored

@@ -12,7 +12,9 @@ import json
 import numpy as np
 import pytest
 
+from sdeval.metrics.corpus import InceptionScoreSide
 from sdeval.metrics.diversity import image_distances, prompt_diversity
+from sdeval.metrics.estimators import blocks_of, group_index, prompt_of
 from sdeval.metrics.fid import FrechetState, fid_from_features, frechet_distance
 from sdeval.metrics.inception_score import inception_score, split_of_rows
 from sdeval.metrics.kid import kid
@@ -29,8 +31,6 @@ from sdeval.stats import (
     holm,
     load_cell_states,
 )
-from sdeval.stats.core import blocks_of, group_index, prompt_of
-from sdeval.stats.corpus import InceptionScoreSide
 
 D = 8
 
@@ -454,7 +454,7 @@ def test_fid_inf_beats_fid_at_largest_n():
 @pytest.mark.parametrize("kind", ["kid", "cmmd"])
 def test_kernel_blocks_do_not_depend_on_the_tile_size(monkeypatch, kind):
     """The KID/CMMD jackknife tiles the kernel in rows and columns; any tile size gives the same block sums."""
-    from sdeval.stats import corpus
+    from sdeval.metrics import corpus
 
     rng = np.random.default_rng(5)
     x, ref = rng.normal(size=(50, 6)), rng.normal(size=(40, 6))

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 
 from sdeval.features import inception_spatial as spatial
+from sdeval.metrics import corpus
 from sdeval.metrics.adherence import adherence
 from sdeval.metrics.clip_score import DEFAULT_AGGREGATION, clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
 from sdeval.metrics.density_coverage import K as DC_NEIGHBOURHOOD
 from sdeval.metrics.diversity import image_distances, prompt_diversity
-from sdeval.metrics.fid import FrechetState, fid_from_features, reference_root
+from sdeval.metrics.fid import FrechetState, ReferenceRoot, fid_from_features, reference_root
+from sdeval.metrics.fid_inf import FidInfSide, entry, fid_inf
 from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
 from sdeval.metrics.precision_recall import precision_recall
@@ -45,44 +47,32 @@ PR_NEIGHBOURHOOD = 3
 CMMD_ESTIMATOR = "biased"
 
 
-# -- jackknife sides (sdeval.stats loads only when an interval is asked for) -----------------------------------
+# -- jackknife sides (metrics/corpus.py: each metric recomputed leaving a block of prompts out) ---------------
 
 
 def _fid_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.stats.corpus import FidSide
-
-    return FidSide(x, reference, blocks, k, seed)
+    return corpus.FidSide(x, reference, blocks, k, seed)
 
 
 def _kid_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.stats.corpus import kid_side
-
-    return kid_side(x, reference, blocks, k, seed)
+    return corpus.kid_side(x, reference, blocks, k, seed)
 
 
 def _cmmd_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.stats.corpus import cmmd_side
-
-    return cmmd_side(x, reference, blocks, k, seed)
+    return corpus.cmmd_side(x, reference, blocks, k, seed)
 
 
 def _recall_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.stats.corpus import RecallSide
-
-    return RecallSide(x, reference, blocks, k, seed, PR_NEIGHBOURHOOD)
+    return corpus.RecallSide(x, reference, blocks, k, seed, PR_NEIGHBOURHOOD)
 
 
 def _is_side(x: np.ndarray, reference: np.ndarray | None, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.stats.corpus import InceptionScoreSide
-
-    return InceptionScoreSide(x, blocks, k, seed, IS_SPLITS)
+    return corpus.InceptionScoreSide(x, blocks, k, seed, IS_SPLITS)
 
 
 def _precision_hits(inputs: dict[str, np.ndarray]) -> np.ndarray:
     """Each image's precision hit: with the reference fixed, it depends on that image alone (a per-image value)."""
-    from sdeval.stats.corpus import precision_hits
-
-    return precision_hits(inputs["pool"], inputs["reference_pool"], PR_NEIGHBOURHOOD)
+    return corpus.precision_hits(inputs["pool"], inputs["reference_pool"], PR_NEIGHBOURHOOD)
 
 
 _POOL = ("pool", "reference_pool")
@@ -619,16 +609,10 @@ FD_CLIP = MetricSpec(
 
 
 def _fid_inf_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.stats.fid_inf import FidInfSide
-
     return FidInfSide(x, reference, blocks, k, seed)
 
 
 def _fid_inf(cell: CellData) -> MetricOutput:
-    # sdeval.stats holds the FID projection the draws share with the FID jackknife; it loads when this metric runs.
-    from sdeval.stats.corpus import ReferenceRoot, reference_root
-    from sdeval.stats.fid_inf import entry, fid_inf
-
     ref = _require(cell.reference, "a reference")
     pool = _require(cell.pool, "Inception features")
     if ref.pool is not None:

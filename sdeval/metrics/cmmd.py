@@ -63,7 +63,7 @@ def cmmd(
 
 def mmd2_from_sums(sum_xx: float, sum_yy: float, sum_xy: float, m: int, n: int, estimator: Estimator) -> float:
     """MMD^2 (unscaled) of m and n rows from kernel sums; for `estimator="unbiased"`, `sum_xx` and `sum_yy` are
-    without their diagonals. The jackknife's leave-outs (stats/corpus.py) are this of block sums."""
+    without their diagonals. The jackknife's leave-outs (metrics/corpus.py) are this of block sums."""
     if estimator == "biased":
         k_xx, k_yy = sum_xx / (m * m), sum_yy / (n * n)
     else:

@@ -32,7 +32,7 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def mmd2_unbiased_from_sums(sum_xx: float, sum_yy: float, sum_xy: float, m: int, n: int) -> float:
     """Unbiased MMD^2 of m and n rows from kernel sums: `sum_xx` and `sum_yy` without their diagonals, `sum_xy` whole.
 
-    The jackknife's leave-outs (stats/corpus.py) are this of block sums, so the two cannot drift apart."""
+    The jackknife's leave-outs (metrics/corpus.py) are this of block sums, so the two cannot drift apart."""
     if m == n:  # torch-fidelity's grouping (KID's subsets are of equal size): its numbers, to the bit
         return float((sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * sum_xy / (m * m))
     return float(sum_xx / (m * (m - 1)) + sum_yy / (n * (n - 1)) - 2.0 * sum_xy / (m * n))

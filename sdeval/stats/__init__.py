@@ -1,8 +1,13 @@
 """Statistics for results files: intervals for every metric of a cell, paired and unpaired comparisons of two
-cells, FID against sample size (FID∞), and Holm's adjustment. Methods and their checks: docs/statistics.md."""
+cells, FID against sample size (FID∞), and Holm's adjustment. Methods and their checks: docs/statistics.md.
+
+The estimators (bootstrap, jackknife) and each metric's leave-out side are metric knowledge and live with the
+metrics (metrics/estimators.py, metrics/corpus.py); this package draws them over a results file's cells."""
 
 from __future__ import annotations
 
+from sdeval.metrics.corpus import FidCurve, FidProjection, ReferenceRoot, fid_against_n
+from sdeval.metrics.estimators import Comparison, Interval, holm
 from sdeval.stats.cells import (
     CellState,
     annotate_intervals,
@@ -11,8 +16,6 @@ from sdeval.stats.cells import (
     load_cell_states,
     states_from_arrays,
 )
-from sdeval.stats.core import Comparison, Interval, holm
-from sdeval.stats.corpus import FidCurve, FidProjection, ReferenceRoot, fid_against_n
 
 __all__ = [
     "CellState",

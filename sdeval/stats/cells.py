@@ -18,9 +18,7 @@ import numpy as np
 
 from sdeval.core.errors import SdevalError
 from sdeval.metrics import registry
-from sdeval.metrics.registry import Bootstrap, Jackknife, ResultKey
-from sdeval.results.state import load_state
-from sdeval.stats.core import (
+from sdeval.metrics.estimators import (
     DEFAULT_BLOCKS,
     Comparison,
     Interval,
@@ -35,6 +33,8 @@ from sdeval.stats.core import (
     prompt_of,
     t_quantile,
 )
+from sdeval.metrics.registry import Bootstrap, Jackknife, ResultKey
+from sdeval.results.state import load_state
 
 #: State arrays that are not per-row features.
 _ROW_KEYS = ("cell", "item", "sha256")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from sdeval.metrics.estimators import DEFAULT_BLOCKS
 from sdeval.metrics.registry import ScoreParams
-from sdeval.stats.core import DEFAULT_BLOCKS
 
 DEFAULT_LEVEL = 0.95
 DEFAULT_REPLICATES = 200

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from sdeval.metrics.cmmd import SCALE, mmd2_from_sums, rbf_gamma, rbf_kernel
+from sdeval.metrics.estimators import Interval, t_quantile
 from sdeval.metrics.fid import ReferenceRoot, frechet_from_traces, reference_root, trace_sqrt_psd
 from sdeval.metrics.inception_score import split_of_rows
 from sdeval.metrics.kid import mmd2_unbiased_from_sums, polynomial_kernel
 from sdeval.metrics.precision_recall import precision_hits as pr_precision_hits
 from sdeval.metrics.precision_recall import recall_leave_outs
-from sdeval.stats.core import Interval, t_quantile
 
 #: Reference rows used for the generated-to-reference kernel terms of the KID/CMMD jackknife: the reference is
 #: fixed (the interval is conditional on it), so a seeded subsample only adds a little noise to the spread.

@@ -1,5 +1,6 @@
 """Interval and comparison records, prompt grouping, and the two resampling schemes (cluster bootstrap,
-delete-a-group jackknife) that every statistic of this package is built from."""
+delete-a-group jackknife) that every metric's interval is built from: the metrics' own leave-out sides
+(metrics/corpus.py, metrics/fid_inf.py) and the statistics of results files (sdeval.stats) both stand on them."""
 
 from __future__ import annotations
 

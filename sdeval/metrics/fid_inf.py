@@ -1,6 +1,6 @@
 """FID∞ (Chong & Forsyth 2020) as a metric of its own, and its jackknife side.
 
-The value is `fid_against_n`'s intercept (stats/corpus.py), the same number from the same seeded draws: FID at
+The value is `fid_against_n`'s intercept (metrics/corpus.py), the same number from the same seeded draws: FID at
 `default_ns(n)` sizes (evenly spaced in 1/n from n / 5 to n), `REPEATS` draws without replacement of the generated
 rows at each (one of all the rows), the reference fixed, and the least-squares line FID = FID∞ + slope / n over every
 draw. Beside it: the slope, the fit's residual standard deviation (how far the draws scatter around the line; a large
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.stats.core import Interval, t_quantile
-from sdeval.stats.corpus import FidProjection, ReferenceRoot, default_ns, reference_root
+from sdeval.metrics.corpus import FidProjection, ReferenceRoot, default_ns, reference_root
+from sdeval.metrics.estimators import Interval, t_quantile
 
 #: Draws at each size but the full one (fid_against_n's default).
 REPEATS = 5

@@ -1,5 +1,7 @@
-"""The package layout keeps its shape (docs/architecture.md): the root of sdeval/ holds only the entry points, and no
-two packages import each other at module level, so the floors in the docs stay true as code is added."""
+"""The package layout keeps its shape (docs/architecture.md): the root of sdeval/ holds only the entry points, no two
+packages import each other, and no modules import each other in a circle, counting every import (inside functions
+and under TYPE_CHECKING too), so the floors in the docs stay true as code is added. A registry's lazy
+`module:object` string is no import: it names a built-in without importing it back."""
 
 from __future__ import annotations
 
@@ -73,3 +75,67 @@ def test_no_two_packages_import_each_other() -> None:
     assert cycles == [], f"packages in a cycle (module-level imports): {cycles}"
     assert edges.get("core", set()) == set(), f"core stands on nothing, but imports {edges.get('core')}"
     assert {(a, b) for a, targets in _graph().items() for b in targets} >= KNOWN, "a known exception is gone: drop it"
+
+
+def _all_imports(path: Path, modules: set[str]) -> set[str]:
+    """Every sdeval module `path` imports, wherever the import stands; `from sdeval.metrics import corpus` imports
+    the module `corpus` (its package's face only runs on the way there, which is no arrow)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sdeval"):
+            for alias in node.names:
+                module = f"{node.module}.{alias.name}"
+                found.add(module if module in modules else node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("sdeval")}
+    return found & modules
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_no_circles_counting_every_import() -> None:
+    modules = {_module_name(path): path for path in ROOT.rglob("*.py")}
+    edges: dict[str, set[str]] = {}
+    packages: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        for target in _all_imports(path, set(modules)):
+            # A module importing its own package's face (__init__) is the package loading itself, not an arrow.
+            if target != name and not name.startswith(target + "."):
+                edges.setdefault(name, set()).add(target)
+            source_package, target_package = (f"{module}.".split(".")[1] or "__init__" for module in (name, target))
+            if source_package != target_package:
+                packages.setdefault(source_package, set()).add(target_package)
+    assert _circles(edges) == [], "modules importing each other in a circle"
+    assert _circles(packages) == [], "packages importing each other (at any level) in a circle"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from sdeval.cli import COMMANDS, _LazyCommands, _LazyGroup, main
 
-HEAVY = ("torch", "diffusers", "transformers", "open_clip", "scipy")
+HEAVY = ("torch", "torchvision", "torch_fidelity", "diffusers", "transformers", "open_clip", "scipy")
 
 #: Runs the CLI in a fresh interpreter and prints which heavy libraries it imported.
 _PROBE = """
@@ -38,6 +38,45 @@ def _heavy_imports(*args: str) -> list[str]:
 @pytest.mark.parametrize("args", [("--help",), ("report", "--help"), ("gate", "--help"), ("bench", "--help")])
 def test_help_imports_no_heavy_library(args: tuple[str, ...]) -> None:
     assert _heavy_imports(*args) == []
+
+
+#: Shows the --help of every command and subcommand in one fresh interpreter (one start-up for all: a process each
+#: would take ~0.5 s per command), and prints, per command in order, the heavy libraries imported so far.
+_EVERY_HELP = """
+import json, sys
+import click
+from click.testing import CliRunner
+from sdeval.cli import COMMANDS, main
+
+def walk(command, path):
+    paths = [path]
+    for name, sub in (command.commands.items() if isinstance(command, click.Group) else ()):
+        paths += walk(sub, (*path, name))
+    return paths
+
+shown = {{}}
+for name in COMMANDS:
+    for path in walk(main.commands[name], (name,)):
+        result = CliRunner().invoke(main, [*path, "--help"], prog_name="sdeval")
+        usage = result.output.startswith("Usage: sdeval " + " ".join(path) + " ")
+        shown[" ".join(path)] = [result.exit_code, usage, sorted(m for m in {heavy!r} if m in sys.modules)]
+print(json.dumps(shown))
+"""
+
+
+def test_every_commands_help_imports_no_heavy_library() -> None:
+    """`sdeval COMMAND --help` of each command and subcommand (`models` included, whose help names every model's
+    default) renders without torch, torchvision, torch-fidelity, diffusers, transformers, open_clip or scipy."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _EVERY_HELP.format(heavy=HEAVY)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {path.split()[0] for path in shown} == set(COMMANDS)
+    assert {"models", "reference build", "suites show", "export model-index"} <= set(shown)
+    assert {path: code for path, (code, usage, _) in shown.items() if code != 0 or not usage} == {}
+    # Heavy libraries imported so far, after each help in turn: the first path listed is the one that loaded them.
+    assert {path: heavy for path, (_, _, heavy) in shown.items() if heavy} == {}
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,9 @@ from PIL import Image
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import hub_url, require_download
+from sdeval.features.clip_specs import CLIP_SCORE_MODEL
+from sdeval.features.clip_specs import CMMD_MODEL as CMMD_MODEL
+from sdeval.features.clip_specs import ClipModelSpec as ClipModelSpec
 
 #: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
 FEATURE_NAME = "clip_image"
@@ -31,18 +34,8 @@ TEXT_FEATURE_NAME = "clip_text"
 _FEATURE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class ClipModelSpec:
-    """An open_clip model name and its weights: a pretrained tag, a local file path, or None (random)."""
-
-    name: str
-    pretrained: str | None
-
-
-#: CLIP score: OpenAI ViT-L/14, the model torchmetrics' CLIPScore uses by default.
-CLIP_SCORE_MODEL = ClipModelSpec("ViT-L-14", "openai")
-#: CMMD: OpenAI ViT-L/14 at 336 px, the model of Jayasumana et al. 2024.
-CMMD_MODEL = ClipModelSpec("ViT-L-14-336", "openai")
+# ClipModelSpec and the defaults (CLIP_SCORE_MODEL, CMMD_MODEL): features/clip_specs.py, where `sdeval models` reads
+# them without open_clip; importable from here too.
 
 
 class ClipImageTransform:

@@ -32,6 +32,12 @@ from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import require_download
 from sdeval.features import inception_spatial as spatial_input
 from sdeval.features.inception_torchscript import is_torchscript, read_torchscript
+from sdeval.features.inception_weights import (
+    STANDARD_WEIGHTS_NAMES,
+    STANDARD_WEIGHTS_SHA256,
+    STANDARD_WEIGHTS_SIZE,
+    URL_INCEPTION_V3,
+)
 
 if TYPE_CHECKING:
     from sdeval.features.inception_network import InceptionNetwork
@@ -60,15 +66,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state_dict
 
 
-#: The standard weights under torch-fidelity's name, then under pytorch-fid's: the same bytes, either is accepted.
-#: torch-fidelity's download URL for them (its URL_INCEPTION_V3; tests/test_offline.py pins the two together): said
-#: here so that a run whose features are all cached never imports torch-fidelity.
-URL_INCEPTION_V3 = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
-STANDARD_WEIGHTS_NAMES = (URL_INCEPTION_V3.rsplit("/", 1)[-1], "pt_inception-2015-12-05-6726825d.pth")
-STANDARD_WEIGHTS_SIZE = 95_628_359
-STANDARD_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+# The standard weights' names, size, sha256 and URL: features/inception_weights.py, where `sdeval models` reads
+# them without torch.
 
 
 def standard_weights_path() -> Path:

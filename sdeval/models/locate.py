@@ -21,21 +21,21 @@ from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import hub_record_key, recorded_sha256
 from sdeval.core.hub import cached_hub_file, hub_folder, is_hub_id, looks_like_path
 from sdeval.core.offline import hub_url
-from sdeval.features.clip import ClipModelSpec, tag_weights
+from sdeval.features.clip import tag_weights
 from sdeval.features.clip_models import choose_clip_models
+from sdeval.features.clip_specs import ClipModelSpec
 from sdeval.models.table import SLOTS, ModelSlot
 from sdeval.options.score import ScoreOptions
-from sdeval.preference.aesthetic import AESTHETIC_URL
-from sdeval.preference.hps import HPS_ALIASES, HPS_FILES, HPS_REPO
-from sdeval.preference.imagereward import (
-    IMAGEREWARD_REPO,
-    MED_CONFIG_NAME,
-    TOKENIZER_REPO,
-    TOKENIZER_VOCAB,
-    WEIGHTS_NAME,
-    locate_files,
+from sdeval.preference.hps import HPS_ALIASES, HPS_FILES
+from sdeval.preference.imagereward import MED_CONFIG_NAME, TOKENIZER_VOCAB, WEIGHTS_NAME, locate_files
+from sdeval.preference.info import (
+    AESTHETIC,
+    HPS_REPO,
+    IMAGEREWARD,
+    IMAGEREWARD_TOKENIZER_REPO,
+    PICKSCORE,
+    PICKSCORE_PROCESSOR,
 )
-from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
 from sdeval.preference.weights import is_pickle, safetensors_twin, url_cache_path
 
 #: The weight files transformers reads from a model folder, in the order it prefers them.
@@ -399,11 +399,11 @@ def _hps(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
 
 
 def _aesthetic(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    return [_file_ref(slot, slot.label, options.aesthetic_model or AESTHETIC_URL, "the head's file")]
+    return [_file_ref(slot, slot.label, options.aesthetic_model or AESTHETIC.default_model, "the head's file")]
 
 
 def _imagereward(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    value = options.imagereward_model or IMAGEREWARD_REPO
+    value = options.imagereward_model or IMAGEREWARD.default_model
     local = Path(value).expanduser()
     if not local.exists() and not is_hub_id(value):
         found = Located(slot.label, slot, value, local, False, "give ImageReward's weights file or folder as {option}")
@@ -414,7 +414,7 @@ def _imagereward(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
             _hub_file(slot, "ImageReward weights", value, value, WEIGHTS_NAME, gated=True),
             _hub_file(slot, "ImageReward config", value, value, MED_CONFIG_NAME, gated=False),
         ]
-        return [*rows, _bert_vocab(slot, value, TOKENIZER_REPO, TOKENIZER_VOCAB, local_only=False)]
+        return [*rows, _bert_vocab(slot, value, IMAGEREWARD_TOKENIZER_REPO, TOKENIZER_VOCAB, local_only=False)]
     try:
         files = locate_files(value, tokenizer=None, allow_pickle=True)  # local: looks at files only
     except SdevalError as err:
@@ -442,7 +442,7 @@ def _bert_vocab(slot: ModelSlot, value: str, repo_id: str, vocab: str, *, local_
 
 
 def _pickscore(slot: ModelSlot, options: ScoreOptions) -> list[Located]:
-    value = options.pickscore_model or PICKSCORE_MODEL
+    value = options.pickscore_model or PICKSCORE.default_model
     model = _hub_model(slot, f"{slot.label} {value}", value, gated=True)
     local = Path(value).expanduser()
     if local.is_dir() and (local / "preprocessor_config.json").is_file():

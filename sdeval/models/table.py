@@ -13,16 +13,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sdeval.features import inputs as feature_inputs
+from sdeval.features.clip_specs import CLIP_SCORE_MODEL, CMMD_MODEL
+from sdeval.features.inception_weights import STANDARD_WEIGHTS_NAMES
 from sdeval.judges.detector import DEFAULT_DETECTOR
 from sdeval.judges.vqa import DEFAULT_VQA_MODEL
 from sdeval.metrics import registry
 from sdeval.metrics.registry import MetricSpec, Need
+from sdeval.preference import info as scorers
 
 
 @dataclass(frozen=True)
 class ModelSlot:
     """One model a run may need: the options that choose it (ScoreOptions fields, the last one takes a local path)
-    and what it is when none is given (read from the module that owns it, when asked: the libraries load then)."""
+    and what it is when none is given (read when shown: a feature input's may come from a plugin)."""
 
     key: str
     label: str
@@ -39,50 +42,36 @@ class ModelSlot:
         return self.describe_default()
 
 
-# Each default is read from the module that owns it when it is shown (`sdeval models`): those modules load torch,
-# which loading the table (and the `models` command with it) does not.
+# Each default is said in a light module beside the one that loads it (no torch, open_clip or transformers), so the
+# `models` command's help names them all in a fraction of a second.
 
 
 def _inception() -> str:
-    from sdeval.features.inception import STANDARD_WEIGHTS_NAMES  # torch: when shown
-
     return f"torch-fidelity's standard weights ({STANDARD_WEIGHTS_NAMES[0]})"
 
 
 def _clip() -> str:
-    from sdeval.features.clip import CLIP_SCORE_MODEL  # torch: when shown
-
     return f"{CLIP_SCORE_MODEL.name} + {CLIP_SCORE_MODEL.pretrained}"
 
 
 def _cmmd() -> str:
-    from sdeval.features.clip import CMMD_MODEL  # torch: when shown
-
     return f"{CMMD_MODEL.name} + {CMMD_MODEL.pretrained} (the --clip-* model when only that one is given)"
 
 
 def _imagereward() -> str:
-    from sdeval.preference.imagereward import IMAGEREWARD_REPO, TOKENIZER_REPO  # torch: when shown
-
-    return f"{IMAGEREWARD_REPO}, with {TOKENIZER_REPO}'s vocabulary"
+    return f"{scorers.IMAGEREWARD.default_model}, with {scorers.IMAGEREWARD_TOKENIZER_REPO}'s vocabulary"
 
 
 def _hps() -> str:
-    from sdeval.preference.hps import HPS_REPO, HpsScorer  # torch: when shown
-
-    return f"{HpsScorer.default_model} from {HPS_REPO}"
+    return f"{scorers.HPS.default_model} from {scorers.HPS_REPO}"
 
 
 def _pickscore() -> str:
-    from sdeval.preference.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR  # torch: when shown
-
-    return f"{PICKSCORE_MODEL}, with {PICKSCORE_PROCESSOR}'s processor"
+    return f"{scorers.PICKSCORE.default_model}, with {scorers.PICKSCORE_PROCESSOR}'s processor"
 
 
 def _aesthetic() -> str:
-    from sdeval.preference.aesthetic import AESTHETIC_URL  # torch: when shown
-
-    return AESTHETIC_URL
+    return scorers.AESTHETIC.default_model
 
 
 def _detector() -> str:

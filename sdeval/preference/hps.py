@@ -42,9 +42,9 @@ from sdeval.preference.base import (
     row_dot,
 )
 from sdeval.preference.info import HPS as INFO
+from sdeval.preference.info import HPS_REPO
 from sdeval.preference.weights import hub_file, load_strict, read_state_file, resolve_file
 
-HPS_REPO = "xswu/HPSv2"
 #: HPS versions and their checkpoint in HPS_REPO (hpsv2/utils.py hps_version_map).
 HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
 #: What users write for a version (the paper says "HPS v2").

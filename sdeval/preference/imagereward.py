@@ -50,6 +50,7 @@ from sdeval.preference.base import (
     vocab_sha256,
 )
 from sdeval.preference.info import IMAGEREWARD as INFO
+from sdeval.preference.info import IMAGEREWARD_TOKENIZER_REPO as TOKENIZER_REPO
 from sdeval.preference.mlp import RewardMLP
 from sdeval.preference.weights import (
     PICKLE_SUFFIXES,
@@ -65,7 +66,6 @@ WEIGHTS_NAME = "ImageReward.pt"
 MED_CONFIG_NAME = "med_config.json"
 #: sdeval's own optional file: the ViT's BlipVisionConfig fields, for checkpoints other than ImageReward v1.0.
 VISION_CONFIG_NAME = "vision_config.json"
-TOKENIZER_REPO = "bert-base-uncased"
 TOKENIZER_VOCAB = "vocab.txt"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 #: ImageReward's score normalisation (ImageReward.py: self.mean, self.std).

@@ -1,8 +1,8 @@
 """What each built-in preference scorer is, without loading it: name, label, direction, range, whether it reads
-the prompt, default model.
+the prompt, default model, and the other files it loads (tokenizer, processor, checkpoint repository).
 
 The scorer classes take these from here, and the metric registrations (metrics/builtin.py) and the help read them
-here, so `sdeval score --help` names the scorers without importing torch.
+here, so `sdeval score --help` names the scorers and `sdeval models --help` their files without importing torch.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ AESTHETIC = ScorerInfo(
     False,
     "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth",
 )
+
+# The other files the built-ins load beside their default model (`sdeval models` names them without loading them).
+#: ImageReward's tokenizer: its BLIP text encoder reads BERT's vocabulary.
+IMAGEREWARD_TOKENIZER_REPO = "bert-base-uncased"
+#: The hub repository of HPS's checkpoints, one per version (hps.HPS_FILES).
+HPS_REPO = "xswu/HPSv2"
+#: PickScore's processor: the tokenizer and image transform PickScore was trained with.
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 
 #: The built-ins by name, in registration order, with the class each is (imported on first use).
 BUILTIN: dict[str, tuple[ScorerInfo, str]] = {

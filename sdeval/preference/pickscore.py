@@ -38,6 +38,7 @@ from sdeval.preference.base import (
     vocab_sha256,
 )
 from sdeval.preference.info import PICKSCORE as INFO
+from sdeval.preference.info import PICKSCORE_PROCESSOR
 from sdeval.preference.weights import (
     ALLOW_PICKLE_HINT,
     files_sha256,
@@ -45,7 +46,6 @@ from sdeval.preference.weights import (
 )
 
 PICKSCORE_MODEL = INFO.default_model
-PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 MAX_TOKENS = 77
 FEATURE_NAME = "pickscore_image"
 TEXT_FEATURE_NAME = "pickscore_text"

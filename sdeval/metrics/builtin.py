@@ -646,13 +646,14 @@ def _vendi_side(x: np.ndarray, reference: np.ndarray | None, blocks: np.ndarray,
     return VendiSide(x, blocks, k)
 
 
-def _vendi(cell: CellData) -> MetricOutput:
+def _vendi_of(images: np.ndarray, cell: CellData, prefix: str) -> MetricOutput:
+    """`PREFIX` per prompt over its seeds, `PREFIX_all` over all images, each image's prompt score in
+    `PREFIX_prompt`: the Vendi score of the rows `images` (CLIP embeddings or Inception features)."""
     from sdeval.metrics.vendi import per_prompt, vendi_score
 
-    images = _require(cell.clip_image, "CLIP image embeddings")
     if len(images) < 2:
         raise MetricSkip(f"the Vendi score needs at least 2 images, got {len(images)}")
-    entries: dict[str, dict[str, Any]] = {"vendi_all": {"value": vendi_score(images), "n": len(images)}}
+    entries: dict[str, dict[str, Any]] = {f"{prefix}_all": {"value": vendi_score(images), "n": len(images)}}
     prompts = cell.prompts
     rows = prompts.with_prompt if prompts is not None else np.array([], dtype=np.int64)
     scores = per_prompt(images[rows], prompts.index[rows]) if prompts is not None and len(rows) else []
@@ -660,11 +661,11 @@ def _vendi(cell: CellData) -> MetricOutput:
     column: list[Any] = [None] * cell.n
     if prompts is None or not score_of:
         why = "no prompt has 2 or more images (seeds)" if scores else "no scored image has a prompt"
-        entries["vendi"] = {"value": None, "skipped": why}
+        entries[prefix] = {"value": None, "skipped": why}
     else:
         for i in rows:
             column[int(i)] = score_of.get(int(prompts.index[i]))
-        entries["vendi"] = {
+        entries[prefix] = {
             "value": float(np.mean(list(score_of.values()))),
             "n_prompts": len(score_of),
             "n_prompts_skipped": len(scores) - len(score_of),
@@ -673,7 +674,20 @@ def _vendi(cell: CellData) -> MetricOutput:
                            for s in scores],
             "images_skipped": prompts.missing,
         }  # fmt: skip
-    return MetricOutput(entries, per_image={"vendi_prompt": column})
+    return MetricOutput(entries, per_image={f"{prefix}_prompt": column})
+
+
+def _vendi(cell: CellData) -> MetricOutput:
+    return _vendi_of(_require(cell.clip_image, "CLIP image embeddings"), cell, "vendi")
+
+
+def _vendi_inception(cell: CellData) -> MetricOutput:
+    return _vendi_of(_require(cell.pool, "Inception features"), cell, "vendi_inception")
+
+
+def _vendi_protocol(name: str, kernel: str) -> Callable[[ScoreParams, CellData], dict[str, Any]]:
+    block = {"kernel": kernel, "q": 1, "group_by": "prompt", "mean": "over prompts with 2+ images"}
+    return lambda params, cell: {name: dict(block)}
 
 
 VENDI = MetricSpec(
@@ -691,8 +705,27 @@ VENDI = MetricSpec(
     needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
     compute=_vendi,
     per_image=("vendi_prompt",),
-    protocol=lambda params, cell: {"vendi": {"kernel": "cosine of CLIP image embeddings", "q": 1,
-                                             "group_by": "prompt", "mean": "over prompts with 2+ images"}},
+    protocol=_vendi_protocol("vendi", "cosine of CLIP image embeddings"),
+)  # fmt: skip
+
+#: The same score on Inception pool3 features (the features of the Vendi paper's image experiments and of the
+#: `vendi-score` package's `image_utils.embedding_vendi_score`): keys of their own, so that both feature spaces can
+#: be in one results file, compared and gated side by side, and neither's numbers move with the other's model.
+VENDI_INCEPTION = MetricSpec(
+    name="vendi_inception",
+    description="Vendi score (Friedman & Dieng 2023), cosine kernel on Inception pool3 features: per prompt over its "
+    "seeds (mean over prompts with 2+ images), and over all images.",
+    results=(
+        ResultKey("vendi_inception", "Vendi, Inception (per prompt)", Direction.HIGHER, (1.0, None),
+                  Bootstrap("vendi_inception_prompt", weight="prompt", cluster="prompt"),
+                  detail="({n_prompts} prompts with 2+ images)"),
+        ResultKey("vendi_inception_all", "Vendi, Inception (all images)", Direction.HIGHER, (1.0, None),
+                  Jackknife(("pool", None), _vendi_side), detail="({n} images)"),
+    ),
+    needs=frozenset({Need.INCEPTION_POOL, Need.PROMPTS}),
+    compute=_vendi_inception,
+    per_image=("vendi_inception_prompt",),
+    protocol=_vendi_protocol("vendi_inception", "cosine of Inception pool3 features"),
 )  # fmt: skip
 
 
@@ -988,16 +1021,18 @@ T2I_COMPBENCH = MetricSpec(
 # -- density and coverage (Naeem et al. 2020), on precision/recall's k-NN balls -------------------------------
 
 
-def _density_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+def _density_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int,
+                  neighbourhood: int = DC_NEIGHBOURHOOD) -> Any:  # fmt: skip
     from sdeval.metrics.density_coverage import DensitySide
 
-    return DensitySide(x, reference, blocks, k)
+    return DensitySide(x, reference, blocks, k, neighbourhood)
 
 
-def _coverage_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int) -> Any:
+def _coverage_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int,
+                   neighbourhood: int = DC_NEIGHBOURHOOD) -> Any:  # fmt: skip
     from sdeval.metrics.density_coverage import CoverageSide
 
-    return CoverageSide(x, reference, blocks, k)
+    return CoverageSide(x, reference, blocks, k, neighbourhood)
 
 
 def _dc(cell: CellData) -> MetricOutput:
@@ -1005,24 +1040,30 @@ def _dc(cell: CellData) -> MetricOutput:
 
     ref = _require(cell.reference, "a reference")
     pool, ref_pool = _require(cell.pool, "Inception features"), _require(ref.pool, "reference Inception features")
-    density, coverage = density_coverage(pool, ref_pool, DC_NEIGHBOURHOOD)
-    return MetricOutput({"density": {"value": density}, "coverage": {"value": coverage}})
+    k = cell.params.dc_k
+    density, coverage = density_coverage(pool, ref_pool, k)
+    # The labels name the paper's k; an entry says its own where --dc-k chose another (its `detail`).
+    other = {} if k == DC_NEIGHBOURHOOD else {"k": k}
+    return MetricOutput({"density": {"value": density, **other}, "coverage": {"value": coverage, **other}})
 
+
+#: The side reads the k the cell was scored with from its protocol block (`dc.k`), not the paper's default.
+_DC_READS = (("k", "neighbourhood"),)
 
 DC = MetricSpec(
     name="dc",
-    description=f"Density and coverage (Naeem et al. 2020), k = {DC_NEIGHBOURHOOD}, on pool3 features: "
+    description=f"Density and coverage (Naeem et al. 2020), k = {DC_NEIGHBOURHOOD} (--dc-k), on pool3 features: "
     "precision/recall's real k-NN balls counted (density) and covered (coverage).",
     results=(
         # Density is 1 on average for two sets from one distribution and may exceed it: no upper bound.
         ResultKey("density", f"Density (k={DC_NEIGHBOURHOOD})", Direction.HIGHER, (0.0, None),
-                  Jackknife(_POOL, _density_side)),
+                  Jackknife(_POOL, _density_side, reads=_DC_READS), detail="(at k={k})"),
         ResultKey("coverage", f"Coverage (k={DC_NEIGHBOURHOOD})", Direction.HIGHER, (0.0, 1.0),
-                  Jackknife(_POOL, _coverage_side)),
+                  Jackknife(_POOL, _coverage_side, reads=_DC_READS), detail="(at k={k})"),
     ),
     needs=frozenset({Need.INCEPTION_POOL, Need.REFERENCE}),
     compute=_dc,
-    protocol=lambda params, cell: {"dc": {"k": DC_NEIGHBOURHOOD, "ball": "distance <= radius"}},
+    protocol=lambda params, cell: {"dc": {"k": params.dc_k, "ball": "distance <= radius"}},
 )  # fmt: skip
 
 

@@ -1,10 +1,10 @@
 """Density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for Generative Models").
 
 Each real feature gets the ball of precision/recall (radius: the distance to its k-th nearest other real feature,
-`precision_recall.reference_radii`, k = 5 as in the paper). Density is the number of real balls holding a generated
-feature, summed over generated features and divided by k M (M generated features): 1 on average when both sets come
-from one distribution, above 1 where generated features crowd around real ones. Coverage is the fraction of real balls
-that hold at least one generated feature.
+`precision_recall.reference_radii`, k = 5 as in the paper unless `--dc-k`). Density is the number of real balls
+holding a generated feature, summed over generated features and divided by k M (M generated features): 1 on average
+when both sets come from one distribution, above 1 where generated features crowd around real ones. Coverage is the
+fraction of real balls that hold at least one generated feature.
 
 Both come from one pass over the generated-to-real distances by the float64 formula of precision/recall
 (`distances.pairwise_distances`), against precision/recall's radii (whose float32 screen decides them as that formula

@@ -102,8 +102,10 @@ class Jackknife:
     (FID, KID, ...) that a bootstrap would bias by duplicating images.
 
     `inputs` names the state arrays of the generated rows and of the reference (None for a statistic of the rows
-    alone, as the Inception Score); `side(x, reference, blocks, k, seed)` builds the statistic's CorpusSide over the
-    rows `x` dealt into `k` blocks.
+    alone, as the Inception Score); `side(x, reference, blocks, k, seed, **parameters)` builds the statistic's
+    CorpusSide over the rows `x` dealt into `k` blocks. Its metric parameters come from the cell's protocol block of
+    the metric, where the run recorded them, by `reads` (an interval is drawn from a results file, long after the run's
+    options are gone): `(("k", "neighbourhood"),)` hands block["k"] to the side as `neighbourhood=`.
     """
 
     inputs: tuple[str, str | None]
@@ -113,6 +115,14 @@ class Jackknife:
     #: Below this many prompts the jackknife's coverage was not checked (few, noisy blocks): a warning says so.
     min_prompts: int = 50
     name: str = "jackknife over prompt blocks"
+    #: (protocol field, side keyword) pairs: the metric's parameters the side reads from the cell's protocol block.
+    reads: tuple[tuple[str, str], ...] = ()
+
+    def parameters(self, block: dict[str, Any] | None) -> dict[str, Any]:
+        """The side's keyword arguments from the metric's protocol block (a field the block lacks: the side's
+        default, as a results file written before the parameter existed was scored with)."""
+        block = block or {}
+        return {keyword: block[field] for field, keyword in self.reads if field in block}
 
 
 IntervalMethod = Bootstrap | Jackknife
@@ -186,6 +196,7 @@ class ScoreParams:
     kid_subset_size: int | None = None  # None: min(1000, n, n_reference)
     rprecision_r: int | None = None  # None: min(100, distinct prompts)
     clip_aggregation: str = "clamped"  # sdeval.metrics.clip_score.AGGREGATIONS: clamped (torchmetrics) | mean (MLPerf)
+    dc_k: int = 5  # density/coverage's neighbourhood (Naeem et al.'s 5, density_coverage.K)
 
 
 @dataclass
@@ -362,6 +373,7 @@ for _name, _object in (
     ("fd_clip", "FD_CLIP"),
     ("fid_inf", "FID_INF"),
     ("vendi", "VENDI"),
+    ("vendi_inception", "VENDI_INCEPTION"),
     ("dc", "DC"),
     ("sfid", "SFID"),
 ):

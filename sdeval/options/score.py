@@ -48,6 +48,7 @@ class ScoreOptions:
     cmmd_pretrained: str | None = None
     rprecision_r: int | None = ScoreParams.rprecision_r  # None: min(100, distinct prompts of the cell)
     clip_aggregation: str = ScoreParams.clip_aggregation  # clamped (torchmetrics) | mean (MLPerf: 100 cos, no clamp)
+    dc_k: int = ScoreParams.dc_k  # density/coverage's neighbourhood
     group_by: str | None = None  # plain folders: `folder` or a prompt/metadata column
     suite: str | None = None  # specs for adherence (a built-in suite name or a file); a run's own by default
     judge: str = "detector"  # adherence judge: detector, clip or shapes
@@ -76,7 +77,12 @@ class ScoreOptions:
     @property
     def params(self) -> ScoreParams:
         return ScoreParams(
-            self.seed, self.kid_subsets, self.kid_subset_size, self.rprecision_r, clip_aggregation=self.clip_aggregation
+            self.seed,
+            self.kid_subsets,
+            self.kid_subset_size,
+            self.rprecision_r,
+            clip_aggregation=self.clip_aggregation,
+            dc_k=self.dc_k,
         )
 
     def input_values(self) -> dict[str, Any]:
@@ -166,6 +172,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cmmd_pretrained": _text,
     "rprecision_r": _int(2),
     "clip_aggregation": _choice(lambda: CLIP_AGGREGATIONS),
+    "dc_k": _int(1),
     "reference_protocol": _choice(lambda: PREPROCESS_MODES),
     "group_by": _text,
     "suite": _text,

@@ -31,7 +31,7 @@ from sdeval.options.score import PREPROCESS_MODES
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
                "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
-               "cmmd_pretrained", "clip_aggregation", "reference_protocol", "imagereward_model", "hps_model",
+               "cmmd_pretrained", "clip_aggregation", "dc_k", "reference_protocol", "imagereward_model", "hps_model",
                "pickscore_model", "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
                "questions", "protocol")  # fmt: skip
 
@@ -111,6 +111,8 @@ def _model_options(func):
 @click.option("--per-image", is_flag=True, hidden=True, help="kept for compatibility: per-image rows are always there.")
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=None, help="default: min(1000, n).")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=DEFAULTS["kid_subsets"], show_default=True)
+@click.option("--dc-k", type=click.IntRange(min=1), default=DEFAULTS["dc_k"], show_default=True,
+              help="dc: the neighbourhood of density and coverage (Naeem et al.'s 5).")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULTS["seed"], show_default=True,
               help="KID subsets, IS splits, R-precision draws, interval resampling.")  # fmt: skip
 @click.option("--ci", cls=CiHelp, type=click.FloatRange(0.5, 0.999), default=None, is_flag=False, flag_value=0.95,

@@ -246,7 +246,7 @@ def cell_intervals(
                 continue
             block = blocks_of(groups, len(prompts), blocks, seed)
             k = int(block.max()) + 1
-            leave_outs = _side(method, inputs, block, k, seed).leave_outs
+            leave_outs = _side(method, inputs, block, k, seed, cell, key).leave_outs
             found = jackknife_interval(value, leave_outs, level, method.name)  # the side (GBs at 50k) is gone
         if found is not None:
             out[key] = _checked(declared, found, n_prompts)
@@ -269,10 +269,16 @@ def _clusters(method: Bootstrap, rows: list[dict]) -> tuple[np.ndarray, list[str
     return index, [text for _, text in found]
 
 
-def _side(method: Jackknife, inputs: dict[str, np.ndarray], block: np.ndarray, k: int, seed: int) -> Any:
-    """The statistic's jackknife side over the rows `inputs` holds (no reference for a statistic of the rows alone)."""
+def _side(
+    method: Jackknife, inputs: dict[str, np.ndarray], block: np.ndarray, k: int, seed: int, cell: dict, key: str
+) -> Any:
+    """The statistic's jackknife side over the rows `inputs` holds (no reference for a statistic of the rows alone),
+    with the metric's parameters as the cell's protocol recorded them (Jackknife.reads)."""
     x, ref = method.inputs
-    return method.side(inputs[x], None if ref is None else inputs[ref], block, k, seed)
+    spec = registry.spec_of_key(key)
+    own = (cell.get("protocol") or {}).get(spec.name) if spec is not None else None
+    parameters = method.parameters(own if isinstance(own, dict) else None)
+    return method.side(inputs[x], None if ref is None else inputs[ref], block, k, seed, **parameters)
 
 
 def _comparable_keys(a_cell: dict, b_cell: dict, keys: Iterable[str] | None) -> list[str]:
@@ -421,8 +427,8 @@ class _Sides:
         a_block = blocks_of(self.a_groups, len(self.a_prompts), blocks, seed)
         b_block = a_block if self.paired else blocks_of(self.b_groups, len(self.b_prompts), blocks, seed + 1)
         ka, kb = int(a_block.max()) + 1, int(b_block.max()) + 1
-        a_side = _side(method, a_in, a_block, ka, seed)
-        b_side = _side(method, b_in, b_block, kb, seed)
+        a_side = _side(method, a_in, a_block, ka, seed, self.a_cell, key)
+        b_side = _side(method, b_in, b_block, kb, seed, self.b_cell, key)
         if self.everything or not self.paired:
             a_value, b_value = _value(self.a_cell, key), _value(self.b_cell, key)
         else:

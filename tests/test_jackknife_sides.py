@@ -91,10 +91,10 @@ def _pin_fid_inf() -> None:
                                                    rel=1e-9)  # fmt: skip
 
 
-def _pin_vendi_all() -> None:
+def _pin_vendi_all(key: str = "vendi_all") -> None:
     x = _sets(8, 60, 1, 12)[0]
     blocks = _blocks(60)
-    side = _side("vendi_all", x, None, blocks)
+    side = _side(key, x, None, blocks)
     assert side.value() == pytest.approx(vendi_score(x), rel=REL)
     for j in LEFT_OUT:
         assert side.leave_outs[j] == pytest.approx(vendi_score(x[blocks != j]), rel=1e-10)
@@ -180,6 +180,7 @@ PINS = {
     "sfid": _pin_sfid,
     "fid_inf": _pin_fid_inf,
     "vendi_all": _pin_vendi_all,
+    "vendi_inception_all": lambda: _pin_vendi_all("vendi_inception_all"),  # the same side on Inception features
     "density": lambda: _pin_density_coverage("density", 0),
     "coverage": lambda: _pin_density_coverage("coverage", 1),
     "kid": _pin_kid,

@@ -24,7 +24,7 @@ def model_options() -> tuple[str, ...]:
 
 
 class _ModelHelp(click.Option):
-    """A model option, whose help names its default when shown (reading it imports the model's module)."""
+    """A model option, whose help names its default when shown (read from the table: no model library loads)."""
 
     def get_help_record(self, ctx: click.Context):
         slot = next(slot for slot in SLOTS.values() if self.name in slot.options)

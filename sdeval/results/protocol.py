@@ -14,6 +14,8 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+from sdeval.metrics import registry
+
 #: Fields that only inform; everything else in a protocol is binding.
 INFORMATIVE: tuple[str, ...] = (
     "*.open_clip_version",
@@ -93,8 +95,6 @@ def binds(path: str, key: str) -> bool:
     blocks only other metrics declare does not (two runs that differ only in the FID reference stay comparable for
     adherence); a field in no metric's block binds every key, and every field binds a key the registry does not
     know, so new fields stay safe."""
-    from sdeval.metrics import registry
-
     spec = registry.spec_of_key(key)
     if spec is None:
         return True

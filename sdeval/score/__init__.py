@@ -19,7 +19,7 @@ _RUN = ("ScoreRun", "score", "score_run")
 def __getattr__(name: str) -> Any:
     """The run itself loads torch and the models' libraries: only when it is used, not when options are read."""
     if name in _RUN:
-        from sdeval.score import run
+        from sdeval.score import run  # torch: when a run is made, not when options are read
 
         return getattr(run, name)
     raise AttributeError(f"module 'sdeval.score' has no attribute {name!r}")

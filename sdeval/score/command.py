@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from sdeval.core.atomic import STDOUT, check_output_file, check_output_folder
+from sdeval.core.distributed import detect, parse_shard
 from sdeval.core.errors import ExitCode, OutputError, SdevalError
 from sdeval.judges.registry import JUDGES
 from sdeval.metrics.clip_score import AGGREGATIONS as CLIP_AGGREGATIONS
@@ -26,7 +28,7 @@ from sdeval.options.cli import (
     parse_metrics,
 )
 from sdeval.options.protocols import NAMES as PROTOCOL_NAMES
-from sdeval.options.score import PREPROCESS_MODES
+from sdeval.options.score import PREPROCESS_MODES, options_from_mapping, options_from_record
 
 #: The command-line options that are ScoreOptions fields (the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
@@ -134,8 +136,7 @@ def score(images, reference, metrics, geneval_results, per_image, shard, out, **
     Exit code 0 when every requested metric was computed, 3 when some could not be (results are still
     written, each missing metric with its reason), 2 for a usage or input error.
     """
-    from sdeval.core.atomic import STDOUT, check_output_file
-    from sdeval.score import options_from_mapping, score_run
+    from sdeval.score import score_run  # torch: when scoring
 
     if shard is not None and (not out or out == STDOUT):
         raise SdevalError("--shard writes a part file: give -o part_I.json (then `sdeval merge part_*.json -o ...`)")
@@ -165,9 +166,9 @@ def score(images, reference, metrics, geneval_results, per_image, shard, out, **
 
 def _finish(run, out: str | None, geneval_results: str | None) -> None:
     """Write the results (and the state), print the table, exit 0, or 3 when some metric could not be computed."""
-    from sdeval.core.atomic import STDOUT
+    # the results document and its schemas (+10-20 ms): when a run is written, not with `sdeval score --help`
     from sdeval.results.document import incomplete_metrics, write_outputs
-    from sdeval.results.table import render_table
+    from sdeval.results.table import render_table  # with the results document, above
 
     to_stdout = out == STDOUT  # JSON on stdout, so the table goes to stderr
     failed = None
@@ -185,7 +186,7 @@ def _finish(run, out: str | None, geneval_results: str | None) -> None:
     if out and not to_stdout:
         click.echo(f"\nresults: {out}")
     if geneval_results:
-        from sdeval.score.geneval import write_results_jsonl
+        from sdeval.score.geneval import write_results_jsonl  # PIL and the prompt readers (+0.1 s): when asked for
 
         rows = write_results_jsonl(geneval_results, results)
         click.echo(f"GenEval results: {geneval_results} ({rows} images)", err=to_stdout)
@@ -196,8 +197,7 @@ def _finish(run, out: str | None, geneval_results: str | None) -> None:
 
 
 def _write_part(options, shard: str, out: str, geneval_results: str | None) -> None:
-    from sdeval.core.distributed import detect, parse_shard
-    from sdeval.score.prepare import prepare_part
+    from sdeval.score.prepare import prepare_part  # torch: when scoring
 
     if geneval_results:
         raise SdevalError("--geneval-results goes with `sdeval merge`, which has every image's verdict")
@@ -227,10 +227,8 @@ def merge(parts, ci, ci_replicates, geneval_results, out) -> None:
     """Merge the parts of `sdeval score --shard I/N` (one per shard, any order) into the results of the whole: the
     same document as scoring every image in one process. Missing, repeated or overlapping shards, and parts made
     with different options, models or references, are refused naming the part."""
-    from sdeval.core.atomic import check_output_file
-    from sdeval.options.score import options_from_record
-    from sdeval.score.part import ImagePart, merge_parts
-    from sdeval.score.run import score_part
+    from sdeval.score.part import ImagePart, merge_parts  # torch (Inception's module): when merging
+    from sdeval.score.run import score_part  # torch: when scoring
 
     check_output_file(out, "--out")
     if geneval_results:
@@ -249,9 +247,8 @@ def merge(parts, ci, ci_replicates, geneval_results, out) -> None:
 @click.option("--images", "n", type=click.IntRange(min=12), default=48, show_default=True, help="images per set.")
 def demo(out, n) -> None:
     """Score a small synthetic folder offline on the CPU, with random Inception weights."""
-    from sdeval.core.atomic import check_output_folder
-    from sdeval.results.table import render_table
-    from sdeval.score.demo import run_demo
+    from sdeval.results.table import render_table  # the results document's modules: when the demo runs
+    from sdeval.score.demo import run_demo  # torch-fidelity: when the demo runs
 
     check_output_folder(out, "--out")
     click.echo("demo: synthetic images and RANDOM Inception weights; the numbers show the pipeline works, "

@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sdeval.features.options import FeatureOptions
+from sdeval.options.score import ScoreOptions
+from sdeval.results.document import write_outputs
+
 
 def make_image_set(folder: Path, n: int, seed: int, size: int = 64, style: str = "blobs") -> list[Path]:
     """Write `n` synthetic RGB PNGs of smooth coloured blobs; `style` changes their statistics."""
@@ -35,9 +39,8 @@ def make_image_set(folder: Path, n: int, seed: int, size: int = 64, style: str =
 
 def run_demo(out: Path, n: int = 48, workers: int = 1) -> dict[str, Any]:
     """Prepare `out` (images, reference, random weights), score, and write `out/results.json`."""
-    from sdeval.features.random_weights import save_random_inception_weights
-    from sdeval.results.document import write_outputs
-    from sdeval.score import FeatureOptions, ScoreOptions, score_run
+    from sdeval.features.random_weights import save_random_inception_weights  # torch-fidelity: when the demo runs
+    from sdeval.score.run import score_run  # torch: when the demo runs, not when a test borrows make_image_set
 
     weights = out / "inception-random-weights.pth"
     if not weights.exists():

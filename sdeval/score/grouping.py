@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.core.errors import SdevalError
+from sdeval.generate.writer import existing_rows, read_metadata, row_from_metadata
 from sdeval.prompts.record import PromptRecord
 
 RUN_RECORD = "run.json"
@@ -76,8 +77,6 @@ def is_generation_run(root: str | Path) -> bool:
 
 
 def _run_rows(root: Path) -> dict[str, dict[str, Any]]:
-    from sdeval.generate.writer import existing_rows
-
     rows: dict[str, dict[str, Any]] = {}
     for file, candidates in existing_rows(root).items():
         if candidates:
@@ -115,8 +114,6 @@ def run_source(root: str | Path) -> dict[str, Any]:
 
 def generation_rows(root: str | Path, paths: list[str]) -> list[dict[str, Any] | None]:
     """Each image's row of a generation run: its index row, else one made from the PNG's `sdeval` metadata."""
-    from sdeval.generate.writer import read_metadata, row_from_metadata
-
     root = Path(root)
     rows = _run_rows(root)
     out: list[dict[str, Any] | None] = []

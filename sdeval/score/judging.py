@@ -17,8 +17,10 @@ from tqdm import tqdm
 
 from sdeval.core.errors import SdevalError
 from sdeval.core.images import ImageDecodeError, load_rgb
+from sdeval.judges.questions import default_question_set, suite_questions
 from sdeval.metrics.registry import JudgedData
 from sdeval.prompts.record import PromptRecord
+from sdeval.suites import load_suite
 
 #: Why an image has no spec when nothing supplies specs (no --suite, no suite recorded by a run, no GenEval layout):
 #: the reason names the fix.
@@ -61,8 +63,6 @@ def suite_argument(suite_arg: str | None, run_source: dict[str, Any]) -> str | N
 
 def load_spec_source(suite_arg: str | None, run_source: dict[str, Any]) -> SpecSource | None:
     """The specs of the suite `suite_argument` names (None when there is none)."""
-    from sdeval.suites import load_suite
-
     suite_arg = suite_argument(suite_arg, run_source)
     return None if suite_arg is None else SpecSource.from_suite(load_suite(suite_arg))
 
@@ -71,8 +71,6 @@ def vqa_questions(judge: str, questions: str | None, specs: SpecSource | None) -
     """What `--judge vqa` asks besides the specs: `--questions` naming one of the suite's question sets, else a
     TIFA/DSG file (its path); without `--questions`, the suite's default set (`default_question_set`: the first its
     header declares that holds questions). None: the specs' own questions. Other judges ask no questions."""
-    from sdeval.judges.questions import default_question_set, suite_questions
-
     suite = specs.suite if specs is not None else None
     if judge != "vqa" or suite is None:
         return questions
@@ -194,8 +192,7 @@ def faithfulness_columns(
     """Image-to-image faithfulness of each output to its init image (the suite row's `init_image`, joined by
     prompt id): edge-map SSIM and CLIP image-image cosine. Returns the per-image columns and, for images
     without an init image, the reason."""
-    from sdeval.metrics.faithfulness import clip_image_cosine, edge_ssim
-    from sdeval.suites import load_suite
+    from sdeval.metrics.faithfulness import clip_image_cosine, edge_ssim  # scipy: when faithfulness is scored
 
     run = run_source.get("run") or {}
     suite_arg = suite_argument(suite_arg, run_source)

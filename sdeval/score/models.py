@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sdeval import preference as scorers
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_rebuild_hint, load_clip_models
@@ -18,6 +19,7 @@ from sdeval.features.text_embeddings import embed_prompts
 from sdeval.metrics.registry import MetricSpec, Need, inputs_of
 from sdeval.options.score import ScoreOptions
 from sdeval.prompts.lookup import ImagePrompts
+from sdeval.score.preference import is_embedding
 
 
 @dataclass
@@ -85,8 +87,6 @@ class RunModels:
         out: list[Any] = [self.inception] if self.inception else []
         out += self.clip.extractors if self.clip else []
         out += list(self.inputs.values())
-        from sdeval.score.preference import is_embedding
-
         return out + [scorer for scorer in self.preference.values() if is_embedding(scorer)]
 
     def reference_needs(self, needs: set[Need], source: str) -> list[tuple[Any, str]]:
@@ -106,8 +106,6 @@ class RunModels:
 
 def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: ClipModels | None) -> Any:
     """A preference scorer by its metric name, from the run's options (the model, --allow-pickle)."""
-    from sdeval.preference import load_scorer
-
     extra: dict[str, Any] = {}
     if name == "aesthetic":
         # The head reads CLIP ViT-L/14 image embeddings: the --clip-* model's when one was given (its size is
@@ -120,8 +118,8 @@ def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: C
             assert spec is not None  # asked for (wants_prompt_model), so chosen
             extra.update(clip_model=spec.name, clip_pretrained=spec.pretrained)
     model = getattr(options, f"{name}_model", None)
-    return load_scorer(name, model, device=device, allow_pickle=options.allow_pickle,
-                       batch_size=options.features.batch_size, **extra)  # fmt: skip
+    return scorers.load_scorer(name, model, device=device, allow_pickle=options.allow_pickle,
+                               batch_size=options.features.batch_size, **extra)  # fmt: skip
 
 
 @dataclass

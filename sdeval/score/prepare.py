@@ -22,6 +22,7 @@ from sdeval.core.errors import NoImagesError, SdevalError
 from sdeval.core.images import find_images
 from sdeval.core.provenance import now
 from sdeval.features.options import extract
+from sdeval.judges.registry import build_judge
 from sdeval.metrics import registry
 from sdeval.metrics.fid import FrechetState
 from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
@@ -51,7 +52,7 @@ from sdeval.score.part import (
     reference_arrays,
     role_features,
 )
-from sdeval.score.preference import PreferenceScores
+from sdeval.score.preference import PreferenceScores, score_preferences
 
 #: ScoreOptions fields that do not move results (where work runs, how fast, what is shown).
 _RUNTIME = ("images", "ci", "ci_replicates")
@@ -194,8 +195,6 @@ def prepare_part(
 
     scores = None
     if models.preference:
-        from sdeval.score.preference import score_preferences
-
         found_scores = score_preferences(models.preference, generated, prompts, options.features.cache_dir,
                                          options.features.batch_size, options.features.progress)  # fmt: skip
         scores = {"scores": found_scores.scores, "missing": found_scores.missing}
@@ -229,8 +228,6 @@ def _judge(
     preset: list[Any] | None,
 ) -> dict[str, Any]:
     """Each image of the share judged against its spec (or its TIFA/DSG questions), in JSON form."""
-    from sdeval.judges.registry import build_judge  # transformers and the detectors load only here
-
     questions = vqa_questions(options.judge, options.questions, spec_source)  # before the judge's model loads
     judge = build_judge(options.judge, detector_model=options.detector_model, device=str(device),
                         clip=models.clip.prompt if models.clip is not None else None,

@@ -18,6 +18,8 @@ from sdeval.score.assemble import assemble, state_arrays
 from sdeval.score.compute import score_cells
 from sdeval.score.part import ImagePart, merge_parts
 from sdeval.score.prepare import finish, prepare_part
+from sdeval.stats import annotate_intervals, states_from_arrays
+from sdeval.stats.settings import IntervalSettings
 
 
 @dataclass
@@ -78,9 +80,6 @@ def score_part(
     cells, rows = score_cells(prep)
     run = ScoreRun(assemble(prep, cells), lambda: state_arrays(prep, rows))
     if options.ci is not None:
-        from sdeval.stats import annotate_intervals, states_from_arrays
-        from sdeval.stats.settings import IntervalSettings
-
         # Recorded so that every interval computed later from this file (gate, report, diff) draws the same way.
         settings = IntervalSettings(level=options.ci, replicates=options.ci_replicates, seed=options.seed)
         for cell in run.document["cells"]:

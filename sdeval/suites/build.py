@@ -17,6 +17,7 @@ from typing import Any
 from sdeval.suites import compose
 from sdeval.suites.builtin import DATA_DIR, GENERATED
 from sdeval.suites.load import SKETCH_PREFIX
+from sdeval.suites.sketches import CLASSES
 
 COMPOSITIONAL_SIZES = {
     "single_object": None,  # every class once, as GenEval
@@ -204,8 +205,6 @@ def shapes() -> list[dict[str, Any]]:
 
 
 def sketch2image() -> list[dict[str, Any]]:
-    from sdeval.suites.sketches import CLASSES
-
     vocab = compose.Vocabulary(
         classes=tuple(c for c in compose.COCO_CLASSES if c in CLASSES),
         colors=compose.GENEVAL_COLORS,

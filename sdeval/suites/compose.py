@@ -175,7 +175,7 @@ def candidates(vocab: Vocabulary, category: str) -> list[tuple[Any, ...]]:
 def generate(vocab: Vocabulary, sizes: Mapping[str, int | None], seed: int, prefix: str = "") -> list[dict[str, Any]]:
     """Suite rows: for each category in `sizes` (in its order), `size` prompts drawn without replacement (None or
     more than there are: all of them, shuffled). Ids are `PREFIX CATEGORY-NNN`."""
-    import numpy as np
+    import numpy as np  # numpy: when prompts are drawn, not when a judge reads the vocabularies
 
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []

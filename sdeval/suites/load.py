@@ -9,6 +9,7 @@ Format 2 (`"format": 2` in the header) adds the benchmark's name, sources, notes
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -22,6 +23,7 @@ from typing import Any
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import unknown_key_hint, unknown_keys
 from sdeval.core.textfiles import json_problem
+from sdeval.suites.builtin import builtin_name, resolve_suite_path
 from sdeval.suites.questionsets import SuiteQuestion, parse_question_sets, parse_row_questions
 from sdeval.suites.spec import Spec, SpecError, parse_spec
 
@@ -259,7 +261,7 @@ class _Lined(dict):
 
 
 def _yaml_records(text: str, problems: list[Problem]) -> tuple[tuple[int, Any] | None, list[tuple[int | None, Any]]]:
-    import yaml
+    import yaml  # PyYAML: only for a .yaml suite, not with every JSONL one
 
     class Loader(yaml.SafeLoader):
         pass
@@ -528,7 +530,7 @@ def _init_image_problem(source: str, spec: Spec | None, folder: Path, check_file
         if spec is None:
             return "a sketch is drawn from the row's spec, and this row has none"
         if check_files:
-            from sdeval.suites.sketches import sketch_problem
+            from sdeval.suites.sketches import sketch_problem  # numpy: only for a sketch row
 
             return sketch_problem(spec)
         return None
@@ -545,8 +547,6 @@ def resolve_init_images(suite: Suite, folder: Path | None) -> tuple[Suite, list[
     A row's own `init_image` (a path relative to the suite file, or sketch:KEY) wins; else `<id>.<ext>` in
     `folder` (the config's init_images).
     """
-    import dataclasses
-
     problems: list[Problem] = []
     prompts: list[Prompt] = []
     for prompt in suite.prompts:
@@ -568,7 +568,7 @@ class _InitImageMissing(Exception):
 def _find_init_image(prompt: Prompt, suite_dir: Path, folder: Path | None) -> Path:
     source = prompt.init_image_source
     if source and source.startswith(SKETCH_PREFIX):
-        from sdeval.suites.sketches import sketch_file
+        from sdeval.suites.sketches import sketch_file  # numpy and PIL: only for a sketch row
 
         if prompt.spec is None:  # parse_suite refuses this; kept for suites built in code
             raise _InitImageMissing("a sketch is drawn from the row's spec, and this row has none")
@@ -601,8 +601,6 @@ def _show(value: Any) -> str:
 
 def read_suite_file(source: str | Path, base_dir: Path | None = None) -> tuple[Path, bytes]:
     """The file a suite argument names (a path, `builtin:NAME`, or a built-in name) and its bytes."""
-    from sdeval.suites.builtin import resolve_suite_path
-
     path = resolve_suite_path(source, base_dir)
     try:
         return path, path.read_bytes()
@@ -624,8 +622,6 @@ def load_suite(
     name when no such file exists. `need_init_images`: find (or draw) every prompt's init image, for image2image.
     `reject_init_images`: a row with an init_image is an error (text2image would silently ignore it).
     """
-    from sdeval.suites.builtin import builtin_name
-
     path, data = read_suite_file(source, base_dir)
     suite, problems = parse_suite(data, path)
     if not problems and need_init_images:
@@ -640,8 +636,6 @@ def load_suite(
         raise ConfigError(f"suite: {problems[0].at(path.name)}")
     name = builtin_name(path)
     if name is not None:
-        import dataclasses
-
         suite = dataclasses.replace(suite, source=f"builtin:{name}")
     return suite
 

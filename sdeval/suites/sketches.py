@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from sdeval.core import atomic
+from sdeval.core.paths import cache_root
 from sdeval.suites.spec import Spec
 
 SIZE = 512
@@ -399,7 +401,7 @@ def _place(cell: Box, aspect: float, rng: np.random.Generator) -> Box:
 
 def draw_sketch(spec: Spec, key: str, size: int = SIZE) -> Sketch:
     """The sketch of a spec: same (spec, key, size), same pixels. Colours and excludes are not drawn."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # PIL: when a sketch is drawn, not when a suite's specs are checked
 
     problem = sketch_problem(spec)
     if problem:
@@ -426,9 +428,6 @@ def sketch_bytes(spec: Spec, key: str) -> bytes:
 
 def sketch_file(spec: Spec, key: str, folder: Path | None = None) -> Path:
     """The sketch's file in the cache (`<cache root>/sketches/`), drawn and written when missing or different."""
-    from sdeval.core import atomic
-    from sdeval.core.paths import cache_root
-
     data = sketch_bytes(spec, key)
     name = hashlib.sha256(
         json.dumps({"v": VERSION, "key": key, "spec": spec.to_json()}, sort_keys=True).encode("utf-8")

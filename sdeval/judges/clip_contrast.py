@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sdeval.features.clip_specs import CLIP_SCORE_MODEL
 from sdeval.judges.base import COLORS, FactVerdict, Judgement
 from sdeval.judges.rules import fact_text, spec_facts
 from sdeval.suites.compose import COCO_CLASSES
@@ -262,7 +263,7 @@ def build(options: dict[str, Any], device: str) -> ClipContrastJudge:
     """`--judge clip` (sdeval.judges.registry): the given ClipEmbedder, else CLIP score's model or `clip_model`."""
     embedder = options.get("clip")
     if embedder is None:
-        from sdeval.features.clip import CLIP_SCORE_MODEL, ClipEmbedder  # torch and open_clip: when a run builds it
+        from sdeval.features.clip import ClipEmbedder  # torch and open_clip: when a run builds it
 
         embedder = ClipEmbedder.load(
             options.get("clip_model") or CLIP_SCORE_MODEL.name,

@@ -76,7 +76,7 @@ class TransformersDetector:
         network, processor, model_type = loaded
         if kind is not None and FAMILIES.get(model_type) != kind:
             raise SdevalError(f"--detector-model {model}: a {model_type} model, but kind {kind!r} was asked for")
-        from sdeval.features.clip import state_dict_sha256
+        from sdeval.features.clip import state_dict_sha256  # torch and open_clip: when a detector loads
 
         return cls(
             network,
@@ -95,8 +95,8 @@ class TransformersDetector:
         return self._grounding(image, classes, threshold)
 
     def _owl(self, image: np.ndarray, classes: Sequence[str], threshold: float) -> list[Detection]:
-        import torch
-        from PIL import Image
+        import torch  # torch: when a detector runs (`sdeval models` reads this module)
+        from PIL import Image  # PIL: when an image is judged
 
         height, width = image.shape[:2]
         queries = [OWL_QUERY.format(cls=c) for c in classes]
@@ -116,8 +116,8 @@ class TransformersDetector:
         ]
 
     def _grounding(self, image: np.ndarray, classes: Sequence[str], threshold: float) -> list[Detection]:
-        import torch
-        from PIL import Image
+        import torch  # torch: when a detector runs (`sdeval models` reads this module)
+        from PIL import Image  # PIL: when an image is judged
 
         height, width = image.shape[:2]
         text, spans = _grounding_caption(classes)
@@ -147,7 +147,7 @@ class TransformersDetector:
         return found
 
     def protocol(self) -> dict[str, Any]:
-        import transformers
+        import transformers  # transformers: its version, loaded with the model already
 
         image_processor = getattr(self.processor, "image_processor", None)
         size = getattr(image_processor, "size", None)
@@ -236,7 +236,7 @@ class DetectorJudge:
         or local weights file, or an already loaded ClipEmbedder); thresholds default to the family's."""
         detector = TransformersDetector.load(model, kind=kind, device=device)
         if color_embedder is None:
-            from sdeval.features.clip import ClipEmbedder
+            from sdeval.features.clip import ClipEmbedder  # torch and open_clip: when the colour model loads
 
             color_embedder = ClipEmbedder.load(color_model, color_pretrained, device=device)
         return cls(detector, ClipColorClassifier(color_embedder), thresholds or DEFAULT_THRESHOLDS[detector.kind])
@@ -278,6 +278,7 @@ class DetectorJudge:
 
 def _load_parts(model: str, location: str, local_files_only: bool) -> tuple[Any, Any, str]:
     """(model, processor, model_type); OSError when files are missing (for the offline check), else SdevalError."""
+    # transformers: when the detector loads, not with `sdeval models --help`
     from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
 
     try:
@@ -331,7 +332,7 @@ def _name_of(thing: Any) -> str | None:
 
 def _quiet_transformers() -> None:
     """Loading bars would interleave with sdeval's own progress on stderr."""
-    import transformers
+    import transformers  # transformers: when a model loads
 
     transformers.utils.logging.disable_progress_bar()
 

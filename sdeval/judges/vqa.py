@@ -33,6 +33,7 @@ from sdeval.judges.questions import (
     Question,
     QuestionSet,
     QuestionTemplates,
+    load_questions,
     score_answers,
     spec_questions,
 )
@@ -103,7 +104,7 @@ class BlipVqaModel(_AnswerScorer):
         device: str = "cpu",
         dtype: str = "float32",
     ) -> None:
-        import torch
+        import torch  # torch: when a model is built, not with the module (`sdeval models` reads it)
 
         self.model = model.to(device).eval()
         self.processor = processor
@@ -125,8 +126,8 @@ class BlipVqaModel(_AnswerScorer):
     def answer_logprobs(
         self, image: np.ndarray, questions: Sequence[str], answers: Sequence[str], dedupe: bool
     ) -> np.ndarray:
-        import torch
-        from PIL import Image
+        import torch  # torch: when a model runs
+        from PIL import Image  # PIL: when an image is asked about
 
         out = np.full((len(questions), len(answers)), -np.inf)
         if not len(questions):
@@ -165,7 +166,7 @@ class BlipVqaModel(_AnswerScorer):
         return out
 
     def protocol(self) -> dict[str, Any]:
-        import transformers
+        import transformers  # transformers: its version, loaded with the model already
 
         return {
             "model": self.source,
@@ -196,7 +197,7 @@ class GenerativeVqaModel(_AnswerScorer):
         device: str = "cpu",
         dtype: str = "float32",
     ) -> None:
-        import torch
+        import torch  # torch: when a model is built, not with the module (`sdeval models` reads it)
 
         self.model = model.to(device).eval()
         self.processor = processor
@@ -242,8 +243,8 @@ class GenerativeVqaModel(_AnswerScorer):
     def answer_logprobs(
         self, image: np.ndarray, questions: Sequence[str], answers: Sequence[str], dedupe: bool
     ) -> np.ndarray:
-        import torch
-        from PIL import Image
+        import torch  # torch: when a model runs
+        from PIL import Image  # PIL: when an image is asked about
 
         pil = Image.fromarray(image)
         out = np.full((len(questions), len(answers)), -np.inf)
@@ -277,7 +278,7 @@ class GenerativeVqaModel(_AnswerScorer):
         return out
 
     def protocol(self) -> dict[str, Any]:
-        import transformers
+        import transformers  # transformers: its version, loaded with the model already
 
         chat_template = getattr(self.processor, "chat_template", None) if self.chat else None
         return {
@@ -312,7 +313,7 @@ def load_vqa_model(
     _quiet_transformers()
     load = partial(_load_parts, model, dtype)
     (network, processor, is_blip), source = load_pretrained(model, load, option="--vqa-model", what="VQA model")
-    from sdeval.features.clip import state_dict_sha256
+    from sdeval.features.clip import state_dict_sha256  # torch and open_clip: when a model loads
 
     sha = state_dict_sha256(network)
     if is_blip:
@@ -326,7 +327,7 @@ def load_vqa_model(
 
 def _load_parts(model: str, dtype: str, location: str, local_files_only: bool) -> tuple[Any, Any, bool]:
     """(model, processor, is BLIP VQA); OSError when files are missing (for the offline check), else SdevalError."""
-    import torch
+    import torch  # torch and transformers: when the model loads
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, BlipForQuestionAnswering
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
@@ -439,8 +440,6 @@ class VqaJudge:
         """Load the model (hub id or local folder) and, when given, the TIFA/DSG question file."""
         _checked_threshold(threshold)  # before anything loads
         if questions is not None and not isinstance(questions, QuestionSet):
-            from sdeval.judges.questions import load_questions
-
             questions = load_questions(questions)  # before the model: a bad file fails fast
         network = load_vqa_model(model, template=template, device=device, dtype=dtype)
         return cls(network, threshold=threshold, questions=questions)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sdeval.core.configfile import read_config_file
 from sdeval.core.devices import DEVICE_NAMES, is_device_name
 from sdeval.core.errors import ConfigError
 from sdeval.core.suggest import check_keys, did_you_mean
@@ -21,6 +22,7 @@ from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, missing_dependency
 from sdeval.generate.series import expand_series, is_series, needs_base
 from sdeval.suites.builtin import resolve_suite_path
+from sdeval.suites.load import load_suite
 
 PIPELINES = ("text2image", "image2image")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -130,8 +132,6 @@ class GenerateConfig:
 
 def load_config(path: str | Path) -> GenerateConfig:
     """Read and validate a .yaml/.yml, .toml or .json config; relative paths are taken from its folder."""
-    from sdeval.core.configfile import read_config_file
-
     data = read_config_file(path)
     return parse_config(data, base_dir=Path(path).resolve().parent)
 
@@ -250,8 +250,6 @@ def parse_config(data: Any, base_dir: Path) -> GenerateConfig:
 def suite_generation(suite: Path) -> dict[str, Any]:
     """The suite header's `generation` rules (format 2; {} when it has none). A suite that cannot be read gives {}
     here: loading it for generation names its problem, as before."""
-    from sdeval.suites.load import load_suite
-
     try:
         return dict(load_suite(suite).generation)
     except ConfigError:

@@ -14,6 +14,7 @@ from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import path_sha256
 from sdeval.core.offline import require_download
 from sdeval.generate.checkpoint import CheckpointSpec, Loaded, LoadOptions
+from sdeval.generate.latents import expected_shape
 from sdeval.generate.plan import CheckpointIdentity, WorkItem
 from sdeval.generate.registry import NAMED_PIPELINES
 from sdeval.generate.schedulers import SCHEDULERS
@@ -44,14 +45,14 @@ def resolve_device(requested: str, local_rank: int = 0, world_size: int = 1) -> 
 
 
 def torch_dtype(name: str) -> Any:
-    import torch
+    import torch  # torch: when a pipeline loads
 
     return getattr(torch, _TORCH_DTYPES[name])
 
 
 def _dtype_kwargs(dtype: str) -> dict[str, Any]:
     """Newer diffusers renamed from_pretrained's `torch_dtype` to `dtype`; pass whichever this one takes."""
-    from diffusers.utils import deprecation_utils
+    from diffusers.utils import deprecation_utils  # diffusers: when a pipeline loads
 
     key = "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
     return {key: torch_dtype(dtype)}
@@ -59,7 +60,7 @@ def _dtype_kwargs(dtype: str) -> dict[str, Any]:
 
 def _quiet_libraries() -> None:
     """Library progress bars would interleave with sdeval's own; sdeval reports progress itself."""
-    import diffusers
+    import diffusers  # diffusers and transformers: when a pipeline loads
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
@@ -132,7 +133,7 @@ def _load(spec: CheckpointSpec, dtype: str, kind: str, location: str) -> Any:
 
 def _from_pretrained(location: str, kind: str, kwargs: dict[str, Any], local_files_only: bool = False) -> Any:
     """A diffusers folder or hub id as a pipeline; `local_files_only` uses the Hugging Face cache, never the hub."""
-    import diffusers
+    import diffusers  # diffusers: when a pipeline loads
 
     kwargs = {**kwargs, "local_files_only": local_files_only}
     # diffusers exports its classes lazily, without an __all__ that type checkers would read (here and below).
@@ -145,7 +146,7 @@ def _from_pretrained(location: str, kind: str, kwargs: dict[str, Any], local_fil
 
 
 def _load_single_file(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
-    import diffusers
+    import diffusers  # diffusers: when a pipeline loads
 
     try:
         xl = _is_sdxl_single_file(Path(spec.location))
@@ -170,12 +171,12 @@ def _load_single_file(spec: CheckpointSpec, dtype: str, kind: str) -> Any:
 def _is_sdxl_single_file(path: Path) -> bool:
     """SDXL files carry a second text encoder under `conditioner.embedders`; read keys only, not tensors."""
     if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+        from safetensors import safe_open  # safetensors: when a single file is looked at
 
         with safe_open(str(path), framework="pt") as handle:
             keys = set(handle.keys())
     else:
-        import torch
+        import torch  # torch: when a pickled single file is looked at
 
         # Only reached with allow_pickle: true; weights_only still refuses arbitrary objects.
         state = torch.load(str(path), map_location="cpu", mmap=True, weights_only=True)
@@ -185,7 +186,7 @@ def _is_sdxl_single_file(path: Path) -> bool:
 
 def prepare_pipeline(pipe: Any, options: LoadOptions) -> Loaded:
     """Put a loaded pipeline on the device and apply the speed options (once per model load)."""
-    import torch
+    import torch  # torch: when a pipeline is prepared
 
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(options.device)
@@ -212,7 +213,7 @@ def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images
     """
     if loaded.render is not None:
         return loaded.render(items, kind, init_images)
-    import torch
+    import torch  # torch: when a batch is generated
 
     setting = items[0].setting
     spec = SCHEDULERS.find(setting.scheduler)
@@ -241,9 +242,7 @@ def generate_batch(loaded: Loaded, items: list[WorkItem], kind: str, init_images
 def _file_latents(loaded: Loaded, setting: Any, batch: int) -> Any:
     """The setting's latent file for each image of a batch (one latent for every prompt, as MLPerf feeds SDXL), in
     the dtype the pipeline would draw its own in; its shape checked against the model's at the setting's size."""
-    import torch
-
-    from sdeval.generate.latents import expected_shape
+    import torch  # torch: when a batch is generated
 
     latents = setting.latents
     expected = expected_shape(loaded.pipe, setting.width, setting.height, loaded.native_size)
@@ -259,7 +258,7 @@ def _file_latents(loaded: Loaded, setting: Any, batch: int) -> Any:
 
 def load_init_image(path: Path, size: tuple[int, int]) -> Any:
     """An init image as RGB at the setting's size (Lanczos), so a batch stacks and the size is fixed."""
-    from PIL import Image
+    from PIL import Image  # PIL: when an init image is read
 
     with Image.open(path) as im:
         rgb = im.convert("RGB")

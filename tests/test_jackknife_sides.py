@@ -92,12 +92,13 @@ def _pin_fid_inf() -> None:
 
 
 def _pin_vendi_all(key: str = "vendi_all") -> None:
-    x = _sets(8, 60, 1, 12)[0]
-    blocks = _blocks(60)
-    side = _side(key, x, None, blocks)
-    assert side.value() == pytest.approx(vendi_score(x), rel=REL)
-    for j in LEFT_OUT:
-        assert side.leave_outs[j] == pytest.approx(vendi_score(x[blocks != j]), rel=1e-10)
+    for n, d in ((60, 12), (30, 64)):  # the d x d Gram route, and the n x n route (fewer rows than dimensions)
+        x = _sets(8, n, 1, d)[0]
+        blocks = _blocks(n)
+        side = _side(key, x, None, blocks)
+        assert side.value() == pytest.approx(vendi_score(x), rel=REL)
+        for j in LEFT_OUT:
+            assert side.leave_outs[j] == pytest.approx(vendi_score(x[blocks != j]), rel=1e-10)
 
 
 def _pin_density_coverage(key: str, which: int) -> None:

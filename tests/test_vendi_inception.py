@@ -40,6 +40,7 @@ def scored(tmp_path_factory, inception_weights) -> dict:
 
 
 def test_it_equals_the_vendi_score_package_on_the_same_features(scored):
+    # The package's n x n form (score_X): its d x d form (score_dual) is a 2048 x 2048 eigvalsh per call.
     from vendi_score import vendi
 
     cell = scored["doc"]["cells"][0]
@@ -47,10 +48,10 @@ def test_it_equals_the_vendi_score_package_on_the_same_features(scored):
     with np.load(scored["path"].with_name("results.state.npz")) as state:
         pool = state["pool"].astype(np.float64)
     prompt_of = np.array([PROMPTS.index(row["prompt"]) for row in cell["per_image"]])
-    expected = np.mean([vendi.score_dual(pool[prompt_of == p]) for p in range(len(PROMPTS))])
+    expected = np.mean([vendi.score_X(pool[prompt_of == p]) for p in range(len(PROMPTS))])
     assert metrics["vendi_inception"]["value"] == pytest.approx(expected, rel=1e-9)
     assert metrics["vendi_inception"]["n_prompts"] == len(PROMPTS)
-    assert metrics["vendi_inception_all"]["value"] == pytest.approx(vendi.score_dual(pool), rel=1e-9)
+    assert metrics["vendi_inception_all"]["value"] == pytest.approx(vendi.score_X(pool), rel=1e-9)
     assert 1.0 < metrics["vendi_inception_all"]["value"] <= len(pool)
     rows = {row["prompt"]: row["vendi_inception_prompt"] for row in cell["per_image"]}
     assert np.mean(list(rows.values())) == pytest.approx(expected, rel=1e-12)  # what the bootstrap resamples

@@ -59,19 +59,27 @@ def per_prompt(x: np.ndarray, prompt_of: np.ndarray) -> list[PromptVendi]:
 
 
 class VendiSide:
-    """The Vendi score of all the rows, and with each block of rows left out: X^T X per block, summed once, so each
-    leave-out is one d x d eigvalsh (the jackknife side of `vendi_all`)."""
+    """The Vendi score of all the rows, and with each block of rows left out (the jackknife side of `vendi_all`),
+    from one Gram matrix: with fewer rows than dimensions the n x n Gram of the rows, a leave-out its kept rows'
+    submatrix; else X^T X, a leave-out that minus the block's X^T X. Either way each leave-out is one eigvalsh of
+    the smaller size (at 2048-d Inception features and a few hundred images, no 2048 x 2048 decomposition)."""
 
     def __init__(self, x: np.ndarray, blocks: np.ndarray, k: int) -> None:
         u = normalised(x)
         blocks = np.asarray(blocks, dtype=np.int64)
-        self.n = len(u)
-        self.gram = u.T @ u
+        self.n, d = u.shape
+        by_rows = self.n <= d
+        self.gram = u @ u.T if by_rows else u.T @ u
         counts = np.bincount(blocks, minlength=k)
         self.leave_outs = np.empty(k)
         for j in range(k):
-            block = u[blocks == j]
-            self.leave_outs[j] = vendi_from_gram(self.gram - block.T @ block, self.n - int(counts[j]))
+            out = blocks == j
+            if by_rows:
+                kept = np.flatnonzero(~out)
+                gram = self.gram[np.ix_(kept, kept)]
+            else:
+                gram = self.gram - u[out].T @ u[out]
+            self.leave_outs[j] = vendi_from_gram(gram, self.n - int(counts[j]))
 
     def value(self) -> float:
         return vendi_from_gram(self.gram, self.n)

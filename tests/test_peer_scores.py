@@ -223,3 +223,24 @@ def test_torchmetrics_kid_and_is_on_photographs(photos, inception_weights):
                          ids=["torch-fidelity", "clean-fid", "torchmetrics"])  # fmt: skip
 def test_peer_kid_and_is_on_more_photographs(tmp_path, inception_weights, peer):
     peer(_photo_sets(tmp_path, 100, 60), inception_weights)
+
+
+# -- FID at n >= 2048 --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # each peer's own network and sdeval's on 2 x n images: about an hour of CPU per peer at n = 2048
+def test_peers_fid_at_full_rank(tmp_path, inception_weights):
+    """FID where the covariance product is well conditioned (n >= 2048, more than the 2048 dimensions): each peer's
+    own pipeline (benchmarks/peer_fids.py) against sdeval with its `--protocol` (float64 statistics; torchmetrics
+    returns its FID as float32).
+    SDEVAL_PEER_FID_N sets n (a small n proves the test runs; its bound is then the rank-deficient one)."""
+    import os
+
+    from benchmarks.peer_fids import compare
+
+    n = int(os.environ.get("SDEVAL_PEER_FID_N", "2048"))
+    # small crops: the network sees 299 x 299 whatever the size
+    gen = write_crops(tmp_path / "gen", n, 32, seed=51, jpeg_quality=70)[0].parent
+    ref = write_crops(tmp_path / "ref", n, 32, seed=52)[0].parent
+    for row in compare(str(gen), str(ref), inception_weights):
+        assert row["sdeval_vs_peer"] < (1e-4 if n >= 2048 else 1e-3), row

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from sdeval.features.extract import extract_folder
 from sdeval.features.inception import POOL, InceptionExtractor, resize_clean, resize_legacy
@@ -129,3 +130,13 @@ def test_features_do_not_depend_on_batch_size_or_workers(inception_weights, imag
     for run in runs[1:]:
         assert run.paths == runs[0].paths
         np.testing.assert_allclose(run.features[extractor.cache_key][POOL], base, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(256, 256), (512, 384), (300, 299), (64, 97), (1, 5), (299, 299)])
+def test_legacy_resize_is_torch_fidelitys_bit_for_bit(size):
+    """sdeval's legacy resize (interpolating each row along x once, then gathering rows) gives torch-fidelity's TF1
+    bilinear resize exactly: up, down, non-square, one-pixel and identity sizes."""
+    rgb = np.random.default_rng(sum(size)).integers(0, 256, (*size, 3), dtype=np.uint8)
+    x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+    theirs = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)[0]
+    assert torch.equal(resize_legacy(rgb), theirs)

@@ -1,6 +1,9 @@
-"""Warm re-score against torch-fidelity's cold run: FID+KID+IS on the same folders and Inception weights.
+"""sdeval's warm re-score (or its cold run) against torch-fidelity's cold run: FID+KID+IS on the same folders and
+Inception weights, each a whole fresh process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_warm.py --n 1000 --size 256 --repeats 3
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_warm.py --cold --n 120 --n-ref 110 \
+        --size 256 --repeats 3
 
 A user re-scores a folder after changing a gate, a metric or an interval setting: every feature is in sdeval's
 cache and the reference is a file. torch-fidelity has no feature cache for folders, so each of its runs is cold.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,18 +50,26 @@ print(json.dumps({{"code": code, "imported": imported}}), file=sys.stderr)
 """
 
 
-def _run(argv: list[str]) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(argv: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, CPU seconds of the process and its children, the finished process)."""
+    start, cpu = time.perf_counter(), _cpu()
     done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])} ... failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return elapsed, done
+    return elapsed, _cpu() - cpu, done
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1000, help="images per set")
+    parser.add_argument("--n", type=int, default=1000, help="generated images")
+    parser.add_argument("--n-ref", type=int, default=None, help="reference images (default: --n)")
+    parser.add_argument("--cold", action="store_true", help="sdeval cold too: no cache, the reference a folder")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", help="work folder (kept; default: a new temporary folder)")
@@ -70,33 +82,42 @@ def main() -> None:
     gen, ref, weights, cache = root / "gen", root / "ref", root / "inception.pth", root / "cache"
     if not gen.is_dir():
         make_image_set(gen, args.n, seed=1, size=args.size, style="blobs")
-        make_image_set(ref, args.n, seed=2, size=args.size, style="spots")
+        make_image_set(ref, args.n_ref or args.n, seed=2, size=args.size, style="spots")
         save_random_inception_weights(weights, seed=0)
     sdeval = [sys.executable, "-m", "sdeval"]
     common = ["--inception-weights", str(weights), "--cache-dir", str(cache)]
     reference = root / "ref.npz"
     score = ["score", str(gen), "-r", str(reference), "--metrics", "fid,kid,is", *common, "-o"]
-    t_build, _ = _run([*sdeval, "reference", "build", str(ref), "-o", str(reference), *common])
-    t_cold, _ = _run([*sdeval, *score, str(root / "cold.json")])
-    print(f"setup: reference build {t_build:.1f} s, cold score {t_cold:.1f} s (fills the cache)", file=sys.stderr)
+    if args.cold:
+        score = ["score", str(gen), "-r", str(ref), "--metrics", "fid,kid,is", "--inception-weights", str(weights)]
+        score += ["--no-cache", "-o"]
+    else:
+        t_build, _, _ = _run([*sdeval, "reference", "build", str(ref), "-o", str(reference), *common])
+        t_cold, _, _ = _run([*sdeval, *score, str(root / "cold.json")])
+        print(f"setup: reference build {t_build:.1f} s, cold score {t_cold:.1f} s (fills the cache)", file=sys.stderr)
 
     theirs, ours, imported = [], [], set()
+    subset = str(min(args.n, args.n_ref or args.n))  # KID subset size, both tools
     for _ in range(args.repeats):
-        t, _ = _run([sys.executable, "-c", TORCH_FIDELITY, str(gen), str(ref), str(weights), str(args.n)])
-        theirs.append(t)
-        t, done = _run([sys.executable, "-c", SDEVAL_WARM, *score, str(root / "warm.json")])
-        ours.append(t)
+        wall, cpu, _ = _run([sys.executable, "-c", TORCH_FIDELITY, str(gen), str(ref), str(weights), subset])
+        theirs.append((wall, cpu))
+        wall, cpu, done = _run([sys.executable, "-c", SDEVAL_WARM, *score, str(root / "warm.json")])
+        ours.append((wall, cpu))
         imported |= set(json.loads(done.stderr.strip().splitlines()[-1])["imported"])
     warm = json.loads((root / "warm.json").read_text())
-    assert warm["images"]["n_computed"] == 0, "the warm run computed features"
-    tf, sd = statistics.median(theirs), statistics.median(ours)
+    assert (warm["images"]["n_computed"] == 0) != args.cold, "the warm run computed features, or the cold one did not"
+    tf = [statistics.median(t[i] for t in theirs) for i in (0, 1)]
+    sd = [statistics.median(t[i] for t in ours) for i in (0, 1)]
     libraries = ", ".join(sorted(imported)) or "none"
     print(
-        f"| {args.n}+{args.n} PNGs {args.size} px, FID+KID+IS | torch-fidelity cold {tf:.1f} s | sdeval warm "
-        f"{sd:.2f} s | {tf / sd:.1f}x | model libraries the warm run imported: {libraries} |"
+        f"| {args.n}+{args.n_ref or args.n} PNGs {args.size} px, FID+KID+IS "
+        f"| torch-fidelity cold {tf[0]:.1f} s ({tf[1]:.1f} s CPU) | sdeval {'cold' if args.cold else 'warm'} "
+        f"{sd[0]:.2f} s ({sd[1]:.2f} s CPU) | {tf[0] / sd[0]:.2f}x wall, {tf[1] / sd[1]:.2f}x CPU "
+        f"| model libraries sdeval's run imported: {libraries} |"
     )
     print(
-        f"torch-fidelity runs {[round(t, 1) for t in theirs]}, sdeval warm runs {[round(t, 2) for t in ours]}",
+        f"runs (wall, CPU): torch-fidelity {[(round(w, 1), round(c, 1)) for w, c in theirs]}, "
+        f"sdeval {[(round(w, 2), round(c, 2)) for w, c in ours]}",
         file=sys.stderr,
     )
 

@@ -102,7 +102,8 @@ def test_every_metric_judge_and_scorer_has_its_models_in_the_table() -> None:
                                                    Need.JUDGEMENTS), need  # fmt: skip
     used = run_slots(registry.names(), JUDGES)
     assert list(used) == list(SLOTS)  # every slot is needed by something, in table order
-    assert used["inception"] == ["fid", "kid", "is", "pr", "fid_inf", "vendi_inception", "dc", "sfid"]  # in registration order
+    # in registration order
+    assert used["inception"] == ["fid", "kid", "is", "pr", "fid_inf", "vendi_inception", "dc", "sfid"]
     judged = ("adherence", "robustness", "geneval", "dsg", "tifa", "dpg", "t2i_compbench")  # every metric of judgements
     assert used["detector"] == [f"{name} (judge detector)" for name in judged]
     assert "aesthetic" in used["clip"] and "faithfulness" in used["clip"]

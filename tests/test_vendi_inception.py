@@ -5,7 +5,6 @@ its registration alone: `sdeval metrics`, the table, --ci and the gate."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +33,8 @@ def scored(tmp_path_factory, inception_weights) -> dict:
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = root / "results.json"
     result = _run("score", root / "images", "--metrics", "vendi_inception", "--prompts", manifest,
-                  "--inception-weights", inception_weights, "--no-cache", "--workers", 0, "-o", out, "--ci")  # fmt: skip
+                  "--inception-weights", inception_weights, "--no-cache", "--workers", 0,
+                  "-o", out, "--ci")  # fmt: skip
     assert result.exit_code == 0, result.output
     return {"doc": json.loads(out.read_text()), "output": result.output, "path": out, "root": root}
 

@@ -100,6 +100,17 @@ def tiny_clip_weights(tiny_name, tmp_path_factory) -> dict[int, str]:
     return paths
 
 
+def write_prompted_images(folder: Path, prompts: list[str], seeds: int, seed: int, size: int) -> Path:
+    """len(prompts) x `seeds` demo images in `folder` with a manifest.jsonl giving each its prompt, prompt id
+    (`p<index>`) and seed (image i has prompt i % len(prompts)); returns the manifest's path."""
+    paths = make_image_set(folder, len(prompts) * seeds, seed=seed, size=size)
+    rows = [{"file": p.name, "prompt": prompts[i % len(prompts)], "id": f"p{i % len(prompts)}",
+             "seed": i // len(prompts)} for i, p in enumerate(paths)]  # fmt: skip
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return manifest
+
+
 # A run of the calibration world (the `shapes` checkpoints), generated and judged as a user would: the shared
 # fixture of the gate, calibration and report tests.
 SHAPES_CHECKPOINTS = [

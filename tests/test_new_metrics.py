@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import write_prompted_images
 from PIL import Image
 
 from sdeval.cli import main
@@ -143,10 +144,7 @@ def test_fid_inf_side_of_a_small_set_drops_the_draws_a_block_empties():
 def folder(tmp_path_factory) -> Path:
     """18 images (6 prompts x 3 seeds) in a manifest, and a 16-image reference."""
     root = tmp_path_factory.mktemp("peers")
-    paths = make_image_set(root / "images", len(PROMPTS) * SEEDS, seed=5, size=40)
-    rows = [{"file": p.name, "prompt": PROMPTS[i % len(PROMPTS)], "id": f"p{i % len(PROMPTS)}",
-             "seed": i // len(PROMPTS)} for i, p in enumerate(paths)]  # fmt: skip
-    (root / "images" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_prompted_images(root / "images", PROMPTS, SEEDS, seed=5, size=40)
     make_image_set(root / "ref", 16, seed=6, size=40, style="spots")
     return root
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import write_prompted_images
 from PIL import Image
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -125,10 +126,7 @@ def test_a_cached_row_without_the_spatial_features_is_computed_again(extractors,
 def folder(tmp_path_factory) -> Path:
     """12 images (6 prompts x 2 seeds) in a manifest, and a 10-image reference folder."""
     root = tmp_path_factory.mktemp("sfid")
-    paths = make_image_set(root / "images", len(PROMPTS) * SEEDS, seed=5, size=40)
-    rows = [{"file": p.name, "prompt": PROMPTS[i % len(PROMPTS)], "id": f"p{i % len(PROMPTS)}",
-             "seed": i // len(PROMPTS)} for i, p in enumerate(paths)]  # fmt: skip
-    (root / "images" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_prompted_images(root / "images", PROMPTS, SEEDS, seed=5, size=40)
     make_image_set(root / "ref", 10, seed=6, size=40, style="spots")
     return root
 

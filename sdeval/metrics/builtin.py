@@ -5,6 +5,7 @@ sdeval.metrics.registry names each as `sdeval.metrics.builtin:NAME` and imports 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from sdeval.metrics.registry import (
 from sdeval.metrics.rprecision import DEFAULT_MAX_R, clip_r_precision
 from sdeval.metrics.seed_robustness import robustness
 from sdeval.metrics.sfid import sfid
+from sdeval.metrics.vendi import VendiSide, per_prompt, vendi_score
 from sdeval.preference import scorer_info
 
 IS_SPLITS = 10
@@ -641,16 +643,12 @@ FID_INF = MetricSpec(
 
 
 def _vendi_side(x: np.ndarray, reference: np.ndarray | None, blocks: np.ndarray, k: int, seed: int) -> Any:
-    from sdeval.metrics.vendi import VendiSide
-
     return VendiSide(x, blocks, k)
 
 
 def _vendi_of(images: np.ndarray, cell: CellData, prefix: str) -> MetricOutput:
     """`PREFIX` per prompt over its seeds, `PREFIX_all` over all images, each image's prompt score in
     `PREFIX_prompt`: the Vendi score of the rows `images` (CLIP embeddings or Inception features)."""
-    from sdeval.metrics.vendi import per_prompt, vendi_score
-
     if len(images) < 2:
         raise MetricSkip(f"the Vendi score needs at least 2 images, got {len(images)}")
     entries: dict[str, dict[str, Any]] = {f"{prefix}_all": {"value": vendi_score(images), "n": len(images)}}
@@ -677,12 +675,8 @@ def _vendi_of(images: np.ndarray, cell: CellData, prefix: str) -> MetricOutput:
     return MetricOutput(entries, per_image={f"{prefix}_prompt": column})
 
 
-def _vendi(cell: CellData) -> MetricOutput:
-    return _vendi_of(_require(cell.clip_image, "CLIP image embeddings"), cell, "vendi")
-
-
-def _vendi_inception(cell: CellData) -> MetricOutput:
-    return _vendi_of(_require(cell.pool, "Inception features"), cell, "vendi_inception")
+def _vendi(cell: CellData, name: str, rows: str, what: str) -> MetricOutput:
+    return _vendi_of(_require(getattr(cell, rows), what), cell, name)
 
 
 def _vendi_protocol(name: str, kernel: str) -> Callable[[ScoreParams, CellData], dict[str, Any]]:
@@ -690,43 +684,35 @@ def _vendi_protocol(name: str, kernel: str) -> Callable[[ScoreParams, CellData],
     return lambda params, cell: {name: dict(block)}
 
 
-VENDI = MetricSpec(
-    name="vendi",
-    description="Vendi score (Friedman & Dieng 2023), cosine kernel on CLIP image embeddings: per prompt over its "
-    "seeds (mean over prompts with 2+ images), and over all images.",
-    results=(
-        # Each image carries its prompt's score: the mean over prompts (by text) of those reproduces the value.
-        ResultKey("vendi", "Vendi (per prompt)", Direction.HIGHER, (1.0, None),
-                  Bootstrap("vendi_prompt", weight="prompt", cluster="prompt"),
-                  detail="({n_prompts} prompts with 2+ images)"),
-        ResultKey("vendi_all", "Vendi (all images)", Direction.HIGHER, (1.0, None),
-                  Jackknife(("clip_image", None), _vendi_side), detail="({n} images)"),
-    ),
-    needs=frozenset({Need.CLIP_IMAGE, Need.PROMPTS}),
-    compute=_vendi,
-    per_image=("vendi_prompt",),
-    protocol=_vendi_protocol("vendi", "cosine of CLIP image embeddings"),
-)  # fmt: skip
+def _vendi_spec(name: str, label: str, features: str, need: Need, rows: str, what: str) -> MetricSpec:
+    """The Vendi score on one feature space (CellData field `rows`, state array of the same name): per prompt over
+    its seeds (key NAME, each image carrying its prompt's score, so the mean over prompts by text reproduces the
+    value) and over all images (NAME_all)."""
+    return MetricSpec(
+        name=name,
+        description=f"Vendi score (Friedman & Dieng 2023), cosine kernel on {features}: per prompt over its "
+        "seeds (mean over prompts with 2+ images), and over all images.",
+        results=(
+            ResultKey(name, f"{label} (per prompt)", Direction.HIGHER, (1.0, None),
+                      Bootstrap(f"{name}_prompt", weight="prompt", cluster="prompt"),
+                      detail="({n_prompts} prompts with 2+ images)"),
+            ResultKey(f"{name}_all", f"{label} (all images)", Direction.HIGHER, (1.0, None),
+                      Jackknife((rows, None), _vendi_side), detail="({n} images)"),
+        ),
+        needs=frozenset({need, Need.PROMPTS}),
+        compute=partial(_vendi, name=name, rows=rows, what=what),
+        per_image=(f"{name}_prompt",),
+        protocol=_vendi_protocol(name, f"cosine of {features}"),
+    )  # fmt: skip
 
+
+VENDI = _vendi_spec("vendi", "Vendi", "CLIP image embeddings", Need.CLIP_IMAGE, "clip_image", "CLIP image embeddings")
 #: The same score on Inception pool3 features (the features of the Vendi paper's image experiments and of the
 #: `vendi-score` package's `image_utils.embedding_vendi_score`): keys of their own, so that both feature spaces can
 #: be in one results file, compared and gated side by side, and neither's numbers move with the other's model.
-VENDI_INCEPTION = MetricSpec(
-    name="vendi_inception",
-    description="Vendi score (Friedman & Dieng 2023), cosine kernel on Inception pool3 features: per prompt over its "
-    "seeds (mean over prompts with 2+ images), and over all images.",
-    results=(
-        ResultKey("vendi_inception", "Vendi, Inception (per prompt)", Direction.HIGHER, (1.0, None),
-                  Bootstrap("vendi_inception_prompt", weight="prompt", cluster="prompt"),
-                  detail="({n_prompts} prompts with 2+ images)"),
-        ResultKey("vendi_inception_all", "Vendi, Inception (all images)", Direction.HIGHER, (1.0, None),
-                  Jackknife(("pool", None), _vendi_side), detail="({n} images)"),
-    ),
-    needs=frozenset({Need.INCEPTION_POOL, Need.PROMPTS}),
-    compute=_vendi_inception,
-    per_image=("vendi_inception_prompt",),
-    protocol=_vendi_protocol("vendi_inception", "cosine of Inception pool3 features"),
-)  # fmt: skip
+VENDI_INCEPTION = _vendi_spec(
+    "vendi_inception", "Vendi, Inception", "Inception pool3 features", Need.INCEPTION_POOL, "pool", "Inception features"
+)
 
 
 # -- the public benchmarks' own scores, by name (sdeval.metrics.benchmarks: the formulas) ----------------------------

@@ -309,3 +309,23 @@ def test_a_run_against_version_3_scores_as_against_version_2(small_sets, monkeyp
     assert {"fid", "precision", "recall", "density", "coverage"} <= set(docs["v3"])
     assert all("interval" in docs["v3"][key] for key in ("fid", "precision", "recall", "density", "coverage"))
     assert docs["v3"] == docs["v2"]
+
+
+def test_a_merge_of_parts_reads_the_files_radii_instead_of_computing_them(small_sets, tmp_path, monkeypatch):
+    """`score --shard` parts against a version 3 file, merged in a process that never loaded it (the caches
+    cleared): the merge reads the file's stored radii (none is computed) and scores as one process does."""
+    root, flags, v3 = small_sets["root"], small_sets["flags"], small_sets["v3"]
+    (rows,) = (arrays[POOL] for arrays in load_reference(v3).features.values())
+    options = (root / "gen", "-r", v3, "--metrics", "pr,dc", *flags)
+    whole = _run("score", *options, "-o", tmp_path / "whole.json")
+    assert whole.exit_code == 0, whole.output
+    parts = [tmp_path / f"part{i}.json" for i in (0, 1)]
+    for index, part in enumerate(parts):
+        assert _run("score", *options, "--shard", f"{index}/2", "-o", part).exit_code == 0
+    _forget()
+    with monkeypatch.context() as patch:
+        _no_reference_pass(patch, rows, eigh=False)
+        merged = _run("merge", *parts, "-o", tmp_path / "merged.json")
+    assert merged.exit_code == 0, merged.output
+    metrics = [json.loads((tmp_path / f"{n}.json").read_text())["cells"][0]["metrics"] for n in ("whole", "merged")]
+    assert {"precision", "recall", "density", "coverage"} <= set(metrics[0]) and metrics[0] == metrics[1]

@@ -160,6 +160,12 @@ def reference_radii(reference: np.ndarray | torch.Tensor | ScreenedSet, k: int, 
     return _REFERENCE_RADII[key]
 
 
+def has_reference_radii(reference: np.ndarray) -> bool:
+    """Whether radii of these rows are at hand (computed, or kept from a reference file) for some k."""
+    features = fingerprint(np.asarray(reference))
+    return any(key[0] == features for key in _REFERENCE_RADII)
+
+
 def keep_reference_radii(reference: np.ndarray, k: int, radii: np.ndarray) -> None:
     """Make `radii` what `reference_radii` gives for these rows and k, whichever gemm (both give the float64
     formula's radii): a reference file's, which its loader has checked against these rows."""

@@ -9,6 +9,7 @@ each distinct prompt's text embedding, the reference's features.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,13 @@ from sdeval.features.options import extract
 from sdeval.judges.registry import build_judge
 from sdeval.metrics import registry
 from sdeval.metrics.fid import FrechetState
+from sdeval.metrics.precision_recall import has_reference_radii
 from sdeval.metrics.registry import MetricSpec, Need, ReferenceData
 from sdeval.options.score import ScoreOptions, options_json
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
+from sdeval.reference.files import load_reference
 from sdeval.reference.stats import is_stats_file, refuse_other_metrics
 from sdeval.score.geneval import is_geneval_layout, read_layout
 from sdeval.score.grouping import (
@@ -333,7 +336,7 @@ def finish(
         device=str(torch.device(resolve_device(options.features.device))),
         models=part.models,
         reference_identity=part.reference.identity if part.reference is not None else None,
-        reference_data=_reference_data(part.reference),
+        reference_data=_reference_data(_offer_stored(part.reference)),
         reference_arrays={f"reference_{k}": v for k, v in (part.reference.arrays if part.reference else {}).items()},
         root=part.root,
         paths=part.paths,
@@ -407,6 +410,19 @@ def _state_features(generated: Any, models: RunModels) -> dict[str, np.ndarray]:
             if feature in arrays:
                 out[name] = arrays[feature]
     return out
+
+
+def _offer_stored(reference: ReferencePart | None) -> ReferencePart | None:
+    """`reference`, after offering its file's stored radii and decompositions again where parts made in other
+    processes are merged (`sdeval merge`, a launch's rank 0), so they are not recomputed: read when the file still
+    stands where the parts name it (its loader checks them against its rows); a process that loaded it has them."""
+    if reference is None or reference.is_share:
+        return reference
+    source, pool = Path(str(reference.identity.get("source", ""))), reference.arrays.get("pool")
+    if source.suffix == ".npz" and source.is_file() and pool is not None and not has_reference_radii(pool):
+        with contextlib.suppress(SdevalError):  # a statistics file, or one changed since: computed as without it
+            load_reference(source)
+    return reference
 
 
 def _reference_part(reference: Any, models: RunModels) -> ReferencePart | None:

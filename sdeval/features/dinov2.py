@@ -96,7 +96,7 @@ class Dinov2Extractor:
         transformers.utils.logging.disable_progress_bar()  # its bars would interleave with sdeval's
         load = partial(_load_model, model)
         network, source = load_pretrained(model, load, option="--dinov2-model", what="DINOv2 model")
-        from sdeval.features.clip import state_dict_sha256
+        from sdeval.features.clip import state_dict_sha256  # open_clip's module: only when a DINOv2 model loads
 
         return cls(network, source=source, weights_sha256=state_dict_sha256(network), device=device)
 

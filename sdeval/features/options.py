@@ -41,6 +41,8 @@ def extract(
     files: list[str] | None = None,
 ) -> FolderFeatures:
     """Features of a folder (or of one shard of it) for all `extractors` in one pass: each image is decoded once."""
+    # The cache (sqlite3, numpy) and the extraction (torch, decode workers): when a run extracts, not when a command
+    # reads its options.
     from sdeval.features.cache import FeatureCache
     from sdeval.features.extract import extract_folder
 

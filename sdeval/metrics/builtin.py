@@ -11,10 +11,20 @@ from typing import Any
 import numpy as np
 
 from sdeval.features import inception_spatial as spatial
-from sdeval.metrics import corpus
+from sdeval.metrics import corpus, fd_clip, fd_dinov2
 from sdeval.metrics.adherence import adherence
+from sdeval.metrics.benchmarks import (
+    Answer,
+    accuracy_by,
+    dpg_image_score,
+    geneval_overall,
+    label_accuracy,
+    mean_over_prompts,
+    missing_tags,
+)
 from sdeval.metrics.clip_score import DEFAULT_AGGREGATION, clip_score, clip_scores
 from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
+from sdeval.metrics.density_coverage import CoverageSide, DensitySide, density_coverage
 from sdeval.metrics.density_coverage import K as DC_NEIGHBOURHOOD
 from sdeval.metrics.diversity import image_distances, prompt_diversity
 from sdeval.metrics.fid import FrechetState, ReferenceRoot, fid_from_features, reference_root
@@ -42,6 +52,7 @@ from sdeval.metrics.seed_robustness import robustness
 from sdeval.metrics.sfid import sfid
 from sdeval.metrics.vendi import VendiSide, per_prompt, vendi_score
 from sdeval.preference import scorer_info
+from sdeval.suites.nounphrases import SPACY_MODEL
 
 IS_SPLITS = 10
 PR_NEIGHBOURHOOD = 3
@@ -507,14 +518,12 @@ FAITHFULNESS = MetricSpec(
 
 
 def _fd_dinov2(cell: CellData) -> MetricOutput:
-    from sdeval.metrics.fd_dinov2 import fd_dinov2, small_set_warning
-
     ref = _require(cell.reference, "a reference")
     features = _require(cell.features.get("dinov2"), "DINOv2 features")
     ref_features = _require(ref.features.get("dinov2"),
                             "the reference's DINOv2 features (`sdeval reference build --dinov2`)")  # fmt: skip
-    value = fd_dinov2(features, ref_features)
-    warning = small_set_warning(min(len(features), len(ref_features)), features.shape[1])
+    value = fd_dinov2.fd_dinov2(features, ref_features)
+    warning = fd_dinov2.small_set_warning(min(len(features), len(ref_features)), features.shape[1])
     entry = {"value": value, "n": len(features), "n_reference": len(ref_features)}
     return MetricOutput({"fd_dinov2": entry}, warnings=[warning] if warning else [])
 
@@ -588,13 +597,11 @@ AESTHETIC = preference_metric("aesthetic")
 
 
 def _fd_clip(cell: CellData) -> MetricOutput:
-    from sdeval.metrics.fd_clip import fd_clip, small_set_warning
-
     ref = _require(cell.reference, "a reference")
     mine = _require(cell.cmmd_image, "CLIP image embeddings")
     theirs = _require(ref.cmmd_image, "the reference's CLIP image embeddings (`sdeval reference build --cmmd`)")
-    value = fd_clip(mine, theirs)
-    warning = small_set_warning(min(len(mine), len(theirs)), mine.shape[1])
+    value = fd_clip.fd_clip(mine, theirs)
+    warning = fd_clip.small_set_warning(min(len(mine), len(theirs)), mine.shape[1])
     entry = {"value": value, "n": len(mine), "n_reference": len(theirs)}
     return MetricOutput({"fd_clip": entry}, warnings=[warning] if warning else [])
 
@@ -808,8 +815,6 @@ def _set_rows(cell: CellData, metric: str, fmt: str | None) -> tuple[JudgedData,
 
 
 def _geneval(cell: CellData) -> MetricOutput:
-    from sdeval.metrics.benchmarks import geneval_overall, missing_tags
-
     judged, rows = _judged_rows(cell)
     if not rows:
         return _unjudged("geneval", judged)
@@ -832,8 +837,6 @@ def _question_score(metric: str, fmt: str) -> Callable[[CellData], MetricOutput]
     over images; with per category (the suite rows') and, for TIFA, per element type."""
 
     def compute(cell: CellData) -> MetricOutput:
-        from sdeval.metrics.benchmarks import accuracy_by
-
         judged, rows, skipped = _set_rows(cell, metric, fmt)
         scores = [float(judged.judgements[i].score) for i in rows]
         by_category: dict[str, list[float]] = {}
@@ -857,8 +860,6 @@ def _question_score(metric: str, fmt: str) -> Callable[[CellData], MetricOutput]
 
 
 def _dpg(cell: CellData) -> MetricOutput:
-    from sdeval.metrics.benchmarks import Answer, dpg_image_score, label_accuracy, mean_over_prompts
-
     judged, rows, skipped = _set_rows(cell, "dpg", "dsg")
     answers = {i: [Answer(a.question.qid, a.question.parents, a.question.label, a.correct)
                    for a in getattr(judged.judgements[i], "answers", ())] for i in rows}  # fmt: skip
@@ -936,8 +937,6 @@ _T2I_IMAGE_SIZE = 480
 
 
 def _t2i_differs(judge: dict[str, Any]) -> list[str]:
-    from sdeval.suites.nounphrases import SPACY_MODEL
-
     if judge.get("judge") != "vqa":
         return [f"judged by the {judge.get('judge')} judge, not a VQA model"]
     given = judge.get("model")
@@ -1009,21 +1008,15 @@ T2I_COMPBENCH = MetricSpec(
 
 def _density_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int,
                   neighbourhood: int = DC_NEIGHBOURHOOD) -> Any:  # fmt: skip
-    from sdeval.metrics.density_coverage import DensitySide
-
     return DensitySide(x, reference, blocks, k, neighbourhood)
 
 
 def _coverage_side(x: np.ndarray, reference: np.ndarray, blocks: np.ndarray, k: int, seed: int,
                    neighbourhood: int = DC_NEIGHBOURHOOD) -> Any:  # fmt: skip
-    from sdeval.metrics.density_coverage import CoverageSide
-
     return CoverageSide(x, reference, blocks, k, neighbourhood)
 
 
 def _dc(cell: CellData) -> MetricOutput:
-    from sdeval.metrics.density_coverage import density_coverage
-
     ref = _require(cell.reference, "a reference")
     pool, ref_pool = _require(cell.pool, "Inception features"), _require(ref.pool, "reference Inception features")
     k = cell.params.dc_k

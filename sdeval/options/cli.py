@@ -46,7 +46,7 @@ def feature_values(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def make_feature_options(kwargs: dict[str, Any]) -> Any:
     """FeatureOptions from a command's feature options (taken out of `kwargs`), through the shared reader."""
-    from sdeval.options.score import options_from_mapping
+    from sdeval.options.score import options_from_mapping  # the metric registry (numpy): when a command runs
 
     return options_from_mapping(feature_values(kwargs), images="", where="option").features
 
@@ -155,7 +155,7 @@ class MetricsHelp(click.Option):
     """--metrics, whose help lists the registered metrics when shown (a test module may have added one)."""
 
     def get_help_record(self, ctx: click.Context):
-        from sdeval.metrics import registry
+        from sdeval.metrics import registry  # numpy and the registrations: when the help is shown, not at start-up
 
         self.help = f"comma-separated metrics: {', '.join(registry.names())} (see `sdeval metrics`)."
         return super().get_help_record(ctx)
@@ -165,6 +165,7 @@ class CiHelp(click.Option):
     """--ci, whose help names the result keys with a jackknife interval, read from their registrations when shown."""
 
     def get_help_record(self, ctx: click.Context):
+        # numpy and the registrations: when the help is shown, not at start-up
         from sdeval.metrics import registry
         from sdeval.metrics.registry import Jackknife
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sdeval.core.errors import ConfigError
+from sdeval.core.paths import cache_root
 from sdeval.core.suggest import check_keys, did_you_mean
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.options import FeatureOptions
@@ -18,13 +19,14 @@ from sdeval.metrics.clip_score import AGGREGATIONS as CLIP_AGGREGATIONS
 from sdeval.metrics.registry import ScoreParams
 from sdeval.options.protocols import NAMES as PROTOCOL_NAMES
 from sdeval.options.protocols import apply_preset
+from sdeval.suites.builtin import resolve_suite_path
 
 #: The adherence judges `--judge` takes (sdeval.judges.registry builds them).
 PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")  # sdeval.features.inception says each route
 
 
 def _judges() -> tuple[str, ...]:
-    from sdeval.judges.registry import JUDGES
+    from sdeval.judges.registry import JUDGES  # the judges' base (numpy): when options are checked, not at start-up
 
     return JUDGES
 
@@ -262,8 +264,6 @@ def options_from_mapping(
         except _Invalid as err:
             raise ConfigError(f"{where}.{key}: expected {err}, got {value!r}") from None
         if key == "suite":
-            from sdeval.suites.builtin import resolve_suite_path
-
             checked = str(resolve_suite_path(checked, base_dir or Path.cwd()))
         elif base_dir is not None and _is_path(key) and (base_dir / checked).exists():
             checked = str((base_dir / checked).resolve())
@@ -271,8 +271,6 @@ def options_from_mapping(
     if chosen.pop("no_cache", False):
         chosen["cache_dir"] = None
     elif "cache_dir" not in chosen:
-        from sdeval.core.paths import cache_root
-
         chosen["cache_dir"] = str(cache_root())
     feature_keys = {f.name for f in dataclasses.fields(FeatureOptions)}
     input_keys = set(feature_inputs.option_keys())

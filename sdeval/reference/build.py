@@ -130,7 +130,7 @@ def load_any_reference(
     `needs` pairs each extractor whose features the metrics need with the hint shown when a reference
     file holds none of that kind.
     """
-    from sdeval.reference.stats import is_stats_file, load_stats_reference
+    from sdeval.reference.stats import is_stats_file, load_stats_reference  # stats imports this module: at call time
 
     if Path(source).is_dir():
         return reference_from_folder(source, [extractor for extractor, _ in needs], options)

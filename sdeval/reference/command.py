@@ -6,6 +6,7 @@ import os
 
 import click
 
+from sdeval.core.atomic import check_output_file
 from sdeval.core.errors import SdevalError
 from sdeval.options.cli import (
     InputsCommand,
@@ -53,7 +54,7 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
     With --set NAME --images DIR: check DIR against the set's definition (missing, extra, changed files are an
     error that names them), then build it.
     """
-    from sdeval.core.atomic import check_output_file
+    # CLIP's module and the build (torch, the extractors): when a reference is built, not with the --help.
     from sdeval.features.clip import CMMD_MODEL, ClipModelSpec
     from sdeval.reference.build import build_reference_file
 
@@ -82,7 +83,7 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
         click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
         return
 
-    from sdeval.reference import sets as refsets
+    from sdeval.reference import sets as refsets  # the reference package (numpy): when the command runs
 
     found = refsets.resolve_definition(set_name, definition)
     if out is None:
@@ -126,7 +127,7 @@ def reference_list(as_json: bool) -> None:
     """The defined reference sets (count, file list hash pinned or not) and the references built in the cache."""
     import json
 
-    from sdeval.reference import sets as refsets
+    from sdeval.reference import sets as refsets  # the reference package (numpy): when the command runs
 
     defined = refsets.shipped_definitions()
     built = refsets.built_references()
@@ -156,8 +157,7 @@ def reference_list(as_json: bool) -> None:
 @click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="suite file (.jsonl).")
 def reference_captions(set_name, definition, captions, out) -> None:
     """Write a set's captions (one per image, chosen by its seeded rule) as a prompt suite for `sdeval generate`."""
-    from sdeval.core.atomic import check_output_file
-    from sdeval.reference import sets as refsets
+    from sdeval.reference import sets as refsets  # the reference package (numpy): when the command runs
 
     found = refsets.resolve_definition(set_name, definition)
     check_output_file(out, "--out")
@@ -172,8 +172,7 @@ def reference_captions(set_name, definition, captions, out) -> None:
               help="merge parts that share images, counting every copy (default: an error).")  # fmt: skip
 def reference_merge(parts, out, allow_duplicates) -> None:
     """Merge reference files built on disjoint shards of one image set; the order of PARTS does not matter."""
-    from sdeval.core.atomic import check_output_file
-    from sdeval.reference.files import load_reference, merge_references, save_reference
+    from sdeval.reference.files import load_reference, merge_references, save_reference  # numpy: when it runs
 
     check_output_file(out, "--out")  # before reading the parts: an unwritable path must not cost the merge
 

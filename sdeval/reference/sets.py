@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from sdeval.core.atomic import write_text
 from sdeval.core.errors import ConfigError, SdevalError
 from sdeval.core.images import find_images
+from sdeval.core.paths import cache_root
 from sdeval.core.textfiles import json_problem
 from sdeval.reference.files import images_hash
 
@@ -242,8 +244,6 @@ def captions_suite(
 ) -> int:
     """Write the set's chosen captions as a prompt suite (JSONL, docs/suites.md): rows `coco-<image id>`; returns
     the number of rows."""
-    from sdeval.core.atomic import write_text
-
     annotations = read_annotations(captions_json)
     ids = select_images(definition, annotations)
     captions = choose_captions(definition, annotations, ids)
@@ -355,8 +355,6 @@ def check_copy(definition: Definition, folder: str | os.PathLike[str], annotatio
 
 def default_reference_path(set_id: str) -> Path:
     """Where `reference build --set` writes when no -o is given, and where `reference list` looks."""
-    from sdeval.core.paths import cache_root
-
     return cache_root() / "references" / f"{set_id}.npz"
 
 
@@ -384,6 +382,7 @@ def build_set_reference(
     A copy holding the whole pool (e.g. all of val2014 for the 30k set) is built from a temporary folder of links
     to the set's files, so the reference's paths and hash are those of the set alone.
     """
+    # The build (torch, the extractors) and the file format (numpy): when a set is built, not when one is listed.
     from sdeval.reference.build import build_reference_file
     from sdeval.reference.files import save_reference
 

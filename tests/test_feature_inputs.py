@@ -170,7 +170,8 @@ def test_its_options_are_in_the_help_and_checked() -> None:
     score = _help("score")
     assert "--meancolour-gamma GAMMA exponent applied to each channel before the mean [default: 1.0]." in score
     jackknifed = (
-        "fid, kid, is, recall, cmmd, fd_dinov2, fd_clip, fid_inf, vendi_all, density, coverage, sfid, fd_meancolour"
+        "fid, kid, is, recall, cmmd, fd_dinov2, fd_clip, fid_inf, vendi_all, vendi_inception_all, density, coverage, "
+        "sfid, fd_meancolour"
     )
     assert f"block jackknife for {jackknifed};" in score  # --ci names it
     built = _help("reference", "build")

@@ -90,6 +90,9 @@ def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
     assert results["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 
+# 26 s: clean-fid's whole pipeline. Its fast twins: test_clean_resize_is_clean_fids_resizer below (the resize, bit for
+# bit) and tests/test_peer_score_twins.py (clean-fid's own KID and FID on sdeval's features).
+@pytest.mark.slow
 def test_clean_mode_agrees_with_clean_fid(inception_weights, image_sets):
     cleanfid = pytest.importorskip("cleanfid.fid")
     extractor = InceptionExtractor(inception_weights, preprocess="clean")

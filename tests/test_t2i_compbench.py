@@ -109,8 +109,10 @@ def test_the_score_is_the_product_of_p_yes_then_the_mean_over_images(scored: dic
             continue
         pixels = np.asarray(Image.open(scored["root"] / "images" / image["path"]).convert("RGB"))
         p_yes = vqa.p_yes(pixels, [q["question"] for q in row["questions"]["blip_vqa"]])
-        assert len(p_yes) >= 2 and np.ptp(p_yes) > 0  # random weights still tell the phrases apart
         score = float(np.prod(p_yes))
+        # Two phrases or more, each P(yes) strictly inside (0, 1): the product is below every one of them, so a mean
+        # or a minimum of the answers would not pass (random weights may give two phrases the same P(yes)).
+        assert len(p_yes) >= 2 and all(0 < p < 1 for p in p_yes) and score < min(p_yes)
         assert image[f"t2i_compbench_{row['category']}_score"] == pytest.approx(score, rel=1e-5)
         by_category.setdefault(row["category"], []).append(score)
     assert sorted(by_category) == ["color", "shape", "texture"] and len(by_category["color"]) == 2

@@ -23,6 +23,7 @@ from sdeval.core.hashing import file_sha256
 from sdeval.features.clip import CLIP_SCORE_MODEL, FEATURE_NAME, ClipEmbedder
 from sdeval.preference.base import check_prompts, no_model_error
 from sdeval.preference.info import AESTHETIC as INFO
+from sdeval.preference.info import DescribedScorer
 from sdeval.preference.mlp import RewardMLP, head_input_size
 from sdeval.preference.weights import load_strict, read_state_file, resolve_file
 
@@ -33,15 +34,9 @@ AESTHETIC_CLIP = CLIP_SCORE_MODEL
 _SCORER_VERSION = 1
 
 
-class AestheticScorer:
+class AestheticScorer(DescribedScorer, info=INFO):
     """LAION aesthetic predictor v2: an MLP head on normalised CLIP ViT-L/14 image embeddings; prompts ignored."""
 
-    name = INFO.name
-    label = INFO.label
-    direction = INFO.direction
-    range = INFO.range
-    prompt_relative = INFO.prompt_relative
-    default_model = INFO.default_model
     feature_name = FEATURE_NAME
 
     def __init__(

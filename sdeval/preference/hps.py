@@ -42,7 +42,7 @@ from sdeval.preference.base import (
     row_dot,
 )
 from sdeval.preference.info import HPS as INFO
-from sdeval.preference.info import HPS_REPO
+from sdeval.preference.info import HPS_REPO, DescribedScorer
 from sdeval.preference.weights import hub_file, load_strict, read_state_file, resolve_file
 
 #: HPS versions and their checkpoint in HPS_REPO (hpsv2/utils.py hps_version_map).
@@ -91,15 +91,9 @@ class HpsImageTransform:
         }
 
 
-class HpsScorer:
+class HpsScorer(DescribedScorer, info=INFO):
     """HPS v2/v2.1: cosine of the image and prompt embeddings of an HPS-tuned open_clip model."""
 
-    name = INFO.name
-    label = INFO.label
-    direction = INFO.direction
-    range = INFO.range
-    prompt_relative = INFO.prompt_relative
-    default_model = INFO.default_model
     feature_name = FEATURE_NAME
 
     def __init__(

@@ -51,6 +51,7 @@ from sdeval.preference.base import (
 )
 from sdeval.preference.info import IMAGEREWARD as INFO
 from sdeval.preference.info import IMAGEREWARD_TOKENIZER_REPO as TOKENIZER_REPO
+from sdeval.preference.info import DescribedScorer
 from sdeval.preference.mlp import RewardMLP
 from sdeval.preference.weights import (
     PICKLE_SUFFIXES,
@@ -230,15 +231,8 @@ class ImageRewardFiles:
     tokenizer_local_only: bool  # True: never download it (the user gave local weights)
 
 
-class ImageRewardScorer:
+class ImageRewardScorer(DescribedScorer, info=INFO):
     """ImageReward's score of each image against its prompt (not factorable: text cross-attends to the image)."""
-
-    name = INFO.name
-    label = INFO.label
-    direction = INFO.direction
-    range = INFO.range
-    prompt_relative = INFO.prompt_relative
-    default_model = INFO.default_model
 
     def __init__(
         self,

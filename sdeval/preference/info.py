@@ -7,8 +7,8 @@ here, so `sdeval score --help` names the scorers and `sdeval models --help` thei
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 #: The score direction every preference scorer has: a higher score means humans (or the head) prefer the image.
 HIGHER = "higher"
@@ -36,6 +36,24 @@ class ScorerInfo:
         """The metadata of a scorer class (a plugin's, which has no entry here)."""
         return cls(scorer.name, scorer.label, scorer.direction, tuple(scorer.range), scorer.prompt_relative,
                    scorer.default_model)  # fmt: skip
+
+
+class DescribedScorer:
+    """Base of a built-in scorer class: `class HpsScorer(DescribedScorer, info=HPS)` sets the PreferenceScorer
+    protocol's class attributes (name, label, direction, range, prompt_relative, default_model) from its ScorerInfo,
+    so each is said once, here."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    direction: ClassVar[str]
+    range: ClassVar[tuple[float | None, float | None]]
+    prompt_relative: ClassVar[bool]
+    default_model: ClassVar[str]
+
+    def __init_subclass__(cls, info: ScorerInfo, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for field in fields(info):
+            setattr(cls, field.name, getattr(info, field.name))
 
 
 IMAGEREWARD = ScorerInfo("imagereward", "ImageReward", HIGHER, (None, None), True, "THUDM/ImageReward")

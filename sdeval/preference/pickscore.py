@@ -38,7 +38,7 @@ from sdeval.preference.base import (
     vocab_sha256,
 )
 from sdeval.preference.info import PICKSCORE as INFO
-from sdeval.preference.info import PICKSCORE_PROCESSOR
+from sdeval.preference.info import PICKSCORE_PROCESSOR, DescribedScorer
 from sdeval.preference.weights import (
     ALLOW_PICKLE_HINT,
     files_sha256,
@@ -79,15 +79,9 @@ class PickScoreTransform:
         return json.loads(json.dumps(info, default=str))
 
 
-class PickScoreScorer:
+class PickScoreScorer(DescribedScorer, info=INFO):
     """PickScore: logit_scale.exp() times the cosine of CLIP image and prompt embeddings."""
 
-    name = INFO.name
-    label = INFO.label
-    direction = INFO.direction
-    range = INFO.range
-    prompt_relative = INFO.prompt_relative
-    default_model = INFO.default_model
     feature_name = FEATURE_NAME
 
     def __init__(

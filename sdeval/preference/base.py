@@ -18,11 +18,13 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from PIL import Image
+
+from sdeval.preference.info import ScorerAttributes
 
 #: The normalisation constants CLIP, BLIP and ImageReward use.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -30,21 +32,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @runtime_checkable
-class PreferenceScorer(Protocol):
-    """A model that scores images, each against its prompt when `prompt_relative`."""
+class PreferenceScorer(ScorerAttributes, Protocol):
+    """A model that scores images, each against its prompt when `prompt_relative` (its class attributes:
+    sdeval.preference.info.ScorerAttributes)."""
 
-    #: The metric key (`imagereward`, `hps`, `pickscore`, `aesthetic`).
-    name: ClassVar[str]
-    #: How a table names it.
-    label: ClassVar[str]
-    #: "higher": a higher score is better.
-    direction: ClassVar[str]
-    #: (min, max) where the score is bounded, else None for that end.
-    range: ClassVar[tuple[float | None, float | None]]
-    #: Whether the score depends on the image's prompt (False: prompts are ignored).
-    prompt_relative: ClassVar[bool]
-    #: What `load` uses when no model is given (a hub id, version or URL).
-    default_model: ClassVar[str]
     #: Identity of everything that moves this scorer's per-image outputs; part of every cache key.
     cache_key: str
 

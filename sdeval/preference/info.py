@@ -8,7 +8,7 @@ here, so `sdeval score --help` names the scorers and `sdeval models --help` thei
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 #: The score direction every preference scorer has: a higher score means humans (or the head) prefer the image.
 HIGHER = "higher"
@@ -16,19 +16,13 @@ HIGHER = "higher"
 
 @dataclass(frozen=True)
 class ScorerInfo:
-    """A scorer's metadata, as the PreferenceScorer protocol names it on the class."""
+    """A scorer's metadata: the values of its ScorerAttributes (below), which say what each field means."""
 
-    #: The metric key (`imagereward`, `hps`, `pickscore`, `aesthetic`).
     name: str
-    #: How a table names it.
     label: str
-    #: "higher": a higher score is better.
     direction: str
-    #: (min, max) where the score is bounded, else None for that end.
     range: tuple[float | None, float | None]
-    #: Whether the score depends on the image's prompt (False: prompts are ignored).
     prompt_relative: bool
-    #: What `load` uses when no model is given (a hub id, version or URL).
     default_model: str
 
     @classmethod
@@ -38,17 +32,27 @@ class ScorerInfo:
                    scorer.default_model)  # fmt: skip
 
 
-class DescribedScorer:
-    """Base of a built-in scorer class: `class HpsScorer(DescribedScorer, info=HPS)` sets the PreferenceScorer
-    protocol's class attributes (name, label, direction, range, prompt_relative, default_model) from its ScorerInfo,
-    so each is said once, here."""
+class ScorerAttributes(Protocol):
+    """The class attributes of every preference scorer (sdeval.preference.base.PreferenceScorer), ScorerInfo's
+    fields."""
 
+    #: The metric key (`imagereward`, `hps`, `pickscore`, `aesthetic`).
     name: ClassVar[str]
+    #: How a table names it.
     label: ClassVar[str]
+    #: "higher": a higher score is better.
     direction: ClassVar[str]
+    #: (min, max) where the score is bounded, else None for that end.
     range: ClassVar[tuple[float | None, float | None]]
+    #: Whether the score depends on the image's prompt (False: prompts are ignored).
     prompt_relative: ClassVar[bool]
+    #: What `load` uses when no model is given (a hub id, version or URL).
     default_model: ClassVar[str]
+
+
+class DescribedScorer(ScorerAttributes):
+    """Base of a built-in scorer class: `class HpsScorer(DescribedScorer, info=HPS)` sets its ScorerAttributes from
+    its ScorerInfo, so each is said once, here."""
 
     def __init_subclass__(cls, info: ScorerInfo, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -174,8 +174,19 @@ def _image_identity(arrays: dict[str, np.ndarray], n: int) -> tuple[list[str] | 
     return hashes, paths
 
 
+def holds_radii(path: str | os.PathLike[str]) -> bool:
+    """Whether a reference file stores k-NN radii (version 3), read from its `meta` alone (its arrays stay unread);
+    False for anything that is not a readable reference file."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT and bool(meta.get("radii"))
+
+
 def load_reference(path: str | os.PathLike[str]) -> Reference:
-    """Read a reference file (format version 1 or 2), with a clear error for anything that is not one."""
+    """Read a reference file (format version 1 to 3), with a clear error for anything that is not one."""
     file = Path(path)
     try:
         with np.load(file, allow_pickle=False) as data:

@@ -32,7 +32,7 @@ from sdeval.options.score import ScoreOptions, options_json
 from sdeval.prompts import load_manifest
 from sdeval.prompts.lookup import ImagePrompts, find_image_prompts
 from sdeval.reference.build import ReferenceShare, load_any_reference, reference_share
-from sdeval.reference.files import load_reference
+from sdeval.reference.files import holds_radii, load_reference
 from sdeval.reference.stats import is_stats_file, refuse_other_metrics
 from sdeval.score.geneval import is_geneval_layout, read_layout
 from sdeval.score.grouping import (
@@ -415,12 +415,13 @@ def _state_features(generated: Any, models: RunModels) -> dict[str, np.ndarray]:
 def _offer_stored(reference: ReferencePart | None) -> ReferencePart | None:
     """`reference`, after offering its file's stored radii and decompositions again where parts made in other
     processes are merged (`sdeval merge`, a launch's rank 0), so they are not recomputed: read when the file still
-    stands where the parts name it (its loader checks them against its rows); a process that loaded it has them."""
+    stands where the parts name it and its meta says it holds radii (its loader checks them against its rows); a
+    process that loaded it has them, and a file without radii is not read again."""
     if reference is None or reference.is_share:
         return reference
     source, pool = Path(str(reference.identity.get("source", ""))), reference.arrays.get("pool")
-    if source.suffix == ".npz" and source.is_file() and pool is not None and not has_reference_radii(pool):
-        with contextlib.suppress(SdevalError):  # a statistics file, or one changed since: computed as without it
+    if pool is not None and not has_reference_radii(pool) and source.suffix == ".npz" and holds_radii(source):
+        with contextlib.suppress(SdevalError):  # changed since the parts were made: computed as without it
             load_reference(source)
     return reference
 

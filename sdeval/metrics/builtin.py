@@ -27,7 +27,7 @@ from sdeval.metrics.cmmd import SCALE, SIGMA, cmmd
 from sdeval.metrics.density_coverage import CoverageSide, DensitySide, density_coverage
 from sdeval.metrics.density_coverage import K as DC_NEIGHBOURHOOD
 from sdeval.metrics.diversity import image_distances, prompt_diversity
-from sdeval.metrics.fid import FrechetState, ReferenceRoot, fid_from_features, reference_root
+from sdeval.metrics.fid import FrechetState, ReferenceRoot, fid_from_features, reference_root, small_set_warning
 from sdeval.metrics.fid_inf import FidInfSide, entry, fid_inf
 from sdeval.metrics.inception_score import inception_score
 from sdeval.metrics.kid import kid
@@ -1056,12 +1056,9 @@ def _sfid(cell: CellData) -> MetricOutput:
     rows = _require(cell.features.get(spatial.NAME), "Inception spatial features")
     ref_rows = _require(ref.features.get(spatial.NAME), "the reference's Inception spatial features (`sdeval "
                         "reference build --inception-spatial`, or a reference folder)")  # fmt: skip
-    small = min(len(rows), len(ref_rows))
-    warnings = [] if small >= spatial.DIM else [
-        f"sFID: {small} images is fewer than the {spatial.DIM} feature dimensions; the covariance is rank-deficient "
-        "and sFID is biased upward. Use at least as many images as dimensions (10k+ to compare)."]  # fmt: skip
+    warning = small_set_warning("sFID", min(len(rows), len(ref_rows)), spatial.DIM, subject="sFID")
     entry = {"value": sfid(rows, ref_rows), "n": len(rows), "n_reference": len(ref_rows)}
-    return MetricOutput({"sfid": entry}, warnings=warnings)
+    return MetricOutput({"sfid": entry}, warnings=[warning] if warning else [])
 
 
 def _sfid_protocol(params: ScoreParams, cell: CellData) -> dict[str, Any]:

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdeval.metrics.fid import FrechetState, fid_from_features
+from sdeval.metrics.fid import fd_of_rows
+from sdeval.metrics.fid import small_set_warning as frechet_small_set_warning
 
 
 def fd_clip(features: np.ndarray, reference_features: np.ndarray) -> float:
     """Fréchet distance of CLIP image embeddings `features` [n, d] to the reference's [m, d]."""
-    ref = np.asarray(reference_features)
-    return fid_from_features(features, FrechetState.from_features(ref), reference_features=ref)
+    return fd_of_rows(features, reference_features)
 
 
 def small_set_warning(n: int, dim: int) -> str | None:
     """The warning a result carries when a set has fewer images than embedding dimensions (biased upward)."""
-    if n >= dim:
-        return None
-    return (
-        f"FD_CLIP: {n} images is fewer than the {dim} embedding dimensions; the covariance is rank-deficient and the "
-        "distance is biased upward. Use at least as many images as dimensions (10k+ to compare)."
-    )
+    return frechet_small_set_warning("FD_CLIP", n, dim, "embedding dimensions")

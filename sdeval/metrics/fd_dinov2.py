@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdeval.core.errors import SdevalError
-from sdeval.metrics.fid import FrechetState, fid_from_features
+from sdeval.metrics.fid import FrechetState, fd_of_rows, fid_from_features
+from sdeval.metrics.fid import small_set_warning as frechet_small_set_warning
 
 
 def fd_dinov2(
@@ -25,17 +25,9 @@ def fd_dinov2(
     """
     if isinstance(reference, FrechetState):
         return fid_from_features(features, reference, reference_features=reference_features)
-    rows = np.asarray(reference)
-    if rows.ndim != 2:
-        raise SdevalError(f"expected reference features of shape [n, d], got {list(rows.shape)}")
-    return fid_from_features(features, FrechetState.from_features(rows), reference_features=rows)
+    return fd_of_rows(features, reference)
 
 
 def small_set_warning(n: int, dim: int) -> str | None:
     """The warning a result carries when a set has fewer images than feature dimensions (biased upward)."""
-    if n >= dim:
-        return None
-    return (
-        f"FD_DINOv2: {n} images is fewer than the {dim} feature dimensions; the covariance is rank-deficient and the "
-        "distance is biased upward. Use at least as many images as dimensions (10k+ to compare)."
-    )
+    return frechet_small_set_warning("FD_DINOv2", n, dim)

@@ -251,3 +251,26 @@ def fid_from_features(
     else:
         return frechet_distance(mu1, sigma1, mu2, sigma2)
     return frechet_from_traces(mu1 - mu2, np.trace(sigma1), np.trace(sigma2), trace)
+
+
+def fd_of_rows(features: np.ndarray, reference_rows: np.ndarray) -> float:
+    """Fréchet distance of feature rows [n, d] to a reference's rows [m, d]: FID's maths on another embedding
+    (FD_DINOv2, FD_CLIP, sFID), the reference's rows letting a reference of fewer images than dimensions take the
+    n x n route."""
+    rows = np.asarray(reference_rows)
+    if rows.ndim != 2:
+        raise SdevalError(f"expected reference features of shape [n, d], got {list(rows.shape)}")
+    return fid_from_features(features, FrechetState.from_features(rows), reference_features=rows)
+
+
+def small_set_warning(
+    metric: str, n: int, dim: int, dimensions: str = "feature dimensions", subject: str = "the distance"
+) -> str | None:
+    """The warning a Fréchet distance's result carries when a set has fewer images than dimensions (the covariance
+    is rank-deficient, the distance biased upward); None otherwise."""
+    if n >= dim:
+        return None
+    return (
+        f"{metric}: {n} images is fewer than the {dim} {dimensions}; the covariance is rank-deficient and {subject} "
+        "is biased upward. Use at least as many images as dimensions (10k+ to compare)."
+    )

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdeval.metrics.fid import FrechetState, fid_from_features
+from sdeval.metrics.fid import fd_of_rows
 
 
 def sfid(features: np.ndarray, reference: np.ndarray) -> float:
     """Fréchet distance of spatial features `features` [n, 2023] to the reference's rows [m, 2023]."""
-    rows = np.asarray(reference)
-    return fid_from_features(features, FrechetState.from_features(rows), reference_features=rows)
+    return fd_of_rows(features, reference)

@@ -52,7 +52,7 @@ from sdeval.metrics.seed_robustness import robustness
 from sdeval.metrics.sfid import sfid
 from sdeval.metrics.vendi import VendiSide, per_prompt, vendi_score
 from sdeval.preference import scorer_info
-from sdeval.suites.nounphrases import SPACY_MODEL
+from sdeval.suites.nounphrases import SPACY_MODEL, T2I_BLIP_VQA
 
 IS_SPLITS = 10
 PR_NEIGHBOURHOOD = 3
@@ -923,8 +923,6 @@ DPG = MetricSpec(
 
 # -- T2I-CompBench's BLIP-VQA attribute binding (color, shape, texture), by name ------------------------------------
 
-#: The categories T2I-CompBench scores with BLIP-VQA (sdeval.suites.benchmarks.T2I_BLIP_VQA: their rows' questions).
-T2I_BLIP_CATEGORIES = ("color", "shape", "texture")
 _PUBLISHED["t2i_compbench"] = (
     "T2I-CompBench attribute binding, BLIP-VQA (Huang et al., NeurIPS 2023): color, shape, texture",
     "Karine-Huang/T2I-CompBench BLIPvqa_eval/BLIP_vqa.py: per image the product over its noun phrases (at most 8) "
@@ -966,7 +964,7 @@ def _t2i_compbench(cell: CellData) -> MetricOutput:
     by_category: dict[str, list[int]] = {}
     for i in rows:
         category = judged.categories[i]
-        if category in T2I_BLIP_CATEGORIES:
+        if category in T2I_BLIP_VQA:
             by_category.setdefault(category, []).append(i)
         else:
             skipped.append({"path": cell.paths[i], "reason": f"category {category!r} is not one of T2I-CompBench's "
@@ -994,11 +992,11 @@ T2I_COMPBENCH = MetricSpec(
     results=tuple(
         ResultKey(f"t2i_compbench_{c}", f"T2I-CompBench {c} (BLIP-VQA)", Direction.HIGHER, (0.0, 1.0),
                   Bootstrap(f"t2i_compbench_{c}_score"), detail="({n} images)")
-        for c in T2I_BLIP_CATEGORIES
+        for c in T2I_BLIP_VQA
     ),
     needs=frozenset({Need.PROMPTS, Need.JUDGEMENTS}),
     compute=_t2i_compbench,
-    per_image=tuple(f"t2i_compbench_{c}_score" for c in T2I_BLIP_CATEGORIES),
+    per_image=tuple(f"t2i_compbench_{c}_score" for c in T2I_BLIP_VQA),
     protocol=_benchmark_protocol("t2i_compbench", _t2i_differs),
 )  # fmt: skip
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from sdeval.core.errors import ConfigError
 from sdeval.suites.builtin import BENCHMARKS, DATA_DIR, builtin_path
-from sdeval.suites.nounphrases import SPACY_MODEL, noun_phrases, questions
+from sdeval.suites.nounphrases import SPACY_MODEL, T2I_BLIP_VQA, noun_phrases, questions
 
 VERSION = "1"
 COCO_CAPTIONS = "CC BY 4.0 (COCO captions)"
@@ -145,8 +145,6 @@ def partiprompts(files: Mapping[str, bytes]) -> Rows:
 
 
 T2I_CATEGORIES = ("color", "shape", "texture", "spatial", "non_spatial", "complex", "3d_spatial", "numeracy")
-#: The categories T2I-CompBench scores with BLIP-VQA: their rows carry its questions (set `blip_vqa`).
-T2I_BLIP_VQA = ("color", "shape", "texture")
 
 
 def t2i_compbench(files: Mapping[str, bytes]) -> Rows:

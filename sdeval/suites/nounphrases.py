@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+#: The categories T2I-CompBench scores with BLIP-VQA: their rows carry these questions (question set `blip_vqa`).
+T2I_BLIP_VQA = ("color", "shape", "texture")
 #: The chunks T2I-CompBench leaves out ("todo remove some phrases").
 EXCLUDED = ("top", "the side", "the left", "the right")
 #: BLIP_vqa.py's --np_num: questions past the 8th are not asked (an image scores the product of the first 8).

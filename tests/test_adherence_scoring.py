@@ -189,7 +189,7 @@ def test_geneval_results_without_adherence_is_a_clear_error(tmp_path, geneval_fo
 
 
 def test_faithfulness_lists_the_images_without_an_init_image():
-    from sdeval.metrics.builtin import _faithfulness
+    from sdeval.metrics.builtin.adherence import _faithfulness
     from sdeval.metrics.registry import CellData, ScoreParams
 
     cell = CellData(paths=["a.png", "b.png"], params=ScoreParams())

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from sdeval.cli import main
 from sdeval.metrics import registry
-from sdeval.metrics.builtin import IS_SPLITS, PR_NEIGHBOURHOOD
+from sdeval.metrics.builtin.inception import IS_SPLITS, PR_NEIGHBOURHOOD
 from sdeval.metrics.cmmd import cmmd
 from sdeval.metrics.density_coverage import density_coverage
 from sdeval.metrics.fd_clip import fd_clip
@@ -195,7 +195,8 @@ def _builtin_jackknife_keys() -> set[str]:
     return {
         result.key
         for result in registry.result_keys()
-        if isinstance(result.interval, Jackknife) and result.interval.side.__module__ == "sdeval.metrics.builtin"
+        if isinstance(result.interval, Jackknife)
+        and result.interval.side.__module__.startswith("sdeval.metrics.builtin.")
     }
 
 

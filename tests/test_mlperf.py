@@ -140,7 +140,7 @@ def test_clip_mean_aggregation_is_mlperfs_formula() -> None:
 
 
 def test_clip_aggregation_is_an_option_recorded_in_the_protocol() -> None:
-    from sdeval.metrics.builtin import CLIP
+    from sdeval.metrics.builtin.clip import CLIP
     from sdeval.metrics.registry import CellData, PromptData
     from sdeval.options.score import options_from_mapping
 

@@ -345,39 +345,41 @@ def _check(name: str, spec: MetricSpec) -> None:
         raise ValueError(f"metric {spec.name!r}: result key(s) {', '.join(clash)} belong to another metric")
 
 
-#: Every metric: the built-ins by reference (sdeval.metrics.builtin imports this module, never the other way, and
-#: loads on first use), then those registered in code, then the `sdeval.metrics` entry points of installed packages.
+#: Every metric: the built-ins by reference, each `FAMILY:NAME` in the package sdeval.metrics.builtin (whose modules
+#: import this one, never the other way; a family's module loads on first use of one of its metrics), then those
+#: registered in code, then the `sdeval.metrics` entry points of installed packages. This order is the table's and
+#: `sdeval metrics`' order.
 _METRICS: Registry[MetricSpec] = Registry("metric", group="sdeval.metrics", check=_check)
-for _name, _object in (
-    ("fid", "FID"),
-    ("kid", "KID"),
-    ("is", "IS"),
-    ("pr", "PR"),
-    ("clip", "CLIP"),
-    ("rprecision", "RPRECISION"),
-    ("cmmd", "CMMD"),
-    ("diversity", "DIVERSITY"),
-    ("adherence", "ADHERENCE"),
-    ("robustness", "ROBUSTNESS"),
-    ("faithfulness", "FAITHFULNESS"),
-    ("fd_dinov2", "FD_DINOV2"),
-    ("imagereward", "IMAGEREWARD"),
-    ("hps", "HPS"),
-    ("pickscore", "PICKSCORE"),
-    ("aesthetic", "AESTHETIC"),
-    ("geneval", "GENEVAL"),
-    ("dsg", "DSG"),
-    ("tifa", "TIFA"),
-    ("dpg", "DPG"),
-    ("t2i_compbench", "T2I_COMPBENCH"),
-    ("fd_clip", "FD_CLIP"),
-    ("fid_inf", "FID_INF"),
-    ("vendi", "VENDI"),
-    ("vendi_inception", "VENDI_INCEPTION"),
-    ("dc", "DC"),
-    ("sfid", "SFID"),
+for _name, _where in (
+    ("fid", "inception:FID"),
+    ("kid", "inception:KID"),
+    ("is", "inception:IS"),
+    ("pr", "inception:PR"),
+    ("clip", "clip:CLIP"),
+    ("rprecision", "clip:RPRECISION"),
+    ("cmmd", "clip:CMMD"),
+    ("diversity", "clip:DIVERSITY"),
+    ("adherence", "adherence:ADHERENCE"),
+    ("robustness", "adherence:ROBUSTNESS"),
+    ("faithfulness", "adherence:FAITHFULNESS"),
+    ("fd_dinov2", "dinov2:FD_DINOV2"),
+    ("imagereward", "preference:IMAGEREWARD"),
+    ("hps", "preference:HPS"),
+    ("pickscore", "preference:PICKSCORE"),
+    ("aesthetic", "preference:AESTHETIC"),
+    ("geneval", "benchmarks:GENEVAL"),
+    ("dsg", "benchmarks:DSG"),
+    ("tifa", "benchmarks:TIFA"),
+    ("dpg", "benchmarks:DPG"),
+    ("t2i_compbench", "benchmarks:T2I_COMPBENCH"),
+    ("fd_clip", "clip:FD_CLIP"),
+    ("fid_inf", "inception:FID_INF"),
+    ("vendi", "vendi:VENDI"),
+    ("vendi_inception", "vendi:VENDI_INCEPTION"),
+    ("dc", "inception:DC"),
+    ("sfid", "inception:SFID"),
 ):
-    _METRICS.register(_name, f"sdeval.metrics.builtin:{_object}")
+    _METRICS.register(_name, f"sdeval.metrics.builtin.{_where}")
 
 
 def register(spec: MetricSpec) -> MetricSpec:
@@ -453,7 +455,14 @@ def check_names(requested: tuple[str, ...]) -> list[MetricSpec]:
 
 
 def inputs_of(specs: list[MetricSpec], reference: bool = False) -> tuple[str, ...]:
-    """The feature inputs `specs` read, in registration order (with `reference`, those of the metrics that compare
-    with a reference: the reference must hold their rows)."""
+    """The feature inputs `specs` read, by name or by a need one of their outputs serves (Need.INCEPTION_POOL: the
+    Inception input), in registration order. With `reference`, those whose rows the reference must hold: named by
+    the metrics that compare with a reference, or with an output references store serving any metric's need (the
+    reference holds Inception's pool features whenever a metric reads them)."""
     wanted = {name for spec in specs if spec.needs_reference or not reference for name in spec.inputs}
+    needs = {need.value for spec in specs for need in spec.needs}
+    for declared in feature_inputs.inputs():
+        served = {o.need for o in declared.arrays if o.need is not None and (o.reference or not reference)}
+        if served & needs:
+            wanted.add(declared.name)
     return tuple(name for name in feature_inputs.names() if name in wanted)

@@ -728,7 +728,7 @@ def test_scores_do_not_depend_on_batching(scorers, name, images):
 
 @pytest.mark.parametrize("name", list(SCORERS))
 def test_metadata_without_the_model_module_is_the_class_metadata(name):
-    """metrics/builtin.py and the help read a scorer's metadata from info.py (no torch); the class reads it there."""
+    """metrics/builtin/ and the help read a scorer's metadata from info.py (no torch); the class reads it there."""
     assert ScorerInfo.of(scorer_class(name)) == scorer_info(name)
     assert scorer_info(name).name == name
 

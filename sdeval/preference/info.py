@@ -1,8 +1,9 @@
 """What each built-in preference scorer is, without loading it: name, label, direction, range, whether it reads
 the prompt, default model, and the other files it loads (tokenizer, processor, checkpoint repository).
 
-The scorer classes take these from here, and the metric registrations (metrics/builtin.py) and the help read them
-here, so `sdeval score --help` names the scorers and `sdeval models --help` their files without importing torch.
+The scorer classes take these from here, and the metric registrations (metrics/builtin/preference.py) and the help
+read them here, so `sdeval score --help` names the scorers and `sdeval models --help` their files without importing
+torch.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def benchmark_card(cells: list[Cell]) -> dict[str, list[dict[str, Any]]]:
         if isinstance(suite, dict) and suite.get("id") in BENCHMARKS:
             suites.setdefault(json.dumps(suite, sort_keys=True), (suite, []))[1].append(cell.label)
         for key, block in protocol.items():
-            if isinstance(block, dict) and "as_published" in block:  # a benchmark score's block (metrics/builtin.py)
+            if isinstance(block, dict) and "as_published" in block:  # a benchmark score (metrics/builtin/benchmarks.py)
                 scores.setdefault(json.dumps([key, block], sort_keys=True), (key, block, []))[2].append(cell.label)
     ids = dict.fromkeys(suite["id"] for suite, _ in suites.values())
     return {

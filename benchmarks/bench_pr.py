@@ -67,6 +67,7 @@ def main() -> None:
         generated = features(n, seed=1, shift=0.05, scale=1.0)
         reference = features(n, seed=2, shift=0.0, scale=1.0)
         blocks = blocks_of(np.arange(n) // 2, n // 2, 25, 0)
+        medians: dict[str, dict[str, tuple[float, float]]] = {}
         for what in args.only:
             wall: dict[str, list[float]] = {"float64": [], "float32": []}
             cpu: dict[str, list[float]] = {"float64": [], "float32": []}
@@ -78,7 +79,7 @@ def main() -> None:
                     cpu[gemm].append(cpu_seconds)
                 if values["float64"] != values["float32"]:
                     raise SystemExit(f"{what} n={n}: the float32 screen differs from the float64 formula")
-            med = {g: (statistics.median(wall[g]), statistics.median(cpu[g])) for g in wall}
+            med = medians[what] = {g: (statistics.median(wall[g]), statistics.median(cpu[g])) for g in wall}
             slow, fast = med["float64"], med["float32"]
             print(
                 f"| {n} | {what} | {slow[0]:.1f} ({slow[1]:.1f}) | {fast[0]:.1f} ({fast[1]:.1f}) "
@@ -87,6 +88,15 @@ def main() -> None:
             )
             runs = {g: ", ".join(f"{w:.1f}" for w in wall[g]) for g in wall}
             print(f"  wall runs: float64 {runs['float64']}; float32 {runs['float32']}", file=sys.stderr, flush=True)
+        if "pr" in medians and "pr_stored" in medians:
+            # The comparison: a stored reference's radii with the screen against today's path, which
+            # computes them with the float64 formula.
+            slow, fast = medians["pr"]["float64"], medians["pr_stored"]["float32"]
+            print(
+                f"| {n} | pr_stored (float32) against pr (float64) | {slow[0]:.1f} ({slow[1]:.1f}) "
+                f"| {fast[0]:.1f} ({fast[1]:.1f}) | {fast[0] / slow[0]:.2f}x ({fast[1] / slow[1]:.2f}x) |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ to the float64 formula where it does not hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -144,13 +145,15 @@ class ScreenedSet:
     def __len__(self) -> int:
         return self.n
 
-    def rows32(self, rows: slice) -> torch.Tensor:
-        """The row side of the screen: [-2x, (1 + c) sa, 1, 0...] (the factor 2 is exact)."""
+    def rows32(self, rows: slice | torch.Tensor) -> torch.Tensor:
+        """The row side of the screen: [-2x, (1 + c) sa, 1, 0...] (the factor 2 is exact), for a slice of rows or
+        an index of them."""
         import torch  # at call time (see the imports above)
 
-        block = torch.zeros(len(range(*rows.indices(self.n))), self.width, dtype=torch.float32)
-        torch.mul(self.cols32[rows, : self.d], -2.0, out=block[:, : self.d])
-        block[:, self.d] = self.cols32[rows, self.d + 1]
+        source = self.cols32[rows]
+        block = torch.zeros(len(source), self.width, dtype=torch.float32)
+        torch.mul(source[:, : self.d], -2.0, out=block[:, : self.d])
+        block[:, self.d] = source[:, self.d + 1]
         block[:, self.d + 1] = 1.0
         return block
 
@@ -164,9 +167,10 @@ class ScreenedSet:
         return torch.from_numpy(out)
 
 
-def screen(a: ScreenedSet, rows: slice, b: ScreenedSet) -> torch.Tensor:
-    """hi [rows, b.n] (float32): an upper bound of the float64 formula's D, at most 2c S + tiny above it."""
-    return a.rows32(rows) @ b.cols32.T
+def screen(a: ScreenedSet, rows: slice | torch.Tensor, b: ScreenedSet, cols: slice | None = None) -> torch.Tensor:
+    """hi [rows, cols] (float32; every column of b by default): an upper bound of the float64 formula's D, at most
+    2c S + tiny above it. The bound does not depend on which set is the row side: hi of (i, j) bounds D of (j, i)."""
+    return a.rows32(rows) @ (b.cols32 if cols is None else b.cols32[cols]).T
 
 
 def _whole_products(rows: torch.Tensor, b: ScreenedSet) -> torch.Tensor:
@@ -272,23 +276,57 @@ def nearest(a: ScreenedSet, rows: slice, b: ScreenedSet, hi: torch.Tensor, width
     """The `width` smallest float64-formula D of each row of the block, exact, ascending, with their columns:
     (values [r, width] float64, columns [r, width] int64). Ties may list other columns than a top-k of the float64
     row would; the values are the same."""
+    values, columns = hi.topk(candidate_count(hi.shape[1], width), dim=1, largest=False)
+    return settle_nearest(a, rows, b, values, columns, width, hi.__getitem__)
+
+
+def candidate_count(n: int, width: int) -> int:
+    """How many of a row's smallest screen values `settle_nearest` takes for the `width` nearest of n columns."""
+    return min(n, min(width, n) + _EXTRA)
+
+
+def keep_smallest(values: torch.Tensor, columns: torch.Tensor, rows: slice, hi: torch.Tensor, offset: int) -> None:
+    """Fold a block of screen values (columns from `offset` on) into the running smallest `values` of `rows` (with
+    their `columns`): the smallest of all blocks are among the smallest of each."""
     import torch  # at call time (see the imports above)
 
-    count, n = hi.shape
+    keep = values.shape[1]
+    block_values, block_columns = hi.topk(min(keep, hi.shape[1]), dim=1, largest=False)
+    merged = torch.cat([values[rows], block_values], dim=1)
+    best, where = merged.topk(keep, dim=1, largest=False)
+    values[rows] = best
+    columns[rows] = torch.cat([columns[rows], block_columns + offset], dim=1).gather(1, where)
+
+
+def settle_nearest(
+    a: ScreenedSet,
+    rows: slice,
+    b: ScreenedSet,
+    values: torch.Tensor,
+    columns: torch.Tensor,
+    width: int,
+    whole_rows: Callable[[torch.Tensor], torch.Tensor],
+):
+    """`nearest` from each row's smallest screen values (ascending, at least `width` + `_EXTRA` of them unless the
+    row is shorter) and their columns: the candidates within the band of the width-th are recomputed exactly. A
+    row whose band reaches past its candidates is screened whole again (`whole_rows(mask)`: those rows' screen
+    values against every column; any screen's, since each bounds D with the same band)."""
+    import torch  # at call time (see the imports above)
+
+    count, keep = values.shape
+    n = b.n
     width = min(width, n)
-    keep = min(n, width + _EXTRA)
-    values, columns = hi.topk(keep, dim=1, largest=False)
     sa = a.sq[rows]
     limit = values[:, width - 1].double() + 2 * a.c * (sa + b.max_sq) * (1 + _SLACK) + 3 * _TINY
     limit32 = _up32(limit)
     inside = values <= limit32[:, None]
-    short = (values[:, -1] <= limit32) & (keep < n)  # the band reaches past the top-k: scan the whole row
+    short = (values[:, -1] <= limit32) & (keep < n)  # the band reaches past the candidates: scan the whole row
     if short.any():
         inside[short] = False
     i, p = inside.nonzero(as_tuple=True)
     j = columns[i, p]
     if short.any():
-        extra_i, extra_j = (hi[short] <= limit32[short, None]).nonzero(as_tuple=True)
+        extra_i, extra_j = (whole_rows(short) <= limit32[short, None]).nonzero(as_tuple=True)
         i = torch.cat([i, short.nonzero().squeeze(1)[extra_i]])
         j = torch.cat([j, extra_j])
         order = torch.argsort(i, stable=True)

@@ -10,14 +10,17 @@ bound cannot settle are recomputed with the float64 formula, so radii and hits a
 `gemm="float64"` (every distance by the float64 formula), at about float32 GEMM speed (benchmarks/RESULTS.md).
 
 Memory: no n x m distance matrix is ever held. Distances are computed in blocks of whole rows, at most
-`_CHUNK` rows and about `_CHUNK_ELEMENTS` distances each (64 MiB in float64), so the peak is the features'
-copies (float64 for `gemm="float64"`, float32 for the screen) plus a few such blocks, whatever n. Each distance
+`_CHUNK` rows and about `_CHUNK_ELEMENTS` distances each (64 MiB in float64), or, for the screen of a set against
+itself (its k-NN radii), in square blocks of at most `_CHUNK_ELEMENTS`, each serving both its rows and its columns
+(half the products); so the peak is the features' copies (float64 for `gemm="float64"`, float32 for the screen)
+plus a few such blocks, whatever n. Each distance
 comes out the same whatever the chunking (bit for bit with MKL, see `distances.squared_distances`), so the results
 do not depend on the chunk size (tests/test_pr_memory.py).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
@@ -26,12 +29,14 @@ import numpy as np
 
 from sdeval.metrics.distances import (
     ScreenedSet,
+    candidate_count,
     exact_rows,
     hit_pairs,
-    nearest,
+    keep_smallest,
     reproduces_float64,
     screen,
     screen_supported,
+    settle_nearest,
 )
 from sdeval.metrics.distances import pairwise_distances as _pairwise_distances
 from sdeval.metrics.distances import squared_norms as _squared_norms
@@ -109,14 +114,38 @@ def _screened_radii(x: ScreenedSet, k: int) -> torch.Tensor:
 
 
 def _screened_radii_for(x: ScreenedSet, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
+
+    values, _ = _self_nearest(x, max(ks) + 1)  # exact and ascending: each k's is there
+    return {k: values[:, k].clamp_min(0).sqrt() for k in ks}  # sqrt is monotone: the k-th of the distances
+
+
+def _self_nearest(x: ScreenedSet, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`distances.nearest` of every row of x among x's own rows (itself included), each pair screened once: the
+    screen of the square block (I, J) serves rows I and, transposed, rows J (the bound does not depend on which
+    side is the row), so only the blocks on and above the diagonal are multiplied: half the float32 GEMM of whole
+    rows. Blocks stay within `_CHUNK_ELEMENTS`; the exact recomputation goes by row chunks as before."""
     import torch  # at call time (see the imports above)
 
-    radii = {k: torch.empty(x.n, dtype=torch.float64) for k in ks}
-    for rows in _row_chunks(x.n, x.n):
-        values, _ = nearest(x, rows, x, screen(x, rows, x), max(ks) + 1)  # exact and ascending: each k's is there
-        for k in ks:
-            radii[k][rows] = values[:, k].clamp_min(0).sqrt()  # sqrt is monotone: the k-th of the distances
-    return radii
+    n = x.n
+    keep = candidate_count(n, width)
+    values = torch.full((n, keep), float("inf"), dtype=torch.float32)
+    columns = torch.zeros((n, keep), dtype=torch.int64)
+    side = max(_ROW_ALIGN, math.isqrt(_CHUNK_ELEMENTS) // _ROW_ALIGN * _ROW_ALIGN)
+    squares = [slice(start, min(start + side, n)) for start in range(0, n, side)]
+    for i, rows in enumerate(squares):
+        for cols in squares[i:]:
+            hi = screen(x, rows, x, cols)
+            keep_smallest(values, columns, rows, hi, cols.start)
+            if cols.start != rows.start:
+                keep_smallest(values, columns, cols, hi.T, rows.start)
+    best = torch.empty(n, min(width, n), dtype=torch.float64)
+    best_columns = torch.empty(n, min(width, n), dtype=torch.int64)
+    for rows in _row_chunks(n, n):
+        index = torch.arange(n)[rows]
+        best[rows], best_columns[rows] = settle_nearest(
+            x, rows, x, values[rows], columns[rows], width, lambda short, index=index: screen(x, index[short], x)
+        )
+    return best, best_columns
 
 
 def knn_radii_for(features: np.ndarray, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
@@ -314,6 +343,7 @@ def recall_leave_outs(
         gen_sq, ref_sq = _squared_norms(gen), _squared_norms(ref)
     else:
         a, b = screened
+        self_near = _self_nearest(a, width)  # each row's `width` nearest generated rows, exact, for every chunk
     # Precision's hits come with the same blocks when the reference's radii are at hand (no extra reference pass).
     ref_radii = _REFERENCE_RADII.get((fingerprint(np.asarray(real)), k, gemm if screened is not None else "float64"))
     gen_inside = torch.empty(n, dtype=torch.bool)
@@ -325,8 +355,7 @@ def recall_leave_outs(
             near, near_index = distances.topk(width, dim=1, largest=False)  # ascending
             whole = distances.__getitem__
         else:
-            near_squared, near_index = nearest(a, rows, a, screen(a, rows, a), width)
-            near = near_squared.clamp_min_(0).sqrt_()
+            near, near_index = self_near[0][rows].clamp_min(0).sqrt(), self_near[1][rows]
             whole = _exact_whole_rows(a, rows.start)
         radius = near[:, k]  # = _kth_smallest(distances, k + 1)
         grown_radius, grown_block = _grown_radii(whole, near, block_of[near_index], own, block_of, k)

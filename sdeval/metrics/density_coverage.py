@@ -26,7 +26,7 @@ from sdeval.metrics.distances import pairwise_distances, squared_norms
 from sdeval.metrics.embeddings import NotEnoughDataError, fingerprint, rows_per_block
 from sdeval.metrics.precision_recall import reference_radii
 
-#: The paper's neighbourhood size.
+#: The paper's neighbourhood size, said here only: the default of --dc-k (metrics/registry.py ScoreParams.dc_k).
 K = 5
 _ROWS, _ELEMENTS = 2048, 1 << 23  # at most this many rows, and about this many distances, per block
 

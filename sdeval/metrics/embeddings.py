@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sdeval.metrics.registry import MetricSkip
+from sdeval.metrics.skip import MetricSkip
 
 
 class NotEnoughDataError(MetricSkip):

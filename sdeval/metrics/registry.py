@@ -23,6 +23,8 @@ from sdeval.core.errors import SdevalError
 from sdeval.core.registry import Registry
 from sdeval.core.suggest import did_you_mean
 from sdeval.features import inputs as feature_inputs
+from sdeval.metrics import density_coverage
+from sdeval.metrics.skip import MetricSkip as MetricSkip  # said in skip.py; metrics and plugins raise it from here
 
 
 class Direction(str, Enum):
@@ -196,7 +198,7 @@ class ScoreParams:
     kid_subset_size: int | None = None  # None: min(1000, n, n_reference)
     rprecision_r: int | None = None  # None: min(100, distinct prompts)
     clip_aggregation: str = "clamped"  # sdeval.metrics.clip_score.AGGREGATIONS: clamped (torchmetrics) | mean (MLPerf)
-    dc_k: int = 5  # density/coverage's neighbourhood (Naeem et al.'s 5, density_coverage.K)
+    dc_k: int = density_coverage.K  # density/coverage's neighbourhood (the paper's, said with its maths)
 
 
 @dataclass
@@ -278,10 +280,6 @@ class MetricOutput:
     per_image: dict[str, list[Any]] = field(default_factory=dict)  # column -> one value per image (None: none)
     warnings: list[str] = field(default_factory=list)
     per_prompt: list[dict[str, Any]] | None = None
-
-
-class MetricSkip(SdevalError):
-    """A metric cannot be computed for this input (too few images, no prompts): listed with this reason."""
 
 
 @dataclass(frozen=True)

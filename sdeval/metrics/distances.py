@@ -272,14 +272,6 @@ def _up32(values: torch.Tensor) -> torch.Tensor:
     return nudged.float()
 
 
-def nearest(a: ScreenedSet, rows: slice, b: ScreenedSet, hi: torch.Tensor, width: int):
-    """The `width` smallest float64-formula D of each row of the block, exact, ascending, with their columns:
-    (values [r, width] float64, columns [r, width] int64). Ties may list other columns than a top-k of the float64
-    row would; the values are the same."""
-    values, columns = hi.topk(candidate_count(hi.shape[1], width), dim=1, largest=False)
-    return settle_nearest(a, rows, b, values, columns, width, hi.__getitem__)
-
-
 def candidate_count(n: int, width: int) -> int:
     """How many of a row's smallest screen values `settle_nearest` takes for the `width` nearest of n columns."""
     return min(n, min(width, n) + _EXTRA)
@@ -307,10 +299,13 @@ def settle_nearest(
     width: int,
     whole_rows: Callable[[torch.Tensor], torch.Tensor],
 ):
-    """`nearest` from each row's smallest screen values (ascending, at least `width` + `_EXTRA` of them unless the
-    row is shorter) and their columns: the candidates within the band of the width-th are recomputed exactly. A
-    row whose band reaches past its candidates is screened whole again (`whole_rows(mask)`: those rows' screen
-    values against every column; any screen's, since each bounds D with the same band)."""
+    """The `width` smallest float64-formula D of each row of the block, exact and ascending, with their columns:
+    (values [r, width] float64, columns [r, width] int64; ties may list other columns than a top-k of the float64
+    row would, the values are the same). From each row's smallest screen values (ascending, at least `width` +
+    `_EXTRA` of them unless the row is shorter; `candidate_count`) and their columns: the candidates within the band
+    of the width-th are recomputed exactly. A row whose band reaches past its candidates is screened whole again
+    (`whole_rows(mask)`: those rows' screen values against every column; any screen's, since each bounds D with the
+    same band)."""
     import torch  # at call time (see the imports above)
 
     count, keep = values.shape

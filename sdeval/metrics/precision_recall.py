@@ -120,10 +120,10 @@ def _screened_radii_for(x: ScreenedSet, ks: tuple[int, ...]) -> dict[int, torch.
 
 
 def _self_nearest(x: ScreenedSet, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`distances.nearest` of every row of x among x's own rows (itself included), each pair screened once: the
-    screen of the square block (I, J) serves rows I and, transposed, rows J (the bound does not depend on which
-    side is the row), so only the blocks on and above the diagonal are multiplied: half the float32 GEMM of whole
-    rows. Blocks stay within `_CHUNK_ELEMENTS`; the exact recomputation goes by row chunks as before."""
+    """The `width` nearest of every row of x among x's own rows (itself included; `distances.settle_nearest`),
+    each pair screened once: the screen of the square block (I, J) serves rows I and, transposed, rows J (the bound
+    does not depend on which side is the row), so only the blocks on and above the diagonal are multiplied: half the
+    float32 GEMM of whole rows. Blocks stay within `_CHUNK_ELEMENTS`; the exact recomputation goes by row chunks."""
     import torch  # at call time (see the imports above)
 
     n = x.n

@@ -23,7 +23,7 @@ from sdeval.core.errors import SdevalError
 from sdeval.core.registry import Registry
 from sdeval.core.suggest import did_you_mean
 from sdeval.features import inputs as feature_inputs
-from sdeval.metrics import density_coverage
+from sdeval.metrics import clip_score, density_coverage
 from sdeval.metrics.skip import MetricSkip as MetricSkip  # said in skip.py; metrics and plugins raise it from here
 
 
@@ -197,7 +197,7 @@ class ScoreParams:
     kid_subsets: int = 100
     kid_subset_size: int | None = None  # None: min(1000, n, n_reference)
     rprecision_r: int | None = None  # None: min(100, distinct prompts)
-    clip_aggregation: str = "clamped"  # sdeval.metrics.clip_score.AGGREGATIONS: clamped (torchmetrics) | mean (MLPerf)
+    clip_aggregation: str = clip_score.DEFAULT_AGGREGATION  # clamped (torchmetrics) | mean (MLPerf: 100 cos, no clamp)
     dc_k: int = density_coverage.K  # density/coverage's neighbourhood (the paper's, said with its maths)
 
 

@@ -333,3 +333,76 @@ def test_torchrun_two_processes_score_as_one(reference, data, site, tmp_path) ->
         single["metrics"]["fd_meancolour"]["value"], rel=1e-9
     )
     assert launched["protocol"]["meancolour"] == single["protocol"]["meancolour"]
+
+
+# -- one extractor, several outputs; an input hosted by another's extractor (Inception and sFID are declared so) --
+
+
+class _Pair:
+    """An extractor with two outputs (as Inception's pool features and logits), and a third when it hosts `triple`."""
+
+    def __init__(self, scale: float, hosted: tuple[str, ...]) -> None:
+        self.scale, self.hosted = scale, hosted
+        self.cache_key = f"pair-{scale}-{'+'.join(hosted)}"
+
+
+def test_several_outputs_and_a_hosted_input_are_declared_and_built_once() -> None:
+    from sdeval.features import inputs as feature_inputs
+    from sdeval.features.inputs import FeatureInput, InputOption, Output
+    from sdeval.metrics import registry
+    from sdeval.metrics.registry import Direction, MetricOutput, MetricSpec, Need, ResultKey
+    from sdeval.options.cli import reference_input_options
+    from sdeval.score.part import reference_arrays, role_features
+
+    built: list[_Pair] = []
+
+    def load(values, device, hosted=()):
+        built.append(_Pair(values["pair_scale"], hosted))
+        return built[-1]
+
+    pair = FeatureInput(
+        name="pair", label="pair", feature="first", load=load,
+        options=(InputOption("pair_scale", "scale", default=1.0, kind=float),),
+        outputs=(Output("first", "pair_first", need="pair_first"), Output("second", "pair_second", reference=False)),
+    )  # fmt: skip
+    triple = FeatureInput(name="pair_triple", label="third", feature="third", host="pair", stores="the third rows")
+    feature_inputs.register(pair)
+    feature_inputs.register(triple)
+    metric = registry.register(MetricSpec(
+        name="pair_metric", description="reads the first output by its need and the hosted rows by name",
+        results=(ResultKey("pair_metric", "pair", Direction.LOWER),), needs=frozenset({Need.REFERENCE}),
+        inputs=("pair_triple",), compute=lambda cell: MetricOutput({}),
+    ))  # fmt: skip
+    try:
+        assert pair.stored == ("pair_first",) and triple.stored == ("pair_triple",)
+        assert role_features("pair") == {"first": "pair_first", "second": "pair_second"}
+        assert role_features("pair_triple") == {"third": "pair_triple"}
+        stored = set(reference_arrays())
+        assert {"pool", "pair_first", "pair_triple"} <= stored and "pair_second" not in stored
+        assert feature_inputs.serving({"pair_first"}) == ("pair",)
+        assert feature_inputs.serving({Need.INCEPTION_LOGITS.value}) == ("inception",)
+        assert registry.inputs_of([metric]) == ("pair_triple",)
+        # The host is built once, told what it hosts; the hosted input gets its extractor.
+        found = feature_inputs.build_all(["pair_triple"], {"pair_scale": 2.0}, "cpu")
+        assert list(found) == ["pair", "pair_triple"] and found["pair"] is found["pair_triple"] is built[0]
+        assert len(built) == 1 and built[0].scale == 2.0 and built[0].hosted == ("pair_triple",)
+        alone = feature_inputs.build_all(["pair"], {}, "cpu")
+        assert alone["pair"].hosted == () and alone["pair"].scale == 1.0
+        # `reference build` has a flag for each input a reference may store, none for one every reference stores.
+        flags = {flag for option in reference_input_options() for flag in option.opts}
+        assert {"--pair", "--pair-triple", "--inception-spatial"} <= flags and "--inception" not in flags
+        # Inception is declared so: its pool features stored by every reference, its logits by none.
+        inception = feature_inputs.get("inception")
+        assert inception.always_stored and inception.stored == ("pool",)
+        assert role_features("inception") == {"pool": "pool", "logits_unbiased": "logits"}
+        assert feature_inputs.get("inception_spatial").host == "inception"
+        with pytest.raises(Exception, match="either its loader or the input that hosts it"):
+            feature_inputs.register(FeatureInput(name="orphan", label="orphan", feature="x"))
+        with pytest.raises(Exception, match="state array"):
+            feature_inputs.register(FeatureInput(name="clash", label="clash", feature="x", load=load,
+                                                 outputs=(Output("x", "pair_second"),)))  # fmt: skip
+    finally:
+        registry.unregister("pair_metric")
+        for name in ("pair_triple", "pair", "orphan", "clash"):
+            if name in feature_inputs.names():
+                feature_inputs.unregister(name)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import sdeval.features.extract as extract_module
-import sdeval.score.models as score_models
+import sdeval.features.inception as inception_module
 from sdeval.cli import main
 from sdeval.core.images import load_rgb
 from sdeval.features.clip import CLIP_SCORE_MODEL, CMMD_MODEL, ClipEmbedder, ClipModelSpec, file_sha256
@@ -64,7 +64,7 @@ def no_inception(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("Inception was built although no Inception metric was asked for")
 
-    monkeypatch.setattr(score_models, "build_inception", refuse)
+    monkeypatch.setattr(inception_module, "build", refuse)  # the Inception input's loader (inception_input.py)
 
 
 def _clip_args(tiny_name, weights):

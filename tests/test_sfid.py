@@ -265,7 +265,7 @@ def test_the_evaluators_models_run_the_network_once(inception_weights):
     options = ScoreOptions("", None, features=FeatureOptions(inception_weights=inception_weights))
     models = RunModels.for_metrics(specs, {n for spec in specs for n in spec.needs}, options, torch.device("cpu"))
     assert models.inception is not None and models.inception.spatial
-    assert models.inputs == {inception_spatial.NAME: models.inception}
+    assert models.inputs == {"inception": models.inception, inception_spatial.NAME: models.inception}  # hosted
     assert unique_extractors(models.extractors) == [models.inception]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError
@@ -30,6 +31,7 @@ from PIL import Image
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import require_download
+from sdeval.features import inception_input
 from sdeval.features import inception_spatial as spatial_input
 from sdeval.features.inception_torchscript import is_torchscript, read_torchscript
 from sdeval.features.inception_weights import (
@@ -44,8 +46,8 @@ if TYPE_CHECKING:
 
 EXTRACTOR_NAME = "inception-v3-compat (torch-fidelity)"
 INPUT_SIZE = 299
-POOL = "pool"  # 2048-d pool3 features (FID, KID, precision/recall)
-LOGITS = "logits_unbiased"  # 1008-d logits without bias (Inception Score, as torch-fidelity)
+POOL = inception_input.POOL  # 2048-d pool3 features (FID, KID, precision/recall)
+LOGITS = inception_input.LOGITS  # 1008-d logits without bias (Inception Score, as torch-fidelity)
 SPATIAL = spatial_input.FEATURE  # 2023-d mixed_6/conv spatial features (sFID; features/inception_spatial.py)
 PREPROCESS_MODES = ("legacy", "clean", "pytorch-fid", "torchmetrics")
 
@@ -272,6 +274,13 @@ class InceptionExtractor:
         state = dict(self.__dict__)
         state["_network"] = None
         return state
+
+
+def build(values: Mapping[str, Any], device: Any, hosted: tuple[str, ...] = ()) -> InceptionExtractor:
+    """The Inception input's extractor (features/inception_input.py) from the run's `inception_weights` and
+    `preprocess` on `device`; hosting sFID's input, it gives that input's spatial rows from the same pass."""
+    spatial = spatial_input.NAME in hosted
+    return InceptionExtractor(values["inception_weights"], values["preprocess"], device, spatial=spatial)
 
 
 def _reason(err: BaseException) -> str:

@@ -8,17 +8,13 @@ torch-fidelity's TF-to-torch conversion map (toshas/torch-fidelity `convert_ince
 ReLU): its output is that tensor in NCHW, taken here by a forward hook during the pool pass (features/inception.py).
 
 The declaration gives the rows a state array, a reference flag (`sdeval reference build --inception-spatial`), a
-protocol block, the merge rule and the metric's inputs (sdeval.features.inputs); the extractor is the run's Inception
-extractor with its spatial output on (score/models.py, reference/build.py), so the network runs once. It loads no
-torch: reading the declarations (`--help`, `sdeval models`) stays light.
+protocol block, the merge rule and the metric's inputs (sdeval.features.inputs); its host is the Inception input
+(features/inception_input.py), whose extractor is built with its spatial output on when sFID is asked for, so the
+network runs once. It loads no torch: reading the declarations (`--help`, `sdeval models`) stays light.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from sdeval.core.errors import SdevalError
 from sdeval.features.inputs import FeatureInput
 
 NAME = "inception_spatial"
@@ -32,18 +28,11 @@ DIM = CHANNELS * SIZE * SIZE  # 2023
 ORDER = "row, column, channel (TF NHWC, as guided-diffusion flattens it)"
 
 
-def _served_by_inception(values: Mapping[str, Any], device: Any) -> Any:
-    raise SdevalError(
-        f"feature input {NAME!r} is served by the Inception extractor (build_inception(..., spatial=True)); it has no "
-        "extractor of its own"
-    )
-
-
 #: `reference build --inception-spatial`, state arrays `inception_spatial` / `reference_inception_spatial`.
 INPUT = FeatureInput(
     name=NAME,
     label="Inception (mixed_6/conv)",
     feature=FEATURE,
-    load=_served_by_inception,
+    host="inception",  # the Inception extractor, built with `hosted=("inception_spatial",)`
     stores=f"the Inception spatial features sFID needs ({LAYER}, first {CHANNELS} channels, {DIM}-d)",
 )

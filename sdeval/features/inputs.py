@@ -1,30 +1,38 @@
 """Feature inputs: what a metric reads, declared once, as torchmetrics' `add_state(name, default, dist_reduce_fx)`
 declares what a metric accumulates and how it merges.
 
-A `FeatureInput` names one kind of per-image feature (DINOv2 CLS tokens, ...) and says everything the stages need
-to know about it:
-- its name: the state array (`NAME`, and `reference_NAME` for the reference's rows), the key of `CellData.features`
-  and `ReferenceData.features`, and the top-level protocol block its extractor's protocol is recorded under;
+A `FeatureInput` names one extractor's per-image features (Inception's pool features and logits, DINOv2 CLS tokens,
+...) and says everything the stages need to know about them:
+- its name: the model role of a part, the key of `CellData.features` and `ReferenceData.features` (one output), and
+  the top-level protocol block its extractor's protocol is recorded under;
+- its outputs (`Output`): each array its extractor returns, the state array it becomes (`NAME`, and `reference_NAME`
+  for the reference's rows), whether references store it, and the metric need (`Need` value) it serves, so that a
+  metric naming that need reads it; one output under the input's own name unless it declares several;
 - its options (`InputOption`): `--KEY` on `sdeval score` and `sdeval models`, `score.KEY` in a bench config, keyword
-  arguments of `score_folder` and the `Evaluator`, and (for references) options of `sdeval reference build`;
+  arguments of `score_folder` and the `Evaluator`, and (for references) options of `sdeval reference build`; and
+  the FeatureOptions fields its extractor reads (`feature_options`: Inception's route and weights, options every
+  command that extracts features has already);
 - how its extractor (sdeval.features.base.FeatureExtractor) is built from those options and the run's device: the
-  one decode pass feeds it with the other models;
-- whether references store it (`sdeval reference build --NAME`);
+  one decode pass feeds it with the other models; or the input whose extractor serves it (`host`: sFID's spatial
+  rows ride the Inception pass, a hook);
+- whether references store it: always (Inception's pool features, every reference's Fréchet state), or with
+  `sdeval reference build --NAME`;
 - how its rows merge across shards and ranks (`merge`).
 
-A metric names the inputs it reads in `MetricSpec.inputs`; prepare, the part merge, reference build, the Evaluator,
-the CLI options, `sdeval models` and the protocol are derived from the declarations, so a new feature is one module
-and one registration: a built-in's lazy `module:object` line below, `register(...)` in code, or a third-party
-package's `sdeval.inputs` entry point.
+A metric names the inputs it reads in `MetricSpec.inputs` (or the need an output serves, `Need.INCEPTION_POOL`);
+prepare, the part merge, reference build, the Evaluator, the CLI options, `sdeval models` and the protocol are
+derived from the declarations, so a new feature is one module and one registration: a built-in's lazy
+`module:object` line below, `register(...)` in code, or a third-party package's `sdeval.inputs` entry point.
 
-Inception (pool features, logits) and the two CLIP models (`--clip-*`, `--cmmd-*`) are not declared this way yet:
-they share one model between several metrics and the prompt embeddings, and their options and protocol blocks
-predate this interface. They stay special cases in score/ and reference/ until they are ported.
+The two CLIP models (`--clip-*`, `--cmmd-*`) are not declared this way yet: one model may serve both roles and the
+prompt embeddings (and the aesthetic head and the judges reuse it), and their options and protocol blocks
+(`protocol["cmmd"]["clip"]`) predate this interface. They stay special cases in score/ and reference/ until they are
+ported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,19 +89,41 @@ class InputOption:
 
 
 @dataclass(frozen=True)
+class Output:
+    """One array an input's extractor returns per image."""
+
+    feature: str  # its name in the extractor's `extract` result
+    state: str  # the state array (and `reference_STATE`), the part's and CellData's name of the rows
+    reference: bool = True  # references store it (Inception's logits serve IS alone, which reads no reference)
+    #: The metric need (a sdeval.metrics.registry.Need value) it serves: a metric that declares that need reads it.
+    need: str | None = None
+
+
+@dataclass(frozen=True)
 class FeatureInput:
     """One per-image feature a metric may read (module docstring)."""
 
     name: str  # state array, CellData/ReferenceData key, protocol block
     label: str  # the model as `sdeval models` and errors name it ("DINOv2 model")
     feature: str  # the name its extractor's `extract` returns the rows under
-    #: The extractor from the option values (every option's, by key) and the run's torch.device; or that callable's
-    #: lazy `module:object` name, imported when a run builds the extractor (so reading the declaration loads no
-    #: model library).
-    load: Callable[[Mapping[str, Any], Any], Any] | str
+    #: The extractor from the option values (every option's, by key) and the run's torch.device (and, for a host,
+    #: `hosted=`); or that callable's lazy `module:object` name, imported when a run builds the extractor (so reading
+    #: the declaration loads no model library). None for an input served by its `host`'s extractor.
+    load: Callable[..., Any] | str | None = None
     options: tuple[InputOption, ...] = ()
     #: References store it: `sdeval reference build --NAME` adds its rows to the file (`reference_NAME` arrays).
     reference: bool = True
+    #: Every reference stores it, with no flag (Inception's pool features: every reference file's Fréchet state).
+    always_stored: bool = False
+    #: Its arrays when the extractor returns several (Inception's pool features and logits); empty: one, `feature`
+    #: under the input's name.
+    outputs: tuple[Output, ...] = ()
+    #: The input whose extractor serves it (sFID's spatial rows ride the Inception pass): that extractor is built
+    #: with `hosted=` the names of the inputs it serves in the run, and none of this input's own.
+    host: str | None = None
+    #: FeatureOptions fields its extractor reads (Inception's `preprocess`, `inception_weights`): options every
+    #: command that extracts features has already, handed to its loader beside its own options' values.
+    feature_options: tuple[str, ...] = ()
     #: What `reference build --NAME` says it stores ("the DINOv2 features FD_DINOv2 needs").
     stores: str = ""
     #: The option naming a hub id or local folder of a transformers model, which `sdeval models` looks for (None:
@@ -106,16 +136,38 @@ class FeatureInput:
         """`reference build`'s flag that stores it."""
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def arrays(self) -> tuple[Output, ...]:
+        """Every array its extractor gives it: the declared outputs, else `feature` under the input's name."""
+        return self.outputs or (Output(self.feature, self.name, self.reference),)
+
+    @property
+    def stored(self) -> tuple[str, ...]:
+        """The state arrays a reference holds of it (none where references do not store it)."""
+        return tuple(o.state for o in self.arrays if o.reference) if self.reference else ()
+
+    @property
+    def serves(self) -> frozenset[str]:
+        """The metric needs (Need values) its outputs serve."""
+        return frozenset(o.need for o in self.arrays if o.need is not None)
+
     def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every option's value: the one in `given`, else its default."""
         return {o.key: given[o.key] if given.get(o.key) is not None else o.default for o in self.options}
 
-    def build(self, given: Mapping[str, Any], device: Any) -> Any:
-        """Its extractor for option values `given` (missing ones take their defaults) on `device`."""
+    def build(self, given: Mapping[str, Any], device: Any, features: Any = None, hosted: tuple[str, ...] = ()) -> Any:
+        """Its extractor for option values `given` (missing ones take their defaults) on `device`, reading its
+        `feature_options` from the FeatureOptions `features`; `hosted`: the inputs it serves besides itself."""
+        if self.load is None:
+            raise SdevalError(f"feature input {self.name!r} is served by {self.host!r}'s extractor; it has none")
         load = self.load if callable(self.load) else load_object(self.load)
         if not callable(load):
             raise SdevalError(f"feature input {self.name!r}: {self.load!r} is not callable")
-        return load(self.values(given), device)
+        values = self.values(given)
+        if self.feature_options and features is None:
+            raise SdevalError(f"feature input {self.name!r} reads feature options {self.feature_options}: none given")
+        values.update({key: getattr(features, key) for key in self.feature_options})
+        return load(values, device, hosted=hosted) if hosted else load(values, device)
 
     def option(self, key: str) -> InputOption:
         return next(o for o in self.options if o.key == key)
@@ -133,15 +185,23 @@ def _check(name: str, declared: FeatureInput) -> None:
             raise SdevalError(
                 f"feature input {name!r}: option {option.key} has kind {option.kind!r}, not str/int/float"
             )
-    taken = {o.key: other.name for other in _INPUTS.loaded() if other.name != name for o in other.options}
+    if (declared.load is None) == (declared.host is None):
+        raise SdevalError(f"feature input {name!r}: declare either its loader or the input that hosts it, not both")
+    others = [other for other in _INPUTS.loaded() if other.name != name]
+    taken = {o.key: other.name for other in others for o in other.options}
     clash = [o.key for o in declared.options if o.key in taken]
     if clash:
         raise SdevalError(f"feature input {name!r}: option(s) {', '.join(clash)} belong to another input")
+    states = {o.state for other in others for o in other.arrays}
+    clash = [o.state for o in declared.arrays if o.state in states]
+    if clash:
+        raise SdevalError(f"feature input {name!r}: state array(s) {', '.join(clash)} belong to another input")
 
 
 #: Every feature input: the built-ins by lazy reference (loaded on first use), then those registered in code, then
 #: the `sdeval.inputs` entry points of installed packages.
 _INPUTS: Registry[FeatureInput] = Registry("feature input", group="sdeval.inputs", check=_check)
+_INPUTS.register("inception", "sdeval.features.inception_input:INPUT")  # pool features and logits, one pass
 _INPUTS.register("dinov2", "sdeval.features.dinov2_input:INPUT")
 _INPUTS.register("inception_spatial", "sdeval.features.inception_spatial:INPUT")  # sFID: the Inception pass serves it
 
@@ -178,3 +238,35 @@ def options() -> list[tuple[FeatureInput, InputOption]]:
 
 def option_keys() -> tuple[str, ...]:
     return tuple(option.key for _, option in options())
+
+
+def serving(needs: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """The inputs whose outputs serve any of the metric needs `needs` (Need values), in registration order."""
+    return tuple(declared.name for declared in inputs() if declared.serves & needs)
+
+
+def build_all(names: Iterable[str], given: Mapping[str, Any], device: Any, features: Any = None) -> dict[str, Any]:
+    """The extractor of each input in `names` and of the hosts of those a host serves, by input name in registration
+    order: each built once from the option values `given` and the FeatureOptions `features`, a host with `hosted=`
+    the inputs it serves (sFID's spatial rows ride the Inception pass), a hosted input given its host's extractor."""
+    wanted = set(names)
+    wanted |= {host for name in list(wanted) if (host := get(name).host) is not None}
+    declared = [d for d in inputs() if d.name in wanted]
+    built = {
+        d.name: d.build(given, device, features, tuple(h.name for h in declared if h.host == d.name))
+        for d in declared
+        if d.host is None
+    }
+    return {d.name: built[d.host or d.name] for d in declared}
+
+
+def stored_features(name: str) -> tuple[str, ...]:
+    """The features of input `name`'s extractor that a reference keeps: the stored outputs of that input and of the
+    inputs it hosts (Inception's pool features and sFID's spatial rows; not its logits)."""
+    served = [d for d in inputs() if name in (d.name, d.host) and d.reference]
+    return tuple(o.feature for d in served for o in d.arrays if o.reference)
+
+
+def reference_arrays() -> tuple[str, ...]:
+    """Every state array a reference may hold of the inputs, in registration order."""
+    return tuple(state for declared in inputs() for state in declared.stored)

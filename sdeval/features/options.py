@@ -1,14 +1,13 @@
-"""How images become features for a command: the options, the Inception model they call for, and one decode
-pass over a folder with the feature cache they name."""
+"""How images become features for a command: the options (the Inception input, features/inception_input.py, reads
+its route and weights from them), and one decode pass over a folder with the feature cache they name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the models' libraries load when features are made, not when options are read
     from sdeval.features.extract import FolderFeatures
-    from sdeval.features.inception import InceptionExtractor
 
 
 @dataclass(frozen=True)
@@ -22,14 +21,6 @@ class FeatureOptions:
     device: str = "auto"
     cache_dir: str | None = None  # None: no cache
     progress: bool = True
-
-
-def build_inception(options: FeatureOptions, device: Any, spatial: bool = False) -> InceptionExtractor:
-    """The Inception extractor of `options` on the run's resolved torch.device (sdeval.core.devices.resolve_device,
-    once per run); with `spatial` it also gives sFID's spatial rows from the same pass."""
-    from sdeval.features.inception import InceptionExtractor  # torch: when a run builds its models
-
-    return InceptionExtractor(options.inception_weights, options.preprocess, device, spatial=spatial)
 
 
 def extract(

@@ -117,11 +117,12 @@ def input_options() -> list[click.Parameter]:
 
 
 def reference_input_options() -> list[click.Parameter]:
-    """`sdeval reference build`'s options of every feature input that references store: `--NAME` stores its rows,
-    and its options (each implies `--NAME`)."""
+    """`sdeval reference build`'s options of every feature input that references may store: `--NAME` stores its rows,
+    and its options (each implies `--NAME`); one every reference stores has no flag (Inception's options are the
+    feature options)."""
     out: list[click.Parameter] = []
     for declared in feature_inputs.inputs():
-        if not declared.reference:
+        if not declared.reference or declared.always_stored:
             continue
         out.append(click.Option([declared.flag, f"store_{declared.name}"], is_flag=True,
                                 help=f"also store {declared.stores or f'the {declared.name} features'} (same decode "
@@ -139,12 +140,13 @@ def input_values(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored_inputs(kwargs: dict[str, Any], values: dict[str, Any]) -> tuple[str, ...]:
-    """The feature inputs `reference build` stores: their flag given (taken out of `kwargs`), or one of their options
-    given in `values`."""
+    """The feature inputs `reference build` stores besides those every reference stores: their flag given (taken out
+    of `kwargs`), or one of their options given in `values`."""
     return tuple(
         declared.name
         for declared in feature_inputs.inputs()
         if declared.reference
+        and not declared.always_stored
         and (
             kwargs.pop(f"store_{declared.name}", False) or any(values.get(o.key) is not None for o in declared.options)
         )

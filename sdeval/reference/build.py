@@ -14,9 +14,9 @@ from sdeval.core.devices import resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipEmbedder, ClipModelSpec
-from sdeval.features.inception import POOL, SPATIAL, InceptionExtractor
-from sdeval.features.inception_spatial import NAME as SPATIAL_INPUT
-from sdeval.features.options import FeatureOptions, build_inception, extract
+from sdeval.features.inception import POOL, InceptionExtractor
+from sdeval.features.inception_input import NAME as INCEPTION
+from sdeval.features.options import FeatureOptions, extract
 from sdeval.metrics.fid import FrechetState
 from sdeval.reference.derived import DEFAULT_RADII_K, compute_eigh, compute_radii
 from sdeval.reference.files import (
@@ -62,8 +62,9 @@ def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) ->
     for extractor in extractors:
         arrays = feats.features[extractor.cache_key]
         if isinstance(extractor, InceptionExtractor) and POOL in arrays:
-            # The logits serve IS only, which needs no reference; the spatial rows are kept where asked (sFID).
-            arrays = {name: arrays[name] for name in (POOL, SPATIAL) if name in arrays}
+            # Its declared stored outputs (not the logits, which serve IS only: no reference), with the rows of the
+            # inputs it hosts where asked (sFID's spatial rows); the pool features' Fréchet state, the file's own.
+            arrays = {name: arrays[name] for name in feature_inputs.stored_features(INCEPTION) if name in arrays}
             fid_state = FrechetState.from_features(arrays[POOL]) if whole else None
             state_rows = {POOL_STATE: (extractor.cache_key, POOL)} if whole else {}
         features[extractor.cache_key] = arrays
@@ -108,14 +109,17 @@ def build_reference_file(
     extractor made with the option `values` given, the others taking their defaults: `("dinov2",)` stores the DINOv2
     features FD_DINOv2 needs), extracted in one pass and written to `out`, with the pool features' k-NN radii at
     each k of `radii_k` (precision/recall's and density/coverage's) and each state's eigen-decomposition."""
-    # `--inception-spatial` (sFID) is served by the Inception pass: its rows are kept, no model is added.
     device = torch.device(resolve_device(options.device))
-    extractors: list = [build_inception(options, device, spatial=SPATIAL_INPUT in inputs)]
+    # Every reference stores the inputs declared so (Inception's pool features); a hosted input's rows (sFID's,
+    # `--inception-spatial`) ride its host's pass: no model is added for it.
+    always = tuple(declared.name for declared in feature_inputs.inputs() if declared.always_stored)
+    built = feature_inputs.build_all((*always, *inputs), values or {}, device, options)
+    extractors: list = list({id(built[name]): built[name] for name in always}.values())
     if cmmd is not None:
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
-    extractors += [feature_inputs.get(name).build(values or {}, device) for name in inputs if name != SPATIAL_INPUT]
+    extractors += [e for e in {id(e): e for e in built.values()}.values() if all(e is not x for x in extractors)]
     reference = reference_from_folder(images, extractors, options)
-    store_derived(reference, [(extractors[0].cache_key, POOL)], radii_k)
+    store_derived(reference, [(built[INCEPTION].cache_key, POOL)], radii_k)
     save_reference(out, reference)
     return reference
 

@@ -13,8 +13,7 @@ from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import ClipModelSpec
 from sdeval.features.clip_models import ClipModels, choose_clip_models, cmmd_rebuild_hint, load_clip_models
 from sdeval.features.inception import InceptionExtractor
-from sdeval.features.inception_spatial import NAME as SPATIAL_INPUT
-from sdeval.features.options import build_inception
+from sdeval.features.inception_input import NAME as INCEPTION
 from sdeval.features.text_embeddings import embed_prompts
 from sdeval.metrics.registry import MetricSpec, Need, inputs_of
 from sdeval.options.score import ScoreOptions
@@ -24,17 +23,23 @@ from sdeval.score.preference import is_embedding
 
 @dataclass
 class RunModels:
-    """Inception only for metrics that read it, CLIP only for those that read embeddings (one CLIP model when the
-    prompt metrics and CMMD use the same one), and the extractor of each feature input the metrics name."""
+    """The extractor of each feature input the metrics read (Inception only for metrics that read it: its pool
+    features or logits, or sFID's spatial rows, which its pass hosts), CLIP only for those that read embeddings (one
+    CLIP model when the prompt metrics and CMMD use the same one), and the metrics' preference scorers."""
 
-    inception: InceptionExtractor | None
     clip: ClipModels | None
     cmmd_spec: ClipModelSpec | None
     warnings: list[str]
-    #: Each feature input's extractor by input name (sdeval.features.inputs), and those a reference must feed.
+    #: Each feature input's extractor by input name (sdeval.features.inputs; a hosted input's is its host's), and
+    #: those a reference must feed.
     inputs: dict[str, Any] = field(default_factory=dict)
     reference_inputs: tuple[str, ...] = ()
     preference: dict[str, Any] = field(default_factory=dict)  # metric name -> sdeval.preference scorer
+
+    @property
+    def inception(self) -> InceptionExtractor | None:
+        """The Inception extractor, where a metric reads it (or sFID's rows ride its pass)."""
+        return self.inputs.get(INCEPTION)
 
     @classmethod
     def build(
@@ -46,12 +51,9 @@ class RunModels:
         inputs: tuple[str, ...] = (),
         reference_inputs: tuple[str, ...] = (),
     ) -> RunModels:
-        """The models `needs` call for, the extractors of the feature `inputs` (those in `reference_inputs` also feed
-        the reference), and the preference scorers of the metrics named in `preference`."""
-        inception = None
-        spatial = SPATIAL_INPUT in inputs  # sFID's rows come from the Inception pass itself (a hook), not a model
-        if {Need.INCEPTION_POOL, Need.INCEPTION_LOGITS} & needs or spatial:
-            inception = build_inception(options.features, device, spatial=spatial)
+        """The models `needs` call for, the extractors of the feature `inputs` (and of those serving `needs`; those
+        in `reference_inputs` also feed the reference), and the preference scorers of the metrics named in
+        `preference`."""
         wants_prompt_model = bool({Need.CLIP_IMAGE, Need.CLIP_TEXT} & needs)
         wants_cmmd_model = Need.CMMD_IMAGE in needs
         clip = choice = None
@@ -61,12 +63,9 @@ class RunModels:
                 options.clip_model, options.clip_pretrained, options.cmmd_model, options.cmmd_pretrained,
             )  # fmt: skip
             clip = load_clip_models(choice, device, options.features.batch_size)
-        models = cls(inception, clip, choice.cmmd if choice else None, list(choice.warnings) if choice else [])
-        values = options.input_values()
-        models.inputs = {
-            name: inception if name == SPATIAL_INPUT else feature_inputs.get(name).build(values, device)
-            for name in inputs
-        }
+        models = cls(clip, choice.cmmd if choice else None, list(choice.warnings) if choice else [])
+        wanted = (*inputs, *feature_inputs.serving({need.value for need in needs}))
+        models.inputs = feature_inputs.build_all(wanted, options.input_values(), device, options.features)
         models.reference_inputs = tuple(name for name in reference_inputs if name in models.inputs)
         for name in preference:
             models.preference[name] = _load_scorer(name, options, device, clip)
@@ -83,25 +82,35 @@ class RunModels:
 
     @property
     def extractors(self) -> list:
-        """Every model the decode pass feeds (one cache key runs once: the aesthetic head reads CLIP's features)."""
-        out: list[Any] = [self.inception] if self.inception else []
-        out += self.clip.extractors if self.clip else []
-        out += list(self.inputs.values())
+        """Every model the decode pass feeds (one cache key runs once: a hosted input's extractor is its host's, the
+        aesthetic head reads CLIP's features)."""
+        out: list[Any] = list(self.roles().values())
         return out + [scorer for scorer in self.preference.values() if is_embedding(scorer)]
 
+    def roles(self) -> dict[str, Any]:
+        """The run's feature models by role: each feature input under its name, the CLIP models as `clip` (the
+        prompt metrics') and `cmmd` (see score/part.py ROLES). In the order a part's and a state file's arrays have
+        always had: the inputs every reference stores (Inception), the CLIP models, the other inputs."""
+        first = {name: e for name, e in self.inputs.items() if feature_inputs.get(name).always_stored}
+        clip = {"clip": self.clip.prompt, "cmmd": self.clip.cmmd} if self.clip is not None else {}
+        found = {**first, **clip, **self.inputs}
+        return {role: model for role, model in found.items() if model is not None}
+
     def reference_needs(self, needs: set[Need], source: str) -> list[tuple[Any, str]]:
-        """(extractor, hint if a reference file lacks its features) for each model a reference must feed."""
-        out: list[tuple[Any, str]] = []
-        if self.inception is not None and Need.INCEPTION_POOL in needs:
-            out.append((self.inception, "build it with `sdeval reference build`"))
+        """(extractor, hint if a reference file lacks its features) for each model a reference must feed: the inputs
+        every reference stores, the CMMD model, the other inputs."""
+        hints: dict[str, tuple[Any, str]] = {}
+        for name in self.reference_inputs:
+            declared = feature_inputs.get(name)
+            if declared.always_stored:
+                hints[name] = (self.inputs[name], "build it with `sdeval reference build`")
+            else:
+                command = f"sdeval reference build REFERENCE_IMAGES -o {source} {declared.flag}"
+                hints[name] = (self.inputs[name], f"rebuild it with `{command}`")
+        out = [hints.pop(name) for name in list(hints) if feature_inputs.get(name).always_stored]
         if self.clip is not None and self.clip.cmmd is not None and self.cmmd_spec is not None:
             out.append((self.clip.cmmd, cmmd_rebuild_hint(self.cmmd_spec, source)))
-        for name in self.reference_inputs:
-            flag = feature_inputs.get(name).flag
-            out.append(
-                (self.inputs[name], f"rebuild it with `sdeval reference build REFERENCE_IMAGES -o {source} {flag}`")
-            )
-        return out
+        return out + list(hints.values())
 
 
 def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: ClipModels | None) -> Any:

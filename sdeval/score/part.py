@@ -21,7 +21,6 @@ from sdeval.core.errors import NoImagesError, ProtocolMismatchError, SdevalError
 from sdeval.core.npz import npz_bytes
 from sdeval.features import inputs as feature_inputs
 from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
-from sdeval.features.inception import LOGITS, POOL
 from sdeval.judges.base import Detection, FactVerdict, Judgement
 from sdeval.judges.vqa import VqaJudgement
 from sdeval.metrics.fid import FrechetState
@@ -32,28 +31,27 @@ FORMAT = "sdeval.score-part"
 FORMAT_VERSION = 2  # 2: a part may hold a share of a reference folder (version 1 parts still load)
 _READS = (1, 2)
 #: Model role -> {feature name the extractor returns: state array name}; a reference keeps `reference_` + name.
-#: These are the models not declared as feature inputs yet; each feature input is a role of its own name.
+#: These are the CLIP models, not declared as feature inputs yet; each feature input is a role of its own name, its
+#: outputs' state arrays declared with it (Inception's `pool` and `logits`).
 ROLES: dict[str, dict[str, str]] = {
-    "inception": {POOL: "pool", LOGITS: "logits"},
     "clip": {CLIP_FEATURE: "clip_image"},
     "cmmd": {CLIP_FEATURE: "cmmd_image"},
 }
-#: State arrays of those a reference can hold (the logits serve IS only, which needs no reference).
-REFERENCE_ARRAYS = ("pool", "cmmd_image")
+#: State arrays of those a reference can hold.
+REFERENCE_ARRAYS = ("cmmd_image",)
 
 
 def role_features(role: str) -> dict[str, str]:
     """{feature name its extractor returns: state array name} of a model role or feature input (sdeval.features.inputs:
-    one array, named as the input)."""
+    each of its outputs)."""
     if role in ROLES:
         return ROLES[role]
-    declared = feature_inputs.get(role)
-    return {declared.feature: declared.name}
+    return {output.feature: output.state for output in feature_inputs.get(role).arrays}
 
 
 def reference_arrays() -> tuple[str, ...]:
-    """Every state array a reference can hold: REFERENCE_ARRAYS and each feature input that references store."""
-    return (*REFERENCE_ARRAYS, *(declared.name for declared in feature_inputs.inputs() if declared.reference))
+    """Every state array a reference can hold: each stored output of the feature inputs, and REFERENCE_ARRAYS."""
+    return (*feature_inputs.reference_arrays(), *REFERENCE_ARRAYS)
 
 
 @dataclass

@@ -46,7 +46,6 @@ from sdeval.score.grouping import (
 from sdeval.score.judging import Judged, faithfulness_columns, judge_images, load_spec_source, vqa_questions
 from sdeval.score.models import PromptTexts, RunModels
 from sdeval.score.part import (
-    REFERENCE_ARRAYS,
     ImagePart,
     ModelKeys,
     ReferencePart,
@@ -60,6 +59,8 @@ from sdeval.score.preference import PreferenceScores, score_preferences
 #: ScoreOptions fields that do not move results (where work runs, how fast, what is shown).
 _RUNTIME = ("images", "ci", "ci_replicates")
 _RUNTIME_FEATURES = ("batch_size", "workers", "device", "cache_dir", "progress")
+#: The reference's arrays metrics read as ReferenceData fields (`reference.pool`); the others as `.features[NAME]`.
+_REFERENCE_FIELDS = ("pool", "cmmd_image")
 
 
 @dataclass
@@ -384,27 +385,15 @@ def _prompts_block(prompts: ImagePrompts) -> dict[str, Any]:
             "manifest": prompts.manifest}  # fmt: skip
 
 
-def _roles(models: RunModels) -> dict[str, Any]:
-    """The run's feature models by role (see part.ROLES; each feature input is a role of its name)."""
-    clip = models.clip
-    found = {
-        "inception": models.inception,
-        "clip": clip.prompt if clip is not None else None,
-        "cmmd": clip.cmmd if clip is not None else None,
-        **models.inputs,
-    }
-    return {role: model for role, model in found.items() if model is not None}
-
-
 def _model_keys(models: RunModels) -> ModelKeys:
-    roles = {role: (model.cache_key, model.protocol()) for role, model in _roles(models).items()}
+    roles = {role: (model.cache_key, model.protocol()) for role, model in models.roles().items()}
     return ModelKeys(roles, {name: scorer.protocol() for name, scorer in models.preference.items()})
 
 
 def _state_features(generated: Any, models: RunModels) -> dict[str, np.ndarray]:
     """Each role's features under its state array name (empty shares hold none)."""
     out = {}
-    for role, model in _roles(models).items():
+    for role, model in models.roles().items():
         arrays = generated.features.get(model.cache_key) or {}
         for feature, name in role_features(role).items():
             if feature in arrays:
@@ -434,7 +423,7 @@ def _reference_part(reference: Any, models: RunModels) -> ReferencePart | None:
     reference = share.reference if share is not None else reference
     arrays = {}
     stored_names = reference_arrays()
-    for role, model in _roles(models).items():
+    for role, model in models.roles().items():
         stored = reference.features.get(model.cache_key) or {}
         for feature, name in role_features(role).items():
             if name in stored_names and feature in stored:
@@ -451,7 +440,7 @@ def _reference_data(reference: ReferencePart | None) -> ReferenceData | None:
         return None
     data = ReferenceData(n=reference.n, fid_state=reference.fid_state)
     data.pool, data.cmmd_image = reference.arrays.get("pool"), reference.arrays.get("cmmd_image")
-    data.features = {name: rows for name, rows in reference.arrays.items() if name not in REFERENCE_ARRAYS}
+    data.features = {name: rows for name, rows in reference.arrays.items() if name not in _REFERENCE_FIELDS}
     if data.fid_state is None and data.pool is not None:
         data.fid_state = FrechetState.from_features(data.pool)
     return data

@@ -24,10 +24,13 @@ prepare, the part merge, reference build, the Evaluator, the CLI options, `sdeva
 derived from the declarations, so a new feature is one module and one registration: a built-in's lazy
 `module:object` line below, `register(...)` in code, or a third-party package's `sdeval.inputs` entry point.
 
-The two CLIP models (`--clip-*`, `--cmmd-*`) are not declared this way yet: one model may serve both roles and the
-prompt embeddings (and the aesthetic head and the judges reuse it), and their options and protocol blocks
-(`protocol["cmmd"]["clip"]`) predate this interface. They stay special cases in score/ and reference/ until they are
-ported.
+The two CLIP models (`--clip-*` for the prompt metrics, `--cmmd-*` for CMMD) are not declared this way yet
+(score/part.py ROLES, score/models.py): what they need is more than a declaration says. One input's default depends
+on the other's options (CMMD takes the `--clip-*` model when only that one is given, with a warning); one loaded model
+serves both roles when they agree, and also embeds the prompts, feeds the aesthetic head and the judges; CMMD's model
+is recorded inside CMMD's own block (`protocol["cmmd"]["clip"]`), the prompt model beside a `prompts` block; their
+options are ScoreOptions fields that the judges and scorers read, at fixed places in the commands' help and in part
+and bench records. Porting them needs shared loaders across inputs and a nested protocol record first.
 """
 
 from __future__ import annotations

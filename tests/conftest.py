@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import yaml  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from sdeval.cli import main  # noqa: E402
+from sdeval.score import FeatureOptions, ScoreOptions, score  # noqa: E402
 from sdeval.score.demo import make_image_set  # noqa: E402
 
 # Fixed thread count: CPU results can change in the last bits with it.
@@ -61,6 +63,23 @@ def image_sets(tmp_path_factory) -> dict:
     make_image_set(root / "gen", 40, seed=1, style="blobs")
     make_image_set(root / "ref", 40, seed=2, style="spots")
     return {"gen": str(root / "gen"), "ref": str(root / "ref")}
+
+
+@pytest.fixture(scope="session")
+def image_sets_cache(tmp_path_factory, inception_weights, image_sets) -> dict[str, Any]:
+    """A feature cache holding both image sets' Inception features, filled once by a cold `score` (default metrics,
+    KID subsets of 20) whose results document it keeps: {"folder": ..., "cold": ...}. A test whose property does not
+    need a cold cache starts from a copy of it (warm_copy), which saves extracting 80 images again."""
+    folder = tmp_path_factory.mktemp("image-sets-cache")
+    features = FeatureOptions(inception_weights=inception_weights, cache_dir=str(folder), workers=0, progress=False)
+    cold = score(ScoreOptions(image_sets["gen"], image_sets["ref"], kid_subset_size=20, features=features))
+    return {"folder": folder, "cold": cold}
+
+
+def warm_copy(image_sets_cache: dict[str, Any], to: Path) -> Path:
+    """A private copy of the image sets' feature cache at `to` (tests may write to it)."""
+    shutil.copytree(image_sets_cache["folder"], to)
+    return to
 
 
 # A tiny open_clip architecture registered under a name, so code that loads CLIP models by name

@@ -8,6 +8,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+from conftest import warm_copy
 
 from sdeval.core.errors import ProtocolMismatchError, SdevalError
 from sdeval.features.cache import FeatureCache
@@ -20,11 +21,15 @@ def _features(weights, cache_dir=None, **kwargs):
     return FeatureOptions(inception_weights=weights, cache_dir=cache_dir, workers=0, progress=False, **kwargs)
 
 
-def test_warm_cache_runs_no_model_and_gives_identical_results(tmp_path, inception_weights, image_sets):
+def test_warm_cache_runs_no_model_and_gives_identical_results(
+    tmp_path, inception_weights, image_sets, image_sets_cache
+):
+    """The cold run is the one that filled the shared cache (the same options); the warm one reads a copy of it."""
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")
     options = ScoreOptions(
-        image_sets["gen"], image_sets["ref"], kid_subset_size=20, features=_features(inception_weights, tmp_path)
+        image_sets["gen"], image_sets["ref"], kid_subset_size=20, features=_features(inception_weights, cache)
     )
-    cold = score(options)
+    cold = image_sets_cache["cold"]
     warm = score(options)
     assert cold["images"]["n_computed"] == 40
     assert warm["images"]["n_computed"] == 0
@@ -41,14 +46,13 @@ print(result["images"]["n_computed"], *[name for name in libraries if name in sy
 """
 
 
-def test_a_warm_run_imports_no_model_library(tmp_path, inception_weights, image_sets):
+def test_a_warm_run_imports_no_model_library(tmp_path, inception_weights, image_sets, image_sets_cache):
     """Every feature cached (the reference's too): no network is built and torch-fidelity is never imported (in a
     fresh process: this one has imported it)."""
     import subprocess
     import sys
 
-    args = [image_sets["gen"], image_sets["ref"], inception_weights, str(tmp_path)]
-    score(ScoreOptions(*args[:2], kid_subset_size=20, features=_features(inception_weights, tmp_path)))
+    args = [image_sets["gen"], image_sets["ref"], inception_weights, str(warm_copy(image_sets_cache, tmp_path / "c"))]
     done = subprocess.run([sys.executable, "-c", _WARM_RUN, *args], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["0"]
 
@@ -75,10 +79,11 @@ def test_two_processes_sharing_a_cache_never_corrupt_it(tmp_path):
     assert sqlite3.connect(tmp_path / "features.sqlite3").execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-def test_reference_file_gives_the_same_scores_as_the_folder(tmp_path, inception_weights, image_sets):
+def test_reference_file_gives_the_same_scores_as_the_folder(tmp_path, inception_weights, image_sets, image_sets_cache):
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")
     ref_file = tmp_path / "ref.npz"
-    build_reference_file(image_sets["ref"], str(ref_file), _features(inception_weights, tmp_path))
-    kwargs = {"kid_subset_size": 20, "features": _features(inception_weights, tmp_path)}
+    build_reference_file(image_sets["ref"], str(ref_file), _features(inception_weights, cache))
+    kwargs = {"kid_subset_size": 20, "features": _features(inception_weights, cache)}
     from_folder = score(ScoreOptions(image_sets["gen"], image_sets["ref"], **kwargs))
     from_file = score(ScoreOptions(image_sets["gen"], str(ref_file), **kwargs))
     assert from_file["cells"][0]["metrics"] == from_folder["cells"][0]["metrics"]
@@ -100,7 +105,7 @@ def test_unreadable_reference_file_is_a_clear_error(tmp_path, content):
         load_reference(path)
 
 
-def test_merged_shard_references_equal_the_whole(tmp_path, inception_weights, image_sets):
+def test_merged_shard_references_equal_the_whole(tmp_path, inception_weights, image_sets, image_sets_cache):
     import shutil
     from pathlib import Path
 
@@ -109,7 +114,7 @@ def test_merged_shard_references_equal_the_whole(tmp_path, inception_weights, im
         (tmp_path / f"s{shard}").mkdir()
         for f in part:
             shutil.copy(f, tmp_path / f"s{shard}" / f.name)
-    opts = _features(inception_weights, tmp_path / "cache")
+    opts = _features(inception_weights, warm_copy(image_sets_cache, tmp_path / "cache"))
     parts = [build_reference_file(str(tmp_path / f"s{s}"), str(tmp_path / f"s{s}.npz"), opts) for s in (2, 0, 1)]
     result = merge_references(parts, "merged")
     assert result.warnings == []

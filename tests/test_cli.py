@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import warm_copy
 
 from sdeval.cli import main
 
@@ -16,11 +17,14 @@ def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_score_writes_results_json_with_the_documented_schema(tmp_path, inception_weights, image_sets):
+def test_score_writes_results_json_with_the_documented_schema(
+    tmp_path, inception_weights, image_sets, image_sets_cache
+):
     out = tmp_path / "results.json"
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")  # the features are not what this test checks
     result = _run(
         "score", image_sets["gen"], "--reference", image_sets["ref"], "--inception-weights", inception_weights,
-        "--kid-subset-size", 20, "--cache-dir", tmp_path / "cache", "--workers", 0, "--out", out,
+        "--kid-subset-size", 20, "--cache-dir", cache, "--workers", 0, "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "FID" in result.output and "Precision" in result.output
@@ -35,15 +39,15 @@ def test_score_writes_results_json_with_the_documented_schema(tmp_path, inceptio
     assert doc["cells"][0]["protocol"]["inception"]["preprocess"] == "legacy"
 
 
-def test_reference_build_then_score_against_the_file(tmp_path, inception_weights, image_sets):
+def test_reference_build_then_score_against_the_file(tmp_path, inception_weights, image_sets, image_sets_cache):
     ref = tmp_path / "ref.npz"
-    common = ["--inception-weights", inception_weights, "--cache-dir", tmp_path / "cache", "--workers", 0]
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")  # both sets' features: none is extracted again
+    common = ["--inception-weights", inception_weights, "--cache-dir", cache, "--workers", 0]
     assert _run("reference", "build", image_sets["ref"], "-o", ref, *common).exit_code == 0
     result = _run("score", image_sets["gen"], "-r", ref, "--metrics", "fid,pr", *common, "-o", tmp_path / "file.json")
     assert result.exit_code == 0, result.output
     assert "FID" in result.output and "KID" not in result.output
-    # The file gives the numbers the folder gives (its features come from the cache the build filled), and the
-    # table prints them.
+    # The file gives the numbers the folder gives (its features come from the same cache), and the table prints them.
     folder = _run("score", image_sets["gen"], "-r", image_sets["ref"], "--metrics", "fid,pr", *common,
                   "-o", tmp_path / "folder.json")  # fmt: skip
     assert folder.exit_code == 0, folder.output

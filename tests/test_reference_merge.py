@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import warm_copy
 
 from sdeval.cli import main
 from sdeval.core.errors import ProtocolMismatchError, SdevalError
@@ -34,13 +35,14 @@ def _options(weights: str, cache: Path, **kwargs) -> FeatureOptions:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, inception_weights, image_sets) -> dict:
-    """Reference files of the whole reference folder and of two flat shards of it (one feature cache)."""
+def built(tmp_path_factory, inception_weights, image_sets, image_sets_cache) -> dict:
+    """Reference files of the whole reference folder and of two flat shards of it (one feature cache, which holds
+    the folder's features from the start)."""
     root = tmp_path_factory.mktemp("merge")
     files = sorted(Path(image_sets["ref"]).glob("*.png"))
-    options = _options(inception_weights, root / "cache")
+    options = _options(inception_weights, warm_copy(image_sets_cache, root / "cache"))
     out = {"root": root, "options": options, "files": files, "whole": root / "whole.npz"}
-    build_reference_file(image_sets["ref"], str(out["whole"]), options)  # fills the cache for the shards
+    build_reference_file(image_sets["ref"], str(out["whole"]), options)
     for name, part in (("a", files[:SPLIT]), ("b", files[SPLIT:])):
         (root / name).mkdir()
         for f in part:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import warm_copy
 from test_preference import (  # the tiny real models of the scorers' own tests
     _head_state,
     _imagereward_state,
@@ -121,7 +122,9 @@ def test_preference_comparisons_pair_by_prompt(prompted, models, tiny_name, tmp_
     assert found.paired and "paired on shared prompts" in found.method and found.difference == pytest.approx(0.0)
 
 
-def test_fd_dinov2_from_a_reference_file_equals_the_direct_computation(tmp_path, image_sets, inception_weights):
+def test_fd_dinov2_from_a_reference_file_equals_the_direct_computation(
+    tmp_path, image_sets, inception_weights, image_sets_cache
+):
     """`reference build --dinov2` stores the features; `score --metrics fd_dinov2` reads them, equals the Fréchet
     distance of directly extracted features, and gets a jackknife interval with --ci."""
     from test_dinov2 import _save_dinov2, _scipy_fd
@@ -130,7 +133,9 @@ def test_fd_dinov2_from_a_reference_file_equals_the_direct_computation(tmp_path,
 
     model = _save_dinov2(tmp_path / "dino", seed=0)
     ref = tmp_path / "ref.npz"
-    built = _run("reference", "build", image_sets["ref"], "-o", ref, "--dinov2-model", model, "--no-cache",
+    # Every reference holds Inception's features too: the builds read them from the cache, DINOv2's are extracted.
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")
+    built = _run("reference", "build", image_sets["ref"], "-o", ref, "--dinov2-model", model, "--cache-dir", cache,
                  "--workers", 0, "--inception-weights", inception_weights)  # fmt: skip
     assert built.exit_code == 0, built.output
     out = tmp_path / "r.json"
@@ -151,7 +156,7 @@ def test_fd_dinov2_from_a_reference_file_equals_the_direct_computation(tmp_path,
     assert entry["interval"]["low"] >= 0.0 and "jackknife" in entry["interval"]["method"]
     assert cell["protocol"]["dinov2"]["weights_sha256"] == extractor.protocol()["weights_sha256"]
     no_dino = tmp_path / "plain.npz"
-    plain = _run("reference", "build", image_sets["ref"], "-o", no_dino, "--no-cache", "--workers", 0,
+    plain = _run("reference", "build", image_sets["ref"], "-o", no_dino, "--cache-dir", cache, "--workers", 0,
                  "--inception-weights", inception_weights)  # fmt: skip
     assert plain.exit_code == 0, plain.output
     refused = _run("score", image_sets["gen"], "--metrics", "fd_dinov2", "-r", no_dino, "--dinov2-model", model,

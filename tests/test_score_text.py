@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import warm_copy
 
 import sdeval.features.extract as extract_module
 import sdeval.features.inception as inception_module
@@ -188,9 +189,10 @@ def test_one_decode_per_image_feeds_both_models_and_a_warm_run_computes_nothing(
 
 
 def test_cmmd_against_a_reference_file_equals_the_folder_and_a_direct_computation(
-    tmp_path, prompted, image_sets, tiny_name, tiny_clip_weights, inception_weights
+    tmp_path, prompted, image_sets, tiny_name, tiny_clip_weights, inception_weights, image_sets_cache
 ):
-    common = ["--inception-weights", inception_weights, "--workers", 0, "--cache-dir", tmp_path / "cache"]
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")  # the reference's Inception features, not its CLIP ones
+    common = ["--inception-weights", inception_weights, "--workers", 0, "--cache-dir", cache]
     cmmd_model = ["--cmmd-model", tiny_name, "--cmmd-pretrained", tiny_clip_weights[0]]
     ref = tmp_path / "ref.npz"
     built = _run("reference", "build", image_sets["ref"], "-o", ref, *cmmd_model, *common)
@@ -216,9 +218,11 @@ def test_cmmd_against_a_reference_file_equals_the_folder_and_a_direct_computatio
 
 
 def test_cmmd_reference_made_another_way_names_the_field_or_says_how_to_rebuild(
-    tmp_path, prompted, image_sets, tiny_name, tiny_clip_weights, inception_weights
+    tmp_path, prompted, image_sets, tiny_name, tiny_clip_weights, inception_weights, image_sets_cache
 ):
-    common = ["--inception-weights", inception_weights, "--workers", 0, "--no-cache"]
+    # The reference's Inception features come from the cache: what is checked is the CLIP part of the protocol.
+    cache = warm_copy(image_sets_cache, tmp_path / "cache")
+    common = ["--inception-weights", inception_weights, "--workers", 0, "--cache-dir", cache]
     with_clip, without_clip = tmp_path / "clip.npz", tmp_path / "plain.npz"
     assert _run("reference", "build", image_sets["ref"], "-o", with_clip, "--cmmd-model", tiny_name,
                 "--cmmd-pretrained", tiny_clip_weights[0], *common).exit_code == 0  # fmt: skip

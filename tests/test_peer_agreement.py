@@ -83,9 +83,9 @@ def test_scores_agree_with_torch_fidelity_on_few_images(inception_weights, small
     _assert_agrees_with_torch_fidelity(inception_weights, small_sets, kid_subset_size=10)
 
 
-def test_fid_of_a_folder_with_itself_is_zero(inception_weights, image_sets):
+def test_fid_of_a_folder_with_itself_is_zero(inception_weights, small_sets):
     results = score(
-        ScoreOptions(image_sets["gen"], image_sets["gen"], metrics=("fid",), features=_options(inception_weights))
+        ScoreOptions(small_sets["gen"], small_sets["gen"], metrics=("fid",), features=_options(inception_weights))
     )
     assert results["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
@@ -123,10 +123,11 @@ def test_clean_resize_is_clean_fids_resizer():
     np.testing.assert_array_equal(resize_clean(rgb).numpy(), expected)
 
 
-def test_features_do_not_depend_on_batch_size_or_workers(inception_weights, image_sets):
+def test_features_do_not_depend_on_batch_size_or_workers(inception_weights, small_sets):
+    """20 images: batches of 7 leave a short last one, a batch of 64 takes them all."""
     extractor = InceptionExtractor(inception_weights)
     runs = [
-        extract_folder(image_sets["gen"], [extractor], batch_size=b, workers=w, progress=False)
+        extract_folder(small_sets["gen"], [extractor], batch_size=b, workers=w, progress=False)
         for b, w in [(1, 0), (7, 2), (64, 1)]
     ]
     base = runs[0].features[extractor.cache_key][POOL]

@@ -232,17 +232,22 @@ def test_every_progress_bar_says_what_it_counts() -> None:
     assert unlabelled == []
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, sdeval_cache: Path) -> None:
+# The interruption tests' run: 60 images, enough that a signal lands mid-run even on a fast machine (24 could all
+# finish in one poll).
+SIXTY = {"guidance_scale": [3.0, 7.5], "num_inference_steps": 2, "width": 32, "height": 32, "scheduler": "ddim"}
+
+
+@pytest.fixture(scope="module")
+def sixty(tmp_path_factory: pytest.TempPathFactory, sdeval_cache: Path) -> dict[str, np.ndarray]:
+    """The 60-image run uninterrupted (batches of 4), once: what every interrupted and resumed run must equal."""
+    folder = tmp_path_factory.mktemp("sixty")
+    _run(write_config(folder, settings=SIXTY, seeds_per_prompt=10, batch_size=4))
+    return load_images(folder / "out")
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, sixty: dict[str, np.ndarray]) -> None:
     """A real SIGKILL while images are being written; the resumed run must equal an uninterrupted one."""
-    settings = {
-        "guidance_scale": [3.0, 7.5],
-        "num_inference_steps": 2,
-        "width": 32,
-        "height": 32,
-        "scheduler": "ddim",
-    }
-    # 60 images: enough that the kill lands mid-run even on a fast machine (24 could all finish in one poll).
-    path = write_config(tmp_path / "killed", settings=settings, seeds_per_prompt=10, batch_size=1)
+    path = write_config(tmp_path / "killed", settings=SIXTY, seeds_per_prompt=10, batch_size=1)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdeval", "generate", str(path), "--quiet"],
@@ -261,9 +266,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, sdeval
     done_before = len(load_images(out))
     assert 3 <= done_before < 60, "the kill should land mid-run"
     _run(path)
-    ref_path = write_config(tmp_path / "ref", settings=settings, seeds_per_prompt=10, batch_size=4)
-    _run(ref_path)
-    assert_same_images(load_images(out), load_images(tmp_path / "ref" / "out"))
+    assert_same_images(load_images(out), sixty)
     rows = manifest_rows(out)
     assert len(rows) == 60 and len({r["file"] for r in rows}) == 60
     assert not list(out.rglob("*.tmp"))
@@ -298,11 +301,12 @@ def test_ctrl_c_keeps_finished_images_and_a_usable_manifest(tmp_path: Path) -> N
     assert sorted(r["file"] for r in manifest_rows(out)) == sorted(on_disk)
 
 
-def test_sigterm_mid_run_exits_143_and_resume_equals_uninterrupted(tmp_path: Path) -> None:
+def test_sigterm_mid_run_exits_143_and_resume_equals_uninterrupted(
+    tmp_path: Path, sixty: dict[str, np.ndarray]
+) -> None:
     """SIGTERM (SLURM, Kubernetes) is handled like Ctrl-C: in-flight writes finish, the manifest is merged,
     exit 143; the resumed run equals an uninterrupted one."""
-    settings = {"guidance_scale": [3.0, 7.5], "num_inference_steps": 2, "width": 32, "height": 32, "scheduler": "ddim"}
-    path = write_config(tmp_path / "termed", settings=settings, seeds_per_prompt=10, batch_size=1)
+    path = write_config(tmp_path / "termed", settings=SIXTY, seeds_per_prompt=10, batch_size=1)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdeval", "generate", str(path), "--quiet"],
@@ -326,9 +330,7 @@ def test_sigterm_mid_run_exits_143_and_resume_equals_uninterrupted(tmp_path: Pat
     assert sorted(r["file"] for r in manifest_rows(out)) == sorted(on_disk)
     assert not list(out.rglob("*.tmp"))
     _run(path)
-    ref_path = write_config(tmp_path / "ref", settings=settings, seeds_per_prompt=10, batch_size=4)
-    _run(ref_path)
-    assert_same_images(load_images(out), load_images(tmp_path / "ref" / "out"))
+    assert_same_images(load_images(out), sixty)
 
 
 def test_kill_between_image_and_manifest_row_is_healed(tmp_path: Path, reference: dict[str, np.ndarray]) -> None:

@@ -203,14 +203,9 @@ def test_merging_shards_with_intervals(
     assert "bootstrap over prompts" in cell["metrics"]["diversity"]["interval"]["method"]
 
 
-def test_torchrun_two_processes_score_as_one(
-    folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
-):
-    """A real launch (torchrun, 2 processes, gloo on CPU): each rank decodes and extracts its share of the images and
-    of the reference folder, rank 0 shows the only progress and writes the results of the whole."""
-    out = tmp_path / "results.json"
-    args = [str(a) for a in _options(folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights[0])]
-    # The tiny open_clip config is registered by a test fixture; the launched processes register it too.
+def _launch(args: list[str], tmp_path: Path, threads: int) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`sdeval score ARGS` as torchrun launches it (2 processes, gloo on CPU, `threads` threads each): the launch
+    script (it registers the tiny open_clip config, as the test fixture does here) and the finished launch."""
     config_folder = tmp_path / "open_clip_configs"
     config_folder.mkdir()
     (config_folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
@@ -220,26 +215,59 @@ def test_torchrun_two_processes_score_as_one(
     )
     script = tmp_path / "launch.py"
     script.write_text(boot.replace("; ", "\n"))
-    # Both runs in fresh processes with the same threads: BLAS results change in the last bits with the thread count
-    # (and a test process's earlier tests may have left other state behind).
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "2"}
-    single = tmp_path / "single.json"
-    one = [sys.executable, str(script), str(config_folder), "score", *args, "-o", str(single)]
-    proc = subprocess.run(one, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           str(config_folder), "score", *args, "-o", str(out)]  # fmt: skip
+           str(config_folder), "score", *args, "-o", str(tmp_path / "results.json")]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return script, proc
+
+
+def _assert_launched_as_one(single: Path, launched: Path, proc: subprocess.CompletedProcess[str]) -> None:
+    """The launch's results are one process's; rank 0 alone wrote them and showed progress, over its share."""
     # A group really came up: only rank 0 writes (without one, both ranks would score everything and both write).
     assert proc.stdout.count("results: ") == 1, proc.stdout
-    one, launched = json.loads(single.read_text()), json.loads(out.read_text())
-    assert_same_results(one, launched)
-    assert one["reference"] == launched["reference"] and launched["reference"]["n"] == 16
-    assert one["cells"][0]["metrics"]["fid"]["value"] == launched["cells"][0]["metrics"]["fid"]["value"]
-    with np.load(tmp_path / "single.state.npz") as a, np.load(tmp_path / "results.state.npz") as b:
+    one, both = json.loads(single.read_text()), json.loads(launched.read_text())
+    assert_same_results(one, both)
+    assert one["reference"] == both["reference"] and both["reference"]["n"] == 16
+    assert one["cells"][0]["metrics"]["fid"]["value"] == both["cells"][0]["metrics"]["fid"]["value"]
+    with np.load(single.with_suffix(".state.npz")) as a, np.load(launched.with_suffix(".state.npz")) as b:
         assert np.array_equal(a["reference_pool"], b["reference_pool"])  # the same reference rows, in the same order
     # One progress display, rank 0's, over its share: 9 of the 17 reference files, 11 of the 21 images.
     started = r"features \(%s\):\s+0%%\|[^|]*\| 0/(\d+) "
     assert re.findall(started % "reference", proc.stderr) == ["9"], proc.stderr[-3000:]
     assert re.findall(started % "images", proc.stderr) == ["11"], proc.stderr[-3000:]
+
+
+def test_torchrun_two_processes_score_as_one_process_here(
+    folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+):
+    """A real launch (torchrun, 2 processes, gloo on CPU) against one process's run of the same options in this
+    process, with the launch given this process's thread count (BLAS results change in the last bits with it): the
+    fast twin of the test below, which runs the single process fresh as well."""
+    import torch
+
+    args = [str(a) for a in _options(folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights[0])]
+    single = tmp_path / "single.json"
+    result = _run("score", *args, "-o", single)
+    assert result.exit_code == 0, result.output
+    _, proc = _launch(args, tmp_path, torch.get_num_threads())
+    _assert_launched_as_one(single, tmp_path / "results.json", proc)
+
+
+@pytest.mark.slow  # about 40 s: three fresh processes start torch; the test above is its fast twin
+def test_torchrun_two_processes_score_as_one(
+    folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
+):
+    """A real launch (torchrun, 2 processes, gloo on CPU): each rank decodes and extracts its share of the images and
+    of the reference folder, rank 0 shows the only progress and writes the results of the whole."""
+    args = [str(a) for a in _options(folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights[0])]
+    # Both runs in fresh processes with the same threads: BLAS results change in the last bits with the thread count
+    # (and a test process's earlier tests may have left other state behind).
+    script, proc = _launch(args, tmp_path, 2)
+    single = tmp_path / "single.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "2"}
+    one = [sys.executable, str(script), str(tmp_path / "open_clip_configs"), "score", *args, "-o", str(single)]
+    done = subprocess.run(one, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_launched_as_one(single, tmp_path / "results.json", proc)

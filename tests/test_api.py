@@ -147,7 +147,7 @@ import numpy as np, open_clip, torch, torch.distributed as dist
 from PIL import Image
 open_clip.add_model_config(sys.argv[1])
 dist.init_process_group("gloo")
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # two ranks on two cores: more threads would only contend
 from sdeval import Evaluator
 options, folder, out = json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 rank, world = dist.get_rank(), dist.get_world_size()
@@ -174,7 +174,7 @@ def test_ddp_ranks_compute_the_single_process_results(data, options, cli, tmp_pa
     (configs / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
     args = json.dumps({**options, "metrics": METRICS})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
            str(configs), args, str(data["root"]), str(tmp_path / "out")]  # fmt: skip

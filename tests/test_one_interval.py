@@ -19,23 +19,27 @@ from sdeval.core.errors import ConfigError, ExitCode
 from sdeval.score.demo import make_image_set
 
 SEED = 7  # not the default (2020): a later interval drawn with the default seed would differ
+# Images (each its own prompt) per set: as many as the default jackknife blocks (25), and under the 30 prompts from
+# which FID's jackknife is checked, so its interval carries the "indicative" note.
+N = 25
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory, inception_weights: str) -> dict[str, Path]:
     """A baseline and a candidate folder (the same file names, so the cells pair image by image) scored against
-    one reference with `--ci --seed 7`."""
+    one reference with `--ci --seed 7` (one feature cache: the reference is extracted once)."""
     root = tmp_path_factory.mktemp("one-interval")
-    make_image_set(root / "ref", 36, seed=2, style="spots")
-    make_image_set(root / "base", 36, seed=1, style="blobs")
-    make_image_set(root / "cand", 36, seed=3, style="blobs")
+    make_image_set(root / "ref", N, seed=2, style="spots")
+    make_image_set(root / "base", N, seed=1, style="blobs")
+    make_image_set(root / "cand", N, seed=3, style="blobs")
     out = {}
     for name in ("base", "cand"):
         path = root / f"{name}.json"
         result = CliRunner().invoke(
             main,
             ["score", str(root / name), "--reference", str(root / "ref"), "--metrics", "fid,pr",
-             "--inception-weights", inception_weights, "--ci", "--seed", str(SEED), "-o", str(path)],
+             "--inception-weights", inception_weights, "--ci", "--seed", str(SEED), "--cache-dir", str(root / "cache"),
+             "-o", str(path)],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         out[name] = path
@@ -78,7 +82,7 @@ def test_a_cells_interval_is_the_same_in_results_gate_and_report(scored: dict[st
         key = verdict["rule"]["metric"]
         shown = verdict["interval"]
         assert (shown["low"], shown["high"]) == (stored[key]["interval"]["low"], stored[key]["interval"]["high"])
-        # A note (FID's jackknife is "indicative" at 36 prompts) travels with the interval.
+        # A note (FID's jackknife is "indicative" at N prompts) travels with the interval.
         assert shown.get("note") == stored[key]["interval"].get("note")
     assert "indicative" in data["verdicts"][0]["interval"]["note"]
     assert data["intervals"]["seed"] == SEED and data["intervals"]["source"] == "results"

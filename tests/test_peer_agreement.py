@@ -15,8 +15,8 @@ from sdeval.score import FeatureOptions, ScoreOptions, score
 from sdeval.score.demo import make_image_set
 
 
-def _options(weights, **kwargs):
-    return FeatureOptions(inception_weights=weights, cache_dir=None, workers=0, progress=False, **kwargs)
+def _options(weights, cache_dir=None, **kwargs):
+    return FeatureOptions(inception_weights=weights, cache_dir=cache_dir, workers=0, progress=False, **kwargs)
 
 
 def test_resized_entry_point_equals_library_forward(inception_weights, image_sets):
@@ -49,15 +49,17 @@ def test_folded_network_equals_torch_fidelitys_unfolded_one(inception_weights):
 
 @pytest.fixture(scope="module")
 def small_sets(tmp_path_factory) -> dict:
-    """The fast twins' sets: 20 images each, the fewest Inception Score's 10 splits take."""
+    """The fast twins' sets: 20 images each, the fewest Inception Score's 10 splits take; and a feature cache that
+    sdeval's runs on them share (torch-fidelity's agreement fills it, the FID of a folder with itself reads it)."""
     root = tmp_path_factory.mktemp("small")
     make_image_set(root / "gen", 20, seed=1, style="blobs")
     make_image_set(root / "ref", 20, seed=2, style="spots")
-    return {"gen": str(root / "gen"), "ref": str(root / "ref")}
+    return {"gen": str(root / "gen"), "ref": str(root / "ref"), "cache": str(root / "cache")}
 
 
 def _assert_agrees_with_torch_fidelity(weights: str, sets: dict, kid_subset_size: int) -> None:
-    ours = score(ScoreOptions(sets["gen"], sets["ref"], kid_subset_size=kid_subset_size, features=_options(weights)))
+    features = _options(weights, sets.get("cache"))
+    ours = score(ScoreOptions(sets["gen"], sets["ref"], kid_subset_size=kid_subset_size, features=features))
     theirs = torch_fidelity.calculate_metrics(
         input1=sets["gen"], input2=sets["ref"], cuda=False, isc=True, fid=True, kid=True, prc=True,
         kid_subset_size=kid_subset_size, feature_extractor="inception-v3-compat", feature_layer_prc="2048",
@@ -84,9 +86,8 @@ def test_scores_agree_with_torch_fidelity_on_few_images(inception_weights, small
 
 
 def test_fid_of_a_folder_with_itself_is_zero(inception_weights, small_sets):
-    results = score(
-        ScoreOptions(small_sets["gen"], small_sets["gen"], metrics=("fid",), features=_options(inception_weights))
-    )
+    features = _options(inception_weights, small_sets["cache"])
+    results = score(ScoreOptions(small_sets["gen"], small_sets["gen"], metrics=("fid",), features=features))
     assert results["cells"][0]["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)
 
 

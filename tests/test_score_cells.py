@@ -26,11 +26,12 @@ def _run(*args: object):
 
 @pytest.fixture(scope="module")
 def grid_run(tmp_path_factory, sdeval_cache) -> Path:
-    """2 checkpoints x 2 settings x 4 prompts x 3 seeds = 48 images of 32x32 from tiny-random."""
+    """2 checkpoints x 2 settings x 4 prompts x 2 seeds = 32 images of 32x32 from tiny-random (two seeds: the
+    fewest diversity takes)."""
     folder = tmp_path_factory.mktemp("grid")
     settings = {"guidance_scale": [3.0, 7.5], "num_inference_steps": 2, "width": 32, "height": 32, "scheduler": "ddim"}
     checkpoints = [{"name": "alpha", "path": "tiny-random"}, {"name": "beta", "path": "tiny-random"}]
-    path = write_config(folder, prompts=PROMPTS, settings=settings, checkpoints=checkpoints, seeds_per_prompt=3)
+    path = write_config(folder, prompts=PROMPTS, settings=settings, checkpoints=checkpoints, seeds_per_prompt=2)
     result = _run("generate", path, "--quiet")
     assert result.exit_code == 0, result.output
     return folder / "out"
@@ -39,7 +40,7 @@ def grid_run(tmp_path_factory, sdeval_cache) -> Path:
 @pytest.fixture(scope="module")
 def reference_file(tmp_path_factory, inception_weights, tiny_name, tiny_clip_weights) -> Path:
     folder = tmp_path_factory.mktemp("ref")
-    make_image_set(folder / "images", 30, seed=9, size=32)
+    make_image_set(folder / "images", 16, seed=9, size=32)
     out = folder / "ref.npz"
     result = _run("reference", "build", folder / "images", "-o", out, "--inception-weights", inception_weights,
                   "--cmmd-model", tiny_name, "--cmmd-pretrained", tiny_clip_weights[0], "--no-cache",
@@ -71,10 +72,10 @@ def test_a_generation_run_is_scored_per_cell_in_one_decode_pass_and_each_cell_eq
     args = _score_args(grid_run, reference_file, inception_weights, tiny_name, tiny_clip_weights[0])
     result = _run(*args, "-o", tmp_path / "run.json")
     assert result.exit_code == 0, result.output
-    assert len(decoded) == 48  # every image once, for Inception and both CLIP uses together
+    assert len(decoded) == 32  # every image once, for Inception and both CLIP uses together
     doc = json.loads((tmp_path / "run.json").read_text())
     assert doc["source"]["kind"] == "generation_run" and doc["source"]["run"]["config_sha256"]
-    assert doc["prompts"]["source_counts"] == {"manifest": 48}  # the run's own manifest, no --prompts
+    assert doc["prompts"]["source_counts"] == {"manifest": 32}  # the run's own manifest, no --prompts
     cells = {cell["id"]: cell for cell in doc["cells"]}
     assert sorted(cells) == [
         "alpha/g3-s2-ddim-32x32-fp32", "alpha/g7.5-s2-ddim-32x32-fp32",
@@ -84,9 +85,9 @@ def test_a_generation_run_is_scored_per_cell_in_one_decode_pass_and_each_cell_eq
         checkpoint, setting = cell_id.split("/")
         assert cell["checkpoint"]["name"] == checkpoint and cell["checkpoint"]["sha256"]
         assert cell["setting"]["id"] == setting and cell["setting"]["values"]["guidance_scale"] in (3.0, 7.5)
-        assert cell["n_images"] == 12
+        assert cell["n_images"] == 8
         assert sorted(row["item"] for row in cell["per_image"]) == sorted(
-            f"p{p}#{s}" for p in range(4) for s in range(3)
+            f"p{p}#{s}" for p in range(4) for s in range(2)
         )
         alone = _run(*_score_args(grid_run / checkpoint / setting, reference_file, inception_weights, tiny_name,
                                   tiny_clip_weights[0]), "-o", tmp_path / "alone.json")  # fmt: skip
@@ -101,11 +102,11 @@ def test_a_generation_run_is_scored_per_cell_in_one_decode_pass_and_each_cell_eq
             assert row["rprecision_hit"] == mine[row["item"]]["rprecision_hit"]
 
     meta, state = load_state(tmp_path / "run.state.npz")
-    assert meta["cells"] == [cell["id"] for cell in doc["cells"]] and len(state["pool"]) == 48
+    assert meta["cells"] == [cell["id"] for cell in doc["cells"]] and len(state["pool"]) == 32
     rows = [row for cell in doc["cells"] for row in cell["per_image"]]
     assert state["item"].tolist() == [row["item"] for row in rows]
     assert state["sha256"].tolist() == [row["sha256"] for row in rows]
-    assert state["clip_image"].shape == (48, 32) and len(state["reference_pool"]) == 30
+    assert state["clip_image"].shape == (32, 32) and len(state["reference_pool"]) == 16
 
 
 def test_group_by_folder_splits_a_plain_folder(tmp_path, inception_weights):

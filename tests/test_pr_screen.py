@@ -137,6 +137,8 @@ def test_exact_recomputation_equals_the_float64_formula():
         got = dist.exact_squared(s, np.repeat(rows, 6), s, cols.ravel())
         assert torch.equal(got, whole[torch.from_numpy(np.repeat(rows, 6)), torch.from_numpy(cols.ravel())])
         assert torch.equal(dist.exact_rows(s, rows, s), whole)
+        for start, stop in ((0, min(n, 7)), (n // 3, n), (n // 2, n // 2 + 1)):  # a tile of columns alone
+            assert torch.equal(dist.exact_rows(s, rows, s, slice(start, stop)), whole[:, start:stop])
         assert dist.reproduces_float64(s, s)
 
 
@@ -150,13 +152,17 @@ def test_a_blas_that_recomputes_otherwise_falls_back_to_float64(monkeypatch):
         assert pr.precision_recall(gen, real, K) == expected
 
 
-def test_crowded_blocks_are_recomputed_whole():
-    """All rows equal: every pair is a close call, so blocks are recomputed whole (the float64 path's cost)."""
+def test_crowded_blocks_are_recomputed_whole(monkeypatch):
+    """All rows equal: every pair is a close call, so blocks are recomputed whole (the float64 path's cost), also
+    when the blocks are tiles of the columns."""
     gen = np.ones((40, 10), dtype=np.float32)
     real = np.ones((30, 10), dtype=np.float32)
     _assert_same(gen, real, K, np.arange(40) % 4)
     _clear()
     assert pr.precision_recall(gen, real, K) == (1.0, 1.0)
+    monkeypatch.setattr(pr, "_CHUNK_ELEMENTS", 200)  # squares of 8, tiles of 24 rows by 8 of the 30 columns
+    _clear()
+    _assert_same(gen, real, K, np.arange(40) % 4)
 
 
 def test_precision_hits_come_from_the_last_pass_over_the_same_sets(monkeypatch):

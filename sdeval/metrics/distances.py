@@ -249,11 +249,16 @@ def _exact_groups(
         out[torch.from_numpy(pick)] = d2
 
 
-def exact_rows(a: ScreenedSet, rows: np.ndarray, b: ScreenedSet) -> torch.Tensor:
-    """The float64 formula's D for whole rows [len(rows), b.n], column pieces at a time."""
+def exact_rows(a: ScreenedSet, rows: np.ndarray, b: ScreenedSet, cols: slice | None = None) -> torch.Tensor:
+    """The float64 formula's D for whole rows [len(rows), b.n], column pieces at a time; or for the columns `cols`
+    of those rows alone."""
     index = torch_index(rows)
-    products = _whole_products(a.rows64(rows, ROW_ALIGN), b)[: len(rows)]
-    d2 = a.sq[index][:, None] + b.sq
+    if cols is None:
+        products = _whole_products(a.rows64(rows, ROW_ALIGN), b)[: len(rows)]
+        d2 = a.sq[index][:, None] + b.sq
+    else:
+        products = _products(a.rows64(rows, ROW_ALIGN), b, np.arange(cols.start, cols.stop))[: len(rows)]
+        d2 = a.sq[index][:, None] + b.sq[cols]
     d2.sub_(products, alpha=2.0)
     return d2
 
@@ -340,14 +345,25 @@ def settle_nearest(
 
 
 def hit_pairs(
-    a: ScreenedSet, rows: slice, b: ScreenedSet, hi: torch.Tensor, radii: torch.Tensor, *, per_row: bool
+    a: ScreenedSet,
+    rows: slice,
+    b: ScreenedSet,
+    hi: torch.Tensor,
+    radii: torch.Tensor,
+    *,
+    per_row: bool,
+    cols: slice | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The pairs (row of the block, column) with exact `sqrt(max(D, 0)) <= radius`, one list per radius: `radii`
-    [r, T] per row (NaN: no radius, never a hit) or [b.n] per column (T = 1). Pairs the screen cannot settle are
-    recomputed with the float64 formula; a block where too many pairs are near a radius is recomputed whole (the
-    float64 path's cost). Sparse: hits are a few per row, and no [r, b.n] mask is written or read again."""
+    """The pairs (row of the block, column of b) with exact `sqrt(max(D, 0)) <= radius`, one list per radius:
+    `radii` [r, T] per row (NaN: no radius, never a hit) or [b.n] per column (T = 1). `hi` is the screen of the rows
+    against b's columns `cols` (all by default). Pairs the screen cannot settle are recomputed with the float64
+    formula; a block where too many pairs are near a radius is recomputed whole (the float64 path's cost). Sparse:
+    hits are a few per row, and no [r, b.n] mask is written or read again."""
     import torch  # at call time (see the imports above)
 
+    cols = slice(0, b.n) if cols is None else cols
+    offset = cols.start
+    b_sq = b.sq[cols]
     sa = a.sq[rows]
     start = range(*rows.indices(a.n)).start
     inf = float("inf")
@@ -357,19 +373,21 @@ def hit_pairs(
         reach = torch.where(top >= 0, top * top * (1 + _SLACK) + band, torch.full_like(top, -inf))
         maybe = hi <= _up32(reach)[:, None]
     else:
-        band = 2 * a.c * (float(sa.max()) + b.sq) * (1 + _SLACK) + 3 * _TINY
+        radii = radii[cols]
+        band = 2 * a.c * (float(sa.max()) + b_sq) * (1 + _SLACK) + 3 * _TINY
         maybe = hi <= _up32(radii * radii * (1 + _SLACK) + band)[None, :]
     thresholds = radii.shape[1] if per_row else 1
     if int(torch.count_nonzero(maybe)) * _DENSE > maybe.numel():
         index = np.arange(start, start + len(hi))
-        distances = exact_rows(a, index, b).clamp_min_(0).sqrt_()
+        whole = None if (offset, cols.stop) == (0, b.n) else cols
+        distances = exact_rows(a, index, b, whole).clamp_min_(0).sqrt_()
         masks = [distances <= radii[:, t, None] for t in range(thresholds)] if per_row else [distances <= radii]
         found = [mask.nonzero() for mask in masks]
-        return [(index[:, 0], index[:, 1]) for index in found]
+        return [(index[:, 0], index[:, 1] + offset) for index in found]
     i, j = maybe.nonzero(as_tuple=True)
     del maybe
     hi_pairs = hi[i, j].double()
-    low = hi_pairs - 2 * a.c * (sa[i] + b.sq[j]) * (1 + _SLACK) - _TINY
+    low = hi_pairs - 2 * a.c * (sa[i] + b_sq[j]) * (1 + _SLACK) - _TINY
     pair_radii = [radii[i, t] for t in range(thresholds)] if per_row else [radii[j]]
     certain, unsure = [], torch.zeros(len(i), dtype=torch.bool)
     for radius in pair_radii:
@@ -377,12 +395,12 @@ def hit_pairs(
         sure = hi_pairs + _TINY <= squared * (1 - _SLACK)
         unsure |= ~sure & (low <= squared * (1 + _SLACK))  # NaN: neither, a miss
         certain.append(sure)
-    distances = exact_squared(a, (i[unsure] + start).numpy(), b, j[unsure].numpy()).clamp_min_(0).sqrt_()
+    distances = exact_squared(a, (i[unsure] + start).numpy(), b, (j[unsure] + offset).numpy()).clamp_min_(0).sqrt_()
     pairs = []
     for sure, radius in zip(certain, pair_radii, strict=True):
         hit = sure.clone()
         hit[unsure] = distances <= radius[unsure]
-        pairs.append((i[hit], j[hit]))
+        pairs.append((i[hit], j[hit] + offset))
     return pairs
 
 

@@ -66,6 +66,20 @@ def _row_chunks(rows: int, cols: int) -> list[slice]:
     return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
 
 
+def _tiles(rows: int, cols: int) -> list[tuple[slice, slice]]:
+    """Blocks of the screen of one set against another: row chunks against column tiles as wide as the square
+    blocks of `_self_nearest`. Thin row blocks against every column cost the GEMM one pass over all the columns per
+    block (packing them), which at 50k rows is most of its time; about square tiles keep it at full speed."""
+    width = min(cols, _square_side())
+    col_tiles = [slice(start, min(start + width, cols)) for start in range(0, cols, max(width, 1))]
+    return [(chunk, tile) for chunk in _row_chunks(rows, width) for tile in col_tiles]
+
+
+def _square_side() -> int:
+    """The side of the screen's square blocks: within `_CHUNK_ELEMENTS`, a multiple of `_ROW_ALIGN`."""
+    return max(_ROW_ALIGN, math.isqrt(_CHUNK_ELEMENTS) // _ROW_ALIGN * _ROW_ALIGN)
+
+
 def _screened(*sets: np.ndarray) -> list[ScreenedSet] | None:
     """The sets prepared for the float32 screen, or None where the screen cannot give the float64 formula's
     results here (d too large for its bound, or this BLAS recomputes entries differently: warned)."""
@@ -130,7 +144,7 @@ def _self_nearest(x: ScreenedSet, width: int) -> tuple[torch.Tensor, torch.Tenso
     keep = candidate_count(n, width)
     values = torch.full((n, keep), float("inf"), dtype=torch.float32)
     columns = torch.zeros((n, keep), dtype=torch.int64)
-    side = max(_ROW_ALIGN, math.isqrt(_CHUNK_ELEMENTS) // _ROW_ALIGN * _ROW_ALIGN)
+    side = _square_side()
     squares = [slice(start, min(start + side, n)) for start in range(0, n, side)]
     for i, rows in enumerate(squares):
         for cols in squares[i:]:
@@ -254,8 +268,10 @@ def inside_balls(
             inside[rows] = (_pairwise_distances(pts[rows], ctr, sq) <= radii).any(dim=1)
         return inside
     a, b = screened
-    for rows in _row_chunks(a.n, b.n):
-        inside[rows] = _rows_hit(hit_pairs(a, rows, b, screen(a, rows, b), radii, per_row=False)[0], rows)
+    inside.zero_()
+    for rows, cols in _tiles(a.n, b.n):
+        hi = screen(a, rows, b, cols)
+        inside[rows] |= _rows_hit(hit_pairs(a, rows, b, hi, radii, per_row=False, cols=cols)[0], rows)
     return inside
 
 
@@ -299,12 +315,12 @@ def precision_recall(
     else:
         a, b = screened
         ref_radii, gen_radii = reference_radii(b, k, gemm), knn_radii(a, k)
-        gen_inside = torch.empty(a.n, dtype=torch.bool)
+        gen_inside = torch.zeros(a.n, dtype=torch.bool)
         ref_inside = torch.zeros(b.n, dtype=torch.bool)
-        for rows in _row_chunks(a.n, b.n):
-            hi = screen(a, rows, b)
-            gen_inside[rows] = _rows_hit(hit_pairs(a, rows, b, hi, ref_radii, per_row=False)[0], rows)
-            ref_inside[hit_pairs(a, rows, b, hi, gen_radii[rows, None], per_row=True)[0][1]] = True
+        for rows, cols in _tiles(a.n, b.n):
+            hi = screen(a, rows, b, cols)
+            gen_inside[rows] |= _rows_hit(hit_pairs(a, rows, b, hi, ref_radii, per_row=False, cols=cols)[0], rows)
+            ref_inside[hit_pairs(a, rows, b, hi, gen_radii[rows, None], per_row=True, cols=cols)[0][1]] = True
     _keep_hits(generated, real, k, gen_inside)
     precision = float(gen_inside.double().mean())
     recall = float(ref_inside.double().mean())
@@ -344,9 +360,11 @@ def recall_leave_outs(
     else:
         a, b = screened
         self_near = _self_nearest(a, width)  # each row's `width` nearest generated rows, exact, for every chunk
+        thresholds = torch.empty(n, k + 2, dtype=torch.float64)  # per row: its radius, then its k + 1 grown ones
+        grown_rows = torch.empty(n, k + 1, dtype=torch.int64)  # the block each grown radius leaves out
     # Precision's hits come with the same blocks when the reference's radii are at hand (no extra reference pass).
     ref_radii = _REFERENCE_RADII.get((fingerprint(np.asarray(real)), k, gemm if screened is not None else "float64"))
-    gen_inside = torch.empty(n, dtype=torch.bool)
+    gen_inside = torch.zeros(n, dtype=torch.bool)
     for rows in _row_chunks(n, max(n, len(real))):
         own = block_of[rows]
         whole: Callable[[torch.Tensor], torch.Tensor]  # some rows' distances to every generated row
@@ -375,18 +393,21 @@ def recall_leave_outs(
                     (grown_block[:, t].where(grown_block[:, t] >= 0, n_blocks),), inside[t + 1], accumulate=True
                 )
             del inside
-        else:
-            hi = screen(a, rows, b)
+        else:  # the generated-to-real pass comes after, by tiles (`_tiles`), with these thresholds
+            thresholds[rows] = torch.cat([radius[:, None], grown_radius], dim=1)
+            grown_rows[rows] = grown_block.where(grown_block >= 0, n_blocks)  # no t-th grown radius: never inside
+    if screened is not None:
+        for rows, cols in _tiles(n, len(real)):
+            hi = screen(a, rows, b, cols)
             if ref_radii is not None:
-                gen_inside[rows] = _rows_hit(hit_pairs(a, rows, b, hi, ref_radii, per_row=False)[0], rows)
-            thresholds = torch.cat([radius[:, None], grown_radius], dim=1)
-            pairs = hit_pairs(a, rows, b, hi, thresholds, per_row=True)
+                hits = hit_pairs(a, rows, b, hi, ref_radii, per_row=False, cols=cols)[0]
+                gen_inside[rows] |= _rows_hit(hits, rows)
+            pairs = hit_pairs(a, rows, b, hi, thresholds[rows], per_row=True, cols=cols)
             del hi
-            held[own[pairs[0][0]], pairs[0][1]] = True  # the same ORs, from the hit pairs
-            grown_row = grown_block.where(grown_block >= 0, n_blocks)  # NaN (no t-th grown radius) is never inside
+            held[block_of[rows][pairs[0][0]], pairs[0][1]] = True  # the same ORs, from the hit pairs
             for t in range(k + 1):
                 i, j = pairs[t + 1]
-                grown[grown_row[i, t], j] = True
+                grown[grown_rows[rows][i, t], j] = True
     if ref_radii is not None:
         _keep_hits(generated, real, k, gen_inside)
     holders = held.sum(dim=0)

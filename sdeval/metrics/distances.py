@@ -253,7 +253,7 @@ def exact_rows(a: ScreenedSet, rows: np.ndarray, b: ScreenedSet, cols: slice | N
     """The float64 formula's D for whole rows [len(rows), b.n], column pieces at a time; or for the columns `cols`
     of those rows alone."""
     index = torch_index(rows)
-    if cols is None:
+    if cols is None or (cols.start, cols.stop) == (0, b.n):
         products = _whole_products(a.rows64(rows, ROW_ALIGN), b)[: len(rows)]
         d2 = a.sq[index][:, None] + b.sq
     else:
@@ -379,8 +379,7 @@ def hit_pairs(
     thresholds = radii.shape[1] if per_row else 1
     if int(torch.count_nonzero(maybe)) * _DENSE > maybe.numel():
         index = np.arange(start, start + len(hi))
-        whole = None if (offset, cols.stop) == (0, b.n) else cols
-        distances = exact_rows(a, index, b, whole).clamp_min_(0).sqrt_()
+        distances = exact_rows(a, index, b, cols).clamp_min_(0).sqrt_()
         masks = [distances <= radii[:, t, None] for t in range(thresholds)] if per_row else [distances <= radii]
         found = [mask.nonzero() for mask in masks]
         return [(index[:, 0], index[:, 1] + offset) for index in found]

@@ -9,13 +9,13 @@ Distances: the float64 formula of `sdeval.metrics.distances` decides every radiu
 bound cannot settle are recomputed with the float64 formula, so radii and hits are the same, bit for bit, as with
 `gemm="float64"` (every distance by the float64 formula), at about float32 GEMM speed (benchmarks/RESULTS.md).
 
-Memory: no n x m distance matrix is ever held. Distances are computed in blocks of whole rows, at most
-`_CHUNK` rows and about `_CHUNK_ELEMENTS` distances each (64 MiB in float64), or, for the screen of a set against
-itself (its k-NN radii), in square blocks of at most `_CHUNK_ELEMENTS`, each serving both its rows and its columns
-(half the products); so the peak is the features' copies (float64 for `gemm="float64"`, float32 for the screen)
-plus a few such blocks, whatever n. Each distance
-comes out the same whatever the chunking (bit for bit with MKL, see `distances.squared_distances`), so the results
-do not depend on the chunk size (tests/test_pr_memory.py).
+Memory: no n x m distance matrix is ever held. The float64 formula goes by blocks of whole rows, at most `_CHUNK`
+rows and about `_CHUNK_ELEMENTS` distances each (64 MiB in float64); the screen by tiles of at most
+`_CHUNK_ELEMENTS`: square blocks for a set against itself (its k-NN radii), each serving both its rows and its
+columns (half the products), and row chunks against column tiles as wide for one set against the other. So the peak
+is the features' copies (float64 for `gemm="float64"`, float32 for the screen) plus a few such blocks, whatever n.
+Each distance comes out the same whatever the chunking (bit for bit with MKL, see `distances.squared_distances`),
+so the results do not depend on the chunk size (tests/test_pr_memory.py).
 """
 
 from __future__ import annotations
@@ -71,8 +71,12 @@ def _tiles(rows: int, cols: int) -> list[tuple[slice, slice]]:
     blocks of `_self_nearest`. Thin row blocks against every column cost the GEMM one pass over all the columns per
     block (packing them), which at 50k rows is most of its time; about square tiles keep it at full speed."""
     width = min(cols, _square_side())
-    col_tiles = [slice(start, min(start + width, cols)) for start in range(0, cols, max(width, 1))]
-    return [(chunk, tile) for chunk in _row_chunks(rows, width) for tile in col_tiles]
+    return [(chunk, tile) for chunk in _row_chunks(rows, width) for tile in _spans(cols, width)]
+
+
+def _spans(n: int, width: int) -> list[slice]:
+    """0..n in consecutive slices of `width` (the last may be shorter; none when n is 0)."""
+    return [slice(start, min(start + width, n)) for start in range(0, n, max(width, 1))]
 
 
 def _square_side() -> int:
@@ -128,7 +132,6 @@ def _screened_radii(x: ScreenedSet, k: int) -> torch.Tensor:
 
 
 def _screened_radii_for(x: ScreenedSet, ks: tuple[int, ...]) -> dict[int, torch.Tensor]:
-
     values, _ = _self_nearest(x, max(ks) + 1)  # exact and ascending: each k's is there
     return {k: values[:, k].clamp_min(0).sqrt() for k in ks}  # sqrt is monotone: the k-th of the distances
 
@@ -144,8 +147,7 @@ def _self_nearest(x: ScreenedSet, width: int) -> tuple[torch.Tensor, torch.Tenso
     keep = candidate_count(n, width)
     values = torch.full((n, keep), float("inf"), dtype=torch.float32)
     columns = torch.zeros((n, keep), dtype=torch.int64)
-    side = _square_side()
-    squares = [slice(start, min(start + side, n)) for start in range(0, n, side)]
+    squares = _spans(n, _square_side())
     for i, rows in enumerate(squares):
         for cols in squares[i:]:
             hi = screen(x, rows, x, cols)
@@ -260,7 +262,7 @@ def inside_balls(
     import torch  # at call time (see the imports above)
 
     screened = _screened(np.asarray(points), np.asarray(centres)) if gemm == "float32" else None
-    inside = torch.empty(len(points), dtype=torch.bool)
+    inside = torch.zeros(len(points), dtype=torch.bool)  # the screen ORs each tile's hits into it
     if screened is None:
         pts, ctr = _float64(points), _float64(centres)
         sq = _squared_norms(ctr)
@@ -268,7 +270,6 @@ def inside_balls(
             inside[rows] = (_pairwise_distances(pts[rows], ctr, sq) <= radii).any(dim=1)
         return inside
     a, b = screened
-    inside.zero_()
     for rows, cols in _tiles(a.n, b.n):
         hi = screen(a, rows, b, cols)
         inside[rows] |= _rows_hit(hit_pairs(a, rows, b, hi, radii, per_row=False, cols=cols)[0], rows)

@@ -149,10 +149,9 @@ class FeatureInput:
         """The state arrays a reference holds of it (none where references do not store it)."""
         return tuple(o.state for o in self.arrays if o.reference) if self.reference else ()
 
-    @property
-    def serves(self) -> frozenset[str]:
-        """The metric needs (Need values) its outputs serve."""
-        return frozenset(o.need for o in self.arrays if o.need is not None)
+    def serves(self, stored: bool = False) -> frozenset[str]:
+        """The metric needs (Need values) its outputs serve; with `stored`, those of the outputs references store."""
+        return frozenset(o.need for o in self.arrays if o.need is not None and (o.reference or not stored))
 
     def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every option's value: the one in `given`, else its default."""
@@ -243,9 +242,10 @@ def option_keys() -> tuple[str, ...]:
     return tuple(option.key for _, option in options())
 
 
-def serving(needs: set[str] | frozenset[str]) -> tuple[str, ...]:
-    """The inputs whose outputs serve any of the metric needs `needs` (Need values), in registration order."""
-    return tuple(declared.name for declared in inputs() if declared.serves & needs)
+def serving(needs: set[str] | frozenset[str], stored: bool = False) -> tuple[str, ...]:
+    """The inputs whose outputs serve any of the metric needs `needs` (Need values), in registration order; with
+    `stored`, only by outputs that references store."""
+    return tuple(declared.name for declared in inputs() if declared.serves(stored) & needs)
 
 
 def build_all(names: Iterable[str], given: Mapping[str, Any], device: Any, features: Any = None) -> dict[str, Any]:

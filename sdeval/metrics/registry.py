@@ -458,9 +458,5 @@ def inputs_of(specs: list[MetricSpec], reference: bool = False) -> tuple[str, ..
     the metrics that compare with a reference, or with an output references store serving any metric's need (the
     reference holds Inception's pool features whenever a metric reads them)."""
     wanted = {name for spec in specs if spec.needs_reference or not reference for name in spec.inputs}
-    needs = {need.value for spec in specs for need in spec.needs}
-    for declared in feature_inputs.inputs():
-        served = {o.need for o in declared.arrays if o.need is not None and (o.reference or not reference)}
-        if served & needs:
-            wanted.add(declared.name)
+    wanted.update(feature_inputs.serving({need.value for spec in specs for need in spec.needs}, stored=reference))
     return tuple(name for name in feature_inputs.names() if name in wanted)

@@ -124,7 +124,7 @@ class Evaluator:
         self.models = RunModels.for_metrics(specs, self.needs, self.options, self.device)
         self.reference = None
         if self.options.reference is not None and any(spec.needs_reference for spec in specs):
-            needs = self.models.reference_needs(self.needs, self.options.reference)
+            needs = self.models.reference_needs(self.options.reference)
             if sync and ctx.world_size > 1 and Path(self.options.reference).is_dir():
                 # Each rank extracts its share of a reference folder; compute() gathers the shares with the images.
                 extractors = [extractor for extractor, _ in needs]

@@ -114,10 +114,11 @@ def build_reference_file(
     # `--inception-spatial`) ride its host's pass: no model is added for it.
     always = tuple(declared.name for declared in feature_inputs.inputs() if declared.always_stored)
     built = feature_inputs.build_all((*always, *inputs), values or {}, device, options)
-    extractors: list = list({id(built[name]): built[name] for name in always}.values())
+    extractors = [built[name] for name in always]  # first, then the CMMD model, then the others (the file's order)
     if cmmd is not None:
         extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
-    extractors += [e for e in {id(e): e for e in built.values()}.values() if all(e is not x for x in extractors)]
+    extractors += [extractor for name, extractor in built.items() if name not in always]
+    extractors = list({id(extractor): extractor for extractor in extractors}.values())  # a host's extractor once
     reference = reference_from_folder(images, extractors, options)
     store_derived(reference, [(built[INCEPTION].cache_key, POOL)], radii_k)
     save_reference(out, reference)

@@ -96,21 +96,17 @@ class RunModels:
         found = {**first, **clip, **self.inputs}
         return {role: model for role, model in found.items() if model is not None}
 
-    def reference_needs(self, needs: set[Need], source: str) -> list[tuple[Any, str]]:
+    def reference_needs(self, source: str) -> list[tuple[Any, str]]:
         """(extractor, hint if a reference file lacks its features) for each model a reference must feed: the inputs
         every reference stores, the CMMD model, the other inputs."""
-        hints: dict[str, tuple[Any, str]] = {}
-        for name in self.reference_inputs:
-            declared = feature_inputs.get(name)
-            if declared.always_stored:
-                hints[name] = (self.inputs[name], "build it with `sdeval reference build`")
-            else:
-                command = f"sdeval reference build REFERENCE_IMAGES -o {source} {declared.flag}"
-                hints[name] = (self.inputs[name], f"rebuild it with `{command}`")
-        out = [hints.pop(name) for name in list(hints) if feature_inputs.get(name).always_stored]
+        declared = {name: feature_inputs.get(name) for name in self.reference_inputs}
+        out = [(self.inputs[name], "build it with `sdeval reference build`")
+               for name, d in declared.items() if d.always_stored]  # fmt: skip
         if self.clip is not None and self.clip.cmmd is not None and self.cmmd_spec is not None:
             out.append((self.clip.cmmd, cmmd_rebuild_hint(self.cmmd_spec, source)))
-        return out + list(hints.values())
+        command = f"sdeval reference build REFERENCE_IMAGES -o {source}"
+        return out + [(self.inputs[name], f"rebuild it with `{command} {d.flag}`")
+                      for name, d in declared.items() if not d.always_stored]  # fmt: skip
 
 
 def _load_scorer(name: str, options: ScoreOptions, device: torch.device, clip: ClipModels | None) -> Any:

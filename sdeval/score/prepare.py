@@ -152,7 +152,7 @@ def prepare_part(
     if options.reference and is_stats_file(options.reference):  # Fréchet statistics serve FID alone
         refuse_other_metrics(options.reference, [spec.name for spec in specs if spec.needs_reference])
     if options.reference and any(spec.needs_reference for spec in specs):
-        reference_needs = models.reference_needs(needs, options.reference)
+        reference_needs = models.reference_needs(options.reference)
         if shard is not None and shard[1] > 1 and Path(options.reference).is_dir():
             # A reference folder is split as the images are: this share's part of it, the merge makes the whole.
             extractors = [extractor for extractor, _ in reference_needs]

@@ -59,6 +59,10 @@ def test_independent_shards_add_up_to_the_single_process_run(tmp_path: Path, sin
     assert len(record["processes"]) == 2
 
 
+# About 15-19 s: three processes start torch and diffusers. Its fast twin is the --shard test above (the same
+# shares, merged into the same manifest and run record); a real launch stays in the default run through
+# tests/test_bench.py's torchrun test, whose ranks generate (and score) in one process group.
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path: Path, single: Path, sdeval_cache: Path) -> None:
     """A real 2-process launch (torchrun, gloo on CPU): same images, one merged manifest, one run record."""
     path = write_config(tmp_path, settings=SETTINGS)

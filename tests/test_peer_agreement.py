@@ -47,6 +47,26 @@ def test_folded_network_equals_torch_fidelitys_unfolded_one(inception_weights):
     assert float((ours["logits_unbiased"] - logits_lib).norm() / logits_lib.norm()) < 1e-5
 
 
+def test_extractors_of_one_weights_file_share_one_network(inception_weights, tmp_path):
+    """A process builds each network once per weights file and device (the Evaluator at each evaluation step,
+    score_folder in a loop): a second extractor reuses it, with the features a fresh build gives; other weights get
+    their own."""
+    from sdeval.features.inception import forget_built_networks
+    from sdeval.features.random_weights import save_random_inception_weights
+
+    first, second = InceptionExtractor(inception_weights), InceptionExtractor(inception_weights)
+    assert first.network is second.network
+    other = tmp_path / "other.pth"
+    save_random_inception_weights(other, seed=1)
+    assert InceptionExtractor(other).network is not first.network
+    forget_built_networks()
+    fresh = InceptionExtractor(inception_weights)
+    assert fresh.network is not first.network
+    batch = torch.from_numpy(np.random.default_rng(2).uniform(0, 255, (2, 3, 299, 299)).astype(np.float32))
+    shared, built = second.extract(batch), fresh.extract(batch)
+    assert all(torch.equal(shared[name], built[name]) for name in shared)
+
+
 @pytest.fixture(scope="module")
 def small_sets(tmp_path_factory) -> dict:
     """The fast twins' sets: 20 images each, the fewest Inception Score's 10 splits take; and a feature cache that

@@ -239,12 +239,16 @@ def _assert_launched_as_one(single: Path, launched: Path, proc: subprocess.Compl
     assert re.findall(started % "images", proc.stderr) == ["11"], proc.stderr[-3000:]
 
 
+# About 25 s: three processes start torch. Its fast twins are the --shard tests above (each share's images and
+# reference rows, merged into the whole) and tests/test_feature_inputs.py's ranks test; a real launch stays in
+# the default run through tests/test_bench.py's torchrun test, whose ranks score in one process group.
+@pytest.mark.slow
 def test_torchrun_two_processes_score_as_one_process_here(
     folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
 ):
     """A real launch (torchrun, 2 processes, gloo on CPU) against one process's run of the same options in this
-    process, with the launch given this process's thread count (BLAS results change in the last bits with it): the
-    fast twin of the test below, which runs the single process fresh as well."""
+    process, with the launch given this process's thread count (BLAS results change in the last bits with it); the
+    test below runs the single process fresh as well."""
     import torch
 
     args = [str(a) for a in _options(folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights[0])]
@@ -255,7 +259,7 @@ def test_torchrun_two_processes_score_as_one_process_here(
     _assert_launched_as_one(single, tmp_path / "results.json", proc)
 
 
-@pytest.mark.slow  # about 40 s: three fresh processes start torch; the test above is its fast twin
+@pytest.mark.slow  # about 40 s: three fresh processes start torch
 def test_torchrun_two_processes_score_as_one(
     folder, reference_folder, inception_weights, tiny_name, tiny_clip_weights, tmp_path
 ):

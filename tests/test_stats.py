@@ -93,6 +93,29 @@ def test_fid_projection_equals_fid(n, d):
     assert projection.leave_block_out(blocks, 4) == pytest.approx(expected, rel=1e-10, abs=1e-10)
 
 
+@pytest.mark.parametrize(
+    ("n", "n_ref", "d", "repeats"), [(30, 20, 64, 1), (80, 40, 64, 1), (10, 5, 64, 1), (30, 24, 64, 2)]
+)
+def test_a_small_references_root_from_its_rows_equals_the_eigh_root(n, n_ref, d, repeats):
+    """A reference of fewer rows than dimensions is factored from its centred rows (no d x d eigh): every FID route
+    (the projection, its leave-outs, fid_from_features) gives the eigh root's numbers; repeated rows (a rank below
+    n - 1) included."""
+    rng = np.random.default_rng(n + n_ref)
+    x = rng.normal(size=(n, d))
+    ref = np.repeat(rng.normal(size=(n_ref // repeats, d)) * 1.1 + 0.2, repeats, axis=0)
+    rows, eigh = ReferenceRoot.from_features(ref), ReferenceRoot.from_state(FrechetState.from_features(ref))
+    assert rows.b.shape == (d, n_ref - 1)
+    covariance = eigh.b @ eigh.b.T
+    np.testing.assert_allclose(rows.b @ rows.b.T, covariance, rtol=0, atol=1e-12 * np.abs(covariance).max())
+    assert rows.trace == eigh.trace and np.array_equal(rows.mean, eigh.mean)
+    a, b = FidProjection(x, rows), FidProjection(x, eigh)
+    assert a.fid() == pytest.approx(b.fid(), rel=1e-10)
+    assert a.fid() == pytest.approx(fid_from_features(x, FrechetState.from_features(ref), reference_features=ref),
+                                    rel=1e-10)  # fmt: skip
+    blocks = np.arange(n) % 4
+    assert a.leave_block_out(blocks, 4) == pytest.approx(b.leave_block_out(blocks, 4), rel=1e-10)
+
+
 def test_cell_intervals_cover_the_value_and_skip_what_is_missing():
     rng = np.random.default_rng(1)
     items = _items(60, 2)

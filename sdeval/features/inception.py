@@ -156,6 +156,19 @@ def spatial_rows(feature_map: torch.Tensor) -> torch.Tensor:
     return first.reshape(len(feature_map), -1).to(torch.float32)
 
 
+#: Built networks by (weights sha256, device), the most recently used last: a process that scores several times
+#: (the Evaluator at each evaluation step, score_folder in a loop, the tests) builds each network once; reading the
+#: weights, unpickling them into torch-fidelity's module and folding its batch norms takes about 0.7 s on a CPU.
+#: Networks are only read (inference mode; the sFID hook is removed after each batch), so sharing one is safe.
+_BUILT: dict[tuple[str, str], InceptionNetwork] = {}
+_KEEP_BUILT = 2  # the networks kept (about 95 MB each), e.g. two devices or two weights files in one process
+
+
+def forget_built_networks() -> None:
+    """Drop the networks kept for reuse (their memory, a GPU's included, is freed with the last extractor)."""
+    _BUILT.clear()
+
+
 class InceptionExtractor:
     """FeatureExtractor (see features/base.py) for Inception pool3 features and logits, and with `spatial` sFID's
     spatial features from the same forward pass (a hook on `mixed_6/conv`: no second run of the network)."""
@@ -217,30 +230,37 @@ class InceptionExtractor:
 
     @property
     def network(self) -> InceptionNetwork:
-        """The network, built on first use so that workers that only preprocess never load it."""
+        """The network, built on first use so that workers that only preprocess never load it, and shared by every
+        extractor of the process with the same weights (by sha256) and device (`_BUILT`)."""
         if self._network is None:
-            # torch-fidelity's network: imported when it first runs (a run whose features are all cached never does).
-            from sdeval.features.inception_network import InceptionNetwork, fold_batch_norms
-
-            state_dict = load_state_dict(self.weights_path)
-            # torch-fidelity's constructor unpickles with weights_only=False; hand it a buffer we wrote
-            # ourselves from tensors only, so an untrusted weights file is never unpickled unsafely.
-            buffer = io.BytesIO()
-            torch.save(state_dict, buffer)
-            buffer.seek(0)
-            try:
-                network = InceptionNetwork(
-                    "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=buffer
-                )
-            except RuntimeError as err:
-                raise SdevalError(
-                    f"{self.weights_path}: not torch-fidelity Inception weights ({str(err)[:200]})"
-                ) from None
-            fold_batch_norms(network.eval())
-            # In place (Module.to returns the module itself); torch's overloads of Module.to omit memory_format.
-            network.to(self.device, memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue]
-            self._network = network
+            key = (self.weights_sha256, str(self.device))
+            network = _BUILT.pop(key, None)
+            self._network = network if network is not None else self._build_network()
+            _BUILT[key] = self._network  # the most recently used last
+            while len(_BUILT) > _KEEP_BUILT:
+                _BUILT.pop(next(iter(_BUILT)))
         return self._network
+
+    def _build_network(self) -> InceptionNetwork:
+        # torch-fidelity's network: imported when it first runs (a run whose features are all cached never does).
+        from sdeval.features.inception_network import InceptionNetwork, fold_batch_norms
+
+        state_dict = load_state_dict(self.weights_path)
+        # torch-fidelity's constructor unpickles with weights_only=False; hand it a buffer we wrote
+        # ourselves from tensors only, so an untrusted weights file is never unpickled unsafely.
+        buffer = io.BytesIO()
+        torch.save(state_dict, buffer)
+        buffer.seek(0)
+        try:
+            network = InceptionNetwork(
+                "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=buffer
+            )
+        except RuntimeError as err:
+            raise SdevalError(f"{self.weights_path}: not torch-fidelity Inception weights ({str(err)[:200]})") from None
+        fold_batch_norms(network.eval())
+        # In place (Module.to returns the module itself); torch's overloads of Module.to omit memory_format.
+        network.to(self.device, memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue]
+        return network
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         return _RESIZE[self.mode](rgb)

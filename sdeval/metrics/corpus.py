@@ -1,10 +1,11 @@
 """Corpus metrics (FID, KID, CMMD, IS, precision, recall) from feature rows, with the block jackknife, and FID
 against sample size (FID∞).
 
-FID jackknife cost: the reference covariance is eigen-decomposed once (Σ_ref = U diag(w) U^T, B = U sqrt(w));
-every generated row is projected once (Y = X B), and each leave-one-block-out FID then needs one symmetric
-eigvalsh of B^T Σ_gen B (built from the full Gram of Y minus the block's), or of the m x m Gram of the
-centred Y rows when the subset has fewer rows than B has columns. No d x d eigh per replicate.
+FID jackknife cost: the reference covariance is factored once (Σ_ref = B B^T: B = U sqrt(w) from an eigh, or a
+small reference's centred rows, metrics/fid.py ReferenceRoot); every generated row is projected once (Y = X B),
+and each leave-one-block-out FID then needs one symmetric eigvalsh of B^T Σ_gen B (built from the full Gram of Y
+minus the block's), or of the m x m Gram of the centred Y rows when the subset has fewer rows than B has columns.
+No d x d eigh per replicate.
 """
 
 from __future__ import annotations

@@ -124,15 +124,24 @@ def fid_from_states(a: FrechetState, b: FrechetState) -> float:
 
 @dataclass(frozen=True)
 class ReferenceRoot:
-    """The reference side of FID, decomposed once: mean, trace, and B = U sqrt(w) with Σ_ref = B B^T."""
+    """The reference side of FID, decomposed once: mean, trace, and a factor B with Σ_ref = B B^T: U sqrt(w) from an
+    eigh, or a small reference's centred rows (`from_features`)."""
 
     mean: np.ndarray
     trace: float
-    b: np.ndarray  # [d, d'] (columns of zero eigenvalue dropped)
+    b: np.ndarray  # [d, d'] (eigh: columns of zero eigenvalue dropped; rows: d' = n - 1)
 
     @classmethod
     def from_features(cls, features: np.ndarray) -> ReferenceRoot:
-        return cls.from_state(FrechetState.from_features(np.asarray(features)))
+        """The root of a reference's rows. Of fewer images than dimensions, B = X'^T / sqrt(n - 1) from the centred
+        rows (`centred_rows`): B B^T is the covariance, which is all the routes read (each takes the spectrum of
+        B^T Σ B, the non-zero one of Σ Σ_ref), with n - 1 columns and no d x d eigh (seconds at d = 2048)."""
+        x = np.asarray(features)
+        state = FrechetState.from_features(x)
+        if state.n >= state.dim:
+            return cls.from_state(state)
+        b = centred_rows(_rows(x, state.dim, "reference features")).T / np.sqrt(state.n - 1)
+        return cls(state.mean(), float(np.trace(state.covariance())), b)
 
     @classmethod
     def from_state(cls, state: FrechetState) -> ReferenceRoot:
@@ -187,21 +196,27 @@ def trace_sqrt_product_low_rank(features1: np.ndarray, sigma2: np.ndarray) -> fl
     sigma2 = np.asarray(sigma2, dtype=np.float64)
     if sigma2.ndim != 2 or sigma2.shape[0] != sigma2.shape[1]:
         raise SdevalError(f"expected a square covariance, got shape {list(sigma2.shape)}")
-    x = np.asarray(_rows(features1, sigma2.shape[0], "features"), dtype=np.float64)
+    x = centred_rows(_rows(features1, sigma2.shape[0], "features"))
+    # Zero eigenvalues left (sigma2 of rank below n - 1) come back as round-off of either sign: trace_sqrt_psd drops
+    # them rather than add the square root of noise.
+    return trace_sqrt_psd((x @ sigma2) @ x.T / len(x))
+
+
+def centred_rows(features: np.ndarray) -> np.ndarray:
+    """X' [n - 1, d] in float64 with X'^T X' = X^T X, X the n rows centred: the covariance is X'^T X' / (n - 1).
+
+    Centring leaves X of rank n - 1 at most, along the all-ones vector: its zero eigenvalue would come back from an
+    eigvalsh as +-eps |M| and add sqrt(eps |M|) (1e-8 relative) to a trace. A Householder reflector taking 1/sqrt(n)
+    to e1 has its other n - 1 rows orthonormal and orthogonal to 1: keeping those rows projects that direction out
+    exactly (X^T X is unchanged)."""
+    x = np.asarray(features, dtype=np.float64)
     n = len(x)
     if n < 2:
         raise SdevalError(f"a covariance needs at least 2 images, got {n}")
     x = x - x.mean(axis=0)
-    # Centring leaves X1 of rank n - 1 at most, along the all-ones vector: its zero eigenvalue would come back
-    # from eigvalsh as +-eps |M| and add sqrt(eps |M|) (1e-8 relative) to the trace. A Householder reflector
-    # taking 1/sqrt(n) to e1 has its other n - 1 rows orthonormal and orthogonal to 1: keeping those rows
-    # projects that direction out exactly (X1^T X1 is unchanged).
     v = np.full(n, 1.0 / np.sqrt(n))
     v[0] -= 1.0
-    x = (x - np.outer(v, v @ x) * (2.0 / (v @ v)))[1:]
-    # Zero eigenvalues left (sigma2 of rank below n - 1) come back as round-off of either sign: trace_sqrt_psd drops
-    # them rather than add the square root of noise.
-    return trace_sqrt_psd((x @ sigma2) @ x.T / (n - 1))
+    return (x - np.outer(v, v @ x) * (2.0 / (v @ v)))[1:]
 
 
 def fid_from_features(

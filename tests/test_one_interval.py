@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import warm_copy
 
 from sdeval.cli import main
 from sdeval.core.errors import ConfigError, ExitCode
@@ -25,10 +26,12 @@ N = 25
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory, inception_weights: str) -> dict[str, Path]:
+def scored(tmp_path_factory, inception_weights: str, image_sets_cache: dict[str, Any]) -> dict[str, Path]:
     """A baseline and a candidate folder (the same file names, so the cells pair image by image) scored against
-    one reference with `--ci --seed 7` (one feature cache: the reference is extracted once)."""
+    one reference with `--ci --seed 7`. One feature cache, a copy of the session's: the reference and the baseline
+    are the first images of the session's two sets (the same seeds), so only the candidate is extracted."""
     root = tmp_path_factory.mktemp("one-interval")
+    cache = warm_copy(image_sets_cache, root / "cache")
     make_image_set(root / "ref", N, seed=2, style="spots")
     make_image_set(root / "base", N, seed=1, style="blobs")
     make_image_set(root / "cand", N, seed=3, style="blobs")
@@ -38,7 +41,7 @@ def scored(tmp_path_factory, inception_weights: str) -> dict[str, Path]:
         result = CliRunner().invoke(
             main,
             ["score", str(root / name), "--reference", str(root / "ref"), "--metrics", "fid,pr",
-             "--inception-weights", inception_weights, "--ci", "--seed", str(SEED), "--cache-dir", str(root / "cache"),
+             "--inception-weights", inception_weights, "--ci", "--seed", str(SEED), "--cache-dir", str(cache),
              "-o", str(path)],
         )  # fmt: skip
         assert result.exit_code == 0, result.output

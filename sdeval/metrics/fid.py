@@ -140,7 +140,7 @@ class ReferenceRoot:
         state = FrechetState.from_features(x)
         if state.n >= state.dim:
             return cls.from_state(state)
-        b = centred_rows(_rows(x, state.dim, "reference features")).T / np.sqrt(state.n - 1)
+        b = centred_rows(x).T / np.sqrt(state.n - 1)  # x's shape: checked by FrechetState.from_features
         return cls(state.mean(), float(np.trace(state.covariance())), b)
 
     @classmethod

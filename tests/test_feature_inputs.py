@@ -406,3 +406,119 @@ def test_several_outputs_and_a_hosted_input_are_declared_and_built_once() -> Non
         for name in ("pair_triple", "pair", "orphan", "clash"):
             if name in feature_inputs.names():
                 feature_inputs.unregister(name)
+
+
+class _Hue:
+    """Each image's mean R, G, B raised to `gamma` (no torch: a plain extractor, as the decode pass feeds it)."""
+
+    def __init__(self, gamma: float, built: list[_Hue]) -> None:
+        self.gamma = gamma
+        self.cache_key = f"hue-{gamma!r}"
+        built.append(self)
+
+    def preprocess(self, rgb: np.ndarray):
+        import torch
+
+        return torch.from_numpy(((rgb / 255.0) ** self.gamma).mean(axis=(0, 1)))
+
+    def extract(self, batch) -> dict:
+        return {"rgb": batch.float()}
+
+    def protocol(self) -> dict:
+        return {"extractor": "hue", "gamma": self.gamma}
+
+
+def test_an_input_that_follows_another_shares_its_model_and_records_itself_in_a_metric_block(tmp_path) -> None:
+    """What the two CLIP models declare (features/clip_input.py), on inputs of a test's own: one input's default
+    follows the other's option, with a warning (`choose`); equal choices share one extractor, run once; it is
+    recorded inside the metric's block (`protocol_at`) with a block of its own beside it (`protocol_blocks`)."""
+    from sdeval.features import inputs as feature_inputs
+    from sdeval.features.inputs import Chosen, FeatureInput, InputOption
+    from sdeval.metrics import registry
+    from sdeval.metrics.registry import Direction, MetricOutput, MetricSpec, ResultKey
+    from sdeval.score import FeatureOptions, ScoreOptions, score
+
+    built: list[_Hue] = []
+
+    def echo_choice(given) -> Chosen:
+        gamma, warnings = given.get("echo_gamma"), ()
+        if gamma is None and given.get("hue_gamma") is not None:
+            gamma, warnings = given["hue_gamma"], ("echo follows --hue-gamma",)
+        gamma = 1.0 if gamma is None else gamma
+        return Chosen({"echo_gamma": gamma}, warnings, ("hue", gamma))
+
+    hue = FeatureInput(
+        name="hue", label="hue", feature="rgb", load=lambda values, device: _Hue(values["hue_gamma"], built),
+        options=(InputOption("hue_gamma", "exponent", default=1.0, kind=float),), reference=False,
+        choose=lambda given: Chosen({"hue_gamma": (g := given.get("hue_gamma", 1.0))}, model=("hue", g)),
+    )  # fmt: skip
+    echo = FeatureInput(
+        name="echo", label="echo", feature="rgb", load=lambda values, device: _Hue(values["echo_gamma"], built),
+        options=(InputOption("echo_gamma", "exponent of the echo"),), reference=False, choose=echo_choice,
+        protocol_at=("hue_gap", "echo"), protocol_blocks=lambda options: {"echo_note": {"seed": options.seed}},
+    )  # fmt: skip
+
+    def gap(cell) -> MetricOutput:
+        rows, echoed = cell.features["hue"], cell.features["echo"]
+        return MetricOutput({"hue_gap": {"value": float(np.abs(rows - echoed).max()), "n": len(rows)}})
+
+    metric = MetricSpec(
+        name="hue_gap", description="the largest difference between the two inputs' rows",
+        results=(ResultKey("hue_gap", "hue gap", Direction.LOWER, (0.0, None)),), needs=frozenset(),
+        inputs=("hue", "echo"), compute=gap, protocol=lambda params, data: {"hue_gap": {"rule": "max abs"}},
+    )  # fmt: skip
+    make_image_set(tmp_path / "images", 6, seed=2, size=16)
+    feature_inputs.register(hue)
+    feature_inputs.register(echo)
+    registry.register(metric)
+    try:
+
+        def run(**given: float) -> dict:
+            built.clear()
+            options = ScoreOptions(str(tmp_path / "images"), metrics=("hue_gap",), inputs=given,
+                                   features=FeatureOptions(workers=0, progress=False, cache_dir=None))  # fmt: skip
+            return score(options)
+
+        shared = run(hue_gamma=2.0)
+        assert len(built) == 1 and built[0].gamma == 2.0  # one extractor, run once, for both inputs
+        assert "echo follows --hue-gamma" in shared["warnings"]
+        protocol = shared["cells"][0]["protocol"]
+        assert protocol["hue"] == protocol["hue_gap"]["echo"] == {"extractor": "hue", "gamma": 2.0}
+        assert protocol["hue_gap"]["rule"] == "max abs" and protocol["echo_note"] == {"seed": ScoreOptions("x").seed}
+        assert "echo" not in protocol
+        assert shared["cells"][0]["metrics"]["hue_gap"]["value"] == 0.0
+
+        apart = run(hue_gamma=2.0, echo_gamma=3.0)  # its own option given: its own extractor, no warning
+        assert sorted(e.gamma for e in built) == [2.0, 3.0]
+        assert not any("echo follows" in w for w in apart["warnings"])
+        assert apart["cells"][0]["protocol"]["hue_gap"]["echo"]["gamma"] == 3.0
+        assert apart["cells"][0]["metrics"]["hue_gap"]["value"] > 0.0
+    finally:
+        registry.unregister("hue_gap")
+        for name in ("echo", "hue"):
+            feature_inputs.unregister(name)
+
+
+def test_the_clip_models_are_declared_inputs() -> None:
+    """CLIP score's and CMMD's models as feature inputs: their needs, arrays, reference flag and options."""
+    from sdeval.features import inputs as feature_inputs
+    from sdeval.features.clip_specs import CMMD_MODEL
+    from sdeval.options.cli import reference_input_options
+    from sdeval.score.part import reference_arrays, role_features
+
+    assert feature_inputs.serving({"clip_text"}) == ("clip",) and feature_inputs.serving({"cmmd_image"}) == ("cmmd",)
+    assert feature_inputs.serving({"clip_image", "cmmd_image"}, stored=True) == ("cmmd",)
+    assert role_features("clip") == {"clip_image": "clip_image"} and role_features("cmmd") == {
+        "clip_image": "cmmd_image"
+    }
+    assert "cmmd_image" in reference_arrays() and "clip_image" not in reference_arrays()
+    assert feature_inputs.names()[:3] == ["inception", "clip", "cmmd"]  # the arrays' order in parts and state files
+    assert set(feature_inputs.option_keys(score_field=True)) == {"clip_model", "clip_pretrained", "cmmd_model",
+                                                                 "cmmd_pretrained"}  # fmt: skip
+    # CMMD's default follows the --clip-* model when only that is given, with a warning; one model when equal.
+    both = feature_inputs.choices(["clip", "cmmd"], {"clip_model": "ViT-B-32"})
+    assert both["clip"].model == both["cmmd"].model and "CMMD uses the --clip-* model" in both["cmmd"].warnings[0]
+    alone = feature_inputs.choices(["cmmd"], {})["cmmd"]
+    assert alone.model == CMMD_MODEL and alone.values == {"cmmd_model": "ViT-L-14-336", "cmmd_pretrained": "openai"}
+    flags = {flag for option in reference_input_options() for flag in option.opts}
+    assert {"--cmmd", "--cmmd-model", "--cmmd-pretrained"} <= flags and "--clip" not in flags

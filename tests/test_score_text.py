@@ -20,7 +20,7 @@ import sdeval.features.inception as inception_module
 from sdeval.cli import main
 from sdeval.core.images import load_rgb
 from sdeval.features.clip import CLIP_SCORE_MODEL, CMMD_MODEL, ClipEmbedder, ClipModelSpec, file_sha256
-from sdeval.features.clip_models import choose_clip_models
+from sdeval.features.clip_input import choose_clip_models
 from sdeval.metrics.clip_score import clip_score
 from sdeval.metrics.cmmd import cmmd
 from sdeval.score import FeatureOptions, ScoreOptions, score

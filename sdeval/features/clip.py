@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,13 @@ from PIL import Image
 from sdeval.core.errors import SdevalError
 from sdeval.core.hashing import file_sha256
 from sdeval.core.offline import hub_url, require_download
+from sdeval.features.clip_input import FEATURE
 from sdeval.features.clip_specs import CLIP_SCORE_MODEL
 from sdeval.features.clip_specs import CMMD_MODEL as CMMD_MODEL
 from sdeval.features.clip_specs import ClipModelSpec as ClipModelSpec
 
 #: Name of the feature `extract` returns: L2-normalized float32 [N, D] image embeddings.
-FEATURE_NAME = "clip_image"
+FEATURE_NAME = FEATURE
 #: Name under which text embeddings of prompts are cached (keyed by the sha256 of the prompt text).
 TEXT_FEATURE_NAME = "clip_text"
 # Bump when what extract() returns changes for the same weights (normalization, dtype): it is
@@ -317,6 +318,18 @@ class ClipEmbedder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+def build_clip(values: Mapping[str, Any], device: Any) -> ClipEmbedder:
+    """The prompt metrics' embedder (feature input `clip`, features/clip_input.py) from its chosen values."""
+    return ClipEmbedder.load(values["clip_model"], values["clip_pretrained"], device=device,
+                             batch_size=values["batch_size"])  # fmt: skip
+
+
+def build_cmmd(values: Mapping[str, Any], device: Any) -> ClipEmbedder:
+    """CMMD's embedder (feature input `cmmd`) from its chosen values."""
+    return ClipEmbedder.load(values["cmmd_model"], values["cmmd_pretrained"], device=device,
+                             batch_size=values["batch_size"])  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,21 @@ prepare, the part merge, reference build, the Evaluator, the CLI options, `sdeva
 derived from the declarations, so a new feature is one module and one registration: a built-in's lazy
 `module:object` line below, `register(...)` in code, or a third-party package's `sdeval.inputs` entry point.
 
-The two CLIP models (`--clip-*` for the prompt metrics, `--cmmd-*` for CMMD) are not declared this way yet
-(score/part.py ROLES, score/models.py): what they need is more than a declaration says. One input's default depends
-on the other's options (CMMD takes the `--clip-*` model when only that one is given, with a warning); one loaded model
-serves both roles when they agree, and also embeds the prompts, feeds the aesthetic head and the judges; CMMD's model
-is recorded inside CMMD's own block (`protocol["cmmd"]["clip"]`), the prompt model beside a `prompts` block; their
-options are ScoreOptions fields that the judges and scorers read, at fixed places in the commands' help and in part
-and bench records. Porting them needs shared loaders across inputs and a nested protocol record first.
+Three extensions serve the two CLIP models (features/clip_input.py: `--clip-*` for the prompt metrics, `--cmmd-*`
+for CMMD), whose choice is more than a declaration of defaults:
+- `choose`: what its loader gets, from every input's option values, so one input's default may follow another's
+  options (CMMD takes the `--clip-*` model when only that one is given, with a warning: `Chosen.warnings`); inputs
+  whose chosen `model`s are equal share one extractor (one CLIP model loaded and run once for both);
+- `protocol_at`: where the protocol records its extractor, a top-level block of its name or a place in a metric's
+  own block (CMMD's model in `protocol["cmmd"]["clip"]`), and `protocol_blocks`, blocks it adds beside it (where the
+  prompts the CLIP text model embeds came from);
+- `InputOption.score_field`: an option whose value is a ScoreOptions field of its name (the judges, the aesthetic
+  head and `sdeval models` read the `--clip-*` model there), declared here all the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +68,18 @@ class InputOption:
     minimum: float | None = None  # numbers: the least value taken
     path: bool = False  # a local file or folder where one exists (a config file's own folder is looked in first)
     reference_help: str | None = None  # `reference build`'s help (None: `help`)
+    reference_default: str | None = None  # `reference build`'s default, where it differs (None: `default_label`)
+    #: Its value is the ScoreOptions field of its name, not one of `ScoreOptions.inputs` (others read it there: the
+    #: `--clip-*` model serves the judges and the aesthetic head too); the commands place it among their own options.
+    score_field: bool = False
 
     @property
     def flag(self) -> str:
         return "--" + self.key.replace("_", "-")
 
-    def describe_default(self) -> str:
+    def describe_default(self, reference: bool = False) -> str:
+        if reference and self.reference_default is not None:
+            return self.reference_default
         label = self.default_label() if callable(self.default_label) else self.default_label
         return label if label is not None else str(self.default)
 
@@ -100,6 +109,16 @@ class Output:
     reference: bool = True  # references store it (Inception's logits serve IS alone, which reads no reference)
     #: The metric need (a sdeval.metrics.registry.Need value) it serves: a metric that declares that need reads it.
     need: str | None = None
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What the run's option values choose for one input: the values its loader gets (its options' keys), warnings
+    about the choice, and the model they name, comparable across inputs (None: its own, shared with none)."""
+
+    values: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    model: Hashable | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +152,18 @@ class FeatureInput:
     #: the input has no model file to look for).
     model_option: str | None = None
     merge: str = ROWS
+    #: What its loader gets from the run's option values, every input's by key (None where not given), as `Chosen`;
+    #: or that callable's lazy `module:object` name. None: its own options' values, defaults filled in. Inputs whose
+    #: chosen models are equal (and whose feature options agree) share one extractor, built by the first one's loader.
+    choose: Callable[[Mapping[str, Any]], Chosen] | str | None = None
+    #: Metric needs its extractor serves besides its outputs' (the prompts' text embeddings, by the same CLIP model).
+    also_serves: tuple[str, ...] = ()
+    #: Where the protocol records its extractor: empty, a top-level block of its name; else a place inside a block
+    #: some metric writes (CMMD's model: `("cmmd", "clip")`), recorded only where that block is.
+    protocol_at: tuple[str, ...] = ()
+    #: Blocks the protocol records beside it where a run uses it, from the run's ScoreOptions (where the prompts the
+    #: CLIP text model embeds came from); or that callable's lazy `module:object` name.
+    protocol_blocks: Callable[[Any], dict[str, Any]] | str | None = None
 
     @property
     def flag(self) -> str:
@@ -150,29 +181,59 @@ class FeatureInput:
         return tuple(o.state for o in self.arrays if o.reference) if self.reference else ()
 
     def serves(self, stored: bool = False) -> frozenset[str]:
-        """The metric needs (Need values) its outputs serve; with `stored`, those of the outputs references store."""
-        return frozenset(o.need for o in self.arrays if o.need is not None and (o.reference or not stored))
+        """The metric needs (Need values) its extractor serves; with `stored`, those of the outputs references
+        store."""
+        found = {o.need for o in self.arrays if o.need is not None and (o.reference or not stored)}
+        return frozenset(found if stored else found | set(self.also_serves))
 
     def values(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every option's value: the one in `given`, else its default."""
         return {o.key: given[o.key] if given.get(o.key) is not None else o.default for o in self.options}
 
-    def build(self, given: Mapping[str, Any], device: Any, features: Any = None, hosted: tuple[str, ...] = ()) -> Any:
-        """Its extractor for option values `given` (missing ones take their defaults) on `device`, reading its
-        `feature_options` from the FeatureOptions `features`; `hosted`: the inputs it serves besides itself."""
+    def chosen(self, given: Mapping[str, Any]) -> Chosen:
+        """What the option values `given` (every input's, by key) choose for it: `choose`'s, else its own values."""
+        if self.choose is None:
+            return Chosen(self.values(given))
+        choose = _callable(self, self.choose)
+        return choose({key: value for key, value in given.items() if value is not None})
+
+    def build(
+        self,
+        given: Mapping[str, Any],
+        device: Any,
+        features: Any = None,
+        hosted: tuple[str, ...] = (),
+        chosen: Chosen | None = None,
+    ) -> Any:
+        """Its extractor for option values `given` (missing ones take their defaults; `chosen`: what they chose
+        already) on `device`, reading its `feature_options` from the FeatureOptions `features`; `hosted`: the
+        inputs it serves besides itself."""
         if self.load is None:
             raise SdevalError(f"feature input {self.name!r} is served by {self.host!r}'s extractor; it has none")
-        load = self.load if callable(self.load) else load_object(self.load)
-        if not callable(load):
-            raise SdevalError(f"feature input {self.name!r}: {self.load!r} is not callable")
-        values = self.values(given)
+        load = _callable(self, self.load)
+        values = dict((chosen or self.chosen(given)).values)
+        values.update(self.feature_values(features))
+        return load(values, device, hosted=hosted) if hosted else load(values, device)
+
+    def feature_values(self, features: Any) -> dict[str, Any]:
+        """Its `feature_options`' values in the FeatureOptions `features`."""
         if self.feature_options and features is None:
             raise SdevalError(f"feature input {self.name!r} reads feature options {self.feature_options}: none given")
-        values.update({key: getattr(features, key) for key in self.feature_options})
-        return load(values, device, hosted=hosted) if hosted else load(values, device)
+        return {key: getattr(features, key) for key in self.feature_options}
+
+    def blocks(self, options: Any) -> dict[str, Any]:
+        """The protocol blocks it adds beside its own where a run with ScoreOptions `options` uses it."""
+        return {} if self.protocol_blocks is None else _callable(self, self.protocol_blocks)(options)
 
     def option(self, key: str) -> InputOption:
         return next(o for o in self.options if o.key == key)
+
+
+def _callable(declared: FeatureInput, target: Callable[..., Any] | str) -> Callable[..., Any]:
+    found = target if callable(target) else load_object(target)
+    if not callable(found):
+        raise SdevalError(f"feature input {declared.name!r}: {target!r} is not callable")
+    return found
 
 
 def _check(name: str, declared: FeatureInput) -> None:
@@ -204,6 +265,9 @@ def _check(name: str, declared: FeatureInput) -> None:
 #: the `sdeval.inputs` entry points of installed packages.
 _INPUTS: Registry[FeatureInput] = Registry("feature input", group="sdeval.inputs", check=_check)
 _INPUTS.register("inception", "sdeval.features.inception_input:INPUT")  # pool features and logits, one pass
+# The CLIP models next: a part's, a state file's and a reference file's arrays have always come in this order.
+_INPUTS.register("clip", "sdeval.features.clip_input:CLIP")  # CLIP score, R-precision, diversity; prompts
+_INPUTS.register("cmmd", "sdeval.features.clip_input:CMMD")  # its default follows --clip-* when only that is given
 _INPUTS.register("dinov2", "sdeval.features.dinov2_input:INPUT")
 _INPUTS.register("inception_spatial", "sdeval.features.inception_spatial:INPUT")  # sFID: the Inception pass serves it
 
@@ -233,13 +297,19 @@ def inputs() -> Iterator[FeatureInput]:
     return iter(_INPUTS.values())
 
 
-def options() -> list[tuple[FeatureInput, InputOption]]:
-    """Every input's options, in registration order."""
-    return [(declared, option) for declared in inputs() for option in declared.options]
+def options(score_field: bool | None = None) -> list[tuple[FeatureInput, InputOption]]:
+    """Every input's options, in registration order; with `score_field`, only those that are (True) or are not
+    (False) ScoreOptions fields of their own."""
+    return [
+        (declared, option)
+        for declared in inputs()
+        for option in declared.options
+        if score_field is None or option.score_field == score_field
+    ]
 
 
-def option_keys() -> tuple[str, ...]:
-    return tuple(option.key for _, option in options())
+def option_keys(score_field: bool | None = None) -> tuple[str, ...]:
+    return tuple(option.key for _, option in options(score_field))
 
 
 def serving(needs: set[str] | frozenset[str], stored: bool = False) -> tuple[str, ...]:
@@ -248,18 +318,39 @@ def serving(needs: set[str] | frozenset[str], stored: bool = False) -> tuple[str
     return tuple(declared.name for declared in inputs() if declared.serves(stored) & needs)
 
 
+def with_hosts(names: Iterable[str]) -> list[FeatureInput]:
+    """The inputs in `names` and the hosts of those a host serves, in registration order."""
+    wanted = set(names)
+    wanted |= {host for name in list(wanted) if (host := get(name).host) is not None}
+    return [d for d in inputs() if d.name in wanted]
+
+
+def choices(names: Iterable[str], given: Mapping[str, Any]) -> dict[str, Chosen]:
+    """What the option values `given` choose for each input in `names` that has a loader (hosts included)."""
+    return {d.name: d.chosen(given) for d in with_hosts(names) if d.host is None}
+
+
 def build_all(names: Iterable[str], given: Mapping[str, Any], device: Any, features: Any = None) -> dict[str, Any]:
     """The extractor of each input in `names` and of the hosts of those a host serves, by input name in registration
     order: each built once from the option values `given` and the FeatureOptions `features`, a host with `hosted=`
-    the inputs it serves (sFID's spatial rows ride the Inception pass), a hosted input given its host's extractor."""
-    wanted = set(names)
-    wanted |= {host for name in list(wanted) if (host := get(name).host) is not None}
-    declared = [d for d in inputs() if d.name in wanted]
-    built = {
-        d.name: d.build(given, device, features, tuple(h.name for h in declared if h.host == d.name))
-        for d in declared
-        if d.host is None
-    }
+    the inputs it serves (sFID's spatial rows ride the Inception pass), a hosted input given its host's extractor,
+    inputs whose chosen models are equal one extractor (Chosen.model: CLIP score's and CMMD's CLIP model)."""
+    declared = with_hosts(names)
+    chosen = choices(names, given)
+    built: dict[str, Any] = {}
+    shared: dict[Hashable, Any] = {}
+    for d in declared:
+        if d.host is not None:
+            continue
+        hosted = tuple(h.name for h in declared if h.host == d.name)
+        model = chosen[d.name].model
+        key = None if model is None else (model, tuple(sorted(d.feature_values(features).items())), hosted)
+        if key is not None and key in shared:
+            built[d.name] = shared[key]
+            continue
+        built[d.name] = d.build(given, device, features, hosted, chosen[d.name])
+        if key is not None:
+            shared[key] = built[d.name]
     return {d.name: built[d.host or d.name] for d in declared}
 
 

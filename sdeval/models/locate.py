@@ -22,7 +22,7 @@ from sdeval.core.hashing import hub_record_key, recorded_sha256
 from sdeval.core.hub import cached_hub_file, hub_folder, is_hub_id, looks_like_path
 from sdeval.core.offline import hub_url
 from sdeval.features.clip import tag_weights
-from sdeval.features.clip_models import choose_clip_models
+from sdeval.features.clip_input import choose_clip_models
 from sdeval.features.clip_specs import ClipModelSpec
 from sdeval.models.table import SLOTS, ModelSlot
 from sdeval.options.score import ScoreOptions

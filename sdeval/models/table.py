@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sdeval.features import inputs as feature_inputs
+from sdeval.features.clip_input import CLIP, CMMD
 from sdeval.features.clip_specs import CLIP_SCORE_MODEL, CMMD_MODEL
 from sdeval.features.inception_weights import STANDARD_WEIGHTS_NAMES
 from sdeval.judges.detector import DEFAULT_DETECTOR
@@ -84,8 +85,9 @@ def _vqa() -> str:
 
 _MODELS = (
     ModelSlot("inception", "Inception-v3 weights", ("inception_weights",), _inception),
-    ModelSlot("clip", "CLIP model", ("clip_model", "clip_pretrained"), _clip),
-    ModelSlot("cmmd", "CMMD's CLIP model", ("cmmd_model", "cmmd_pretrained"), _cmmd),
+    # The CLIP models' slots are their feature inputs' (features/clip_input.py): a model chosen by two options.
+    ModelSlot(CLIP.name, CLIP.label, tuple(option.key for option in CLIP.options), _clip),
+    ModelSlot(CMMD.name, CMMD.label, tuple(option.key for option in CMMD.options), _cmmd),
 )
 _SCORERS_AND_JUDGES = (
     ModelSlot("imagereward", "ImageReward", ("imagereward_model",), _imagereward),

@@ -52,21 +52,19 @@ def make_feature_options(kwargs: dict[str, Any]) -> Any:
 
 
 def clip_options(func):
-    """--clip-* (CLIP score, R-precision, diversity) and --cmmd-* (CMMD) model choices."""
-    options = [
-        click.option("--clip-model", default=None, metavar="NAME",
-                     help="open_clip model for clip, rprecision, diversity [default: ViT-L-14]."),
-        click.option("--clip-pretrained", default=None, metavar="TAG|PATH",
-                     help="its weights: an open_clip tag or a local file (works offline) [default: openai]."),
-        click.option("--cmmd-model", default=None, metavar="NAME",
-                     help="open_clip model for cmmd [default: the --clip-* model if one was given, "
-                     "else the paper's ViT-L-14-336]."),
-        click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
-                     help="its weights, tag or local file [default: openai]."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        func = option(func)
+    """--clip-* (CLIP score, R-precision, diversity) and --cmmd-* (CMMD) model choices, as their feature inputs
+    declare them (features/clip_input.py): options that are ScoreOptions fields, placed by the command. Read from
+    that module, not the registry: making the command reads no installed package's entry points."""
+    from sdeval.features.clip_input import CLIP, CMMD  # the two declarations (light: no torch, no open_clip)
+
+    for option in reversed([*CLIP.options, *CMMD.options]):
+        func = _input_option(option, option.help)(func)
     return func
+
+
+def _input_option(option: Any, text: str, reference: bool = False) -> Callable[[Any], Any]:
+    return click.option(option.flag, option.key, cls=_InputHelp, type=_click_type(option), default=None,
+                        metavar=option.metavar, input_option=option, text=text, reference=reference)  # fmt: skip
 
 
 class InputsCommand(click.Command):
@@ -89,13 +87,14 @@ class InputsCommand(click.Command):
 class _InputHelp(click.Option):
     """A feature input's option, whose help names its default when shown (reading it may import its module)."""
 
-    def __init__(self, *args: Any, input_option: Any, text: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, input_option: Any, text: str, reference: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.input_option = input_option
         self.text = text
+        self.reference = reference  # `reference build`'s default, where the option declares one of its own
 
     def get_help_record(self, ctx: click.Context):
-        self.help = f"{self.text} [default: {self.input_option.describe_default()}]."
+        self.help = f"{self.text} [default: {self.input_option.describe_default(self.reference)}]."
         return super().get_help_record(ctx)
 
 
@@ -108,11 +107,12 @@ def _click_type(option: Any) -> Any:
 
 
 def input_options() -> list[click.Parameter]:
-    """`sdeval score`'s options of every feature input: `--KEY`, None when not given (the declared default)."""
+    """`sdeval score`'s options of every feature input but those that are ScoreOptions fields (`clip_options`):
+    `--KEY`, None when not given (the declared default)."""
     return [
         _InputHelp([option.flag, option.key], type=_click_type(option), default=None, metavar=option.metavar,
                    input_option=option, text=option.help)
-        for _, option in feature_inputs.options()
+        for _, option in feature_inputs.options(score_field=False)
     ]  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def reference_input_options() -> list[click.Parameter]:
         for option in declared.options:
             text = f"{option.reference_help or option.help} (implies {declared.flag})"
             out.append(_InputHelp([option.flag, option.key], type=_click_type(option), default=None,
-                                  metavar=option.metavar, input_option=option, text=text))  # fmt: skip
+                                  metavar=option.metavar, input_option=option, text=text, reference=True))  # fmt: skip
     return out
 
 

@@ -44,7 +44,9 @@ class ScoreOptions:
     seed: int = ScoreParams.seed
     features: FeatureOptions = field(default_factory=FeatureOptions)
     prompts: str | None = None  # manifest (JSONL/CSV); prompts also come from image metadata and captions
-    clip_model: str | None = None  # None: ViT-L-14 (see features/clip_models.py)
+    # The CLIP models' options, declared with their feature inputs (features/clip_input.py); fields here because the
+    # judges, the aesthetic head and `sdeval models` read them too.
+    clip_model: str | None = None  # None: ViT-L-14
     clip_pretrained: str | None = None  # tag or local file; None: openai
     cmmd_model: str | None = None  # None: the --clip-* model if one was given, else ViT-L-14-336
     cmmd_pretrained: str | None = None
@@ -88,8 +90,12 @@ class ScoreOptions:
         )
 
     def input_values(self) -> dict[str, Any]:
-        """Every registered feature input's option values by key: the one given, else the declared default."""
-        return {option.key: self.inputs.get(option.key, option.default) for _, option in feature_inputs.options()}
+        """Every registered feature input's option values by key: the one given, else the declared default (the
+        ScoreOptions field of an option that is one)."""
+        return {
+            option.key: getattr(self, option.key) if option.score_field else self.inputs.get(option.key, option.default)
+            for _, option in feature_inputs.options()
+        }
 
 
 def options_json(options: ScoreOptions) -> dict[str, Any]:
@@ -168,10 +174,6 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "kid_subsets": _int(1),
     "seed": _int(0),
     "prompts": _text,
-    "clip_model": _text,
-    "clip_pretrained": _text,
-    "cmmd_model": _text,
-    "cmmd_pretrained": _text,
     "rprecision_r": _int(2),
     "clip_aggregation": _choice(lambda: CLIP_AGGREGATIONS),
     "dc_k": _int(1),
@@ -205,8 +207,6 @@ _PATHS = (
     "prompts",
     "suite",
     "inception_weights",
-    "clip_pretrained",
-    "cmmd_pretrained",
     "detector_model",
     "cache_dir",
     "imagereward_model",
@@ -221,7 +221,7 @@ OPTION_KEYS = tuple(_CHECKS)
 
 def option_keys() -> tuple[str, ...]:
     """Every option a mapping may set: the fixed ones, then the registered feature inputs' (a test or plugin may have
-    added one)."""
+    added one; the CLIP models' are ScoreOptions fields all the same)."""
     return (*OPTION_KEYS, *feature_inputs.option_keys())
 
 
@@ -273,7 +273,7 @@ def options_from_mapping(
     elif "cache_dir" not in chosen:
         chosen["cache_dir"] = str(cache_root())
     feature_keys = {f.name for f in dataclasses.fields(FeatureOptions)}
-    input_keys = set(feature_inputs.option_keys())
+    input_keys = set(feature_inputs.option_keys(score_field=False))
     features = FeatureOptions(**{k: v for k, v in chosen.items() if k in feature_keys}, progress=progress)
     given = {k: v for k, v in chosen.items() if k in input_keys}
     score = {k: v for k, v in chosen.items() if k not in feature_keys and k not in input_keys}

@@ -13,7 +13,6 @@ import torch
 from sdeval.core.devices import resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.features import inputs as feature_inputs
-from sdeval.features.clip import ClipEmbedder, ClipModelSpec
 from sdeval.features.inception import POOL, InceptionExtractor
 from sdeval.features.inception_input import NAME as INCEPTION
 from sdeval.features.options import FeatureOptions, extract
@@ -99,25 +98,22 @@ def build_reference_file(
     images: str,
     out: str,
     options: FeatureOptions,
-    cmmd: ClipModelSpec | None = None,
     inputs: tuple[str, ...] = (),
     values: Mapping[str, Any] | None = None,
     radii_k: tuple[int, ...] = DEFAULT_RADII_K,
 ) -> Reference:
-    """`sdeval reference build`: Inception features and Fréchet state of a folder (plus, with `cmmd`, the CLIP
-    image embeddings CMMD needs; and the rows of each feature input named in `inputs`, sdeval.features.inputs, its
-    extractor made with the option `values` given, the others taking their defaults: `("dinov2",)` stores the DINOv2
-    features FD_DINOv2 needs), extracted in one pass and written to `out`, with the pool features' k-NN radii at
-    each k of `radii_k` (precision/recall's and density/coverage's) and each state's eigen-decomposition."""
+    """`sdeval reference build`: Inception features and Fréchet state of a folder (plus the rows of each feature input
+    named in `inputs`, sdeval.features.inputs, its extractor made with the option `values` given, the others taking
+    their defaults: `("cmmd",)` stores the CLIP image embeddings CMMD needs, `("dinov2",)` the DINOv2 features
+    FD_DINOv2 needs), extracted in one pass and written to `out`, with the pool features' k-NN radii at each k of
+    `radii_k` (precision/recall's and density/coverage's) and each state's eigen-decomposition."""
     device = torch.device(resolve_device(options.device))
     # Every reference stores the inputs declared so (Inception's pool features); a hosted input's rows (sFID's,
     # `--inception-spatial`) ride its host's pass: no model is added for it.
     always = tuple(declared.name for declared in feature_inputs.inputs() if declared.always_stored)
     built = feature_inputs.build_all((*always, *inputs), values or {}, device, options)
-    extractors = [built[name] for name in always]  # first, then the CMMD model, then the others (the file's order)
-    if cmmd is not None:
-        extractors.append(ClipEmbedder.load(cmmd.name, cmmd.pretrained, device=device, batch_size=options.batch_size))
-    extractors += [extractor for name, extractor in built.items() if name not in always]
+    # Those first, then the others in registration order (the CMMD model, DINOv2, ...): the file's order.
+    extractors = [built[name] for name in always] + [e for name, e in built.items() if name not in always]
     extractors = list({id(extractor): extractor for extractor in extractors}.values())  # a host's extractor once
     reference = reference_from_folder(images, extractors, options)
     store_derived(reference, [(built[INCEPTION].cache_key, POOL)], radii_k)

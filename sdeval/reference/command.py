@@ -37,26 +37,18 @@ def reference() -> None:
               "without it only the count and name pattern are checked.")  # fmt: skip
 @click.option("--definition", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="a reference set definition file not shipped with sdeval (instead of --set).")  # fmt: skip
-@click.option("--cmmd", is_flag=True, help="also store the CLIP image embeddings CMMD needs (same decode pass).")
-@click.option("--cmmd-model", default=None, metavar="NAME",
-              help="open_clip model for those embeddings (implies --cmmd) [default: ViT-L-14-336].")  # fmt: skip
-@click.option("--cmmd-pretrained", default=None, metavar="TAG|PATH",
-              help="its weights, tag or local file (implies --cmmd) [default: openai].")  # fmt: skip
 @click.option("--radii-k", "radii_k", default="3,5", show_default=True, metavar="K,K,...",
               help="store the Inception features' k-NN radii at these k (precision/recall: 3, density/coverage: 5), "
               "so scoring never computes them; 'none' stores none.")  # fmt: skip
 @feature_options
-def reference_build(images, out, set_name, set_images, captions, definition, cmmd, cmmd_model, cmmd_pretrained,
-                    radii_k, **kwargs) -> None:  # fmt: skip
+def reference_build(images, out, set_name, set_images, captions, definition, radii_k, **kwargs) -> None:
     """Extract the features and Fréchet state of IMAGES (with --cmmd also CLIP embeddings, with --dinov2 DINOv2
     features) into a reference file.
 
     With --set NAME --images DIR: check DIR against the set's definition (missing, extra, changed files are an
     error that names them), then build it.
     """
-    # CLIP's module and the build (torch, the extractors): when a reference is built, not with the --help.
-    from sdeval.features.clip import CMMD_MODEL, ClipModelSpec
-    from sdeval.reference.build import build_reference_file
+    from sdeval.reference.build import build_reference_file  # torch, the extractors: not with the --help
 
     by_set = set_name is not None or definition is not None
     if by_set and images is not None:
@@ -69,16 +61,13 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
         raise SdevalError("--set needs --images DIR: your copy of the set's images")
     if not by_set and out is None:
         raise SdevalError("--out is required without --set")
-    spec = None
-    if cmmd or cmmd_model or cmmd_pretrained:
-        spec = ClipModelSpec(cmmd_model or CMMD_MODEL.name, cmmd_pretrained or CMMD_MODEL.pretrained)
     values = input_values(kwargs)
     stored = stored_inputs(kwargs, values)
     ks = _radii_k(radii_k)
     if not by_set:
         assert images is not None  # refused above without --set
         check_output_file(out, "--out")
-        ref = build_reference_file(images, out, make_feature_options(kwargs), cmmd=spec, inputs=stored, values=values,
+        ref = build_reference_file(images, out, make_feature_options(kwargs), inputs=stored, values=values,
                                    radii_k=ks)  # fmt: skip
         click.echo(f"reference: {out}  ({ref.n} images, sha256 {ref.images_hash[:16]}...)")
         return
@@ -97,7 +86,7 @@ def reference_build(images, out, set_name, set_images, captions, definition, cmm
                    f"({found.file_pattern}) of set {found.id} were checked, not the exact names", err=True)  # fmt: skip
     if check.unused:
         click.echo(f"note: {len(check.unused)} image(s) of the pool are not in set {found.id}: left out", err=True)
-    built = refsets.build_set_reference(check, out, make_feature_options(kwargs), cmmd=spec, inputs=stored,
+    built = refsets.build_set_reference(check, out, make_feature_options(kwargs), inputs=stored,
                                         values=values, radii_k=ks)  # fmt: skip
     ref = built.reference
     click.echo(f"reference: {out}  (set {found.id}, {ref.n} images, sha256 {ref.images_hash[:16]}...)")

@@ -371,12 +371,11 @@ def build_set_reference(
     check: CopyCheck,
     out: str | os.PathLike[str],
     options: Any,
-    cmmd: Any = None,
     inputs: tuple[str, ...] = (),
     values: Mapping[str, Any] | None = None,
     radii_k: tuple[int, ...] | None = None,
 ) -> SetBuild:
-    """Build the reference of a checked copy through the normal `reference build` path (`cmmd`, `inputs`, `values`
+    """Build the reference of a checked copy through the normal `reference build` path (`inputs`, `values`
     and `radii_k` (None: its default) as `build_reference_file` takes them); its source is `refset:ID`.
 
     A copy holding the whole pool (e.g. all of val2014 for the 30k set) is built from a temporary folder of links
@@ -398,7 +397,7 @@ def build_set_reference(
                 (folder / name).symlink_to((check.folder / name).resolve())
         # Written to a temporary file first: `out` must only ever hold a verified set.
         extra = {} if radii_k is None else {"radii_k": radii_k}
-        reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, cmmd=cmmd, inputs=inputs,
+        reference = build_reference_file(str(folder), str(Path(staging) / "ref.npz"), options, inputs=inputs,
                                          values=values, **extra)  # fmt: skip
     if reference.images_hash != check.file_list_sha256:
         # A file that could not be decoded is skipped by extraction: the reference would not be the set.

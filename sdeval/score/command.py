@@ -30,12 +30,12 @@ from sdeval.options.cli import (
 from sdeval.options.protocols import NAMES as PROTOCOL_NAMES
 from sdeval.options.score import PREPROCESS_MODES, options_from_mapping, options_from_record
 
-#: The command-line options that are ScoreOptions fields (the rest say what to write where).
+#: The command-line options that are ScoreOptions fields (the feature inputs' come by `input_values`, the CLIP
+#: models' among them; the rest say what to write where).
 _SCORE_KEYS = ("prompts", "group_by", "suite", "judge", "detector_model", "rprecision_r", "kid_subset_size",
-               "kid_subsets", "seed", "ci", "ci_replicates", "clip_model", "clip_pretrained", "cmmd_model",
-               "cmmd_pretrained", "clip_aggregation", "dc_k", "reference_protocol", "imagereward_model", "hps_model",
-               "pickscore_model", "aesthetic_model", "allow_pickle", "vqa_model", "vqa_template", "vqa_threshold",
-               "questions", "protocol")  # fmt: skip
+               "kid_subsets", "seed", "ci", "ci_replicates", "clip_aggregation", "dc_k", "reference_protocol",
+               "imagereward_model", "hps_model", "pickscore_model", "aesthetic_model", "allow_pickle", "vqa_model",
+               "vqa_template", "vqa_threshold", "questions", "protocol")  # fmt: skip
 
 
 def _model_options(func):

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from sdeval.features import inputs as feature_inputs
 from sdeval.metrics.registry import CellData, MetricSkip, MetricSpec, PromptData
 from sdeval.reference.files import images_hash
 from sdeval.reference.stats import DECLARED_BLOCK
-from sdeval.score.part import ROLES
 from sdeval.score.prepare import Prepared
 
 #: What a metric may raise for a degenerate input; each becomes a listed skip with its reason.
@@ -157,18 +157,8 @@ def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
     for spec in prep.specs:
         if spec.protocol is not None:
             protocol.update(spec.protocol(options.params, data))
-    if models.protocol("clip") is not None:
-        protocol["clip"] = models.protocol("clip")
-        protocol["prompts"] = {
-            "manifest": options.prompts,
-            "sources": "manifest, then sdeval/A1111/ComfyUI metadata in the image, then NAME.txt caption",
-            "text_truncation": "tokenizer context length (77 tokens for CLIP)",
-        }
-    if models.protocol("cmmd") is not None and "cmmd" in protocol:
-        protocol["cmmd"]["clip"] = models.protocol("cmmd")
-    for role, (_, record) in models.roles.items():  # each feature input's extractor, in its own block
-        if role not in ROLES:
-            protocol[role] = record
+    for role, (_, record) in models.roles.items():  # each feature input's extractor where it declares
+        _record_input(protocol, feature_inputs.get(role), record, options)
     protocol.update(models.preference)
     if options.protocol_preset is not None:  # the peer protocol asked for: what it set (the fields above bind)
         protocol["preset"] = dict(options.protocol_preset)
@@ -177,3 +167,19 @@ def _protocol(prep: Prepared, data: CellData) -> dict[str, Any]:
         if protocol["suite"] is None and isinstance(prep.judge_protocol["specs"], dict):
             protocol["suite"] = prep.judge_protocol["specs"]  # --suite on a plain folder
     return protocol
+
+
+def _record_input(protocol: dict[str, Any], declared: Any, record: dict[str, Any], options: Any) -> None:
+    """Record a feature input's extractor in `protocol`: in a top-level block of its name, or at its declared place
+    inside a metric's block where that block is (CMMD's model, `protocol["cmmd"]["clip"]`); and the blocks it adds
+    beside it (the prompts the CLIP text model embeds)."""
+    if not declared.protocol_at:
+        protocol[declared.name] = record
+    else:
+        *path, key = declared.protocol_at
+        block = protocol
+        for name in path:
+            block = block.get(name) if isinstance(block, dict) else None
+        if isinstance(block, dict):
+            block[key] = record
+    protocol.update(declared.blocks(options))

@@ -20,7 +20,6 @@ from sdeval.core.atomic import atomic_open, sync, write_bytes
 from sdeval.core.errors import NoImagesError, ProtocolMismatchError, SdevalError
 from sdeval.core.npz import npz_bytes
 from sdeval.features import inputs as feature_inputs
-from sdeval.features.clip import FEATURE_NAME as CLIP_FEATURE
 from sdeval.judges.base import Detection, FactVerdict, Judgement
 from sdeval.judges.vqa import VqaJudgement
 from sdeval.metrics.fid import FrechetState
@@ -30,28 +29,18 @@ from sdeval.reference.files import images_hash
 FORMAT = "sdeval.score-part"
 FORMAT_VERSION = 2  # 2: a part may hold a share of a reference folder (version 1 parts still load)
 _READS = (1, 2)
-#: Model role -> {feature name the extractor returns: state array name}; a reference keeps `reference_` + name.
-#: These are the CLIP models, not declared as feature inputs yet; each feature input is a role of its own name, its
-#: outputs' state arrays declared with it (Inception's `pool` and `logits`).
-ROLES: dict[str, dict[str, str]] = {
-    "clip": {CLIP_FEATURE: "clip_image"},
-    "cmmd": {CLIP_FEATURE: "cmmd_image"},
-}
-#: State arrays of those a reference can hold.
-REFERENCE_ARRAYS = ("cmmd_image",)
 
 
 def role_features(role: str) -> dict[str, str]:
-    """{feature name its extractor returns: state array name} of a model role or feature input (sdeval.features.inputs:
-    each of its outputs)."""
-    if role in ROLES:
-        return ROLES[role]
+    """{feature name its extractor returns: state array name} of a model role: each feature input is a role of its
+    own name (sdeval.features.inputs), its outputs' state arrays declared with it (Inception's `pool` and `logits`,
+    CMMD's `cmmd_image`); a reference keeps `reference_` + name of those it stores."""
     return {output.feature: output.state for output in feature_inputs.get(role).arrays}
 
 
 def reference_arrays() -> tuple[str, ...]:
-    """Every state array a reference can hold: each stored output of the feature inputs, and REFERENCE_ARRAYS."""
-    return (*feature_inputs.reference_arrays(), *REFERENCE_ARRAYS)
+    """Every state array a reference can hold: each stored output of the feature inputs."""
+    return feature_inputs.reference_arrays()
 
 
 @dataclass

@@ -192,9 +192,8 @@ def prepare_part(
 
     faithful = None
     if Need.INIT_IMAGES in needs:
-        embedder = models.clip.prompt if models.clip is not None else None
         columns, missing = faithfulness_columns(generated.root, generated.paths, prompt_ids, options.suite,
-                                                grouping.source, embedder)  # fmt: skip
+                                                grouping.source, models.prompt_model)  # fmt: skip
         faithful = {"columns": columns, "missing": missing}
 
     scores = None
@@ -215,8 +214,8 @@ def texts_block(models: RunModels, prompts: ImagePrompts | None, cache_dir: str 
     found = PromptTexts.build(models, prompts, cache_dir)
     if found is None:
         return None
-    assert models.clip is not None and models.clip.prompt is not None  # PromptTexts.build needs them
-    context = getattr(models.clip.prompt.tokenizer, "context_length", 77)
+    assert models.prompt_model is not None  # PromptTexts.build needs it
+    context = getattr(models.prompt_model.tokenizer, "context_length", 77)
     return {"distinct": found.distinct, "embeddings": found.embeddings, "truncated": found.truncated,
             "n_computed": found.n_computed, "context": context}  # fmt: skip
 
@@ -234,7 +233,7 @@ def _judge(
     """Each image of the share judged against its spec (or its TIFA/DSG questions), in JSON form."""
     questions = vqa_questions(options.judge, options.questions, spec_source)  # before the judge's model loads
     judge = build_judge(options.judge, detector_model=options.detector_model, device=str(device),
-                        clip=models.clip.prompt if models.clip is not None else None,
+                        clip=models.prompt_model,
                         clip_model=options.clip_model, clip_pretrained=options.clip_pretrained,
                         vqa_model=options.vqa_model, vqa_template=options.vqa_template,
                         vqa_threshold=options.vqa_threshold, questions=questions)  # fmt: skip

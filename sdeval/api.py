@@ -127,9 +127,9 @@ class Evaluator:
             needs = self.models.reference_needs(self.options.reference)
             if sync and ctx.world_size > 1 and Path(self.options.reference).is_dir():
                 # Each rank extracts its share of a reference folder; compute() gathers the shares with the images.
-                extractors = [extractor for extractor, _ in needs]
+                inputs = {need.name: need.extractor for need in needs}
                 share = (ctx.rank, ctx.world_size)
-                self.reference = reference_share(self.options.reference, extractors, self.options.features, share)
+                self.reference = reference_share(self.options.reference, inputs, self.options.features, share)
             else:
                 self.reference = load_any_reference(self.options.reference, needs, self.options.features)
         self.reset()

@@ -522,3 +522,47 @@ def test_the_clip_models_are_declared_inputs() -> None:
     assert alone.model == CMMD_MODEL and alone.values == {"cmmd_model": "ViT-L-14-336", "cmmd_pretrained": "openai"}
     flags = {flag for option in reference_input_options() for flag in option.opts}
     assert {"--cmmd", "--cmmd-model", "--cmmd-pretrained"} <= flags and "--clip" not in flags
+
+
+def test_a_reference_keeps_the_frechet_state_and_radii_an_output_declares(data, inception_weights, tmp_path) -> None:
+    """Inception's pool features are declared so (`Output.frechet`, `.knn_radii`); an input of a test's own declared
+    the same way gets its named Fréchet state, with its eigen-decomposition, and its rows' k-NN radii in the file."""
+    from sdeval.features import inputs as feature_inputs
+    from sdeval.features.inputs import FeatureInput, Output
+    from sdeval.features.options import FeatureOptions
+    from sdeval.metrics.fid import FrechetState
+    from sdeval.reference.build import build_reference_file
+    from sdeval.reference.derived import compute_radii
+    from sdeval.reference.files import load_reference
+
+    built: list[_Hue] = []
+    tone = FeatureInput(
+        name="tone", label="tone", feature="rgb", load=lambda values, device: _Hue(1.0, built),
+        outputs=(Output("rgb", "tone", frechet=True, knn_radii=True),),
+    )  # fmt: skip
+    feature_inputs.register(tone)
+    try:
+        out = tmp_path / "ref.npz"
+        options = FeatureOptions(inception_weights=inception_weights, cache_dir=None, workers=0, progress=False)
+        build_reference_file(str(data["ref"]), str(out), options, inputs=("tone",), radii_k=(3,))
+        ref = load_reference(out)
+        key = built[0].cache_key
+        rows = ref.features[key]["rgb"]
+        np.testing.assert_allclose(rows, _mean_colours(data["ref"], gamma=1.0), rtol=1e-6)
+        assert ref.state_rows["tone"] == (key, "rgb") and ref.fid_state is not None  # Inception's, as always
+        expected = FrechetState.from_features(rows)
+        assert ref.frechet["tone"].n == expected.n == 20
+        np.testing.assert_allclose(ref.frechet["tone"].sum, expected.sum, rtol=1e-12)
+        np.testing.assert_allclose(ref.frechet["tone"].sum_outer, expected.sum_outer, rtol=1e-12)
+        assert "tone" in ref.eigh and "pool" not in ref.eigh  # a state of at least as many images as dimensions
+        (radii,) = [r for r in ref.radii if r.features == (key, "rgb")]
+        np.testing.assert_array_equal(radii.radii, compute_radii(rows, (key, "rgb"), (3,))[0].radii)
+        loose = Output("x", "loose", reference=False, frechet=True)  # a state of rows no reference keeps
+        with pytest.raises(Exception, match="kept only of stored outputs"):
+            feature_inputs.register(
+                FeatureInput(name="loose", label="loose", feature="x", load=lambda v, d: None, outputs=(loose,))
+            )
+    finally:
+        for name in ("loose", "tone"):
+            if name in feature_inputs.names():
+                feature_inputs.unregister(name)

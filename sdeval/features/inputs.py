@@ -6,8 +6,9 @@ A `FeatureInput` names one extractor's per-image features (Inception's pool feat
 - its name: the model role of a part, the key of `CellData.features` and `ReferenceData.features` (one output), and
   the top-level protocol block its extractor's protocol is recorded under;
 - its outputs (`Output`): each array its extractor returns, the state array it becomes (`NAME`, and `reference_NAME`
-  for the reference's rows), whether references store it, and the metric need (`Need` value) it serves, so that a
-  metric naming that need reads it; one output under the input's own name unless it declares several;
+  for the reference's rows), whether references store it (and its Fréchet state, its k-NN radii), and the metric
+  need (`Need` value) it serves, so that a metric naming that need reads it; one output under the input's own name
+  unless it declares several;
 - its options (`InputOption`): `--KEY` on `sdeval score` and `sdeval models`, `score.KEY` in a bench config, keyword
   arguments of `score_folder` and the `Evaluator`, and (for references) options of `sdeval reference build`; and
   the FeatureOptions fields its extractor reads (`feature_options`: Inception's route and weights, options every
@@ -109,6 +110,11 @@ class Output:
     reference: bool = True  # references store it (Inception's logits serve IS alone, which reads no reference)
     #: The metric need (a sdeval.metrics.registry.Need value) it serves: a metric that declares that need reads it.
     need: str | None = None
+    #: References keep its Fréchet state beside its rows, named as its state array (Inception's `pool`: the file's
+    #: FID statistics, summed when references merge), with the state's eigen-decomposition.
+    frechet: bool = False
+    #: References keep its rows' k-NN radii (`reference build --radii-k`: precision/recall, density/coverage).
+    knn_radii: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,8 @@ def _check(name: str, declared: FeatureInput) -> None:
             raise SdevalError(
                 f"feature input {name!r}: option {option.key} has kind {option.kind!r}, not str/int/float"
             )
+    if any((o.frechet or o.knn_radii) and not (o.reference and declared.reference) for o in declared.arrays):
+        raise SdevalError(f"feature input {name!r}: a Fréchet state or k-NN radii are kept only of stored outputs")
     if (declared.load is None) == (declared.host is None):
         raise SdevalError(f"feature input {name!r}: declare either its loader or the input that hosts it, not both")
     others = [other for other in _INPUTS.loaded() if other.name != name]
@@ -354,11 +362,10 @@ def build_all(names: Iterable[str], given: Mapping[str, Any], device: Any, featu
     return {d.name: built[d.host or d.name] for d in declared}
 
 
-def stored_features(name: str) -> tuple[str, ...]:
-    """The features of input `name`'s extractor that a reference keeps: the stored outputs of that input and of the
-    inputs it hosts (Inception's pool features and sFID's spatial rows; not its logits)."""
-    served = [d for d in inputs() if name in (d.name, d.host) and d.reference]
-    return tuple(o.feature for d in served for o in d.arrays if o.reference)
+def reference_outputs(names: Iterable[str]) -> list[Output]:
+    """The outputs a reference keeps of the inputs in `names` and of their hosts, in registration order (of the
+    Inception extractor serving sFID: the pool features and the spatial rows, not the logits)."""
+    return [o for d in with_hosts(names) if d.reference for o in d.arrays if o.reference]
 
 
 def reference_arrays() -> tuple[str, ...]:

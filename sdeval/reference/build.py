@@ -13,8 +13,6 @@ import torch
 from sdeval.core.devices import resolve_device
 from sdeval.core.errors import SdevalError
 from sdeval.features import inputs as feature_inputs
-from sdeval.features.inception import POOL, InceptionExtractor
-from sdeval.features.inception_input import NAME as INCEPTION
 from sdeval.features.options import FeatureOptions, extract
 from sdeval.metrics.fid import FrechetState
 from sdeval.reference.derived import DEFAULT_RADII_K, compute_eigh, compute_radii
@@ -40,42 +38,64 @@ class ReferenceShare:
     skipped: list[str] = field(default_factory=list)  # this share's files that could not be decoded
 
 
-def reference_from_folder(folder: str, extractors: list, options: FeatureOptions) -> Reference:
-    """A reference made now from a folder, holding the features of each of `extractors`."""
-    return _reference(folder, extractors, extract(folder, extractors, options, "reference"))
+@dataclass(frozen=True)
+class ReferenceNeed:
+    """A feature input whose rows the metrics need of the reference: its extractor, and the hint shown when a
+    reference file holds none of them (how to rebuild it)."""
+
+    name: str
+    extractor: Any
+    hint: str
 
 
-def reference_share(folder: str, extractors: list, options: FeatureOptions, shard: tuple[int, int]) -> ReferenceShare:
+def reference_from_folder(folder: str, inputs: Mapping[str, Any], options: FeatureOptions) -> Reference:
+    """A reference made now from a folder, holding what references keep of each feature input in `inputs` (input
+    name -> its extractor: a hosted input's is its host's)."""
+    return _reference(folder, inputs, extract(folder, _distinct(inputs), options, "reference"))
+
+
+def reference_share(
+    folder: str, inputs: Mapping[str, Any], options: FeatureOptions, shard: tuple[int, int]
+) -> ReferenceShare:
     """Share `shard` of a reference folder made now (it may hold no image): one rank's or one array job's part of
     the reference, merged with the others' as their images are."""
-    feats = extract(folder, extractors, options, "reference", shard)
-    reference = _reference(folder, extractors, feats, whole=False)
+    feats = extract(folder, _distinct(inputs), options, "reference", shard)
+    reference = _reference(folder, inputs, feats, whole=False)
     return ReferenceShare(reference, shard, feats.n_listed, [s.path for s in feats.skipped])
 
 
-def _reference(folder: str, extractors: list, feats: Any, whole: bool = True) -> Reference:
-    """A Reference of extracted features (an empty share holds no arrays)."""
+def _distinct(inputs: Mapping[str, Any]) -> list[Any]:
+    """Each extractor once (a host's serves the inputs it hosts; inputs that chose one model share it)."""
+    return list({id(extractor): extractor for extractor in inputs.values()}.values())
+
+
+def _reference(folder: str, inputs: Mapping[str, Any], feats: Any, whole: bool = True) -> Reference:
+    """A Reference of extracted features: of each extractor, the outputs references keep of the inputs it serves
+    here (sdeval.features.inputs: Inception's pool features, not its logits; sFID's spatial rows where asked), and
+    the Fréchet state of each output that declares one (an empty share holds no arrays, a share no state)."""
     features: dict[str, dict[str, np.ndarray]] = {}
-    fid_state = None
+    states: dict[str, FrechetState] = {}
     state_rows: dict[str, tuple[str, str]] = {}
+    extractors = _distinct(inputs)
     for extractor in extractors:
+        served = [name for name, e in inputs.items() if e is extractor]
         arrays = feats.features[extractor.cache_key]
-        if isinstance(extractor, InceptionExtractor) and POOL in arrays:
-            # Its declared stored outputs (not the logits, which serve IS only: no reference), with the rows of the
-            # inputs it hosts where asked (sFID's spatial rows); the pool features' Fréchet state, the file's own.
-            arrays = {name: arrays[name] for name in feature_inputs.stored_features(INCEPTION) if name in arrays}
-            fid_state = FrechetState.from_features(arrays[POOL]) if whole else None
-            state_rows = {POOL_STATE: (extractor.cache_key, POOL)} if whole else {}
-        features[extractor.cache_key] = arrays
+        kept = feature_inputs.reference_outputs(served)
+        features[extractor.cache_key] = {o.feature: arrays[o.feature] for o in kept if o.feature in arrays}
+        for output in kept:
+            if whole and output.frechet and output.feature in arrays:
+                states[output.state] = FrechetState.from_features(arrays[output.feature])
+                state_rows[output.state] = (extractor.cache_key, output.feature)
     return Reference(
         protocols={e.cache_key: e.protocol() for e in extractors},
         features=features,
-        fid_state=fid_state,
+        fid_state=states.pop(POOL_STATE, None),
         n=feats.n,
         images_hash=images_hash(feats.paths, feats.hashes),
         source=str(Path(folder)),
         image_hashes=list(feats.hashes),
         image_paths=list(feats.paths),
+        frechet=states,
         state_rows=state_rows,
     )
 
@@ -113,31 +133,32 @@ def build_reference_file(
     always = tuple(declared.name for declared in feature_inputs.inputs() if declared.always_stored)
     built = feature_inputs.build_all((*always, *inputs), values or {}, device, options)
     # Those first, then the others in registration order (the CMMD model, DINOv2, ...): the file's order.
-    extractors = [built[name] for name in always] + [e for name, e in built.items() if name not in always]
-    extractors = list({id(extractor): extractor for extractor in extractors}.values())  # a host's extractor once
-    reference = reference_from_folder(images, extractors, options)
-    store_derived(reference, [(built[INCEPTION].cache_key, POOL)], radii_k)
+    ordered = {name: built[name] for name in always} | built
+    reference = reference_from_folder(images, ordered, options)
+    knn_rows = [(e.cache_key, o.feature) for name, e in ordered.items()
+                for o in feature_inputs.reference_outputs([name]) if o.knn_radii]  # fmt: skip
+    store_derived(reference, list(dict.fromkeys(knn_rows)), radii_k)
     save_reference(out, reference)
     return reference
 
 
 def load_any_reference(
-    source: str, needs: list[tuple[Any, str]], options: FeatureOptions, route: str | None = None
+    source: str, needs: list[ReferenceNeed], options: FeatureOptions, route: str | None = None
 ) -> Reference:
     """A reference from a folder (features extracted now) or a file (each extractor's protocol checked): an sdeval
     reference file, or Fréchet statistics (mu, sigma) whose protocol `route` (--reference-protocol) or their sidecar
     declares (sdeval.reference.stats).
 
-    `needs` pairs each extractor whose features the metrics need with the hint shown when a reference
-    file holds none of that kind.
+    `needs` names each feature input whose rows the metrics need, with its extractor and the hint shown when a
+    reference file holds none of that kind.
     """
     from sdeval.reference.stats import is_stats_file, load_stats_reference  # stats imports this module: at call time
 
     if Path(source).is_dir():
-        return reference_from_folder(source, [extractor for extractor, _ in needs], options)
+        return reference_from_folder(source, {need.name: need.extractor for need in needs}, options)
     if route is not None and not is_stats_file(source):
         raise SdevalError(f"--reference-protocol: only for a statistics file (mu, sigma); {source} says its own")
     reference = load_stats_reference(source, route) if is_stats_file(source) else load_reference(source)
-    for extractor, hint in needs:
-        require_features(reference, extractor.protocol(), extractor.cache_key, hint)
+    for need in needs:
+        require_features(reference, need.extractor.protocol(), need.extractor.cache_key, need.hint)
     return reference

@@ -20,6 +20,7 @@ from sdeval.features.text_embeddings import embed_prompts
 from sdeval.metrics.registry import MetricSpec, Need, inputs_of
 from sdeval.options.score import ScoreOptions
 from sdeval.prompts.lookup import ImagePrompts
+from sdeval.reference.build import ReferenceNeed
 from sdeval.score.preference import is_embedding
 
 
@@ -93,21 +94,21 @@ class RunModels:
         others)."""
         return {role: model for role, model in self.inputs.items() if model is not None}
 
-    def reference_needs(self, source: str) -> list[tuple[Any, str]]:
-        """(extractor, hint if a reference file lacks its features) for each model a reference must feed, in
-        registration order."""
+    def reference_needs(self, source: str) -> list[ReferenceNeed]:
+        """Each feature input a reference must feed, with its extractor and the hint shown when a reference file
+        lacks its rows, in registration order."""
         command = f"sdeval reference build REFERENCE_IMAGES -o {source}"
         out = []
         for name in self.reference_inputs:
             declared = feature_inputs.get(name)
             if declared.always_stored:
-                out.append((self.inputs[name], "build it with `sdeval reference build`"))
+                out.append(ReferenceNeed(name, self.inputs[name], "build it with `sdeval reference build`"))
                 continue
-            found = self.chosen.get(declared.host or name)
-            values = found.values if found is not None and declared.host is None else {}
+            found = self.chosen.get(name)
+            values = found.values if found is not None else {}  # a hosted input has no options of its own
             given = "".join(f" {o.flag} {values[o.key]}" for o in declared.options if values.get(o.key) is not None)
-            out.append((self.inputs[name], f"rebuild it with `{command} {declared.flag}{given}`, or pass the "
-                                           "reference folder"))  # fmt: skip
+            hint = f"rebuild it with `{command} {declared.flag}{given}`, or pass the reference folder"
+            out.append(ReferenceNeed(name, self.inputs[name], hint))
         return out
 
 

@@ -155,8 +155,8 @@ def prepare_part(
         reference_needs = models.reference_needs(options.reference)
         if shard is not None and shard[1] > 1 and Path(options.reference).is_dir():
             # A reference folder is split as the images are: this share's part of it, the merge makes the whole.
-            extractors = [extractor for extractor, _ in reference_needs]
-            reference = reference_share(options.reference, extractors, options.features, shard)
+            inputs = {need.name: need.extractor for need in reference_needs}
+            reference = reference_share(options.reference, inputs, options.features, shard)
         else:
             reference = load_any_reference(
                 options.reference, reference_needs, options.features, options.reference_protocol

@@ -343,6 +343,7 @@ def build_all(names: Iterable[str], given: Mapping[str, Any], device: Any, featu
     order: each built once from the option values `given` and the FeatureOptions `features`, a host with `hosted=`
     the inputs it serves (sFID's spatial rows ride the Inception pass), a hosted input given its host's extractor,
     inputs whose chosen models are equal one extractor (Chosen.model: CLIP score's and CMMD's CLIP model)."""
+    names = tuple(names)  # read twice
     declared = with_hosts(names)
     chosen = choices(names, given)
     built: dict[str, Any] = {}

@@ -168,6 +168,7 @@ def test_sigkill_during_generation_then_rerun_equals_uninterrupted(
     mine, theirs = _images(out), _images(whole)
     assert mine.keys() == theirs.keys()
     assert all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    assert not list(out.rglob("*.tmp"))  # no half-written file survives the kill and the rerun
     assert _metrics(out / "results.json") == _metrics(whole / "results.json")
     assert _verdicts(out / "gate.json") == _verdicts(whole / "gate.json")
 

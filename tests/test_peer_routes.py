@@ -99,6 +99,9 @@ def test_torchmetrics_route_equals_torchmetrics(photo_sets, inception_weights, s
         assert _close(_sdeval_pool(folder, inception_weights, "legacy"), theirs) > 1e-3
 
 
+# About 12 s (three networks on 24 images): opt-in. Its fast twins stay in the default run: the torchmetrics route's
+# features equal torchmetrics' network's above, and FID's formula against torch-fidelity's (test_peer_agreement.py).
+@pytest.mark.slow
 def test_torchmetrics_fid_equals_sdevals_on_the_torchmetrics_route(photo_sets, inception_weights):
     """torchmetrics' FID (float64 statistics) against sdeval's FID on the same features: the whole computation."""
     from PIL import Image

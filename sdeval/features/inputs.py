@@ -338,14 +338,21 @@ def choices(names: Iterable[str], given: Mapping[str, Any]) -> dict[str, Chosen]
     return {d.name: d.chosen(given) for d in with_hosts(names) if d.host is None}
 
 
-def build_all(names: Iterable[str], given: Mapping[str, Any], device: Any, features: Any = None) -> dict[str, Any]:
+def build_all(
+    names: Iterable[str],
+    given: Mapping[str, Any],
+    device: Any,
+    features: Any = None,
+    chosen: Mapping[str, Chosen] | None = None,
+) -> dict[str, Any]:
     """The extractor of each input in `names` and of the hosts of those a host serves, by input name in registration
-    order: each built once from the option values `given` and the FeatureOptions `features`, a host with `hosted=`
-    the inputs it serves (sFID's spatial rows ride the Inception pass), a hosted input given its host's extractor,
-    inputs whose chosen models are equal one extractor (Chosen.model: CLIP score's and CMMD's CLIP model)."""
+    order: each built once from the option values `given` (`chosen`: what they chose, `choices`, where the caller has
+    it already) and the FeatureOptions `features`, a host with `hosted=` the inputs it serves (sFID's spatial rows
+    ride the Inception pass), a hosted input given its host's extractor, inputs whose chosen models are equal one
+    extractor (Chosen.model: CLIP score's and CMMD's CLIP model)."""
     names = tuple(names)  # read twice
     declared = with_hosts(names)
-    chosen = choices(names, given)
+    chosen = choices(names, given) if chosen is None else chosen
     built: dict[str, Any] = {}
     shared: dict[Hashable, Any] = {}
     for d in declared:

@@ -58,13 +58,16 @@ def clip_options(func):
     from sdeval.features.clip_input import CLIP, CMMD  # the two declarations (light: no torch, no open_clip)
 
     for option in reversed([*CLIP.options, *CMMD.options]):
-        func = _input_option(option, option.help)(func)
+        attrs = _input_attrs(option, option.help)
+        func = click.option(*attrs.pop("param_decls"), cls=_InputHelp, **attrs)(func)
     return func
 
 
-def _input_option(option: Any, text: str, reference: bool = False) -> Callable[[Any], Any]:
-    return click.option(option.flag, option.key, cls=_InputHelp, type=_click_type(option), default=None,
-                        metavar=option.metavar, input_option=option, text=text, reference=reference)  # fmt: skip
+def _input_attrs(option: Any, text: str, reference: bool = False) -> dict[str, Any]:
+    """A feature input option's click parameter (`_InputHelp`): `--KEY`, None when not given (the declared default,
+    named in its help)."""
+    return {"param_decls": [option.flag, option.key], "type": _click_type(option), "default": None,
+            "metavar": option.metavar, "input_option": option, "text": text, "reference": reference}  # fmt: skip
 
 
 class InputsCommand(click.Command):
@@ -109,11 +112,7 @@ def _click_type(option: Any) -> Any:
 def input_options() -> list[click.Parameter]:
     """`sdeval score`'s options of every feature input but those that are ScoreOptions fields (`clip_options`):
     `--KEY`, None when not given (the declared default)."""
-    return [
-        _InputHelp([option.flag, option.key], type=_click_type(option), default=None, metavar=option.metavar,
-                   input_option=option, text=option.help)
-        for _, option in feature_inputs.options(score_field=False)
-    ]  # fmt: skip
+    return [_InputHelp(**_input_attrs(option, option.help)) for _, option in feature_inputs.options(score_field=False)]
 
 
 def reference_input_options() -> list[click.Parameter]:
@@ -129,8 +128,7 @@ def reference_input_options() -> list[click.Parameter]:
                                 "pass)."))  # fmt: skip
         for option in declared.options:
             text = f"{option.reference_help or option.help} (implies {declared.flag})"
-            out.append(_InputHelp([option.flag, option.key], type=_click_type(option), default=None,
-                                  metavar=option.metavar, input_option=option, text=text, reference=True))  # fmt: skip
+            out.append(_InputHelp(**_input_attrs(option, text, reference=True)))
     return out
 
 

@@ -135,9 +135,10 @@ def build_reference_file(
     # Those first, then the others in registration order (the CMMD model, DINOv2, ...): the file's order.
     ordered = {name: built[name] for name in always} | built
     reference = reference_from_folder(images, ordered, options)
+    # Each input's own outputs (a host is built, so listed, with the inputs it hosts): each rows' radii once.
     knn_rows = [(e.cache_key, o.feature) for name, e in ordered.items()
-                for o in feature_inputs.reference_outputs([name]) if o.knn_radii]  # fmt: skip
-    store_derived(reference, list(dict.fromkeys(knn_rows)), radii_k)
+                for o in feature_inputs.get(name).arrays if o.knn_radii]  # fmt: skip
+    store_derived(reference, knn_rows, radii_k)
     save_reference(out, reference)
     return reference
 

@@ -66,7 +66,7 @@ class RunModels:
         chosen = feature_inputs.choices(wanted, given)
         warnings = list(dict.fromkeys(w for found in chosen.values() for w in found.warnings))
         models = cls(warnings, chosen=chosen)
-        models.inputs = feature_inputs.build_all(wanted, given, device, options.features)
+        models.inputs = feature_inputs.build_all(wanted, given, device, options.features, chosen)
         models.reference_inputs = tuple(name for name in reference_inputs if name in models.inputs)
         for name in preference:
             models.preference[name] = _load_scorer(name, options, device, models.prompt_model)
